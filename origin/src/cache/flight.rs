@@ -1,0 +1,83 @@
+//! Single flight: concurrent misses on one key in this process share one load.
+//!
+//! The load runs in its own task, so it completes (and fills Redis) even if the request that
+//! started it is cancelled; the task removes its own entry when done, so a finished flight is
+//! never joined. Callers hold a `Shared` handle to the task's result.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
+use super::Entry;
+use crate::error::ApiError;
+
+pub type FlightResult = Result<Entry, Arc<ApiError>>;
+type SharedLoad = Shared<BoxFuture<'static, FlightResult>>;
+
+#[derive(Clone, Default)]
+pub struct Flights {
+    /// A std mutex on purpose: it is held only to look up or insert, never across an await.
+    inflight: Arc<Mutex<HashMap<String, SharedLoad>>>,
+}
+
+/// Whether this caller started the load or joined one already running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Waiter,
+}
+
+impl Flights {
+    /// Joins the flight for `key`, or starts one running `load`.
+    pub async fn run(
+        &self,
+        key: &str,
+        load: impl FnOnce() -> BoxFuture<'static, Result<Entry, ApiError>>,
+    ) -> (FlightResult, Role) {
+        let (shared, role) = {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(running) = map.get(key) {
+                (running.clone(), Role::Waiter)
+            } else {
+                let inflight = self.inflight.clone();
+                let owned_key = key.to_owned();
+                let load = load();
+                // The task removes its own entry: even if every caller is cancelled, a finished
+                // flight never lingers to be joined later with an old result. (It blocks on the
+                // lock we hold until the insert below is done, so it cannot remove too early.)
+                let task = tokio::spawn(async move {
+                    let out = load.await;
+                    inflight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&owned_key);
+                    out
+                });
+                let shared = async move {
+                    match task.await {
+                        Ok(result) => result.map_err(Arc::new),
+                        Err(join) => Err(Arc::new(ApiError::Internal(format!(
+                            "cache load task failed: {join}"
+                        )))),
+                    }
+                }
+                .boxed()
+                .shared();
+                map.insert(key.to_owned(), shared.clone());
+                (shared, Role::Leader)
+            }
+        };
+        (shared.await, role)
+    }
+
+    /// Loads in flight right now (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.inflight.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

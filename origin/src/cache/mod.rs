@@ -1,0 +1,326 @@
+//! Cache-aside over Redis: the guide's section 1, in one module.
+//!
+//! - [`Cache::get_or_load`] is the guide's `cacheGet`: GET; on a miss, one load per key per
+//!   process ([`flight`]), write back with the policy TTL, count everything.
+//! - [`Cache::get_multiple`] is the guide's `cacheGetMultiple`: one MGET, one load for every
+//!   missing key, one pipelined write-back.
+//! - [`Cache::invalidate`] deletes keys after a mutation.
+//!
+//! Values are stored as the exact JSON bytes the client gets, so a hit is served without
+//! decoding. A known absence (no such price) is stored as `null` with a short TTL, so repeated
+//! asks for it do not reach PostgreSQL either.
+//!
+//! Redis is an optimisation here, never a dependency: every command is bounded by
+//! `REDIS_TIMEOUT_MS`; on error or timeout the value is loaded from PostgreSQL, the error is
+//! counted, and the connection manager reconnects in the background so caching resumes by
+//! itself when Redis returns.
+
+pub mod flight;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use shared::DataType;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use flight::{Flights, Role};
+
+/// A cached value: the JSON bytes, or `None` for a known absence.
+pub type Entry = Option<Bytes>;
+
+/// Longest a known absence is remembered: short, so a new price shows up quickly, and so
+/// requests for made-up codes cannot park data in Redis for an hour.
+const NEGATIVE_TTL_SECS: u32 = 30;
+
+const NULL: &[u8] = b"null";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("redis {op} timed out")]
+    Timeout { op: &'static str },
+    #[error("redis {op} failed: {source}")]
+    Redis {
+        op: &'static str,
+        source: redis::RedisError,
+    },
+}
+
+#[derive(Clone)]
+pub struct Cache {
+    redis: ConnectionManager,
+    /// `REDIS_KEY_PREFIX`, prepended to every key built by `shared::keys`.
+    prefix: Arc<str>,
+    timeout: Duration,
+    ttl_divisor: u32,
+    flights: Flights,
+}
+
+impl Cache {
+    /// Creates the connection manager without connecting, so the origin starts while Redis is
+    /// down and picks it up when it appears.
+    pub fn new(settings: &Settings) -> Result<Cache, redis::RedisError> {
+        let client = redis::Client::open(settings.redis_url.expose_secret())?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(settings.redis_timeout))
+            .set_connection_timeout(Some(settings.redis_timeout.max(Duration::from_millis(250))))
+            // Reconnect attempts are cheap and bounded; requests never wait on them because every
+            // command below is also bounded by `timeout`.
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let redis = client.get_connection_manager_lazy(config)?;
+        Ok(Cache {
+            redis,
+            prefix: settings.redis_key_prefix.as_str().into(),
+            timeout: settings.redis_timeout,
+            ttl_divisor: settings.cache_ttl_divisor,
+            flights: Flights::default(),
+        })
+    }
+
+    /// The full Redis key for a key built by `shared::keys`.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Redis TTL of a data type under this configuration.
+    pub fn ttl(&self, data: DataType) -> u32 {
+        data.policy().scaled_down(self.ttl_divisor).redis_ttl
+    }
+
+    /// The cache-aside read: Redis first; on a miss (or Redis trouble) one load for all
+    /// concurrent callers of this key, written back with the data type's TTL.
+    pub async fn get_or_load<T, F, Fut>(
+        &self,
+        data: DataType,
+        key: String,
+        load: F,
+    ) -> Result<Entry, ApiError>
+    where
+        T: Serialize + Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<T>, ApiError>> + Send + 'static,
+    {
+        let full = self.key(&key);
+        let redis_ok = match self.get(&full).await {
+            Ok(Some(bytes)) => {
+                count(data, "hit", 1);
+                return Ok(decode(bytes));
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        let this = self.clone();
+        let flight_key = full.clone();
+        let (result, role) = self
+            .flights
+            .run(&flight_key, move || {
+                async move {
+                    // Another process (or a flight that just ended here) may have filled the
+                    // key since our GET: check once more before touching PostgreSQL.
+                    if redis_ok && let Ok(Some(bytes)) = this.get(&full).await {
+                        return Ok(decode(bytes));
+                    }
+                    let started = Instant::now();
+                    let value = load().await?;
+                    metrics::histogram!("cache_load_duration_seconds", "type" => data.as_str())
+                        .record(started.elapsed().as_secs_f64());
+                    let bytes = Bytes::from(serde_json::to_vec(&value)?);
+                    let ttl = this.entry_ttl(data, value.is_some());
+                    // A failed write-back is counted in `set` and otherwise harmless.
+                    let _ = this.set_many(&[(full, bytes.clone(), ttl)]).await;
+                    Ok(value.map(|_| bytes))
+                }
+                .boxed()
+            })
+            .await;
+        let outcome = match (redis_ok, role) {
+            (false, _) => "error",
+            (true, Role::Leader) => "miss",
+            (true, Role::Waiter) => "coalesced",
+        };
+        count(data, outcome, 1);
+        result.map_err(ApiError::from)
+    }
+
+    /// Bulk cache-aside: one MGET for all `keys`; `load_missing` gets the indices of the keys
+    /// that missed and must return one value per index, in order (it is called at most once);
+    /// the loaded values go back to Redis in one pipeline.
+    pub async fn get_multiple<T, F, Fut>(
+        &self,
+        data: DataType,
+        keys: &[String],
+        load_missing: F,
+    ) -> Result<Vec<Entry>, ApiError>
+    where
+        T: Serialize,
+        F: FnOnce(Vec<usize>) -> Fut,
+        Fut: Future<Output = Result<Vec<Option<T>>, ApiError>>,
+    {
+        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let mut found: Vec<Option<Entry>> = match self.mget(&full).await {
+            Ok(values) => values.into_iter().map(|v| v.map(decode)).collect(),
+            Err(_) => {
+                count(data, "error", full.len() as u64);
+                vec![None; full.len()]
+            }
+        };
+        let missing: Vec<usize> = (0..found.len()).filter(|i| found[*i].is_none()).collect();
+        count(data, "hit", (full.len() - missing.len()) as u64);
+        if !missing.is_empty() {
+            count(data, "miss", missing.len() as u64);
+            let started = Instant::now();
+            let loaded = load_missing(missing.clone()).await?;
+            metrics::histogram!("cache_load_duration_seconds", "type" => data.as_str())
+                .record(started.elapsed().as_secs_f64());
+            if loaded.len() != missing.len() {
+                return Err(ApiError::Internal(format!(
+                    "bulk load returned {} values for {} keys",
+                    loaded.len(),
+                    missing.len()
+                )));
+            }
+            let mut writes = Vec::with_capacity(missing.len());
+            for (&i, value) in missing.iter().zip(loaded) {
+                let bytes = Bytes::from(serde_json::to_vec(&value)?);
+                writes.push((
+                    full[i].clone(),
+                    bytes.clone(),
+                    self.entry_ttl(data, value.is_some()),
+                ));
+                found[i] = Some(value.map(|_| bytes));
+            }
+            let _ = self.set_many(&writes).await;
+        }
+        Ok(found.into_iter().map(Option::flatten).collect())
+    }
+
+    /// Deletes keys (built by `shared::keys`) after a mutation.
+    pub async fn invalidate(&self, keys: &[String]) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let mut conn = self.redis.clone();
+        self.bounded("del", async move {
+            redis::cmd("DEL")
+                .arg(&full)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let mut conn = self.redis.clone();
+        self.bounded("ping", async move {
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        })
+        .await
+    }
+
+    /// A clone of the connection manager, for modules that run their own commands.
+    pub fn connection(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    fn entry_ttl(&self, data: DataType, present: bool) -> u32 {
+        let ttl = self.ttl(data);
+        if present {
+            ttl
+        } else {
+            ttl.min(NEGATIVE_TTL_SECS)
+        }
+    }
+
+    async fn get(&self, full_key: &str) -> Result<Option<Bytes>, CacheError> {
+        let mut conn = self.redis.clone();
+        let cmd = redis::cmd("GET").arg(full_key).to_owned();
+        self.bounded("get", async move {
+            cmd.query_async::<Option<Vec<u8>>>(&mut conn).await
+        })
+        .await
+        .map(|v| v.map(Bytes::from))
+    }
+
+    async fn mget(&self, full_keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        let mut conn = self.redis.clone();
+        let cmd = redis::cmd("MGET").arg(full_keys).to_owned();
+        let values = self
+            .bounded("mget", async move {
+                cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await
+            })
+            .await?;
+        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+    }
+
+    /// `SET key value EX ttl` for each entry, in one pipelined round trip.
+    async fn set_many(&self, entries: &[(String, Bytes, u32)]) -> Result<(), CacheError> {
+        let mut pipe = redis::pipe();
+        for (key, value, ttl) in entries {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value.as_ref())
+                .arg("EX")
+                .arg(*ttl)
+                .ignore();
+        }
+        let mut conn = self.redis.clone();
+        self.bounded(
+            "set",
+            async move { pipe.query_async::<()>(&mut conn).await },
+        )
+        .await
+    }
+
+    /// Runs one Redis call under the configured bound, counting failures by kind.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, CacheError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => {
+                let kind = if source.is_timeout() {
+                    "timeout"
+                } else {
+                    "error"
+                };
+                metrics::counter!("redis_errors_total", "op" => op, "kind" => kind).increment(1);
+                tracing::warn!(op, error = %source, "redis command failed");
+                Err(CacheError::Redis { op, source })
+            }
+            Err(_) => {
+                metrics::counter!("redis_errors_total", "op" => op, "kind" => "timeout")
+                    .increment(1);
+                Err(CacheError::Timeout { op })
+            }
+        }
+    }
+}
+
+fn decode(bytes: Bytes) -> Entry {
+    if bytes.as_ref() == NULL {
+        None
+    } else {
+        Some(bytes)
+    }
+}
+
+fn count(data: DataType, result: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!("cache_requests_total", "type" => data.as_str(), "result" => result)
+            .increment(n);
+    }
+}

@@ -1,0 +1,99 @@
+//! The `origin` command line. `main` only calls [`main`]; each subcommand loads the
+//! configuration it needs and maps failure to a non-zero exit code with a one-line reason.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::{self, Settings};
+use crate::seed::{self, Scale};
+use crate::startup::{Application, shutdown_signal};
+use crate::telemetry;
+
+#[derive(Parser)]
+#[command(name = "origin", version, about = "NexNum catalog origin")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP on ORIGIN_ADDR.
+    Serve,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Migrate, then fill the catalog deterministically (idempotent).
+    Seed {
+        #[arg(long, value_enum, default_value = "small")]
+        scale: Scale,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_tracing(&config::log_filter());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let settings = Settings::from_env()?;
+            let app = Application::build(settings).await?;
+            tracing::info!(addr = %app.local_addr(), "origin listening");
+            app.run_until_stopped(shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Migrate => {
+            let pool = connect_for_admin().await?;
+            crate::MIGRATOR.run(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Seed { scale } => {
+            let pool = connect_for_admin().await?;
+            crate::MIGRATOR.run(&pool).await?;
+            let report = seed::seed(&pool, scale).await?;
+            println!(
+                "seeded {:?}: {} providers x {} countries x {} services, {} price rows, in {:.2?}",
+                scale,
+                report.providers,
+                report.countries,
+                report.services,
+                report.prices,
+                report.elapsed
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn connect_for_admin() -> anyhow::Result<sqlx::PgPool> {
+    let url = config::database_url_from_env()?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(url.expose_secret())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
+    Ok(pool)
+}

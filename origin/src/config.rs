@@ -1,0 +1,240 @@
+//! Configuration: every environment variable the origin reads, read and validated here, once,
+//! at start. A bad value fails start-up with the variable's name. Nothing else reads the
+//! environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required but not set")]
+    Missing { name: &'static str },
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Everything the origin needs to run. Secrets are wrapped so `{:?}` never prints them.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `DATABASE_URL` (required): PostgreSQL, directly or through PgBouncer.
+    pub database_url: SecretString,
+    /// `REDIS_URL` (required).
+    pub redis_url: SecretString,
+    /// `ORIGIN_ADDR` (default `127.0.0.1:8080`); port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// `DB_MAX_CONNECTIONS` (default 10, the guide's per-container maximum).
+    pub db_max_connections: u32,
+    /// `DB_IDLE_TIMEOUT_SECS` (default 30).
+    pub db_idle_timeout: Duration,
+    /// `DB_CONNECT_TIMEOUT_SECS` (default 10): bounds connect, handshake and waiting for a
+    /// pooled connection (sqlx's `acquire_timeout` covers all three).
+    pub db_connect_timeout: Duration,
+    /// `REDIS_TIMEOUT_MS` (default 50): bound on every Redis command on the request path. Past
+    /// it the request carries on without Redis (catalog from PostgreSQL, limits fail open).
+    pub redis_timeout: Duration,
+    /// `REDIS_KEY_PREFIX` (default empty): namespace in front of every key, so tests and
+    /// several deployments can share one Redis without seeing each other's keys.
+    pub redis_key_prefix: String,
+    /// `EDGE_SECRET` (optional): the secret the edge presents; without it, forwarded client
+    /// addresses are never trusted.
+    pub edge_secret: Option<SecretString>,
+    /// `CACHE_TTL_DIVISOR` (default 1): divides every policy duration (tests only).
+    pub cache_ttl_divisor: u32,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads from any lookup, so tests can configure without touching the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing { name })
+        };
+        let database_url = required("DATABASE_URL")?;
+        check_scheme(
+            "DATABASE_URL",
+            &database_url,
+            &["postgres://", "postgresql://"],
+        )?;
+        let redis_url = required("REDIS_URL")?;
+        check_scheme(
+            "REDIS_URL",
+            &redis_url,
+            &["redis://", "rediss://", "unix://"],
+        )?;
+
+        let addr = parse_or(&get, "ORIGIN_ADDR", "127.0.0.1:8080".parse().ok())?;
+        let db_max_connections: u32 = parse_or(&get, "DB_MAX_CONNECTIONS", Some(10))?;
+        positive("DB_MAX_CONNECTIONS", db_max_connections.into())?;
+        let idle: u64 = parse_or(&get, "DB_IDLE_TIMEOUT_SECS", Some(30))?;
+        let connect: u64 = parse_or(&get, "DB_CONNECT_TIMEOUT_SECS", Some(10))?;
+        positive("DB_CONNECT_TIMEOUT_SECS", connect)?;
+        let redis_ms: u64 = parse_or(&get, "REDIS_TIMEOUT_MS", Some(50))?;
+        positive("REDIS_TIMEOUT_MS", redis_ms)?;
+        let divisor: u32 = parse_or(&get, "CACHE_TTL_DIVISOR", Some(1))?;
+        positive("CACHE_TTL_DIVISOR", divisor.into())?;
+
+        let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or_default();
+        if redis_key_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c == '*')
+        {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_KEY_PREFIX",
+                value: redis_key_prefix,
+                reason: "must not contain whitespace or '*'".into(),
+            });
+        }
+        let edge_secret = get("EDGE_SECRET").filter(|v| !v.is_empty());
+        if edge_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(ConfigError::Invalid {
+                name: "EDGE_SECRET",
+                value: "<redacted>".into(),
+                reason: "must be at least 16 characters".into(),
+            });
+        }
+
+        Ok(Settings {
+            database_url: database_url.into(),
+            redis_url: redis_url.into(),
+            addr,
+            db_max_connections,
+            db_idle_timeout: Duration::from_secs(idle),
+            db_connect_timeout: Duration::from_secs(connect),
+            redis_timeout: Duration::from_millis(redis_ms),
+            redis_key_prefix,
+            edge_secret: edge_secret.map(Into::into),
+            cache_ttl_divisor: divisor,
+        })
+    }
+}
+
+/// `DATABASE_URL` alone, for the subcommands that only touch the database (`migrate`, `seed`).
+pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
+    let name = "DATABASE_URL";
+    let url = std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing { name })?;
+    check_scheme(name, &url, &["postgres://", "postgresql://"])?;
+    Ok(url.into())
+}
+
+/// `RUST_LOG` (default `info`): the tracing filter, read before anything else so start-up
+/// errors are logged too.
+pub fn log_filter() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned())
+}
+
+fn check_scheme(name: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    if schemes.iter().any(|s| value.starts_with(s)) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            value: "<redacted>".into(),
+            reason: format!("must start with one of {}", schemes.join(", ")),
+        })
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: Option<T>,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(name).filter(|v| !v.trim().is_empty()) {
+        None => default.ok_or(ConfigError::Missing { name }),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                value: raw.clone(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+fn positive(name: &'static str, v: u64) -> Result<(), ConfigError> {
+    if v == 0 {
+        Err(ConfigError::Invalid {
+            name,
+            value: "0".into(),
+            reason: "must be greater than zero".into(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 2] = [
+        ("DATABASE_URL", "postgres://localhost/x"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ];
+
+    #[test]
+    fn defaults_are_the_guides() -> Result<(), ConfigError> {
+        let s = settings(&BASE)?;
+        assert_eq!(s.db_max_connections, 10);
+        assert_eq!(s.db_idle_timeout, Duration::from_secs(30));
+        assert_eq!(s.db_connect_timeout, Duration::from_secs(10));
+        assert_eq!(s.addr.to_string(), "127.0.0.1:8080");
+        Ok(())
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let err = settings(&[("REDIS_URL", "redis://x")])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+        let mut bad = BASE.to_vec();
+        bad.push(("DB_MAX_CONNECTIONS", "ten"));
+        let err = settings(&bad).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("DB_MAX_CONNECTIONS"), "{err}");
+        let mut bad = BASE.to_vec();
+        bad.push(("DB_MAX_CONNECTIONS", "0"));
+        assert!(settings(&bad).is_err());
+        let err = settings(&[("DATABASE_URL", "mysql://x"), ("REDIS_URL", "redis://x")])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() -> Result<(), ConfigError> {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("EDGE_SECRET", "super-secret-value-123"));
+        let s = settings(&pairs)?;
+        assert!(!format!("{s:?}").contains("super-secret-value-123"));
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Catalog handlers: extract and validate, call [`crate::catalog::Catalog`], answer with the
+//! policy headers.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use shared::route::parse_services_param;
+use shared::{DataType, Slug};
+
+use super::extract::{ValidPath, ValidQuery};
+use super::respond::cacheable;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct ProviderPath {
+    provider: Slug,
+}
+
+#[derive(Deserialize)]
+pub struct CountryPath {
+    provider: Slug,
+    country: Slug,
+}
+
+#[derive(Deserialize)]
+pub struct PricePath {
+    provider: Slug,
+    country: Slug,
+    service: Slug,
+}
+
+#[derive(Deserialize)]
+pub struct BulkQuery {
+    services: Option<String>,
+}
+
+pub async fn providers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let body = state.catalog.providers().await?;
+    Ok(cacheable(
+        &state.headers,
+        DataType::Providers,
+        &headers,
+        body,
+    ))
+}
+
+pub async fn countries(
+    State(state): State<AppState>,
+    ValidPath(path): ValidPath<ProviderPath>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let body = state.catalog.countries(path.provider).await?;
+    Ok(cacheable(
+        &state.headers,
+        DataType::Countries,
+        &headers,
+        body,
+    ))
+}
+
+pub async fn services(
+    State(state): State<AppState>,
+    ValidPath(path): ValidPath<ProviderPath>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let body = state.catalog.services(path.provider).await?;
+    Ok(cacheable(
+        &state.headers,
+        DataType::Services,
+        &headers,
+        body,
+    ))
+}
+
+pub async fn price(
+    State(state): State<AppState>,
+    ValidPath(path): ValidPath<PricePath>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let body = state
+        .catalog
+        .price(path.provider, path.country, path.service)
+        .await?;
+    Ok(cacheable(&state.headers, DataType::Prices, &headers, body))
+}
+
+pub async fn bulk_prices(
+    State(state): State<AppState>,
+    ValidPath(path): ValidPath<CountryPath>,
+    ValidQuery(query): ValidQuery<BulkQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let services = query
+        .services
+        .as_deref()
+        .map(parse_services_param)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let body = state
+        .catalog
+        .bulk_prices(path.provider, path.country, services)
+        .await?;
+    Ok(cacheable(&state.headers, DataType::Prices, &headers, body))
+}

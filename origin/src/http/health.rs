@@ -1,0 +1,65 @@
+//! Liveness, readiness and metrics. None of these is rate limited or cached.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// Alive: the process answers. Checks nothing else, so a Redis or database outage never gets
+/// the process restarted.
+pub async fn healthz() -> Response {
+    no_store(Json(json!({"status": "ok"})).into_response())
+}
+
+/// Ready: PostgreSQL and Redis both answer within a second.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let bound = Duration::from_secs(1);
+    let (pg, redis) = tokio::join!(
+        tokio::time::timeout(bound, state.db.ping()),
+        tokio::time::timeout(bound, state.cache.ping()),
+    );
+    let pg_ok = matches!(pg, Ok(Ok(())));
+    let redis_ok = matches!(redis, Ok(Ok(())));
+    let status = if pg_ok && redis_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let word = |ok| if ok { "ok" } else { "unavailable" };
+    let body = json!({
+        "status": word(pg_ok && redis_ok),
+        "postgres": word(pg_ok),
+        "redis": word(redis_ok),
+    });
+    no_store((status, Json(body)).into_response())
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let pool = state.db.pool();
+    let size = pool.size();
+    let idle = pool.num_idle() as u32;
+    metrics::gauge!("db_pool_connections", "state" => "open").set(size);
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("db_pool_connections", "state" => "in_use").set(size.saturating_sub(idle));
+    metrics::gauge!("db_pool_max_connections").set(state.settings.db_max_connections);
+    let mut resp = state.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    no_store(resp)
+}
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static(shared::policy::PRIVATE_NO_STORE),
+    );
+    resp
+}

@@ -1,0 +1,91 @@
+//! The HTTP surface: one function builds the whole [`Router`], so tests drive it exactly as
+//! production does.
+//!
+//! - [`catalog`]: the public catalog routes.
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`respond`]: `Cache-Control`, `ETag` and `304` for cacheable responses.
+//! - [`extract`]: extractors whose rejections are the JSON 400 every route promises.
+
+pub mod catalog;
+pub mod extract;
+pub mod health;
+pub mod respond;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, json_error};
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/catalog/providers", get(catalog::providers))
+        .route("/v1/catalog/{provider}/countries", get(catalog::countries))
+        .route("/v1/catalog/{provider}/services", get(catalog::services))
+        .route("/v1/catalog/{provider}/prices/{country}", get(catalog::bulk_prices))
+        .route("/v1/catalog/{provider}/prices/{country}/{service}", get(catalog::price))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(|_| {
+                    json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                })),
+        )
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Request count and latency by matched route (never the raw path: it holds codes and ids).
+async fn record_metrics(State(_): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let elapsed: Duration = started.elapsed();
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method.to_string())
+        .record(elapsed.as_secs_f64());
+    resp
+}

@@ -1,0 +1,72 @@
+//! Cacheable responses: the data type's `Cache-Control` from the policy table, a strong `ETag`
+//! of the body, and `304 Not Modified` when the client already holds it.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use shared::DataType;
+use shared::etag::{if_none_match_matches, strong_etag};
+
+/// Precomputed `Cache-Control` values, one per data type, for this configuration.
+#[derive(Clone, Debug)]
+pub struct HeaderPolicies {
+    values: Vec<(DataType, HeaderValue)>,
+}
+
+impl HeaderPolicies {
+    pub fn new(ttl_divisor: u32) -> Self {
+        let values = DataType::ALL
+            .iter()
+            .map(|&t| {
+                let v = t.policy().scaled_down(ttl_divisor).cache_control();
+                (
+                    t,
+                    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("no-store")),
+                )
+            })
+            .collect();
+        HeaderPolicies { values }
+    }
+
+    pub fn cache_control(&self, data: DataType) -> HeaderValue {
+        self.values
+            .iter()
+            .find(|(t, _)| *t == data)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(HeaderValue::from_static("no-store"))
+    }
+}
+
+/// A JSON body with validators; `304` with the same validators when `If-None-Match` matches.
+pub fn cacheable(
+    policies: &HeaderPolicies,
+    data: DataType,
+    request: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let etag = strong_etag(&body);
+    let not_modified = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| if_none_match_matches(v, &etag));
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, Body::empty())
+    } else {
+        (StatusCode::OK, Body::from(body))
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    if !not_modified {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    h.insert(header::CACHE_CONTROL, policies.cache_control(data));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    resp
+}

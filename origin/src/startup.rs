@@ -1,0 +1,129 @@
+//! Building and running the server. [`Application::build`] does the boot steps in order and
+//! binds the real port, so tests (binding port 0) and `origin serve` run the same thing.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::cache::Cache;
+use crate::catalog::Catalog;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::http;
+use crate::http::respond::HeaderPolicies;
+use crate::state::AppState;
+use crate::telemetry;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("DATABASE_URL is not a usable PostgreSQL URL: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("REDIS_URL is not a usable Redis URL: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("cannot listen on ORIGIN_ADDR {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// 1. the PostgreSQL pool (lazy: it connects on first use),
+    /// 2. the Redis connection manager (lazy, reconnecting),
+    /// 3. the metrics recorder,
+    /// 4. the listener on `ORIGIN_ADDR`.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let db = Db::connect_lazy(&settings)?;
+        let cache = Cache::new(&settings)?;
+        let metrics = telemetry::metrics_handle();
+        let listener =
+            TcpListener::bind(settings.addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.addr,
+                    source,
+                })?;
+        let state = AppState {
+            catalog: Catalog::new(db.clone(), cache.clone()),
+            headers: Arc::new(HeaderPolicies::new(settings.cache_ttl_divisor)),
+            settings: Arc::new(settings),
+            db,
+            cache,
+            metrics,
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.settings.addr)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most
+    /// [`SHUTDOWN_GRACE`].
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; draining");
+            let _ = stopping_tx.send(());
+        };
+        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(signal);
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result,
+            () = deadline => {
+                tracing::warn!("requests still running after the grace period; stopping anyway");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,21 @@
+//! What every handler can reach. Cheap to clone: every field is a handle.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::cache::Cache;
+use crate::catalog::Catalog;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::http::respond::HeaderPolicies;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub cache: Cache,
+    pub catalog: Catalog,
+    pub headers: Arc<HeaderPolicies>,
+    pub metrics: PrometheusHandle,
+}

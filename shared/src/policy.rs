@@ -1,0 +1,187 @@
+//! The TTL and header policy table: for each data type, how long Redis keeps it and what
+//! `Cache-Control` tells browsers (`max-age`) and shared caches such as the edge (`s-maxage`,
+//! `stale-while-revalidate`, `stale-if-error`).
+//!
+//! Why these numbers: the Redis TTLs are the guide's (prices 60 s because pricing and stock
+//! move; reference data 1 h). A browser keeps a copy for at most a fraction of that so a user
+//! sees a change within one page reload cycle; the edge keeps it for at most the Redis TTL, so the
+//! worst-case staleness a client can see is `s-maxage + stale-while-revalidate`, bounded by the
+//! table. `stale-if-error` is long on purpose: an old catalog is better than an error page while
+//! the origin is down.
+
+/// Every kind of cached data in the system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DataType {
+    Providers,
+    Countries,
+    Services,
+    Prices,
+    Balance,
+    Session,
+}
+
+impl DataType {
+    pub const ALL: [DataType; 6] = [
+        DataType::Providers,
+        DataType::Countries,
+        DataType::Services,
+        DataType::Prices,
+        DataType::Balance,
+        DataType::Session,
+    ];
+
+    /// Label used in metrics and logs (never a key or an id).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DataType::Providers => "providers",
+            DataType::Countries => "countries",
+            DataType::Services => "services",
+            DataType::Prices => "prices",
+            DataType::Balance => "balance",
+            DataType::Session => "session",
+        }
+    }
+
+    pub const fn policy(self) -> CachePolicy {
+        match self {
+            DataType::Providers => CachePolicy::public(3600, 300, 3600, 600, 86_400),
+            DataType::Countries => CachePolicy::public(3600, 300, 600, 600, 86_400),
+            DataType::Services => CachePolicy::public(3600, 300, 600, 600, 86_400),
+            DataType::Prices => CachePolicy::public(60, 15, 30, 30, 600),
+            DataType::Balance => CachePolicy::private(30),
+            DataType::Session => CachePolicy::private(15 * 60),
+        }
+    }
+}
+
+/// One row of the table. All durations are whole seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Redis expiry of the cache-aside entry (for sessions: the sliding idle timeout).
+    pub redis_ttl: u32,
+    /// `public` responses may be stored by browsers and shared caches; the others are
+    /// `private, no-store` everywhere.
+    pub public: bool,
+    /// Browser freshness (`max-age`).
+    pub max_age: u32,
+    /// Shared-cache (edge) freshness (`s-maxage`).
+    pub s_maxage: u32,
+    /// After `s-maxage`, how long the edge may answer from its copy while refreshing it.
+    pub stale_while_revalidate: u32,
+    /// After `s-maxage`, how long the edge may answer from its copy when the origin fails.
+    pub stale_if_error: u32,
+}
+
+impl CachePolicy {
+    const fn public(
+        redis_ttl: u32,
+        max_age: u32,
+        s_maxage: u32,
+        stale_while_revalidate: u32,
+        stale_if_error: u32,
+    ) -> Self {
+        CachePolicy {
+            redis_ttl,
+            public: true,
+            max_age,
+            s_maxage,
+            stale_while_revalidate,
+            stale_if_error,
+        }
+    }
+
+    const fn private(redis_ttl: u32) -> Self {
+        CachePolicy {
+            redis_ttl,
+            public: false,
+            max_age: 0,
+            s_maxage: 0,
+            stale_while_revalidate: 0,
+            stale_if_error: 0,
+        }
+    }
+
+    /// The `Cache-Control` header value for a response of this type.
+    pub fn cache_control(&self) -> String {
+        if self.public {
+            format!(
+                "public, max-age={}, s-maxage={}, stale-while-revalidate={}, stale-if-error={}",
+                self.max_age, self.s_maxage, self.stale_while_revalidate, self.stale_if_error
+            )
+        } else {
+            PRIVATE_NO_STORE.to_owned()
+        }
+    }
+
+    /// How long the edge keeps an entry at all: fresh, then usable stale for either reason.
+    pub const fn edge_retention(&self) -> u32 {
+        let stale = if self.stale_while_revalidate > self.stale_if_error {
+            self.stale_while_revalidate
+        } else {
+            self.stale_if_error
+        };
+        self.s_maxage + stale
+    }
+
+    /// The same policy with every duration divided by `factor` (at least 1 s each), so a test
+    /// configuration can exercise expiry in seconds instead of minutes.
+    pub fn scaled_down(&self, factor: u32) -> Self {
+        let f = factor.max(1);
+        let s = |v: u32| if v == 0 { 0 } else { (v / f).max(1) };
+        CachePolicy {
+            redis_ttl: s(self.redis_ttl),
+            public: self.public,
+            max_age: s(self.max_age),
+            s_maxage: s(self.s_maxage),
+            stale_while_revalidate: s(self.stale_while_revalidate),
+            stale_if_error: s(self.stale_if_error),
+        }
+    }
+}
+
+/// `Cache-Control` of everything personal or mutating.
+pub const PRIVATE_NO_STORE: &str = "private, no-store";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_ttls_are_the_guides() {
+        assert_eq!(DataType::Prices.policy().redis_ttl, 60);
+        assert_eq!(DataType::Countries.policy().redis_ttl, 3600);
+        assert_eq!(DataType::Services.policy().redis_ttl, 3600);
+        assert_eq!(DataType::Balance.policy().redis_ttl, 30);
+        assert_eq!(DataType::Session.policy().redis_ttl, 900);
+    }
+
+    #[test]
+    fn headers_render() {
+        assert_eq!(
+            DataType::Prices.policy().cache_control(),
+            "public, max-age=15, s-maxage=30, stale-while-revalidate=30, stale-if-error=600"
+        );
+        assert_eq!(
+            DataType::Balance.policy().cache_control(),
+            "private, no-store"
+        );
+    }
+
+    #[test]
+    fn edge_never_outlives_redis_and_browser_never_outlives_edge() {
+        for t in DataType::ALL {
+            let p = t.policy();
+            assert!(p.s_maxage <= p.redis_ttl, "{t:?}");
+            assert!(p.max_age <= p.s_maxage, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn scaling_keeps_every_window_positive() {
+        let p = DataType::Prices.policy().scaled_down(60);
+        assert_eq!((p.redis_ttl, p.max_age, p.s_maxage), (1, 1, 1));
+        assert_eq!(p.stale_if_error, 10);
+        assert_eq!(DataType::Balance.policy().scaled_down(60).max_age, 0);
+        assert_eq!(DataType::Prices.policy().edge_retention(), 630);
+    }
+}

@@ -1,0 +1,257 @@
+//! The public catalog routes, parsed from a raw path and query. The edge uses this to decide
+//! what is cacheable and to build a normalised cache key; the origin uses the same parsers for
+//! the `services` list, so both sides accept and reject exactly the same URLs.
+//!
+//! - `GET /v1/catalog/providers`
+//! - `GET /v1/catalog/{provider}/countries`
+//! - `GET /v1/catalog/{provider}/services`
+//! - `GET /v1/catalog/{provider}/prices/{country}/{service}`
+//! - `GET /v1/catalog/{provider}/prices/{country}?services=a,b,c`
+
+use std::fmt;
+
+use crate::policy::DataType;
+use crate::slug::{Slug, SlugError};
+
+/// Path prefix of every catalog route.
+pub const CATALOG_PREFIX: &str = "/v1/catalog/";
+
+/// At most this many services in one bulk request: enough for any screen, small enough that a
+/// request cannot make the origin build an unbounded MGET.
+pub const MAX_BULK_SERVICES: usize = 200;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogRoute {
+    Providers,
+    Countries {
+        provider: Slug,
+    },
+    Services {
+        provider: Slug,
+    },
+    Price {
+        provider: Slug,
+        country: Slug,
+        service: Slug,
+    },
+    BulkPrices {
+        provider: Slug,
+        country: Slug,
+        /// `None`: every service the provider sells in that country.
+        services: Option<Vec<Slug>>,
+    },
+}
+
+/// Why a catalog URL was refused. Every variant is a client mistake (400).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteError {
+    Segment {
+        field: &'static str,
+        error: SlugError,
+    },
+    Services(String),
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteError::Segment { field, error } => write!(f, "{field} {error}"),
+            RouteError::Services(msg) => write!(f, "services {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+fn slug(field: &'static str, raw: &str) -> Result<Slug, RouteError> {
+    Slug::parse(raw).map_err(|error| RouteError::Segment { field, error })
+}
+
+impl CatalogRoute {
+    /// `Ok(None)` when the path is not a catalog route at all (the caller forwards or 404s it);
+    /// `Err` when it is one but carries an invalid code or `services` list.
+    pub fn parse(path: &str, query: Option<&str>) -> Result<Option<Self>, RouteError> {
+        let Some(rest) = path.strip_prefix(CATALOG_PREFIX) else {
+            return Ok(None);
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let route = match parts.as_slice() {
+            ["providers"] => CatalogRoute::Providers,
+            [provider, "countries"] => CatalogRoute::Countries {
+                provider: slug("provider", provider)?,
+            },
+            [provider, "services"] => CatalogRoute::Services {
+                provider: slug("provider", provider)?,
+            },
+            [provider, "prices", country, service] => CatalogRoute::Price {
+                provider: slug("provider", provider)?,
+                country: slug("country", country)?,
+                service: slug("service", service)?,
+            },
+            [provider, "prices", country] => CatalogRoute::BulkPrices {
+                provider: slug("provider", provider)?,
+                country: slug("country", country)?,
+                services: services_from_query(query)?,
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(route))
+    }
+
+    pub fn data_type(&self) -> DataType {
+        match self {
+            CatalogRoute::Providers => DataType::Providers,
+            CatalogRoute::Countries { .. } => DataType::Countries,
+            CatalogRoute::Services { .. } => DataType::Services,
+            CatalogRoute::Price { .. } | CatalogRoute::BulkPrices { .. } => DataType::Prices,
+        }
+    }
+
+    /// The route as one canonical path and query: unknown query parameters dropped, the
+    /// `services` list deduplicated and kept in the asked order (the answer follows it).
+    /// Two URLs that must get the same answer map to the same string; it is the edge cache key.
+    pub fn canonical(&self) -> String {
+        match self {
+            CatalogRoute::Providers => format!("{CATALOG_PREFIX}providers"),
+            CatalogRoute::Countries { provider } => format!("{CATALOG_PREFIX}{provider}/countries"),
+            CatalogRoute::Services { provider } => format!("{CATALOG_PREFIX}{provider}/services"),
+            CatalogRoute::Price {
+                provider,
+                country,
+                service,
+            } => format!("{CATALOG_PREFIX}{provider}/prices/{country}/{service}"),
+            CatalogRoute::BulkPrices {
+                provider,
+                country,
+                services,
+            } => {
+                let mut s = format!("{CATALOG_PREFIX}{provider}/prices/{country}");
+                if let Some(list) = services {
+                    s.push_str("?services=");
+                    let joined: Vec<&str> = list.iter().map(Slug::as_str).collect();
+                    s.push_str(&joined.join(","));
+                }
+                s
+            }
+        }
+    }
+}
+
+/// Finds the `services` parameter in a raw query string (other parameters are ignored).
+fn services_from_query(query: Option<&str>) -> Result<Option<Vec<Slug>>, RouteError> {
+    let mut found = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "services" {
+            if found.is_some() {
+                return Err(RouteError::Services("must be given once".into()));
+            }
+            found = Some(value);
+        }
+    }
+    found.map(parse_services_param).transpose()
+}
+
+/// Parses `a,b,c` (commas may arrive as `%2C`): each item a slug, no empties, duplicates
+/// dropped keeping the first, at most [`MAX_BULK_SERVICES`].
+pub fn parse_services_param(raw: &str) -> Result<Vec<Slug>, RouteError> {
+    let decoded = raw.replace("%2C", ",").replace("%2c", ",");
+    if decoded.is_empty() {
+        return Err(RouteError::Services(
+            "must list at least one service".into(),
+        ));
+    }
+    let mut out: Vec<Slug> = Vec::new();
+    for item in decoded.split(',') {
+        let s = Slug::parse(item).map_err(|e| RouteError::Services(format!("item {e}")))?;
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    if out.len() > MAX_BULK_SERVICES {
+        return Err(RouteError::Services(format!(
+            "must list at most {MAX_BULK_SERVICES} services"
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(p: &str, q: Option<&str>) -> Option<CatalogRoute> {
+        CatalogRoute::parse(p, q).unwrap()
+    }
+
+    #[test]
+    fn recognises_each_route_and_canonicalises() {
+        let cases = [
+            ("/v1/catalog/providers", None, "/v1/catalog/providers"),
+            (
+                "/v1/catalog/5sim/countries",
+                Some("x=1"),
+                "/v1/catalog/5sim/countries",
+            ),
+            (
+                "/v1/catalog/5sim/services",
+                None,
+                "/v1/catalog/5sim/services",
+            ),
+            (
+                "/v1/catalog/5sim/prices/us/whatsapp",
+                Some("utm=1"),
+                "/v1/catalog/5sim/prices/us/whatsapp",
+            ),
+            (
+                "/v1/catalog/5sim/prices/us",
+                None,
+                "/v1/catalog/5sim/prices/us",
+            ),
+            (
+                "/v1/catalog/5sim/prices/us",
+                Some("z=9&services=tg,wa%2Ctg&a=1"),
+                "/v1/catalog/5sim/prices/us?services=tg,wa",
+            ),
+        ];
+        for (p, q, want) in cases {
+            assert_eq!(
+                parse(p, q).map(|r| r.canonical()),
+                Some(want.to_owned()),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            parse("/v1/catalog/5sim/prices/us/wa", None).map(|r| r.data_type()),
+            Some(DataType::Prices)
+        );
+    }
+
+    #[test]
+    fn non_catalog_paths_are_not_routes() {
+        for p in [
+            "/v1/me/balance",
+            "/v1/catalog/",
+            "/v1/catalog/a/b/c",
+            "/healthz",
+            "/v1/catalogx",
+        ] {
+            assert_eq!(parse(p, None), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn invalid_codes_and_lists_are_errors() {
+        assert!(CatalogRoute::parse("/v1/catalog/BAD/countries", None).is_err());
+        assert!(CatalogRoute::parse("/v1/catalog/a/prices/us", Some("services=")).is_err());
+        assert!(CatalogRoute::parse("/v1/catalog/a/prices/us", Some("services=a,,b")).is_err());
+        assert!(
+            CatalogRoute::parse("/v1/catalog/a/prices/us", Some("services=a&services=b")).is_err()
+        );
+        let many = (0..=MAX_BULK_SERVICES)
+            .map(|i| format!("s{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(parse_services_param(&many).is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! JSON wire types of the public catalog. Money is always integer minor units (`*_cents`, US
+//! cents); there is no float anywhere on the wire.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    pub code: String,
+    pub name: String,
+}
+
+/// `GET /v1/catalog/providers`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvidersResponse {
+    pub providers: Vec<Provider>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Country {
+    /// ISO 3166-1 alpha-2, lower case.
+    pub code: String,
+    pub name: String,
+}
+
+/// `GET /v1/catalog/{provider}/countries`: the countries where the provider has at least one price.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountriesResponse {
+    pub provider: String,
+    pub countries: Vec<Country>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub code: String,
+    pub name: String,
+}
+
+/// `GET /v1/catalog/{provider}/services`: the services the provider prices in at least one country.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicesResponse {
+    pub provider: String,
+    pub services: Vec<Service>,
+}
+
+/// `GET /v1/catalog/{provider}/prices/{country}/{service}`, and one element of the bulk answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Price {
+    pub provider: String,
+    pub country: String,
+    pub service: String,
+    /// Price of one number, in US cents.
+    pub price_cents: i64,
+    /// Numbers in stock at the time of reading (cached up to the price TTL).
+    pub stock: i64,
+}
+
+/// `GET /v1/catalog/{provider}/prices/{country}?services=a,b,c`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkPricesResponse {
+    pub provider: String,
+    pub country: String,
+    /// In the order the services were asked for (or by service code when none were named).
+    pub prices: Vec<Price>,
+    /// Asked-for services the provider does not sell in this country.
+    pub unavailable: Vec<String>,
+}
+
+/// Every 4xx/5xx body: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (`bad_request`, `not_found`, `rate_limited`, …).
+    pub code: String,
+    /// Human-readable explanation; never contains internals.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Test harness for the end-to-end suites: real PostgreSQL, real Redis, the real origin on a
+//! real port. Isolation without Docker:
+//! - every [`TestDb`] is a fresh database on the server at `DATABASE_URL`, migrated and seeded,
+//!   dropped when the test ends;
+//! - every [`TestApp`] gets a unique `REDIS_KEY_PREFIX` on the shared Redis (never `FLUSHDB`),
+//!   or a [`RedisServer`] of its own on a spare port when the test must stop Redis or count its
+//!   commands.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use origin::seed::Scale;
+use origin::state::AppState;
+use origin::{Application, Settings};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgPool};
+
+/// The PostgreSQL server tests create their databases on (`DATABASE_URL`, as `make test` sets it).
+pub fn admin_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The shared Redis (`REDIS_URL`, as `make test` sets it).
+pub fn shared_redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match base.rfind('/') {
+        Some(i) if i > base.find("://").map_or(0, |j| j + 2) => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// A fresh, migrated (and optionally seeded) database, dropped on `Drop`.
+pub struct TestDb {
+    pub url: String,
+    pub pool: PgPool,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn new(scale: Option<Scale>) -> TestDb {
+        let name = format!("nexnum_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_database_url();
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at DATABASE_URL ({admin}): {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let url = with_database(&admin, &name);
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .connect(&url)
+            .await
+            .expect("connect to test database");
+        origin::MIGRATOR.run(&pool).await.expect("migrate");
+        if let Some(scale) = scale {
+            origin::seed::seed(&pool, scale).await.expect("seed");
+        }
+        TestDb { url, pool, name }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = admin_database_url();
+        // Drop runs outside any async context we can await in; a short-lived runtime on its
+        // own thread does the cleanup. Failure only leaves a database behind.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A free TCP port on loopback (bound then released).
+pub fn spare_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("spare port")
+}
+
+/// A private `redis-server` on a spare port, for tests that stop Redis or count its commands.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `redis-server` arguments (e.g. `["--maxmemory", "1mb"]`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let port = spare_port();
+        let dir = std::env::temp_dir().join(format!(
+            "nexnum-redis-{port}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut server = RedisServer {
+            port,
+            child: None,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on the same port (after [`RedisServer::stop`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian package redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients, like a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn client(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect private redis")
+    }
+
+    /// `calls` of one command from `INFO commandstats` (0 when never called).
+    pub async fn command_calls(&self, command: &str) -> u64 {
+        let mut conn = self.client().await;
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .expect("INFO");
+        let needle = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Options for [`TestApp::spawn`].
+#[derive(Default, Clone)]
+pub struct AppOptions {
+    /// Redis to use; default: the shared one with a fresh key prefix.
+    pub redis_url: Option<String>,
+    /// Extra or overriding environment for `Settings::from_lookup`.
+    pub env: Vec<(String, String)>,
+}
+
+/// A running origin on a real port.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub redis_url: String,
+    /// The namespace every key of this app carries.
+    pub prefix: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(db: &TestDb, options: AppOptions) -> TestApp {
+        let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        Self::spawn_with_prefix(db, options, prefix).await
+    }
+
+    /// Several origins sharing one prefix behave as replicas of one deployment.
+    pub async fn spawn_with_prefix(db: &TestDb, options: AppOptions, prefix: String) -> TestApp {
+        let redis_url = options.redis_url.clone().unwrap_or_else(shared_redis_url);
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".into(), db.url.clone()),
+            ("REDIS_URL".into(), redis_url.clone()),
+            ("ORIGIN_ADDR".into(), "127.0.0.1:0".into()),
+            ("REDIS_KEY_PREFIX".into(), prefix.clone()),
+            ("DB_MAX_CONNECTIONS".into(), "10".into()),
+        ]);
+        env.extend(options.env.iter().cloned());
+        let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
+        let app = Application::build(settings).await.expect("build origin");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            state,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("client"),
+            redis_url,
+            prefix,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Queries this origin has sent to PostgreSQL so far.
+    pub fn db_queries(&self) -> u64 {
+        self.state.db.queries_issued()
+    }
+
+    /// A connection to the Redis this app uses, for reading keys back.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect redis")
+    }
+
+    /// `TTL` of a key as `shared::keys` spells it (this app's prefix added).
+    pub async fn ttl(&self, key: &str) -> i64 {
+        let mut conn = self.redis().await;
+        redis::cmd("TTL")
+            .arg(format!("{}{key}", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .expect("TTL")
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Parses a JSON body, panicking with the body text when it is not JSON.
+pub async fn json(resp: reqwest::Response) -> serde_json::Value {
+    let text = resp.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}

@@ -1,0 +1,286 @@
+//! Each catalog route: status, JSON shape, policy headers, ETag and 304, 400 and 404 bodies.
+
+use harness::{AppOptions, json};
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use shared::DataType;
+
+use crate::common::{absent_price, priced_services, seeded, some_price};
+
+/// 200 with the data type's Cache-Control and a strong ETag; then 304 (plain and weak forms)
+/// with the same validators and no body. Returns the JSON body.
+async fn check_cacheable(app: &harness::TestApp, path: &str, data: DataType) -> serde_json::Value {
+    let resp = app.get(path).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    let cc = resp.headers()[CACHE_CONTROL].to_str().unwrap().to_owned();
+    assert_eq!(cc, data.policy().cache_control(), "{path}");
+    assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+    let etag = resp.headers()[ETAG].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && !etag.starts_with("W/"),
+        "strong etag: {etag}"
+    );
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(etag, shared::etag::strong_etag(&body), "ETag is the body's");
+
+    for candidate in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"other\", {etag}"),
+    ] {
+        let again = app
+            .client
+            .get(app.url(path))
+            .header(IF_NONE_MATCH, candidate)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+        assert_eq!(again.headers()[ETAG].to_str().unwrap(), etag);
+        assert_eq!(again.headers()[CACHE_CONTROL].to_str().unwrap(), cc);
+        assert!(again.bytes().await.unwrap().is_empty());
+    }
+    let stale = app
+        .client
+        .get(app.url(path))
+        .header(IF_NONE_MATCH, "\"0000000000000000\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.status(),
+        StatusCode::OK,
+        "a different tag gets the body"
+    );
+    serde_json::from_slice(&body).unwrap()
+}
+
+async fn check_error(app: &harness::TestApp, path: &str, status: StatusCode, code: &str) -> String {
+    let resp = app.get(path).await;
+    assert_eq!(resp.status(), status, "{path}");
+    assert_eq!(resp.headers()[CONTENT_TYPE], "application/json", "{path}");
+    assert_eq!(resp.headers()[CACHE_CONTROL], "private, no-store", "{path}");
+    let body = json(resp).await;
+    assert_eq!(body["error"]["code"], code, "{path}: {body}");
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!message.is_empty(), "{path}: {body}");
+    message
+}
+
+#[tokio::test]
+async fn providers_route() {
+    let s = seeded(AppOptions::default()).await;
+    let body = check_cacheable(&s.app, "/v1/catalog/providers", DataType::Providers).await;
+    let codes: Vec<&str> = body["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["5sim", "onlinesim", "sms-activate"]);
+    assert!(body["providers"][0]["name"].is_string());
+}
+
+#[tokio::test]
+async fn countries_and_services_routes() {
+    let s = seeded(AppOptions::default()).await;
+    let (provider, ..) = some_price(&s.db, 0).await;
+
+    let body = check_cacheable(
+        &s.app,
+        &format!("/v1/catalog/{provider}/countries"),
+        DataType::Countries,
+    )
+    .await;
+    assert_eq!(body["provider"], provider);
+    let want: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT c.code FROM prices p JOIN providers pr ON pr.id = p.provider_id
+           JOIN countries c ON c.id = p.country_id WHERE pr.code = $1 ORDER BY 1",
+    )
+    .bind(&provider)
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    let got: Vec<&str> = body["countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        body["countries"][0]["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+    );
+
+    let body = check_cacheable(
+        &s.app,
+        &format!("/v1/catalog/{provider}/services"),
+        DataType::Services,
+    )
+    .await;
+    assert_eq!(body["provider"], provider);
+    let want: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT s.code FROM prices p JOIN providers pr ON pr.id = p.provider_id
+           JOIN services s ON s.id = p.service_id WHERE pr.code = $1 ORDER BY 1",
+    )
+    .bind(&provider)
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    let got: Vec<&str> = body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn single_price_route() {
+    let s = seeded(AppOptions::default()).await;
+    let (p, c, sv, price, stock) = some_price(&s.db, 7).await;
+    let body = check_cacheable(
+        &s.app,
+        &format!("/v1/catalog/{p}/prices/{c}/{sv}"),
+        DataType::Prices,
+    )
+    .await;
+    assert_eq!(
+        body,
+        serde_json::json!({"provider": p, "country": c, "service": sv, "price_cents": price, "stock": stock})
+    );
+    assert!(body["price_cents"].is_i64(), "money is an integer");
+}
+
+#[tokio::test]
+async fn bulk_prices_route() {
+    let s = seeded(AppOptions::default()).await;
+    let (p, c, ..) = some_price(&s.db, 0).await;
+    let priced = priced_services(&s.db, &p, &c).await;
+    let (ap, ac, absent) = absent_price(&s.db).await;
+
+    // Named services keep the asked order; unknown or unpriced ones are listed as unavailable.
+    let asked = format!("{},{},no-such-service,{}", priced[2], priced[0], priced[1]);
+    let body = check_cacheable(
+        &s.app,
+        &format!("/v1/catalog/{p}/prices/{c}?services={asked}"),
+        DataType::Prices,
+    )
+    .await;
+    let got: Vec<&str> = body["prices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        [priced[2].as_str(), priced[0].as_str(), priced[1].as_str()]
+    );
+    assert_eq!(body["unavailable"], serde_json::json!(["no-such-service"]));
+    let single = json(
+        s.app
+            .get(&format!("/v1/catalog/{p}/prices/{c}/{}", priced[0]))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        body["prices"][1], single,
+        "bulk elements equal the single-price bodies"
+    );
+
+    // Without a list: every service the provider prices in that country.
+    let all = json(s.app.get(&format!("/v1/catalog/{p}/prices/{c}")).await).await;
+    let got: Vec<String> = all["prices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["service"].as_str().unwrap().to_owned())
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(sorted, priced);
+    assert_eq!(all["unavailable"], serde_json::json!([]));
+
+    let body = json(
+        s.app
+            .get(&format!("/v1/catalog/{ap}/prices/{ac}?services={absent}"))
+            .await,
+    )
+    .await;
+    assert_eq!(body["prices"], serde_json::json!([]));
+    assert_eq!(body["unavailable"], serde_json::json!([absent]));
+}
+
+#[tokio::test]
+async fn client_mistakes_are_json_400s() {
+    let s = seeded(AppOptions::default()).await;
+    let long = "a".repeat(33);
+    for path in [
+        "/v1/catalog/BAD/countries".to_owned(),
+        "/v1/catalog/a%20b/services".to_owned(),
+        format!("/v1/catalog/{long}/services"),
+        "/v1/catalog/5sim/prices/US/whatsapp".to_owned(),
+        "/v1/catalog/5sim/prices/us/what.sapp".to_owned(),
+        "/v1/catalog/5sim/prices/us?services=".to_owned(),
+        "/v1/catalog/5sim/prices/us?services=a,,b".to_owned(),
+        "/v1/catalog/5sim/prices/us?services=a,B".to_owned(),
+        format!(
+            "/v1/catalog/5sim/prices/us?services={}",
+            (0..201)
+                .map(|i| format!("s{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        "/v1/catalog/%F0%9F%92%A5/countries".to_owned(),
+    ] {
+        check_error(&s.app, &path, StatusCode::BAD_REQUEST, "bad_request").await;
+    }
+    let msg = check_error(
+        &s.app,
+        "/v1/catalog/5sim/prices/US/whatsapp",
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    assert!(
+        msg.contains("lowercase"),
+        "the message says what is wrong: {msg}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_things_are_json_404s() {
+    let s = seeded(AppOptions::default()).await;
+    let (p, c, sv, ..) = some_price(&s.db, 0).await;
+    let (ap, ac, asv) = absent_price(&s.db).await;
+    for path in [
+        "/v1/catalog/nobody/countries".to_owned(),
+        "/v1/catalog/nobody/services".to_owned(),
+        format!("/v1/catalog/nobody/prices/{c}/{sv}"),
+        format!("/v1/catalog/{p}/prices/zz/{sv}"),
+        format!("/v1/catalog/{p}/prices/{c}/no-such-service"),
+        format!("/v1/catalog/{ap}/prices/{ac}/{asv}"),
+        format!("/v1/catalog/{p}/prices/zz?services={sv}"),
+        "/v1/catalog/nobody/prices/us".to_owned(),
+        "/v1/nothing-here".to_owned(),
+        "/v1/catalog/a/b/c/d/e".to_owned(),
+    ] {
+        check_error(&s.app, &path, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let resp = s
+        .app
+        .client
+        .post(s.app.url("/v1/catalog/providers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(json(resp).await["error"]["code"], "method_not_allowed");
+}

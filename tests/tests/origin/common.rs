@@ -1,0 +1,57 @@
+//! Helpers shared by the origin suites: a seeded app, and codes read from the database so
+//! tests never hard-code what the seed happens to produce.
+
+use harness::{AppOptions, TestApp, TestDb};
+use origin::seed::Scale;
+
+pub struct Seeded {
+    pub db: TestDb,
+    pub app: TestApp,
+}
+
+pub async fn seeded(options: AppOptions) -> Seeded {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let app = TestApp::spawn(&db, options).await;
+    Seeded { db, app }
+}
+
+/// A price that exists: (provider, country, service, price_cents, stock).
+pub async fn some_price(db: &TestDb, skip: i64) -> (String, String, String, i64, i64) {
+    sqlx::query_as(
+        "SELECT pr.code, c.code, s.code, p.price_cents, p.stock
+           FROM prices p JOIN providers pr ON pr.id = p.provider_id
+           JOIN countries c ON c.id = p.country_id JOIN services s ON s.id = p.service_id
+          ORDER BY pr.code, c.code, s.code OFFSET $1 LIMIT 1",
+    )
+    .bind(skip)
+    .fetch_one(&db.pool)
+    .await
+    .expect("a seeded price")
+}
+
+/// A (provider, country, service) of known codes with no price row.
+pub async fn absent_price(db: &TestDb) -> (String, String, String) {
+    sqlx::query_as(
+        "SELECT pr.code, c.code, s.code FROM providers pr, countries c, services s
+          WHERE NOT EXISTS (SELECT 1 FROM prices p WHERE p.provider_id = pr.id
+                              AND p.country_id = c.id AND p.service_id = s.id)
+          ORDER BY 1, 2, 3 LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("the seed leaves some combinations unpriced")
+}
+
+/// Codes of services priced for a provider in a country, in code order.
+pub async fn priced_services(db: &TestDb, provider: &str, country: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT s.code FROM prices p JOIN providers pr ON pr.id = p.provider_id
+           JOIN countries c ON c.id = p.country_id JOIN services s ON s.id = p.service_id
+          WHERE pr.code = $1 AND c.code = $2 ORDER BY s.code",
+    )
+    .bind(provider)
+    .bind(country)
+    .fetch_all(&db.pool)
+    .await
+    .expect("priced services")
+}

@@ -1,0 +1,9 @@
+//! Origin end-to-end tests: one binary, a module per feature, each test with its own database
+//! and Redis namespace (or private Redis).
+
+mod cache;
+mod catalog;
+mod common;
+mod health;
+mod plans;
+mod resilience;
