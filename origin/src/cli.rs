@@ -87,8 +87,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Connects for `migrate`/`seed`, creating the database first when it does not exist yet.
 async fn connect_for_admin() -> anyhow::Result<sqlx::PgPool> {
+    use sqlx::migrate::MigrateDatabase;
     let url = config::database_url_from_env()?;
+    if !sqlx::Postgres::database_exists(url.expose_secret())
+        .await
+        .unwrap_or(true)
+    {
+        sqlx::Postgres::create_database(url.expose_secret())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the DATABASE_URL database: {e}"))?;
+        println!("created database");
+    }
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(std::time::Duration::from_secs(10))

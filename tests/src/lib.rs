@@ -18,9 +18,11 @@ use origin::{Application, Settings};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool};
 
-/// The PostgreSQL server tests create their databases on (`DATABASE_URL`, as `make test` sets it).
+/// The PostgreSQL server tests create their databases on: `PG_ADMIN_URL` (as `make test` sets
+/// it), else `DATABASE_URL`, else the local default.
 pub fn admin_database_url() -> String {
-    std::env::var("DATABASE_URL")
+    std::env::var("PG_ADMIN_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 

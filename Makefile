@@ -1,0 +1,48 @@
+# The task runner: the same verbs for a newcomer, a developer and CI.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+SERVICES := source scripts/services.sh
+CARGO ?= cargo
+
+.PHONY: help setup dev test stop lint fmt seed seed-large
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: ## install toolchain pieces and make sure PostgreSQL and Redis answer
+	@scripts/toolchain.sh
+	@$(SERVICES)
+
+dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080
+	@$(SERVICES); \
+	$(CARGO) build -p origin; \
+	target/debug/origin seed --scale small; \
+	ORIGIN_ADDR=$${ORIGIN_ADDR:-127.0.0.1:8080} exec target/debug/origin serve
+
+test: setup ## every test: unit, origin end-to-end (real PostgreSQL and Redis)
+	@$(SERVICES); mkdir -p .local; \
+	$(CARGO) test --workspace --all-targets 2>&1 | tee .local/test.log; \
+	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' .local/test.log
+
+stop: ## stop the private PostgreSQL/Redis that setup may have started under .local/
+	@if [ -s .local/postgres/PG_VERSION ]; then \
+	  pg_ctl=$$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | head -1); \
+	  if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- $$pg_ctl -D .local/postgres stop; else $$pg_ctl -D .local/postgres stop; fi; \
+	fi; \
+	if [ -s .local/redis/redis.pid ]; then kill $$(cat .local/redis/redis.pid) 2>/dev/null || true; fi
+
+lint: ## formatting, clippy (warnings are errors), wasm32 build of shared and edge
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) build --target wasm32-unknown-unknown -p nexnum-shared -p edge
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+seed: ## migrate and seed the small catalog into DATABASE_URL
+	@$(SERVICES); $(CARGO) run -q -p origin -- seed --scale small
+
+seed-large: ## migrate and seed the large catalog (~600k prices) into DATABASE_URL
+	@$(SERVICES); $(CARGO) run -q --release -p origin -- seed --scale large

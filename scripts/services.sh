@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Source this file: it makes sure PostgreSQL and Redis answer, and exports
+#   PG_ADMIN_URL   a superuser URL on the server (tests create their databases there)
+#   DATABASE_URL   the development database (make dev)
+#   REDIS_URL
+# It uses the servers at DATABASE_URL/REDIS_URL (default: 127.0.0.1:5432 and :6379). When none
+# answers there, it starts private ones from the installed binaries under .local/ (gitignored),
+# or stops with a message naming exactly what to install. Idempotent: run it as often as you like.
+
+_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_local="$_root/.local"
+mkdir -p "$_local"
+
+_fail() { echo "error: $*" >&2; return 1; }
+
+# host and port of a URL like scheme://user@host:port/db
+_hostport() { local u="${1#*://}"; u="${u#*@}"; u="${u%%/*}"; u="${u%%\?*}"; echo "${u%:*} ${u##*:}"; }
+
+_tcp_up() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+_pg_bin() {
+  local b
+  for b in "$(command -v "$1" 2>/dev/null)" /usr/lib/postgresql/*/bin/"$1" /usr/local/bin/"$1"; do
+    [ -n "$b" ] && [ -x "$b" ] && { echo "$b"; return 0; }
+  done
+  return 1
+}
+
+_ensure_postgres() {
+  local default="postgres://postgres@127.0.0.1:5432/postgres"
+  PG_ADMIN_URL="${PG_ADMIN_URL:-$default}"
+  read -r host port <<<"$(_hostport "$PG_ADMIN_URL")"
+  if _tcp_up "$host" "$port"; then
+    export PG_ADMIN_URL; return 0
+  fi
+  # Nothing there: run a private server on 55432.
+  local dir="$_local/postgres" pport=55432
+  PG_ADMIN_URL="postgres://postgres@127.0.0.1:$pport/postgres"
+  export PG_ADMIN_URL
+  _tcp_up 127.0.0.1 "$pport" && return 0
+  local initdb pg_ctl
+  initdb="$(_pg_bin initdb)" && pg_ctl="$(_pg_bin pg_ctl)" || \
+    _fail "no PostgreSQL answers at $host:$port and initdb/pg_ctl are not installed. Install PostgreSQL (Debian: apt-get install postgresql) or set DATABASE_URL to a running server." || return 1
+  local runas=()
+  if [ "$(id -u)" = 0 ]; then
+    # PostgreSQL refuses to run as root: use the postgres user when it exists.
+    id postgres >/dev/null 2>&1 || { _fail "running as root and there is no 'postgres' user to run a private PostgreSQL"; return 1; }
+    runas=(runuser -u postgres --)
+    mkdir -p "$dir"; chown postgres "$dir"
+  fi
+  if [ ! -s "$dir/PG_VERSION" ]; then
+    echo "starting a private PostgreSQL in $dir (port $pport)" >&2
+    "${runas[@]}" "$initdb" -D "$dir" -U postgres --auth=trust >/dev/null || { _fail "initdb failed"; return 1; }
+  fi
+  "${runas[@]}" "$pg_ctl" -D "$dir" -l "$dir/server.log" -w -o "-p $pport -k /tmp -c listen_addresses=127.0.0.1" start >/dev/null \
+    || { _fail "private PostgreSQL did not start; see $dir/server.log"; return 1; }
+}
+
+_ensure_redis() {
+  REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+  read -r host port <<<"$(_hostport "$REDIS_URL")"
+  if _tcp_up "$host" "$port"; then export REDIS_URL; return 0; fi
+  local rport=56379
+  REDIS_URL="redis://127.0.0.1:$rport"
+  export REDIS_URL
+  _tcp_up 127.0.0.1 "$rport" && return 0
+  command -v redis-server >/dev/null 2>&1 || \
+    { _fail "no Redis answers at $host:$port and redis-server is not installed. Install Redis (Debian: apt-get install redis-server) or set REDIS_URL to a running server."; return 1; }
+  echo "starting a private Redis on port $rport" >&2
+  mkdir -p "$_local/redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$rport" --save "" --appendonly no \
+    --dir "$_local/redis" --logfile "$_local/redis/redis.log" --pidfile "$_local/redis/redis.pid" >/dev/null \
+    || { _fail "private Redis did not start"; return 1; }
+  local i; for i in $(seq 50); do _tcp_up 127.0.0.1 "$rport" && return 0; sleep 0.1; done
+  _fail "private Redis did not answer on $rport"
+}
+
+_ensure_postgres && _ensure_redis && {
+  # The development database lives beside the admin one on the same server.
+  export DATABASE_URL="${DATABASE_URL:-${PG_ADMIN_URL%/*}/nexnum}"
+  echo "PostgreSQL: ${PG_ADMIN_URL%/*}  Redis: $REDIS_URL" >&2
+}

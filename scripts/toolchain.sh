@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Makes sure the Rust toolchain pieces the build needs are here; idempotent.
+set -euo pipefail
+command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found. Install Rust with rustup (https://rustup.rs)." >&2; exit 1; }
+if command -v rustup >/dev/null 2>&1; then
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
+    || rustup target add wasm32-unknown-unknown
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+else
+  echo "warning: rustup not found; assuming the wasm32-unknown-unknown target is installed" >&2
+fi
