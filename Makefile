@@ -6,22 +6,31 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup dev test stop lint fmt seed seed-large
+.PHONY: help setup edge dev test stop lint fmt seed seed-large
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: ## install toolchain pieces and make sure PostgreSQL and Redis answer
+setup: ## install toolchain pieces (Rust targets, worker-build, wrangler) and make sure PostgreSQL and Redis answer
 	@scripts/toolchain.sh
+	@scripts/edge-tools.sh
 	@$(SERVICES)
 
-dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080
+edge: ## build the edge worker (wasm32) into edge/build/
+	@scripts/edge-tools.sh
+	@scripts/build-edge.sh
+
+dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080 and the edge (wrangler dev) on 127.0.0.1:8787
 	@$(SERVICES); \
+	[ -f .dev.vars ] || cp .dev.vars.example .dev.vars; \
+	export EDGE_SECRET=$$(sed -n 's/^EDGE_SECRET=//p' .dev.vars); \
 	$(CARGO) build -p origin; \
 	target/debug/origin seed --scale small; \
-	ORIGIN_ADDR=$${ORIGIN_ADDR:-127.0.0.1:8080} exec target/debug/origin serve
+	ORIGIN_ADDR=127.0.0.1:8080 target/debug/origin serve & origin_pid=$$!; \
+	trap 'kill $$origin_pid 2>/dev/null' EXIT INT TERM; \
+	WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787
 
-test: setup ## every test: unit, origin end-to-end (real PostgreSQL and Redis)
+test: setup edge ## every test: unit, origin and edge end-to-end (real PostgreSQL, Redis, workerd)
 	@$(SERVICES); mkdir -p .local; \
 	$(CARGO) test --workspace --all-targets 2>&1 | tee .local/test.log; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' .local/test.log
@@ -37,6 +46,7 @@ lint: ## formatting, clippy (warnings are errors), wasm32 build of shared and ed
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --target wasm32-unknown-unknown -p nexnum-shared -p edge
+	$(CARGO) clippy --target wasm32-unknown-unknown -p nexnum-shared -p edge -- -D warnings
 
 fmt: ## format the code
 	$(CARGO) fmt --all

@@ -134,7 +134,8 @@ pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
 /// `RUST_LOG` (default `info`, with sqlx's per-statement logs kept to errors): the tracing filter, read before anything else so start-up
 /// errors are logged too.
 pub fn log_filter() -> String {
-    std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx::query=error,sqlx::postgres::notice=warn".to_owned())
+    std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| "info,sqlx::query=error,sqlx::postgres::notice=warn".to_owned())
 }
 
 fn check_scheme(name: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {

@@ -200,7 +200,9 @@ pub async fn seed(pool: &PgPool, scale: Scale) -> Result<SeedReport, sqlx::Error
         .fetch_all(&mut *tx)
         .await?;
         for name in names {
-            sqlx::query(&format!("DROP INDEX \"{name}\"")).execute(&mut *tx).await?;
+            sqlx::query(&format!("DROP INDEX \"{name}\""))
+                .execute(&mut *tx)
+                .await?;
         }
         // Same for foreign keys: checked once per constraint by one join when re-added, instead
         // of one trigger call per row and key.
@@ -214,7 +216,9 @@ pub async fn seed(pool: &PgPool, scale: Scale) -> Result<SeedReport, sqlx::Error
             sqlx::query(&format!("ALTER TABLE prices DROP CONSTRAINT \"{name}\""))
                 .execute(&mut *tx)
                 .await?;
-            rebuild.push(format!("ALTER TABLE prices ADD CONSTRAINT \"{name}\" {def}"));
+            rebuild.push(format!(
+                "ALTER TABLE prices ADD CONSTRAINT \"{name}\" {def}"
+            ));
         }
     } else {
         sqlx::query(
@@ -248,7 +252,9 @@ pub async fn seed(pool: &PgPool, scale: Scale) -> Result<SeedReport, sqlx::Error
     copy.finish().await?;
     if empty {
         bar.set_message("indexing");
-        sqlx::query("SET LOCAL maintenance_work_mem = '256MB'").execute(&mut *tx).await?;
+        sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
+            .execute(&mut *tx)
+            .await?;
         for def in rebuild {
             sqlx::query(&def).execute(&mut *tx).await?;
         }

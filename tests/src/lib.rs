@@ -6,6 +6,8 @@
 //!   or a [`RedisServer`] of its own on a spare port when the test must stop Redis or count its
 //!   commands.
 
+pub mod edge;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::client_ip::ClientIp;
 use crate::state::AppState;
 
 /// Alive: the process answers. Checks nothing else, so a Redis or database outage never gets
@@ -37,6 +38,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "redis": word(redis_ok),
     });
     no_store((status, Json(body)).into_response())
+}
+
+/// The address the origin attributes this request to (after edge trust): lets the frontend and
+/// operators check what the limits and logs see.
+pub async fn client_ip(ClientIp(ip): ClientIp) -> Response {
+    no_store(Json(json!({"ip": ip.to_string()})).into_response())
 }
 
 /// Prometheus text format.

@@ -4,9 +4,11 @@
 //! - [`catalog`]: the public catalog routes.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`respond`]: `Cache-Control`, `ETag` and `304` for cacheable responses.
+//! - [`client_ip`]: the client address, trusting the edge's forwarded one only with its secret.
 //! - [`extract`]: extractors whose rejections are the JSON 400 every route promises.
 
 pub mod catalog;
+pub mod client_ip;
 pub mod extract;
 pub mod health;
 pub mod respond;
@@ -36,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/catalog/{provider}/services", get(catalog::services))
         .route("/v1/catalog/{provider}/prices/{country}", get(catalog::bulk_prices))
         .route("/v1/catalog/{provider}/prices/{country}/{service}", get(catalog::price))
+        .route("/v1/client-ip", get(health::client_ip))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -1,0 +1,110 @@
+//! Header decisions: what a client sees on a catalog answer, what an entry is stored with, and
+//! which origin responses may be stored at all.
+
+use shared::CachePolicy;
+
+/// The time an entry was stored, in ms since the epoch, kept on the stored copy.
+pub const STORED_AT: &str = "X-Edge-Stored-At";
+
+/// What happened, in `X-Cache`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Stale,
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// Headers of a catalog answer to a client (before CORS).
+pub fn client_headers(
+    policy: &CachePolicy,
+    etag: &str,
+    status: CacheStatus,
+    age_secs: u64,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("Content-Type", "application/json".to_owned()),
+        ("Cache-Control", policy.cache_control()),
+        ("ETag", etag.to_owned()),
+        ("Age", age_secs.to_string()),
+        ("X-Cache", status.as_str().to_owned()),
+        ("Vary", "Origin".to_owned()),
+    ]
+}
+
+/// Headers of the copy put in the edge cache: kept by the Cache API for the policy's whole
+/// retention (fresh + the longer stale window), with the time of storing.
+pub fn stored_headers(
+    policy: &CachePolicy,
+    etag: &str,
+    now_ms: u64,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("Content-Type", "application/json".to_owned()),
+        (
+            "Cache-Control",
+            format!("public, max-age={}", policy.edge_retention()),
+        ),
+        ("ETag", etag.to_owned()),
+        (STORED_AT, now_ms.to_string()),
+    ]
+}
+
+/// Whether an origin answer may go into the shared edge cache: a 200 that is not personal.
+pub fn storable(status: u16, cache_control: Option<&str>, has_set_cookie: bool) -> bool {
+    if status != 200 || has_set_cookie {
+        return false;
+    }
+    let cc = cache_control.unwrap_or("").to_ascii_lowercase();
+    let forbidden = ["private", "no-store", "no-cache"];
+    cc.contains("public") && !forbidden.iter().any(|f| cc.contains(f))
+}
+
+/// Whether a request carries credentials; such requests are never answered from or stored in
+/// the shared cache.
+pub fn has_credentials(authorization: Option<&str>, cookie: Option<&str>) -> bool {
+    authorization.is_some_and(|v| !v.is_empty()) || cookie.is_some_and(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::DataType;
+
+    #[test]
+    fn client_headers_follow_the_policy() {
+        let p = DataType::Prices.policy();
+        let h = client_headers(&p, "\"abc\"", CacheStatus::Stale, 42);
+        assert!(h.contains(&("Cache-Control", p.cache_control())));
+        assert!(h.contains(&("X-Cache", "STALE".to_owned())));
+        assert!(h.contains(&("Age", "42".to_owned())));
+        let s = stored_headers(&p, "\"abc\"", 1234);
+        assert!(s.contains(&("Cache-Control", "public, max-age=630".to_owned())));
+        assert!(s.contains(&(STORED_AT, "1234".to_owned())));
+    }
+
+    #[test]
+    fn only_public_200s_without_cookies_are_stored() {
+        let public = Some("public, max-age=15, s-maxage=30");
+        assert!(storable(200, public, false));
+        assert!(!storable(200, public, true), "Set-Cookie");
+        assert!(!storable(404, public, false));
+        assert!(!storable(200, Some("private, no-store"), false));
+        assert!(!storable(200, Some("public, no-cache"), false));
+        assert!(!storable(200, None, false));
+        assert!(has_credentials(Some("Bearer x"), None));
+        assert!(has_credentials(None, Some("session=1")));
+        assert!(!has_credentials(None, None));
+    }
+}

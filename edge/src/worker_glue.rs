@@ -1,0 +1,484 @@
+//! The Workers-runtime side: the fetch handler. Order of work for every request:
+//! 1. configuration (vars and secrets), CORS preflight answered here;
+//! 2. the coarse per-IP limit;
+//! 3. catalog GETs without credentials: edge cache (fresh → HIT; within stale-while-revalidate →
+//!    STALE plus one background refresh per key; within stale-if-error → origin first, STALE if
+//!    it fails), else the origin (MISS, stored after replying);
+//! 4. everything else: forwarded to the origin, never cached (BYPASS).
+//!
+//! Errors are mapped to JSON responses, never panics: a panic would reset the isolate and
+//! its limiter.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use shared::CachePolicy;
+use shared::etag::{if_none_match_matches, strong_etag};
+use shared::policy::PRIVATE_NO_STORE;
+use shared::route::CatalogRoute;
+use shared::types::ErrorBody;
+use worker::{
+    Cache, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result, Url,
+};
+
+use crate::config::EdgeConfig;
+use crate::freshness::{Freshness, age_secs, classify};
+use crate::headers::{
+    CacheStatus, STORED_AT, client_headers, has_credentials, storable, stored_headers,
+};
+use crate::limiter::{Decision, IpLimiter, JsClock, client_key};
+
+/// Header carrying the shared secret to the origin.
+pub const EDGE_SECRET_HEADER: &str = "X-Edge-Secret";
+/// Header carrying the client address to the origin (trusted there only with the secret).
+pub const CLIENT_IP_HEADER: &str = "X-Client-IP";
+
+/// Milliseconds since the epoch from the JS clock. Only callable inside the Workers runtime.
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+thread_local! {
+    /// The isolate's limiter and the quota it was built with (rebuilt if the vars change).
+    static LIMITER: RefCell<Option<(u32, u32, IpLimiter<JsClock>)>> = const { RefCell::new(None) };
+    /// Cache keys being refreshed in the background: at most one refresh per key per isolate.
+    static REFRESHING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+}
+
+#[cfg(target_arch = "wasm32")]
+#[worker::event(fetch)]
+pub async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    match handle(req, &env, &ctx).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            worker::console_error!("edge error: {e}");
+            error_response(500, "internal", "edge error", &[])
+        }
+    }
+}
+
+fn config(env: &Env) -> std::result::Result<EdgeConfig, String> {
+    EdgeConfig::from_lookup(|name| {
+        env.var(name)
+            .ok()
+            .map(|v| v.to_string())
+            .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
+    })
+}
+
+pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
+    let cfg = match config(env) {
+        Ok(cfg) => cfg,
+        Err(msg) => {
+            worker::console_error!("edge misconfigured: {msg}");
+            return error_response(500, "misconfigured", "edge misconfigured", &[]);
+        }
+    };
+    let origin = req.headers().get("Origin")?;
+    let preflight_method = match req.method() {
+        Method::Options => req.headers().get("Access-Control-Request-Method")?,
+        _ => None,
+    };
+    if let (Some(o), Some(m)) = (origin.as_deref(), preflight_method) {
+        return preflight(&cfg, o, &m);
+    }
+    let cors = cfg.cors.response_headers(origin.as_deref());
+
+    let client_ip = req.headers().get("CF-Connecting-IP")?;
+    if let Decision::Deny { retry_after_secs } = limit(&cfg, &client_key(client_ip.as_deref())) {
+        let retry = retry_after_secs.to_string();
+        let resp = error_response(
+            429,
+            "rate_limited",
+            "too many requests from this address",
+            &[("Retry-After", &retry)],
+        )?;
+        return with_headers(resp, &cors);
+    }
+
+    let url = req.url()?;
+    let credentials = has_credentials(
+        req.headers().get("Authorization")?.as_deref(),
+        req.headers().get("Cookie")?.as_deref(),
+    );
+    let resp = match CatalogRoute::parse(url.path(), url.query()) {
+        Err(e) => error_response(400, "bad_request", &e.to_string(), &[])?,
+        Ok(Some(route)) if req.method() == Method::Get && !credentials => {
+            let inm = req.headers().get("If-None-Match")?;
+            serve_catalog(
+                &route,
+                &url,
+                inm.as_deref(),
+                &cfg,
+                ctx,
+                client_ip.as_deref(),
+            )
+            .await?
+        }
+        _ => forward(req, &url, &cfg, client_ip.as_deref()).await?,
+    };
+    with_headers(resp, &cors)
+}
+
+fn preflight(cfg: &EdgeConfig, origin: &str, method: &str) -> Result<Response> {
+    let vary = (
+        "Vary",
+        "Origin, Access-Control-Request-Method, Access-Control-Request-Headers".to_owned(),
+    );
+    match cfg.cors.preflight(origin, method) {
+        Some(mut h) => {
+            h.push(vary);
+            Ok(Response::empty()?
+                .with_status(204)
+                .with_headers(to_headers(&h)?))
+        }
+        None => error_response(
+            403,
+            "cors_refused",
+            "origin or method not allowed",
+            &[(vary.0, &vary.1)],
+        ),
+    }
+}
+
+fn limit(cfg: &EdgeConfig, key: &str) -> Decision {
+    LIMITER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let current = matches!(&*slot, Some((pm, b, _)) if *pm == cfg.rate_per_minute && *b == cfg.rate_burst);
+        if !current {
+            *slot = Some((cfg.rate_per_minute, cfg.rate_burst, IpLimiter::new(cfg.rate_per_minute, cfg.rate_burst, JsClock)));
+        }
+        slot.as_ref().map_or(Decision::Allow, |(_, _, l)| l.check(key))
+    })
+}
+
+/// A copy that may be served if the origin fails.
+struct Stale {
+    body: Vec<u8>,
+    etag: String,
+    age: u64,
+}
+
+async fn serve_catalog(
+    route: &CatalogRoute,
+    url: &Url,
+    if_none_match: Option<&str>,
+    cfg: &EdgeConfig,
+    ctx: &Context,
+    client_ip: Option<&str>,
+) -> Result<Response> {
+    let policy = route.data_type().policy().scaled_down(cfg.ttl_divisor);
+    let canonical = route.canonical();
+    let host = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or("edge")),
+        None => url.host_str().unwrap_or("edge").to_owned(),
+    };
+    let cache_key = format!("https://{}{canonical}", host.to_ascii_lowercase());
+    let cache = Cache::default();
+
+    let mut stale = None;
+    // A failing cache read is a miss, never an error for the client.
+    if let Ok(Some(mut hit)) = cache.get(cache_key.as_str(), false).await {
+        let stored_at = hit
+            .headers()
+            .get(STORED_AT)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let etag = hit.headers().get("ETag")?.unwrap_or_default();
+        let age = age_secs(stored_at, now_ms());
+        let body = hit.bytes().await?;
+        match classify(age, &policy) {
+            Freshness::Fresh => {
+                return answer(&policy, body, &etag, CacheStatus::Hit, age, if_none_match);
+            }
+            Freshness::StaleWhileRevalidate => {
+                if begin_refresh(&cache_key) {
+                    let (cfg, key) = (cfg.clone(), cache_key.clone());
+                    ctx.wait_until(async move {
+                        if let Ok(resp) = fetch_origin(&cfg, &canonical, None).await {
+                            let _ = store_response(resp, &key, &policy).await;
+                        }
+                        end_refresh(&key);
+                    });
+                }
+                return answer(&policy, body, &etag, CacheStatus::Stale, age, if_none_match);
+            }
+            Freshness::StaleIfError => stale = Some(Stale { body, etag, age }),
+            Freshness::Expired => {}
+        }
+    }
+
+    match fetch_origin(cfg, &canonical, client_ip).await {
+        Ok(resp) if resp.status_code() >= 500 && stale.is_some() => {
+            let s = stale.unwrap_or_else(|| Stale {
+                body: Vec::new(),
+                etag: String::new(),
+                age: 0,
+            });
+            answer(
+                &policy,
+                s.body,
+                &s.etag,
+                CacheStatus::Stale,
+                s.age,
+                if_none_match,
+            )
+        }
+        Ok(mut resp) => {
+            let cc = resp.headers().get("Cache-Control")?;
+            let cookie = resp.headers().has("Set-Cookie")?;
+            if !storable(resp.status_code(), cc.as_deref(), cookie) {
+                return passthrough(resp, CacheStatus::Miss);
+            }
+            let body = resp.bytes().await?;
+            let etag = resp
+                .headers()
+                .get("ETag")?
+                .unwrap_or_else(|| strong_etag(&body));
+            let copy = stored_copy(&policy, &body, &etag)?;
+            let key = cache_key.clone();
+            ctx.wait_until(async move {
+                let _ = Cache::default().put(key.as_str(), copy).await;
+            });
+            answer(&policy, body, &etag, CacheStatus::Miss, 0, if_none_match)
+        }
+        Err(failure) => match stale {
+            Some(s) => answer(
+                &policy,
+                s.body,
+                &s.etag,
+                CacheStatus::Stale,
+                s.age,
+                if_none_match,
+            ),
+            None => failure.into_response(),
+        },
+    }
+}
+
+fn begin_refresh(key: &str) -> bool {
+    REFRESHING.with(|set| set.borrow_mut().insert(key.to_owned()))
+}
+
+fn end_refresh(key: &str) {
+    REFRESHING.with(|set| {
+        set.borrow_mut().remove(key);
+    });
+}
+
+/// Stores a fresh origin answer if it may be stored (background refresh).
+async fn store_response(mut resp: Response, key: &str, policy: &CachePolicy) -> Result<()> {
+    let cc = resp.headers().get("Cache-Control")?;
+    if !storable(
+        resp.status_code(),
+        cc.as_deref(),
+        resp.headers().has("Set-Cookie")?,
+    ) {
+        return Ok(());
+    }
+    let body = resp.bytes().await?;
+    let etag = resp
+        .headers()
+        .get("ETag")?
+        .unwrap_or_else(|| strong_etag(&body));
+    Cache::default()
+        .put(key, stored_copy(policy, &body, &etag)?)
+        .await
+}
+
+fn stored_copy(policy: &CachePolicy, body: &[u8], etag: &str) -> Result<Response> {
+    Ok(
+        Response::from_bytes(body.to_vec())?.with_headers(to_headers(&stored_headers(
+            policy,
+            etag,
+            now_ms(),
+        ))?),
+    )
+}
+
+/// A catalog answer with the policy's headers, or 304 when the client's tag matches.
+fn answer(
+    policy: &CachePolicy,
+    body: Vec<u8>,
+    etag: &str,
+    status: CacheStatus,
+    age: u64,
+    if_none_match: Option<&str>,
+) -> Result<Response> {
+    let headers = to_headers(&client_headers(policy, etag, status, age))?;
+    if !etag.is_empty() && if_none_match.is_some_and(|v| if_none_match_matches(v, etag)) {
+        headers.delete("Content-Type")?;
+        return Ok(Response::empty()?.with_status(304).with_headers(headers));
+    }
+    Ok(Response::from_bytes(body)?.with_headers(headers))
+}
+
+enum OriginFailure {
+    Timeout,
+    Unreachable(String),
+}
+
+impl OriginFailure {
+    fn into_response(self) -> Result<Response> {
+        match self {
+            OriginFailure::Timeout => error_response(
+                504,
+                "origin_timeout",
+                "the origin did not answer in time",
+                &[],
+            ),
+            OriginFailure::Unreachable(e) => {
+                worker::console_warn!("origin unreachable: {e}");
+                error_response(502, "origin_unreachable", "the origin is unreachable", &[])
+            }
+        }
+    }
+}
+
+/// Tells the origin who the client is, with the secret that makes it believe us. Client-sent
+/// copies of these headers were dropped before.
+fn add_trust_headers(headers: &Headers, cfg: &EdgeConfig, client_ip: Option<&str>) -> Result<()> {
+    if let Some(secret) = &cfg.edge_secret {
+        headers.set(EDGE_SECRET_HEADER, secret)?;
+    }
+    if let Some(ip) = client_ip {
+        headers.set(CLIENT_IP_HEADER, ip)?;
+    }
+    Ok(())
+}
+
+async fn fetch_origin(
+    cfg: &EdgeConfig,
+    path_and_query: &str,
+    client_ip: Option<&str>,
+) -> std::result::Result<Response, OriginFailure> {
+    let build = || -> Result<Request> {
+        let headers = Headers::new();
+        headers.set("Accept", "application/json")?;
+        add_trust_headers(&headers, cfg, client_ip)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get).with_headers(headers);
+        Request::new_with_init(&format!("{}{path_and_query}", cfg.origin_url), &init)
+    };
+    let req = build().map_err(|e| OriginFailure::Unreachable(e.to_string()))?;
+    send(req, cfg.origin_timeout_ms).await
+}
+
+async fn send(req: Request, timeout_ms: u32) -> std::result::Result<Response, OriginFailure> {
+    let signal: worker::AbortSignal = web_sys::AbortSignal::timeout_with_u32(timeout_ms).into();
+    let started = now_ms();
+    Fetch::Request(req)
+        .send_with_signal(&signal)
+        .await
+        .map_err(|e| {
+            if signal.aborted() || now_ms().saturating_sub(started) >= u64::from(timeout_ms) {
+                OriginFailure::Timeout
+            } else {
+                OriginFailure::Unreachable(e.to_string())
+            }
+        })
+}
+
+/// Request headers never passed on to the origin: hop-by-hop, Cloudflare's own, and the trust
+/// headers a client might try to forge.
+fn dropped_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "host"
+            | "connection"
+            | "content-length"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "upgrade"
+            | "x-forwarded-for"
+    ) || n.starts_with("cf-")
+        || n == EDGE_SECRET_HEADER.to_ascii_lowercase()
+        || n == CLIENT_IP_HEADER.to_ascii_lowercase()
+}
+
+async fn forward(
+    mut req: Request,
+    url: &Url,
+    cfg: &EdgeConfig,
+    client_ip: Option<&str>,
+) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in req.headers().entries() {
+        if !dropped_header(&name) {
+            headers.append(&name, &value)?;
+        }
+    }
+    add_trust_headers(&headers, cfg, client_ip)?;
+    let method = req.method();
+    let mut init = RequestInit::new();
+    init.with_method(method.clone()).with_headers(headers);
+    if !matches!(method, Method::Get | Method::Head) {
+        let body = req.bytes().await?;
+        if !body.is_empty() {
+            init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+        }
+    }
+    let target = match url.query() {
+        Some(q) => format!("{}{}?{q}", cfg.origin_url, url.path()),
+        None => format!("{}{}", cfg.origin_url, url.path()),
+    };
+    match send(
+        Request::new_with_init(&target, &init)?,
+        cfg.origin_timeout_ms,
+    )
+    .await
+    {
+        Ok(resp) => passthrough(resp, CacheStatus::Bypass),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// The origin's answer as is, plus `X-Cache`.
+fn passthrough(resp: Response, status: CacheStatus) -> Result<Response> {
+    with_headers(resp, &[("X-Cache", status.as_str().to_owned())])
+}
+
+/// The same response with extra headers (fetched headers are immutable: copy, then rebuild).
+fn with_headers(resp: Response, extra: &[(&'static str, String)]) -> Result<Response> {
+    if extra.is_empty() {
+        return Ok(resp);
+    }
+    let headers = resp.headers().clone();
+    for (name, value) in extra {
+        headers.set(name, value)?;
+    }
+    let code = resp.status_code();
+    let (_, body) = resp.into_parts();
+    Ok(Response::builder()
+        .with_status(code)
+        .with_headers(headers)
+        .body(body))
+}
+
+fn to_headers(pairs: &[(&'static str, String)]) -> Result<Headers> {
+    let headers = Headers::new();
+    for (name, value) in pairs {
+        headers.set(name, value)?;
+    }
+    Ok(headers)
+}
+
+/// A JSON error (`{"error": {"code", "message"}}`), never cached.
+fn error_response(
+    status: u16,
+    code: &str,
+    message: &str,
+    extra: &[(&str, &str)],
+) -> Result<Response> {
+    let body = serde_json::to_vec(&ErrorBody::new(code, message)).unwrap_or_default();
+    let headers = Headers::new();
+    headers.set("Content-Type", "application/json")?;
+    headers.set("Cache-Control", PRIVATE_NO_STORE)?;
+    for (name, value) in extra {
+        headers.set(name, value)?;
+    }
+    Ok(Response::from_bytes(body)?
+        .with_status(status)
+        .with_headers(headers))
+}

@@ -1,0 +1,38 @@
+// Runs the built edge worker (edge/build) in workerd through Miniflare, for the end-to-end tests.
+// Configuration comes from the environment:
+//   EDGE_PORT  port on 127.0.0.1 to listen on
+//   EDGE_VARS  JSON object of worker vars (ORIGIN_URL, EDGE_SECRET, ...)
+// Prints "READY <url>" once serving; exits on SIGTERM/SIGINT or when stdin closes.
+import { Miniflare } from "miniflare";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const mf = new Miniflare({
+  scriptPath: path.join(root, "edge/build/worker/shim.mjs"),
+  modules: true,
+  modulesRoot: path.join(root, "edge/build"),
+  // The shim re-exports build/index.js, which imports the wasm module.
+  modulesRules: [
+    { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+    { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
+  ],
+  compatibilityDate: "2026-04-01",
+  bindings: JSON.parse(process.env.EDGE_VARS ?? "{}"),
+  host: "127.0.0.1",
+  port: Number(process.env.EDGE_PORT ?? 0),
+});
+const url = await mf.ready;
+console.log(`READY ${url}`);
+
+let closing = false;
+async function close() {
+  if (closing) return;
+  closing = true;
+  await mf.dispose().catch(() => {});
+  process.exit(0);
+}
+process.on("SIGTERM", close);
+process.on("SIGINT", close);
+process.stdin.on("end", close);
+process.stdin.resume();

@@ -1,0 +1,562 @@
+//! The edge worker, built for wasm32 and run in workerd, in front of the real origin (real
+//! PostgreSQL and Redis) or, where a test needs an origin that misbehaves, a tiny local one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use harness::edge::EdgeWorker;
+use harness::{AppOptions, TestApp, TestDb, json};
+use origin::seed::Scale;
+use reqwest::StatusCode;
+use shared::DataType;
+
+const SECRET: &str = "test-edge-secret-0123456789";
+
+struct Stack {
+    db: TestDb,
+    app: TestApp,
+    edge: EdgeWorker,
+    http: reqwest::Client,
+}
+
+/// Origin (with `EDGE_SECRET` unless `origin_secret` is None) and an edge in front of it.
+async fn stack(edge_vars: &[(&str, &str)], origin_secret: Option<&str>) -> Stack {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let mut env = Vec::new();
+    if let Some(s) = origin_secret {
+        env.push(("EDGE_SECRET".to_owned(), s.to_owned()));
+    }
+    let app = TestApp::spawn(
+        &db,
+        AppOptions {
+            env,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut vars: Vec<(&str, String)> = vec![
+        ("ORIGIN_URL", format!("http://{}", app.addr)),
+        ("EDGE_SECRET", SECRET.to_owned()),
+        ("CORS_ALLOWED_ORIGINS", "https://nexnum.app".to_owned()),
+    ];
+    for (k, v) in edge_vars {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k, (*v).to_owned()));
+    }
+    let edge = EdgeWorker::start(&vars).await;
+    Stack {
+        db,
+        app,
+        edge,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Stack {
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.edge.url(path))
+            .send()
+            .await
+            .expect("edge request")
+    }
+
+    async fn price_path(&self, skip: i64) -> (String, i64, String, String, String) {
+        let (p, c, s, price): (String, String, String, i64) = sqlx::query_as(
+            "SELECT pr.code, c.code, s.code, p.price_cents FROM prices p
+               JOIN providers pr ON pr.id = p.provider_id JOIN countries c ON c.id = p.country_id
+               JOIN services s ON s.id = p.service_id ORDER BY 1, 2, 3 OFFSET $1 LIMIT 1",
+        )
+        .bind(skip)
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap();
+        (format!("/v1/catalog/{p}/prices/{c}/{s}"), price, p, c, s)
+    }
+
+    /// Changes a price in PostgreSQL and drops its Redis key, as an admin update would.
+    async fn change_price(&self, p: &str, c: &str, s: &str, cents: i64) {
+        sqlx::query(
+            "UPDATE prices SET price_cents = $4 FROM providers pr, countries c, services s
+              WHERE prices.provider_id = pr.id AND prices.country_id = c.id AND prices.service_id = s.id
+                AND pr.code = $1 AND c.code = $2 AND s.code = $3",
+        )
+        .bind(p)
+        .bind(c)
+        .bind(s)
+        .bind(cents)
+        .execute(&self.db.pool)
+        .await
+        .unwrap();
+        let mut conn = self.app.redis().await;
+        let _: () = redis::cmd("DEL")
+            .arg(format!("{}cache:prices:{p}:{c}:{s}", self.app.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn miss_then_hit_with_policy_headers_and_304s() {
+    let s = stack(&[], Some(SECRET)).await;
+    let (path, price, ..) = s.price_path(0).await;
+    let first = s.get(&path).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(header(&first, "x-cache"), "MISS");
+    assert_eq!(
+        header(&first, "cache-control"),
+        DataType::Prices.policy().cache_control()
+    );
+    assert_eq!(header(&first, "age"), "0");
+    let etag = header(&first, "etag");
+    assert_eq!(json(first).await["price_cents"], price);
+
+    let queries = s.app.db_queries();
+    let origin_hits = Instant::now();
+    let mut hit = s.get(&path).await;
+    // The store happens after the first reply (waitUntil): allow it a moment.
+    while header(&hit, "x-cache") != "HIT" && origin_hits.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        hit = s.get(&path).await;
+    }
+    assert_eq!(header(&hit, "x-cache"), "HIT");
+    assert_eq!(header(&hit, "etag"), etag);
+    assert_eq!(
+        header(&hit, "cache-control"),
+        DataType::Prices.policy().cache_control()
+    );
+    assert!(header(&hit, "age").parse::<u64>().is_ok());
+    assert_eq!(json(hit).await["price_cents"], price);
+    assert_eq!(
+        s.app.db_queries(),
+        queries,
+        "a HIT never reaches the origin's database"
+    );
+
+    // 304 on a HIT.
+    let not_modified = s
+        .http
+        .get(s.edge.url(&path))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(header(&not_modified, "x-cache"), "HIT");
+    assert_eq!(header(&not_modified, "etag"), etag);
+
+    // 304 on a MISS too (another key, asked with its tag).
+    let (other, ..) = s.price_path(1).await;
+    let tag = shared::etag::strong_etag(
+        &reqwest::get(s.app.url(&other))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    );
+    let miss = s
+        .http
+        .get(s.edge.url(&other))
+        .header("If-None-Match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(miss.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(header(&miss, "x-cache"), "MISS");
+
+    // The normalised key: unknown query parameters do not split the cache.
+    let (p, c) = (
+        path.split('/').nth(3).unwrap().to_owned(),
+        path.split('/').nth(5).unwrap().to_owned(),
+    );
+    let bulk = format!("/v1/catalog/{p}/prices/{c}?services=whatsapp,telegram");
+    assert_eq!(header(&s.get(&bulk).await, "x-cache"), "MISS");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let again = s
+            .get(&format!(
+                "/v1/catalog/{p}/prices/{c}?utm_source=x&services=whatsapp,telegram,whatsapp"
+            ))
+            .await;
+        if header(&again, "x-cache") == "HIT" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "normalised URL never hit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A bad code is refused at the edge with the origin's JSON shape.
+    let bad = s.get("/v1/catalog/NOPE/countries").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(bad).await["error"]["code"], "bad_request");
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_old_then_refreshed() {
+    // Divisor 30: prices are fresh 1 s at the edge, then 1 s stale-while-revalidate.
+    let s = stack(&[("CACHE_TTL_DIVISOR", "30")], Some(SECRET)).await;
+    let (path, price, p, c, sv) = s.price_path(2).await;
+    assert_eq!(header(&s.get(&path).await, "x-cache"), "MISS");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.change_price(&p, &c, &sv, price + 1).await;
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let stale = s.get(&path).await;
+    assert_eq!(header(&stale, "x-cache"), "STALE");
+    assert!(header(&stale, "age").parse::<u64>().unwrap() >= 1);
+    assert_eq!(
+        json(stale).await["price_cents"],
+        price,
+        "the old copy, instantly"
+    );
+
+    // The background refresh replaced it: the next reads are fresh HITs with the new price.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let next = s.get(&path).await;
+        let status = header(&next, "x-cache");
+        let body = json(next).await;
+        if status == "HIT" && body["price_cents"] == price + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never refreshed: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn stale_if_error_then_gateway_errors_when_nothing_is_stale() {
+    // Divisor 30: fresh 1 s, stale-while-revalidate 1 s, stale-if-error 20 s.
+    let s = stack(
+        &[("CACHE_TTL_DIVISOR", "30"), ("ORIGIN_TIMEOUT_MS", "1000")],
+        Some(SECRET),
+    )
+    .await;
+    let (path, price, ..) = s.price_path(3).await;
+    assert_eq!(header(&s.get(&path).await, "x-cache"), "MISS");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let Stack {
+        app,
+        edge,
+        http,
+        db: _db,
+    } = s;
+    app.stop().await;
+    tokio::time::sleep(Duration::from_millis(2000)).await; // past fresh + stale-while-revalidate
+
+    let resp = http.get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, "x-cache"), "STALE");
+    assert_eq!(json(resp).await["price_cents"], price);
+
+    let resp = http
+        .get(edge.url("/v1/catalog/providers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::BAD_GATEWAY,
+        "nothing stale and the origin is down"
+    );
+    assert_eq!(json(resp).await["error"]["code"], "origin_unreachable");
+}
+
+#[tokio::test]
+async fn origin_timeout_is_a_504() {
+    // An origin that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let edge = EdgeWorker::start(&[
+        ("ORIGIN_URL", format!("http://{addr}")),
+        ("ORIGIN_TIMEOUT_MS", "500".into()),
+    ])
+    .await;
+    let started = Instant::now();
+    let resp = reqwest::get(edge.url("/v1/catalog/providers"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(json(resp).await["error"]["code"], "origin_timeout");
+    hold.abort();
+}
+
+#[tokio::test]
+async fn per_ip_limit_answers_429_with_retry_after() {
+    let s = stack(
+        &[("RATE_LIMIT_PER_MINUTE", "60"), ("RATE_LIMIT_BURST", "5")],
+        Some(SECRET),
+    )
+    .await;
+    let ask = |ip: &'static str| {
+        s.http
+            .get(s.edge.url("/v1/catalog/providers"))
+            .header("CF-Connecting-IP", ip)
+            .send()
+    };
+    for i in 0..5 {
+        assert_eq!(
+            ask("198.51.100.1").await.unwrap().status(),
+            StatusCode::OK,
+            "request {i}"
+        );
+    }
+    let limited = ask("198.51.100.1").await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = header(&limited, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(json(limited).await["error"]["code"], "rate_limited");
+    assert_eq!(
+        ask("198.51.100.2").await.unwrap().status(),
+        StatusCode::OK,
+        "another address has its own budget"
+    );
+    // IPv6 clients are limited per /64.
+    for i in 0..5 {
+        let ip = if i % 2 == 0 {
+            "2001:db8:1:2::1"
+        } else {
+            "2001:db8:1:2:ffff::9"
+        };
+        assert_eq!(ask(ip).await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        ask("2001:db8:1:2:abcd::1").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// A fake origin answering every catalog path with a fixed header set; counts requests.
+async fn fake_origin(extra: &'static [(&'static str, &'static str)]) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = Router::new().fallback(get(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut h = HeaderMap::new();
+            h.insert("content-type", "application/json".parse().unwrap());
+            for (k, v) in extra {
+                h.append(*k, v.parse().unwrap());
+            }
+            (h, "{\"providers\":[]}")
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn personal_requests_and_responses_are_never_cached() {
+    // A Set-Cookie response, even marked public, is never stored.
+    let (url, hits) = fake_origin(&[
+        ("cache-control", "public, max-age=60, s-maxage=60"),
+        ("set-cookie", "a=b"),
+    ])
+    .await;
+    let edge = EdgeWorker::start(&[("ORIGIN_URL", url)]).await;
+    for _ in 0..3 {
+        let r = reqwest::get(edge.url("/v1/catalog/providers"))
+            .await
+            .unwrap();
+        assert_eq!(header(&r, "x-cache"), "MISS");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    edge.stop().await;
+
+    // Cache-Control: private is never stored either.
+    let (url, hits) = fake_origin(&[("cache-control", "private, max-age=60")]).await;
+    let edge = EdgeWorker::start(&[("ORIGIN_URL", url)]).await;
+    for _ in 0..3 {
+        assert_eq!(
+            header(
+                &reqwest::get(edge.url("/v1/catalog/providers"))
+                    .await
+                    .unwrap(),
+                "x-cache"
+            ),
+            "MISS"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    edge.stop().await;
+
+    // A request with Authorization or a cookie bypasses the cache both ways.
+    let s = stack(&[], Some(SECRET)).await;
+    let (path, ..) = s.price_path(4).await;
+    for (name, value) in [("authorization", "Bearer abc"), ("cookie", "session=abc")] {
+        let r = s
+            .http
+            .get(s.edge.url(&path))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&r, "x-cache"), "BYPASS", "{name}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        header(&s.get(&path).await, "x-cache"),
+        "MISS",
+        "nothing was stored from the credentialed requests"
+    );
+    // Non-catalog routes are forwarded and never cached.
+    for _ in 0..2 {
+        let r = s.get("/healthz").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "x-cache"), "BYPASS");
+    }
+    let unknown = s.get("/v1/nothing").await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(header(&unknown, "x-cache"), "BYPASS");
+}
+
+#[tokio::test]
+async fn cors_preflight_and_vary() {
+    let s = stack(&[], Some(SECRET)).await;
+    let pre = s
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            s.edge.url("/v1/catalog/providers"),
+        )
+        .header("Origin", "https://nexnum.app")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "if-none-match")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        header(&pre, "access-control-allow-origin"),
+        "https://nexnum.app"
+    );
+    assert!(header(&pre, "access-control-allow-methods").contains("GET"));
+    assert!(
+        header(&pre, "access-control-allow-headers")
+            .to_lowercase()
+            .contains("if-none-match")
+    );
+    assert!(header(&pre, "vary").contains("Origin"));
+
+    let refused = s
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            s.edge.url("/v1/catalog/providers"),
+        )
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(header(&refused, "access-control-allow-origin"), "");
+
+    let ok = s
+        .http
+        .get(s.edge.url("/v1/catalog/providers"))
+        .header("Origin", "https://nexnum.app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&ok, "access-control-allow-origin"),
+        "https://nexnum.app"
+    );
+    assert!(header(&ok, "vary").contains("Origin"));
+    let other = s
+        .http
+        .get(s.edge.url("/v1/catalog/providers"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&other, "access-control-allow-origin"), "");
+    assert!(header(&other, "vary").contains("Origin"));
+}
+
+#[tokio::test]
+async fn the_origin_trusts_a_forwarded_ip_only_with_the_secret() {
+    let s = stack(&[], Some(SECRET)).await;
+    // Through the edge, with the secret: the client address the edge saw.
+    let via_edge = s
+        .http
+        .get(s.edge.url("/v1/client-ip"))
+        .header("CF-Connecting-IP", "198.51.100.4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(via_edge).await["ip"], "198.51.100.4");
+    // A client-supplied X-Client-IP through the edge is dropped, not passed on.
+    let forged = s
+        .http
+        .get(s.edge.url("/v1/client-ip"))
+        .header("CF-Connecting-IP", "198.51.100.5")
+        .header("X-Client-IP", "203.0.113.66")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(forged).await["ip"], "198.51.100.5");
+    // Straight to the origin, a forged header without (or with a wrong) secret is ignored.
+    let direct = s
+        .app
+        .client
+        .get(s.app.url("/v1/client-ip"))
+        .header("X-Client-IP", "203.0.113.66")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(direct).await["ip"], "127.0.0.1");
+    let wrong = s
+        .app
+        .client
+        .get(s.app.url("/v1/client-ip"))
+        .header("X-Client-IP", "203.0.113.66")
+        .header("X-Edge-Secret", "not-the-secret-at-all")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(wrong).await["ip"], "127.0.0.1");
+
+    // An edge whose secret the origin does not share is not trusted either.
+    let s2 = stack(
+        &[("EDGE_SECRET", "another-secret-0123456789")],
+        Some(SECRET),
+    )
+    .await;
+    let r = s2
+        .http
+        .get(s2.edge.url("/v1/client-ip"))
+        .header("CF-Connecting-IP", "198.51.100.4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(r).await["ip"], "127.0.0.1");
+}
