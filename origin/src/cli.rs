@@ -30,6 +30,22 @@ enum Command {
         #[arg(long, value_enum, default_value = "small")]
         scale: Scale,
     },
+    /// Administer users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin (or make an existing user admin, with this password).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -69,6 +85,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Admin { command } => admin(command).await,
         Command::Seed { scale } => {
             let pool = connect_for_admin().await?;
             crate::MIGRATOR.run(&pool).await?;
@@ -88,6 +105,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 /// Connects for `migrate`/`seed`, creating the database first when it does not exist yet.
+async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Create { email, password } => {
+            let pool = connect_for_admin().await?;
+            crate::MIGRATOR.run(&pool).await?;
+            let db = crate::db::Db::from_pool(pool);
+            let creds = shared::types::Credentials { email, password };
+            let user = crate::accounts::create_admin(&db, creds).await?;
+            println!("admin {} (id {})", user.email, user.id);
+            Ok(())
+        }
+    }
+}
+
 async fn connect_for_admin() -> anyhow::Result<sqlx::PgPool> {
     use sqlx::migrate::MigrateDatabase;
     let url = config::database_url_from_env()?;

@@ -12,7 +12,15 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    PaymentRequired(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("database error: {0}")]
@@ -29,7 +37,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Database(sqlx::Error::PoolTimedOut) => StatusCode::SERVICE_UNAVAILABLE,
@@ -42,7 +54,11 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::PaymentRequired(_) => "insufficient_funds",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable(_) | ApiError::Database(sqlx::Error::PoolTimedOut) => {
                 "unavailable"
@@ -91,7 +107,11 @@ impl From<std::sync::Arc<ApiError>> for ApiError {
     fn from(shared: std::sync::Arc<ApiError>) -> Self {
         std::sync::Arc::try_unwrap(shared).unwrap_or_else(|shared| match &*shared {
             ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),
+            ApiError::Unauthorized(m) => ApiError::Unauthorized(m.clone()),
+            ApiError::PaymentRequired(m) => ApiError::PaymentRequired(m.clone()),
+            ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
             ApiError::NotFound(m) => ApiError::NotFound(m.clone()),
+            ApiError::Conflict(m) => ApiError::Conflict(m.clone()),
             ApiError::MethodNotAllowed => ApiError::MethodNotAllowed,
             other if other.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 ApiError::Unavailable(other.to_string())

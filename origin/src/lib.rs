@@ -5,6 +5,7 @@
 //! - [`startup`]: boot steps, the listener, graceful shutdown.
 //! - [`http`]: the router, handlers, extractors and response headers.
 //! - [`catalog`]: the catalog read path (route data as response bytes).
+//! - [`accounts`]: users, sessions, balances, purchases, admin mutations (with invalidation).
 //! - [`cache`]: cache-aside over Redis, single flight, bounded Redis commands.
 //! - [`db`]: the PostgreSQL pool and the queries.
 //! - [`seed`]: the deterministic demo/benchmark catalog.
@@ -12,6 +13,7 @@
 //! - [`telemetry`]: tracing and the Prometheus recorder.
 //! - [`cli`]: the `origin` command line (`serve`, `migrate`, `seed`).
 
+pub mod accounts;
 pub mod cache;
 pub mod catalog;
 pub mod cli;

@@ -20,6 +20,14 @@ pub enum Scale {
 }
 
 impl Scale {
+    /// Phone numbers seeded per provider and country.
+    fn numbers_per_pool(self) -> i32 {
+        match self {
+            Scale::Small => 200,
+            Scale::Medium | Scale::Large => 20,
+        }
+    }
+
     fn dims(self) -> (usize, usize, usize) {
         match self {
             Scale::Small => (3, 20, 25),
@@ -269,7 +277,19 @@ pub async fn seed(pool: &PgPool, scale: Scale) -> Result<SeedReport, sqlx::Error
         .await?;
     }
     tx.commit().await?;
-    sqlx::query("ANALYZE providers, countries, services, prices")
+    // The number pool purchases draw from: a fixed count per provider and country.
+    sqlx::query(
+        "INSERT INTO numbers (provider_id, country_id, phone_number)
+         SELECT pr, co, format('+999%s%s%s', lpad(pr::text, 2, '0'), lpad(co::text, 3, '0'), lpad(i::text, 5, '0'))
+           FROM unnest($1::int[]) AS pr, unnest($2::int[]) AS co, generate_series(1, $3) AS i
+         ON CONFLICT (phone_number) DO NOTHING",
+    )
+    .bind(&provider_ids)
+    .bind(&country_ids)
+    .bind(scale.numbers_per_pool())
+    .execute(pool)
+    .await?;
+    sqlx::query("ANALYZE providers, countries, services, prices, numbers")
         .execute(pool)
         .await?;
     bar.finish_and_clear();

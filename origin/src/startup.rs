@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::accounts::Accounts;
 use crate::cache::Cache;
 use crate::catalog::Catalog;
 use crate::config::Settings;
@@ -56,6 +57,7 @@ impl Application {
                 })?;
         let state = AppState {
             catalog: Catalog::new(db.clone(), cache.clone()),
+            accounts: Accounts::new(db.clone(), cache.clone()),
             headers: Arc::new(HeaderPolicies::new(settings.cache_ttl_divisor)),
             settings: Arc::new(settings),
             db,

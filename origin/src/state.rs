@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::accounts::Accounts;
 use crate::cache::Cache;
 use crate::catalog::Catalog;
 use crate::config::Settings;
@@ -16,6 +17,7 @@ pub struct AppState {
     pub db: Db,
     pub cache: Cache,
     pub catalog: Catalog,
+    pub accounts: Accounts,
     pub headers: Arc<HeaderPolicies>,
     pub metrics: PrometheusHandle,
 }

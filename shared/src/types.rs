@@ -89,3 +89,74 @@ impl ErrorBody {
         }
     }
 }
+
+/// `POST /v1/auth/register` and `POST /v1/auth/login`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+/// `201` of `POST /v1/auth/register`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserResponse {
+    pub id: i64,
+    pub email: String,
+}
+
+/// `200` of `POST /v1/auth/login`; the same token is also set as the `session` cookie.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    /// Seconds of inactivity before the session ends (it slides on every authenticated request).
+    pub expires_in: u32,
+}
+
+/// `GET /v1/me/balance`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceResponse {
+    pub balance_cents: i64,
+}
+
+/// `POST /v1/activations`: buy a number for a service in a country from a provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseRequest {
+    pub provider: String,
+    pub country: String,
+    pub service: String,
+}
+
+/// One purchased number (an activation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    pub id: i64,
+    pub provider: String,
+    pub country: String,
+    pub service: String,
+    pub phone_number: String,
+    pub price_cents: i64,
+    /// `pending`, `received`, `completed`, `cancelled` or `expired`.
+    pub status: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// `GET /v1/activations`: newest first; pass `next_cursor` back as `cursor` for the next page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationPage {
+    pub items: Vec<Activation>,
+    pub next_cursor: Option<String>,
+}
+
+/// `PUT /v1/admin/prices/{provider}/{country}/{service}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetPriceRequest {
+    pub price_cents: i64,
+    pub stock: i64,
+}
+
+/// `POST /v1/admin/users/{id}/credit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditRequest {
+    pub amount_cents: i64,
+}

@@ -284,7 +284,7 @@ impl Cache {
     }
 
     /// Runs one Redis call under the configured bound, counting failures by kind.
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         op: &'static str,
         fut: impl Future<Output = redis::RedisResult<T>>,

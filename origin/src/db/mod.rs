@@ -1,8 +1,10 @@
 //! PostgreSQL access: the pool (the guide's section 2) and the queries, which live with the
 //! data they read and select only the columns they need.
 //!
+//! - [`accounts`]: users, balances, purchases, the ledger.
 //! - [`catalog`]: providers, countries, services and prices.
 
+pub mod accounts;
 pub mod catalog;
 
 use std::sync::Arc;

@@ -1,8 +1,9 @@
 //! Path and query extractors whose rejections become [`ApiError::BadRequest`], so a malformed
 //! code answers a JSON 400 naming the field instead of axum's plain-text default.
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query};
 
 use crate::error::ApiError;
 
@@ -13,6 +14,17 @@ pub struct ValidPath<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(Query), rejection(ApiError))]
 pub struct ValidQuery<T>(pub T);
+
+/// A JSON body; a malformed, mistyped or missing body is a JSON 400 naming the problem.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
+pub struct ValidJson<T>(pub T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {

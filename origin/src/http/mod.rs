@@ -2,11 +2,14 @@
 //! production does.
 //!
 //! - [`catalog`]: the public catalog routes.
+//! - [`accounts`], [`auth`]: sign-up, sessions, balance, purchases, admin; the auth extractors.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`respond`]: `Cache-Control`, `ETag` and `304` for cacheable responses.
 //! - [`client_ip`]: the client address, trusting the edge's forwarded one only with its secret.
 //! - [`extract`]: extractors whose rejections are the JSON 400 every route promises.
 
+pub mod accounts;
+pub mod auth;
 pub mod catalog;
 pub mod client_ip;
 pub mod extract;
@@ -17,13 +20,14 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, json_error};
@@ -32,7 +36,27 @@ use crate::state::AppState;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
+    // Personal and mutating routes: never stored by any cache.
+    let private = Router::new()
+        .route("/v1/auth/register", post(accounts::register))
+        .route("/v1/auth/login", post(accounts::login))
+        .route("/v1/auth/logout", post(accounts::logout))
+        .route("/v1/me/balance", get(accounts::balance))
+        .route(
+            "/v1/activations",
+            post(accounts::purchase).get(accounts::history),
+        )
+        .route(
+            "/v1/admin/prices/{provider}/{country}/{service}",
+            put(accounts::set_price),
+        )
+        .route("/v1/admin/users/{id}/credit", post(accounts::credit))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(shared::policy::PRIVATE_NO_STORE),
+        ));
     Router::new()
+        .merge(private)
         .route("/v1/catalog/providers", get(catalog::providers))
         .route("/v1/catalog/{provider}/countries", get(catalog::countries))
         .route("/v1/catalog/{provider}/services", get(catalog::services))

@@ -1,6 +1,7 @@
 //! Origin end-to-end tests: one binary, a module per feature, each test with its own database
 //! and Redis namespace (or private Redis).
 
+mod accounts;
 mod cache;
 mod catalog;
 mod common;

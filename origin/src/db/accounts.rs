@@ -1,0 +1,430 @@
+//! Users, balances, purchases and the ledger. A purchase is one transaction whose row locks make
+//! concurrent purchases safe: the price row (`FOR UPDATE`) serialises buyers of one product, the
+//! conditional balance update (`balance_cents >= price`) cannot overdraw however many run at
+//! once (and the CHECK constraint is the backstop), numbers are taken with `SKIP LOCKED`, and the
+//! unique `(user_id, idempotency_key)` makes a retried purchase land once.
+
+use shared::Slug;
+use shared::types::{Activation, Price};
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use super::Db;
+
+/// Roles a user can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Role {
+        if s == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+pub struct LoginRow {
+    pub id: i64,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+pub enum PurchaseOutcome {
+    Created {
+        activation: Activation,
+        balance_cents: i64,
+    },
+    /// The same `Idempotency-Key` was used before: the first result.
+    Replayed(Activation),
+    /// The key was used before for a different product.
+    KeyReused,
+    NotFound,
+    OutOfStock,
+    InsufficientFunds,
+}
+
+/// Columns of an activation as the API shows it, joined to its codes and number.
+const ACTIVATION_SELECT: &str =
+    "SELECT a.id, pr.code, c.code, s.code, n.phone_number, a.price_cents, a.status,
+        to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+   FROM activations a
+   JOIN providers pr ON pr.id = a.provider_id
+   JOIN countries c ON c.id = a.country_id
+   JOIN services s ON s.id = a.service_id
+   JOIN numbers n ON n.id = a.number_id";
+
+type ActivationRow = (i64, String, String, String, String, i64, String, String);
+
+fn activation(row: ActivationRow) -> Activation {
+    let (id, provider, country, service, phone_number, price_cents, status, created_at) = row;
+    Activation {
+        id,
+        provider,
+        country,
+        service,
+        phone_number,
+        price_cents,
+        status,
+        created_at,
+    }
+}
+
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+impl Db {
+    /// `Err` with a unique violation when the email is taken (any case).
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        role: Role,
+    ) -> Result<i64, sqlx::Error> {
+        self.count("create_user");
+        sqlx::query_scalar(
+            "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(email)
+        .bind(password_hash)
+        .bind(role.as_str())
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Creates the user as an admin, or makes an existing one admin with this password.
+    pub async fn upsert_admin(&self, email: &str, password_hash: &str) -> Result<i64, sqlx::Error> {
+        self.count("upsert_admin");
+        let updated: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET role = 'admin', password_hash = $2 WHERE lower(email) = lower($1) RETURNING id",
+        )
+        .bind(email)
+        .bind(password_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        match updated {
+            Some(id) => Ok(id),
+            None => self.create_user(email, password_hash, Role::Admin).await,
+        }
+    }
+
+    pub async fn login_row(&self, email: &str) -> Result<Option<LoginRow>, sqlx::Error> {
+        self.count("login_row");
+        let row: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, password_hash, role FROM users WHERE lower(email) = lower($1)",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, password_hash, role)| LoginRow {
+            id,
+            password_hash,
+            role: Role::parse(&role),
+        }))
+    }
+
+    pub async fn balance(&self, user_id: i64) -> Result<Option<i64>, sqlx::Error> {
+        self.count("balance");
+        sqlx::query_scalar("SELECT balance_cents FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn role(&self, user_id: i64) -> Result<Option<Role>, sqlx::Error> {
+        self.count("role");
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(role.as_deref().map(Role::parse))
+    }
+
+    async fn activation_by_key(
+        conn: &mut PgConnection,
+        user_id: i64,
+        key: &str,
+    ) -> Result<Option<Activation>, sqlx::Error> {
+        let sql = format!("{ACTIVATION_SELECT} WHERE a.user_id = $1 AND a.idempotency_key = $2");
+        let row: Option<ActivationRow> = sqlx::query_as(&sql)
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(conn)
+            .await?;
+        Ok(row.map(activation))
+    }
+
+    /// Buys one number. See the module documentation for why this cannot overdraw or double-charge.
+    pub async fn purchase(
+        &self,
+        user_id: i64,
+        provider: &Slug,
+        country: &Slug,
+        service: &Slug,
+        idempotency_key: Option<&str>,
+    ) -> Result<PurchaseOutcome, sqlx::Error> {
+        self.count("purchase");
+        let same_product = |a: &Activation| {
+            a.provider == provider.as_str()
+                && a.country == country.as_str()
+                && a.service == service.as_str()
+        };
+        let mut tx = self.pool.begin().await?;
+        if let Some(key) = idempotency_key
+            && let Some(existing) = Self::activation_by_key(&mut tx, user_id, key).await?
+        {
+            return Ok(if same_product(&existing) {
+                PurchaseOutcome::Replayed(existing)
+            } else {
+                PurchaseOutcome::KeyReused
+            });
+        }
+        match Self::purchase_in(
+            &mut tx,
+            user_id,
+            provider,
+            country,
+            service,
+            idempotency_key,
+        )
+        .await
+        {
+            Ok(PurchaseOutcome::Created {
+                activation,
+                balance_cents,
+            }) => {
+                tx.commit().await?;
+                Ok(PurchaseOutcome::Created {
+                    activation,
+                    balance_cents,
+                })
+            }
+            Ok(other) => Ok(other), // dropped: rolled back
+            Err(e) if is_unique_violation(&e) && idempotency_key.is_some() => {
+                // A concurrent retry with the same key committed first: ours rolls back, theirs stands.
+                drop(tx);
+                let mut conn = self.pool.acquire().await?;
+                let key = idempotency_key.unwrap_or_default();
+                match Self::activation_by_key(&mut conn, user_id, key).await? {
+                    Some(a) if same_product(&a) => Ok(PurchaseOutcome::Replayed(a)),
+                    Some(_) => Ok(PurchaseOutcome::KeyReused),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn purchase_in(
+        tx: &mut Transaction<'static, Postgres>,
+        user_id: i64,
+        provider: &Slug,
+        country: &Slug,
+        service: &Slug,
+        idempotency_key: Option<&str>,
+    ) -> Result<PurchaseOutcome, sqlx::Error> {
+        // The current price, from PostgreSQL (never the cache), locked for this transaction.
+        let product: Option<(i32, i32, i32, i64, i64)> = sqlx::query_as(
+            "SELECT p.provider_id, p.country_id, p.service_id, p.price_cents, p.stock
+               FROM prices p
+               JOIN providers pr ON pr.id = p.provider_id
+               JOIN countries c ON c.id = p.country_id
+               JOIN services s ON s.id = p.service_id
+              WHERE pr.code = $1 AND c.code = $2 AND s.code = $3
+                FOR UPDATE OF p",
+        )
+        .bind(provider.as_str())
+        .bind(country.as_str())
+        .bind(service.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some((pid, cid, sid, price, stock)) = product else {
+            return Ok(PurchaseOutcome::NotFound);
+        };
+        if stock <= 0 {
+            return Ok(PurchaseOutcome::OutOfStock);
+        }
+        let balance: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET balance_cents = balance_cents - $2
+              WHERE id = $1 AND balance_cents >= $2 RETURNING balance_cents",
+        )
+        .bind(user_id)
+        .bind(price)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(balance_cents) = balance else {
+            return Ok(PurchaseOutcome::InsufficientFunds);
+        };
+        let number: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, phone_number FROM numbers
+              WHERE provider_id = $1 AND country_id = $2 AND status = 'available'
+              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(pid)
+        .bind(cid)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some((number_id, phone_number)) = number else {
+            return Ok(PurchaseOutcome::OutOfStock);
+        };
+        sqlx::query("UPDATE numbers SET status = 'assigned' WHERE id = $1")
+            .bind(number_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "UPDATE prices SET stock = stock - 1, updated_at = now()
+              WHERE provider_id = $1 AND country_id = $2 AND service_id = $3",
+        )
+        .bind(pid)
+        .bind(cid)
+        .bind(sid)
+        .execute(&mut **tx)
+        .await?;
+        let provider_activation_id = format!("nx-{}", uuid::Uuid::new_v4().simple());
+        let (id, status, created_at): (i64, String, String) = sqlx::query_as(
+            "INSERT INTO activations (user_id, number_id, provider_id, country_id, service_id,
+                                      provider_activation_id, price_cents, idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             RETURNING id, status,
+                       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        )
+        .bind(user_id)
+        .bind(number_id)
+        .bind(pid)
+        .bind(cid)
+        .bind(sid)
+        .bind(&provider_activation_id)
+        .bind(price)
+        .bind(idempotency_key)
+        .fetch_one(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO transactions (user_id, type, amount_cents, activation_id)
+             VALUES ($1, 'purchase', $2, $3)",
+        )
+        .bind(user_id)
+        .bind(-price)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(PurchaseOutcome::Created {
+            activation: Activation {
+                id,
+                provider: provider.to_string(),
+                country: country.to_string(),
+                service: service.to_string(),
+                phone_number,
+                price_cents: price,
+                status,
+                created_at,
+            },
+            balance_cents,
+        })
+    }
+
+    /// The user's activations, newest first, after `before_id` when given. Uses
+    /// `activations_user_idx (user_id, id DESC)`.
+    pub async fn activations(
+        &self,
+        user_id: i64,
+        status: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Activation>, sqlx::Error> {
+        self.count("activations");
+        let sql = format!(
+            "{ACTIVATION_SELECT}
+              WHERE a.user_id = $1 AND ($2::text IS NULL OR a.status = $2)
+                AND ($3::bigint IS NULL OR a.id < $3)
+              ORDER BY a.id DESC LIMIT $4"
+        );
+        let rows: Vec<ActivationRow> = sqlx::query_as(&sql)
+            .bind(user_id)
+            .bind(status)
+            .bind(before_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(activation).collect())
+    }
+
+    /// Adds money and records it in the ledger, atomically. `None`: no such user.
+    pub async fn credit(
+        &self,
+        user_id: i64,
+        amount_cents: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        self.count("credit");
+        let mut tx = self.pool.begin().await?;
+        let balance: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET balance_cents = balance_cents + $2 WHERE id = $1 RETURNING balance_cents",
+        )
+        .bind(user_id)
+        .bind(amount_cents)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if balance.is_some() {
+            sqlx::query(
+                "INSERT INTO transactions (user_id, type, amount_cents) VALUES ($1, 'credit', $2)",
+            )
+            .bind(user_id)
+            .bind(amount_cents)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(balance)
+    }
+
+    /// Sets (or creates) one price. `None`: unknown provider, country or service. The flag says
+    /// whether the row is new (so the provider's country and service lists changed too).
+    pub async fn set_price(
+        &self,
+        provider: &Slug,
+        country: &Slug,
+        service: &Slug,
+        price_cents: i64,
+        stock: i64,
+    ) -> Result<Option<(Price, bool)>, sqlx::Error> {
+        self.count("set_price");
+        let row: Option<(i64, i64, bool)> = sqlx::query_as(
+            "INSERT INTO prices (provider_id, country_id, service_id, price_cents, stock)
+             SELECT pr.id, c.id, s.id, $4, $5
+               FROM providers pr, countries c, services s
+              WHERE pr.code = $1 AND c.code = $2 AND s.code = $3
+             ON CONFLICT (provider_id, country_id, service_id)
+             DO UPDATE SET price_cents = EXCLUDED.price_cents, stock = EXCLUDED.stock, updated_at = now()
+             RETURNING price_cents, stock, (xmax = 0) AS inserted",
+        )
+        .bind(provider.as_str())
+        .bind(country.as_str())
+        .bind(service.as_str())
+        .bind(price_cents)
+        .bind(stock)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(price_cents, stock, inserted)| {
+            (
+                Price {
+                    provider: provider.to_string(),
+                    country: country.to_string(),
+                    service: service.to_string(),
+                    price_cents,
+                    stock,
+                },
+                inserted,
+            )
+        }))
+    }
+}

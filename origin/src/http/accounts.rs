@@ -1,0 +1,141 @@
+//! Account handlers: sign-up, sessions, balance, purchases, history, admin. Every response here
+//! is `Cache-Control: private, no-store` (set by the router for the whole group).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use shared::Slug;
+use shared::types::{Credentials, CreditRequest, LoginResponse, PurchaseRequest, SetPriceRequest};
+
+use super::auth::{AdminUser, AuthUser, SESSION_COOKIE, token};
+use super::extract::{ValidJson, ValidPath, ValidQuery};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn register(
+    State(state): State<AppState>,
+    ValidJson(creds): ValidJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let user = state.accounts.register(creds).await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ValidJson(creds): ValidJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let token = state.accounts.login(creds).await?;
+    let ttl = state.accounts.sessions.ttl_secs();
+    let cookie =
+        format!("{SESSION_COOKIE}={token}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age={ttl}");
+    let mut resp = Json(LoginResponse {
+        token,
+        expires_in: ttl,
+    })
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let token = token(&headers).ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
+    state.accounts.sessions.delete(&token).await?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let expire = format!("{SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&expire) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+pub async fn balance(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Response, ApiError> {
+    let body = state.accounts.balance(user.user_id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+pub async fn purchase(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    headers: HeaderMap,
+    ValidJson(req): ValidJson<PurchaseRequest>,
+) -> Result<Response, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))
+        })
+        .transpose()?;
+    let purchase = state.accounts.purchase(user.user_id, req, key).await?;
+    let mut resp = (StatusCode::CREATED, Json(purchase.activation)).into_response();
+    if purchase.replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn history(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ValidQuery(q): ValidQuery<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let page = state
+        .accounts
+        .history(user.user_id, q.status, q.cursor, q.limit)
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct PricePath {
+    provider: Slug,
+    country: Slug,
+    service: Slug,
+}
+
+pub async fn set_price(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    ValidPath(path): ValidPath<PricePath>,
+    ValidJson(req): ValidJson<SetPriceRequest>,
+) -> Result<Response, ApiError> {
+    let price = state
+        .accounts
+        .set_price(path.provider, path.country, path.service, req)
+        .await?;
+    Ok(Json(price).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct UserPath {
+    id: i64,
+}
+
+pub async fn credit(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    ValidPath(path): ValidPath<UserPath>,
+    ValidJson(req): ValidJson<CreditRequest>,
+) -> Result<Response, ApiError> {
+    let balance = state.accounts.credit(path.id, req.amount_cents).await?;
+    Ok(Json(balance).into_response())
+}

@@ -1,0 +1,97 @@
+//! Authentication extractors. A request authenticates with `Authorization: Bearer <token>` or
+//! the `session` cookie; every authenticated request slides the session's expiry. Admin routes
+//! re-read the role from PostgreSQL, so a demotion takes effect at once.
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::request::Parts;
+
+use crate::accounts::sessions::SessionUser;
+use crate::db::accounts::Role;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const SESSION_COOKIE: &str = "session";
+
+/// The session token of a request, if it carries one.
+pub fn token(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim().to_owned());
+    }
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+}
+
+/// An authenticated user (401 otherwise; 503 when the session store cannot be asked).
+#[derive(Clone, Copy, Debug)]
+pub struct AuthUser(pub SessionUser);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token =
+            token(&parts.headers).ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
+        state
+            .accounts
+            .sessions
+            .touch(&token)
+            .await?
+            .map(AuthUser)
+            .ok_or_else(|| {
+                ApiError::Unauthorized("session expired or unknown; sign in again".into())
+            })
+    }
+}
+
+/// An authenticated admin (401 anonymous, 403 otherwise).
+#[derive(Clone, Copy, Debug)]
+pub struct AdminUser(pub SessionUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let AuthUser(user) = AuthUser::from_request_parts(parts, state).await?;
+        match state.db.role(user.user_id).await? {
+            Some(Role::Admin) => Ok(AdminUser(user)),
+            _ => Err(ApiError::Forbidden("admin only".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn bearer_then_cookie() {
+        let mut h = HeaderMap::new();
+        assert_eq!(token(&h), None);
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("theme=dark; session=abc ; x=1"),
+        );
+        assert_eq!(token(&h).as_deref(), Some("abc"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer tok"));
+        assert_eq!(token(&h).as_deref(), Some("tok"));
+    }
+}
