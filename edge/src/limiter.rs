@@ -92,19 +92,11 @@ impl<C: Clock<Instant = Nanos> + Clone> IpLimiter<C> {
     }
 }
 
-/// The limiter key of a client address: IPv4 as is, IPv6 by its /64 (one subscriber usually
-/// holds a whole /64, so per-address keys would give them 2^64 budgets). Unparseable or
-/// missing addresses share one key.
+/// The limiter key of a client address (`shared::ratelimit::ip_key`). Unparseable or missing
+/// addresses share one key.
 pub fn client_key(raw: Option<&str>) -> String {
     match raw.map(str::trim).and_then(|s| s.parse::<IpAddr>().ok()) {
-        Some(IpAddr::V4(v4)) => v4.to_string(),
-        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
+        Some(ip) => shared::ratelimit::ip_key(ip),
         None => "unknown".to_owned(),
     }
 }

@@ -46,6 +46,9 @@ pub struct Settings {
     pub edge_secret: Option<SecretString>,
     /// `CACHE_TTL_DIVISOR` (default 1): divides every policy duration (tests only).
     pub cache_ttl_divisor: u32,
+    /// `RATE_LIMITS` (default: the guide's table): per-tier overrides `name=limit/window_ms`,
+    /// comma-separated (tests only).
+    pub rate_limits: Vec<crate::ratelimit::TierLimit>,
 }
 
 impl Settings {
@@ -105,6 +108,14 @@ impl Settings {
             });
         }
 
+        let overrides = get("RATE_LIMITS").unwrap_or_default();
+        let rate_limits =
+            crate::ratelimit::tier_limits(&overrides).map_err(|reason| ConfigError::Invalid {
+                name: "RATE_LIMITS",
+                value: overrides.clone(),
+                reason,
+            })?;
+
         Ok(Settings {
             database_url: database_url.into(),
             redis_url: redis_url.into(),
@@ -116,6 +127,7 @@ impl Settings {
             redis_key_prefix,
             edge_secret: edge_secret.map(Into::into),
             cache_ttl_divisor: divisor,
+            rate_limits,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! - [`accounts`]: users, sessions, balances, purchases, admin mutations (with invalidation).
 //! - [`cache`]: cache-aside over Redis, single flight, bounded Redis commands.
 //! - [`db`]: the PostgreSQL pool and the queries.
+//! - [`ratelimit`]: the Redis rate-limit tiers (Lua), failing open onto a local safety net.
 //! - [`seed`]: the deterministic demo/benchmark catalog.
 //! - [`error`]: the one error type and its mapping to responses.
 //! - [`telemetry`]: tracing and the Prometheus recorder.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod ratelimit;
 pub mod seed;
 pub mod startup;
 pub mod state;

@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::db::Db;
 use crate::http;
 use crate::http::respond::HeaderPolicies;
+use crate::ratelimit::Limiter;
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -58,6 +59,7 @@ impl Application {
         let state = AppState {
             catalog: Catalog::new(db.clone(), cache.clone()),
             accounts: Accounts::new(db.clone(), cache.clone()),
+            limiter: Limiter::new(cache.clone(), settings.rate_limits.clone()),
             headers: Arc::new(HeaderPolicies::new(settings.cache_ttl_divisor)),
             settings: Arc::new(settings),
             db,

@@ -10,6 +10,7 @@ use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::http::respond::HeaderPolicies;
+use crate::ratelimit::Limiter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,6 +19,7 @@ pub struct AppState {
     pub cache: Cache,
     pub catalog: Catalog,
     pub accounts: Accounts,
+    pub limiter: Limiter,
     pub headers: Arc<HeaderPolicies>,
     pub metrics: PrometheusHandle,
 }

@@ -1,4 +1,7 @@
-//! Rate-limit tiers (the guide's section 3) and which route group falls in which tier.
+//! Rate-limit tiers (the guide's section 3), which route group falls in which tier, and the
+//! identity key of a client address (shared by the edge's coarse limit and the origin's tiers).
+
+use core::net::IpAddr;
 
 /// How a tier counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +78,22 @@ impl Tier {
     }
 }
 
+/// The limiter identity of a client address: IPv4 as is, IPv6 by its /64 (one subscriber
+/// usually holds a whole /64, so per-address keys would hand them 2^64 budgets); IPv4-mapped
+/// IPv6 as the IPv4 address.
+pub fn ip_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +116,15 @@ mod tests {
                 ("ops", 10, 10, WindowKind::Fixed),
             ]
         );
+    }
+
+    #[test]
+    fn ip_keys_group_ipv6_by_64() {
+        let k = |s: &str| ip_key(s.parse().unwrap());
+        assert_eq!(k("203.0.113.9"), "203.0.113.9");
+        assert_eq!(k("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(k("2001:db8:1:2:ffff::9"), "2001:db8:1:2::/64");
+        assert_eq!(k("::ffff:198.51.100.7"), "198.51.100.7");
     }
 
     #[test]

@@ -221,6 +221,56 @@ impl Cache {
         .await
     }
 
+    /// Deletes every key matching the patterns (built by `shared::keys`; `*` allowed) with SCAN
+    /// and UNLINK in batches, never KEYS. Returns how many were deleted.
+    pub async fn delete_matching(&self, patterns: &[String]) -> Result<u64, CacheError> {
+        let mut deleted = 0u64;
+        for pattern in patterns {
+            let full = self.key(pattern);
+            if !pattern.contains('*') {
+                let mut conn = self.redis.clone();
+                let n: u64 = self
+                    .bounded("unlink", async move {
+                        redis::cmd("UNLINK").arg(&full).query_async(&mut conn).await
+                    })
+                    .await?;
+                deleted += n;
+                continue;
+            }
+            let mut cursor: u64 = 0;
+            loop {
+                let mut conn = self.redis.clone();
+                let scan = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&full)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .to_owned();
+                let (next, batch): (u64, Vec<String>) = self
+                    .bounded("scan", async move { scan.query_async(&mut conn).await })
+                    .await?;
+                if !batch.is_empty() {
+                    let mut conn = self.redis.clone();
+                    let n: u64 = self
+                        .bounded("unlink", async move {
+                            redis::cmd("UNLINK")
+                                .arg(&batch)
+                                .query_async(&mut conn)
+                                .await
+                        })
+                        .await?;
+                    deleted += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(deleted)
+    }
+
     pub async fn ping(&self) -> Result<(), CacheError> {
         let mut conn = self.redis.clone();
         self.bounded("ping", async move {

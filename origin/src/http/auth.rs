@@ -33,6 +33,10 @@ pub fn token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.trim().to_owned())
 }
 
+/// The session the rate-limit middleware already looked up (and slid) for this request.
+#[derive(Clone, Copy, Debug)]
+pub struct ResolvedSession(pub Option<SessionUser>);
+
 /// An authenticated user (401 otherwise; 503 when the session store cannot be asked).
 #[derive(Clone, Copy, Debug)]
 pub struct AuthUser(pub SessionUser);

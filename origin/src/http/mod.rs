@@ -3,6 +3,8 @@
 //!
 //! - [`catalog`]: the public catalog routes.
 //! - [`accounts`], [`auth`]: sign-up, sessions, balance, purchases, admin; the auth extractors.
+//! - [`ratelimit`]: the tier check in front of every `/v1/` route.
+//! - [`ops`]: operator actions (the Ops tier).
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`respond`]: `Cache-Control`, `ETag` and `304` for cacheable responses.
 //! - [`client_ip`]: the client address, trusting the edge's forwarded one only with its secret.
@@ -14,6 +16,8 @@ pub mod catalog;
 pub mod client_ip;
 pub mod extract;
 pub mod health;
+pub mod ops;
+pub mod ratelimit;
 pub mod respond;
 
 use std::time::{Duration, Instant};
@@ -51,6 +55,7 @@ pub fn router(state: AppState) -> Router {
             put(accounts::set_price),
         )
         .route("/v1/admin/users/{id}/credit", post(accounts::credit))
+        .route("/v1/ops/cache/invalidate", post(ops::invalidate))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static(shared::policy::PRIVATE_NO_STORE),
@@ -68,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), ratelimit::limit))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(
             ServiceBuilder::new()

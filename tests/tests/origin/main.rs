@@ -7,4 +7,5 @@ mod catalog;
 mod common;
 mod health;
 mod plans;
+mod ratelimit;
 mod resilience;

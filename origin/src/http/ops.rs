@@ -1,0 +1,59 @@
+//! Operator actions. `POST /v1/ops/cache/invalidate` (admin, Ops tier) drops the cached catalog
+//! of one provider, or every key of one data type, by the guide's key patterns — with SCAN,
+//! never KEYS, so Redis keeps serving while it runs.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use shared::{Slug, keys};
+
+use super::auth::AdminUser;
+use super::extract::ValidJson;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateRequest {
+    provider: Option<Slug>,
+    #[serde(rename = "type")]
+    data_type: Option<String>,
+}
+
+/// Key patterns (as `shared::keys` spells them) for one request.
+fn patterns(req: &InvalidateRequest) -> Result<Vec<String>, ApiError> {
+    match (&req.provider, req.data_type.as_deref()) {
+        (Some(p), None) => Ok(vec![
+            keys::countries(p),
+            keys::services(p),
+            keys::prices_of_provider_pattern(p),
+        ]),
+        (None, Some("providers")) => Ok(vec![keys::providers()]),
+        (None, Some("countries")) => Ok(vec!["cache:countries:*".into()]),
+        (None, Some("services")) => Ok(vec!["cache:services:*".into()]),
+        (None, Some("prices")) => Ok(vec!["cache:prices:*".into()]),
+        (None, Some("balance")) => Ok(vec!["cache:balance:*".into()]),
+        (None, Some(other)) => Err(ApiError::BadRequest(format!(
+            "type '{other}' must be one of providers, countries, services, prices, balance"
+        ))),
+        _ => Err(ApiError::BadRequest(
+            "give exactly one of provider or type".into(),
+        )),
+    }
+}
+
+pub async fn invalidate(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    ValidJson(req): ValidJson<InvalidateRequest>,
+) -> Result<Response, ApiError> {
+    let patterns = patterns(&req)?;
+    let deleted = state
+        .cache
+        .delete_matching(&patterns)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(json!({"deleted": deleted})).into_response())
+}

@@ -1,0 +1,80 @@
+//! The rate-limit middleware: picks the tier from the route group (`shared::ratelimit`), the
+//! identity (the user id when the request carries a live session, else the client address,
+//! IPv6 by /64), asks [`crate::ratelimit::Limiter`], and answers 429 or adds the IETF headers
+//! (draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy: "api";q=1000;w=60`,
+//! `RateLimit: "api";r=412;t=37`) to every limited route's response.
+//!
+//! It runs before authentication, so anonymous floods of any group are limited too. The
+//! session it resolves is handed to the auth extractor, so a request costs one session lookup.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use shared::ratelimit::{Tier, ip_key};
+
+use super::auth::{ResolvedSession, token};
+use super::client_ip::resolve;
+use crate::error::json_error;
+use crate::ratelimit::Decision;
+use crate::state::AppState;
+
+pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(tier) = Tier::for_path(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    // A live session makes the user the identity; a failing session store leaves the auth
+    // extractor to answer 503 and limits by address meanwhile.
+    let mut identity = None;
+    if let Some(token) = token(req.headers())
+        && let Ok(session) = state.accounts.sessions.touch(&token).await
+    {
+        identity = session.map(|user| format!("user:{}", user.user_id));
+        req.extensions_mut().insert(ResolvedSession(session));
+    }
+    let identity = identity.unwrap_or_else(|| {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip());
+        match resolve(state.settings.edge_secret.as_ref(), req.headers(), peer) {
+            Some(ip) => format!("ip:{}", ip_key(ip)),
+            None => "ip:unknown".to_owned(),
+        }
+    });
+    let decision = state.limiter.check(tier, &identity).await;
+    if !decision.allowed {
+        let mut resp = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; retry later",
+        );
+        add_headers(&mut resp, &decision);
+        if let Ok(v) = HeaderValue::from_str(&decision.reset_secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    let mut resp = next.run(req).await;
+    add_headers(&mut resp, &decision);
+    resp
+}
+
+fn add_headers(resp: &mut Response, d: &Decision) {
+    let policy = format!(
+        "\"{}\";q={};w={}",
+        d.limit.name,
+        d.limit.limit,
+        d.limit.window.as_secs().max(1)
+    );
+    let state = format!("\"{}\";r={};t={}", d.limit.name, d.remaining, d.reset_secs);
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&policy) {
+        h.insert("ratelimit-policy", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&state) {
+        h.insert("ratelimit", v);
+    }
+}
