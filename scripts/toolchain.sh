@@ -11,3 +11,13 @@ if command -v rustup >/dev/null 2>&1; then
 else
   echo "warning: rustup not found; assuming the wasm32-unknown-unknown target is installed" >&2
 fi
+# promtool validates ops/alerts.yml in the tests (Debian's prometheus package ships it).
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing promtool (Debian package prometheus)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null; }
+  else
+    echo "error: promtool not found. Install it (Debian: sudo apt-get install prometheus)." >&2; exit 1
+  fi
+fi

@@ -30,6 +30,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "small")]
         scale: Scale,
     },
+    /// Run the pre-traffic checklist against the live services (exit 1 on any FAIL).
+    Check(crate::check::CheckArgs),
     /// Administer users.
     Admin {
         #[command(subcommand)]
@@ -50,7 +52,8 @@ enum AdminCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_tracing(&config::log_filter());
+    // Held for the whole run: dropping it flushes events still queued for Sentry.
+    let _sentry = telemetry::init(&config::log_filter(), config::sentry_dsn().as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,6 +89,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(command).await,
+        Command::Check(args) => {
+            let settings = Settings::from_env()?;
+            let rows = crate::check::run(&settings, &args).await;
+            println!("{}", crate::check::render(&rows, args.json));
+            if rows.iter().any(|r| r.status == crate::check::Status::Fail) {
+                anyhow::bail!("the checklist has failures");
+            }
+            Ok(())
+        }
         Command::Seed { scale } => {
             let pool = connect_for_admin().await?;
             crate::MIGRATOR.run(&pool).await?;

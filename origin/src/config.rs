@@ -143,6 +143,13 @@ pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
     Ok(url.into())
 }
 
+/// `SENTRY_DSN` (optional): where 5xx errors and panics are reported; unset, nothing is sent.
+pub fn sentry_dsn() -> Option<String> {
+    std::env::var("SENTRY_DSN")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
 /// `RUST_LOG` (default `info`, with sqlx's per-statement logs kept to errors): the tracing filter, read before anything else so start-up
 /// errors are logged too.
 pub fn log_filter() -> String {

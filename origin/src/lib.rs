@@ -11,17 +11,20 @@
 //! - [`ratelimit`]: the Redis rate-limit tiers (Lua), failing open onto a local safety net.
 //! - [`seed`]: the deterministic demo/benchmark catalog.
 //! - [`error`]: the one error type and its mapping to responses.
-//! - [`telemetry`]: tracing and the Prometheus recorder.
-//! - [`cli`]: the `origin` command line (`serve`, `migrate`, `seed`).
+//! - [`telemetry`]: tracing, Sentry and the Prometheus recorder.
+//! - [`monitor`], [`check`]: the guide's monitoring checklist as gauges and as `origin check`.
+//! - [`cli`]: the `origin` command line (`serve`, `migrate`, `seed`, `check`, `admin`).
 
 pub mod accounts;
 pub mod cache;
 pub mod catalog;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod monitor;
 pub mod ratelimit;
 pub mod seed;
 pub mod startup;

@@ -1,20 +1,121 @@
-//! Tracing (structured logs, one span per request) and the Prometheus recorder.
+//! Tracing (structured logs, one span per request), Sentry, and the Prometheus recorder.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use shared::DataType;
+use shared::ratelimit::Tier;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the global tracing subscriber: JSON lines, filtered by `RUST_LOG` (default `info`).
-/// Safe to call more than once (later calls do nothing), so tests can call it freely.
-pub fn init_tracing(filter: &str) {
+/// Installs the global tracing subscriber: JSON lines, filtered by `RUST_LOG` (default `info`);
+/// with a Sentry DSN, ERROR events (every 5xx is logged once, in `ApiError`) and panics also go
+/// to Sentry, and lower levels become breadcrumbs. Without a DSN nothing is sent anywhere.
+/// Keep the returned guard alive: dropping it flushes pending events.
+pub fn init(filter: &str, sentry_dsn: Option<&str>) -> Option<sentry::ClientInitGuard> {
+    let guard = sentry_dsn.map(|dsn| {
+        let mut options = sentry::ClientOptions::default();
+        options.release = sentry::release_name!();
+        options.attach_stacktrace = true;
+        sentry::init((dsn, options))
+    });
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_env_filter(filter)
+    let sentry_layer = guard
+        .as_ref()
+        .map(|_| sentry::integrations::tracing::layer());
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true),
+        )
+        .with(sentry_layer)
         .try_init();
+    guard
+}
+
+/// Installs the subscriber without Sentry (tests, tools).
+pub fn init_tracing(filter: &str) {
+    let _ = init(filter, None);
+}
+
+/// `# HELP` texts, and zero-valued series for the counters alerts and dashboards rely on, so
+/// they exist from the first scrape instead of after the first incident.
+fn describe_and_baseline() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests by matched route, method and status"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        "HTTP request latency by matched route and method"
+    );
+    describe_counter!(
+        "cache_requests_total",
+        "Cache-aside reads by data type and result (hit, miss, error, coalesced)"
+    );
+    describe_histogram!(
+        "cache_load_duration_seconds",
+        "Time to load a missed cache entry from PostgreSQL"
+    );
+    describe_counter!(
+        "cache_invalidation_failures_total",
+        "Invalidations that failed (entries then expire by TTL)"
+    );
+    describe_counter!("db_queries_total", "PostgreSQL queries by name");
+    describe_gauge!(
+        "db_pool_connections",
+        "This origin's PostgreSQL pool: open, idle, in_use"
+    );
+    describe_gauge!(
+        "db_pool_max_connections",
+        "This origin's PostgreSQL pool size limit"
+    );
+    describe_gauge!(
+        "pg_connections_active",
+        "Client connections on the PostgreSQL server"
+    );
+    describe_gauge!("pg_connections_max", "PostgreSQL max_connections");
+    describe_gauge!("redis_memory_used_bytes", "Redis used_memory");
+    describe_gauge!(
+        "redis_memory_limit_bytes",
+        "Redis maxmemory, or the host's memory when maxmemory is 0"
+    );
+    describe_counter!(
+        "redis_errors_total",
+        "Redis command failures by operation and kind (error, timeout)"
+    );
+    describe_counter!(
+        "ratelimit_decisions_total",
+        "Rate-limit decisions by tier and outcome (allowed, limited)"
+    );
+    describe_counter!(
+        "ratelimit_fail_open_total",
+        "Rate-limit checks decided without Redis (failed open)"
+    );
+
+    for data in DataType::ALL {
+        for result in ["hit", "miss", "error", "coalesced"] {
+            metrics::counter!("cache_requests_total", "type" => data.as_str(), "result" => result)
+                .increment(0);
+        }
+    }
+    for tier in Tier::ALL {
+        let name = tier.spec().name;
+        metrics::counter!("ratelimit_fail_open_total", "tier" => name).increment(0);
+        for outcome in ["allowed", "limited"] {
+            metrics::counter!("ratelimit_decisions_total", "tier" => name, "outcome" => outcome)
+                .increment(0);
+        }
+    }
+    for kind in ["error", "timeout"] {
+        metrics::counter!("redis_errors_total", "op" => "get", "kind" => kind).increment(0);
+    }
+    metrics::counter!("cache_invalidation_failures_total").increment(0);
 }
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -38,6 +139,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Another recorder may already be installed (a test harness); ours still renders
             // what is sent to it, and the first one installed wins.
             let _ = metrics::set_global_recorder(recorder);
+            describe_and_baseline();
             let upkeep = handle.clone();
             // Histograms are drained into their summaries by upkeep; without it they grow.
             std::thread::Builder::new()

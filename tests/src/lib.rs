@@ -7,6 +7,7 @@
 //!   commands.
 
 pub mod edge;
+pub mod process;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::client_ip::ClientIp;
+use crate::monitor::{pg_connections, redis_memory};
 use crate::state::AppState;
 
 /// Alive: the process answers. Checks nothing else, so a Redis or database outage never gets
@@ -55,6 +56,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
     metrics::gauge!("db_pool_connections", "state" => "in_use").set(size.saturating_sub(idle));
     metrics::gauge!("db_pool_max_connections").set(state.settings.db_max_connections);
+    // The checklist's server-side readings; a failed reading leaves the last value in place.
+    let (redis, pg) = tokio::join!(redis_memory(&state.cache), pg_connections(&state.db));
+    if let Ok(m) = redis {
+        metrics::gauge!("redis_memory_used_bytes").set(m.used as f64);
+        metrics::gauge!("redis_memory_limit_bytes").set(m.limit().unwrap_or(0) as f64);
+    }
+    if let Ok((active, max)) = pg {
+        metrics::gauge!("pg_connections_active").set(active as f64);
+        metrics::gauge!("pg_connections_max").set(max as f64);
+    }
     let mut resp = state.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -32,7 +32,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::error::{ApiError, json_error};
 use crate::state::AppState;
@@ -79,7 +79,11 @@ pub fn router(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
-                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    TraceLayer::new_for_http()
+                        // 5xx causes are logged once, at ERROR, by `ApiError`; the trace layer
+                        // only notes failures, so Sentry gets one event per error.
+                        .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN))
+                        .make_span_with(|req: &Request| {
                         let id = req
                             .headers()
                             .get(&REQUEST_ID)

@@ -1,0 +1,243 @@
+//! `origin check`: the guide's pre-traffic checklist (section 5) run against the live services.
+//! Prints one row per check (measured value, threshold, PASS / WARN / FAIL), or JSON with
+//! `--json`; exits non-zero when any check fails. A check that cannot be measured fails.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cache::Cache;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::monitor::{pg_connections, redis_memory, request_totals};
+
+/// Checklist thresholds, in percent; the defaults are the guide's.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Redis memory used vs its limit (maxmemory, else the host's memory), percent.
+    #[arg(long, default_value_t = 70.0)]
+    pub redis_memory_max_pct: f64,
+    /// PostgreSQL client connections vs max_connections, percent.
+    #[arg(long, default_value_t = 80.0)]
+    pub db_connections_max_pct: f64,
+    /// The origin's 5xx responses vs all responses, percent.
+    #[arg(long, default_value_t = 1.0)]
+    pub error_rate_max_pct: f64,
+    /// Base URL of a running origin whose /metrics gives the 5xx rate (skipped when absent).
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Seconds between the two /metrics samples the recent 5xx rate is computed from
+    /// (0: since the origin started).
+    #[arg(long, default_value_t = 5)]
+    pub sample_secs: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+    Skip,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub check: String,
+    pub value: String,
+    pub threshold: String,
+    pub status: Status,
+    pub note: String,
+}
+
+/// Under 85% of the threshold: PASS; up to it: WARN; at or over it: FAIL.
+pub fn grade(pct: f64, max_pct: f64) -> Status {
+    if pct >= max_pct {
+        Status::Fail
+    } else if pct >= max_pct * 0.85 {
+        Status::Warn
+    } else {
+        Status::Pass
+    }
+}
+
+fn failed(check: &str, threshold: String, why: impl std::fmt::Display) -> Row {
+    Row {
+        check: check.into(),
+        value: "unmeasured".into(),
+        threshold,
+        status: Status::Fail,
+        note: why.to_string(),
+    }
+}
+
+fn gib(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
+    let mut rows = Vec::new();
+
+    let threshold = format!("< {}%", args.redis_memory_max_pct);
+    let row = match Cache::new(settings) {
+        Err(e) => failed("redis memory", threshold, e),
+        Ok(cache) => match redis_memory(&cache).await {
+            Err(e) => failed("redis memory", threshold, e),
+            Ok(m) => match (m.ratio(), m.limit()) {
+                (Some(ratio), Some(limit)) => {
+                    let pct = ratio * 100.0;
+                    let note = if m.maxmemory == 0 {
+                        format!(
+                            "maxmemory is 0 (unlimited): compared with the host's {}",
+                            gib(limit)
+                        )
+                    } else {
+                        format!("maxmemory {}", gib(limit))
+                    };
+                    Row {
+                        check: "redis memory".into(),
+                        value: format!("{pct:.1}% ({} used)", gib(m.used)),
+                        threshold,
+                        status: grade(pct, args.redis_memory_max_pct),
+                        note,
+                    }
+                }
+                _ => failed(
+                    "redis memory",
+                    threshold,
+                    "maxmemory is 0 and the host's memory is unknown",
+                ),
+            },
+        },
+    };
+    rows.push(row);
+
+    let threshold = format!("< {}%", args.db_connections_max_pct);
+    let row = match Db::connect_lazy(settings) {
+        Err(e) => failed("postgres connections", threshold, e),
+        Ok(db) => match pg_connections(&db).await {
+            Err(e) => failed("postgres connections", threshold, e),
+            Ok((active, max)) => {
+                let pct = active as f64 * 100.0 / max.max(1) as f64;
+                Row {
+                    check: "postgres connections".into(),
+                    value: format!("{pct:.1}% ({active} of {max})"),
+                    threshold,
+                    status: grade(pct, args.db_connections_max_pct),
+                    note: "client backends in pg_stat_activity vs max_connections".into(),
+                }
+            }
+        },
+    };
+    rows.push(row);
+
+    let threshold = format!("< {}%", args.error_rate_max_pct);
+    let row = match &args.origin {
+        None => Row {
+            check: "origin 5xx rate".into(),
+            value: "-".into(),
+            threshold,
+            status: Status::Skip,
+            note: "pass --origin URL to read a running origin's /metrics".into(),
+        },
+        Some(base) => match error_rate(base, args.sample_secs).await {
+            Err(e) => failed("origin 5xx rate", threshold, e),
+            Ok((requests, errors)) => {
+                let pct = if requests > 0.0 {
+                    errors * 100.0 / requests
+                } else {
+                    0.0
+                };
+                let window = if args.sample_secs == 0 {
+                    "since start".to_owned()
+                } else {
+                    format!("last {} s", args.sample_secs)
+                };
+                Row {
+                    check: "origin 5xx rate".into(),
+                    value: format!("{pct:.2}% ({errors} of {requests})"),
+                    threshold,
+                    status: grade(pct, args.error_rate_max_pct),
+                    note: format!("{window}, from {base}/metrics"),
+                }
+            }
+        },
+    };
+    rows.push(row);
+    rows
+}
+
+/// (requests, 5xx) over the sampling window, from two scrapes of the origin's /metrics.
+async fn error_rate(base: &str, sample_secs: u64) -> Result<(f64, f64), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("{}/metrics", base.trim_end_matches('/'));
+    let scrape = || async {
+        let text = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(request_totals(&text))
+    };
+    let first = scrape().await?;
+    if sample_secs == 0 {
+        return Ok(first);
+    }
+    tokio::time::sleep(Duration::from_secs(sample_secs)).await;
+    let second = scrape().await?;
+    Ok((second.0 - first.0, second.1 - first.1))
+}
+
+pub fn render(rows: &[Row], json: bool) -> String {
+    if json {
+        let overall = if rows.iter().any(|r| r.status == Status::Fail) {
+            "FAIL"
+        } else {
+            "PASS"
+        };
+        return serde_json::json!({"status": overall, "checks": rows}).to_string();
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+    table.set_header(["check", "value", "threshold", "status", "note"]);
+    for r in rows {
+        let status = serde_json::to_value(r.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        table.add_row([
+            r.check.as_str(),
+            r.value.as_str(),
+            r.threshold.as_str(),
+            status.as_str(),
+            r.note.as_str(),
+        ]);
+    }
+    table.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grading() {
+        assert_eq!(grade(10.0, 70.0), Status::Pass);
+        assert_eq!(grade(60.0, 70.0), Status::Warn);
+        assert_eq!(grade(70.0, 70.0), Status::Fail);
+        assert_eq!(grade(0.0, 1.0), Status::Pass);
+    }
+}

@@ -1,0 +1,121 @@
+//! The real `origin` binary as a child process: its own metrics registry, its own Sentry
+//! client, its own exit code — for tests of what only a whole process shows.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::process::Child;
+
+/// `target/debug/origin` (or under `CARGO_TARGET_DIR`), built by `cargo test --workspace`.
+pub fn origin_binary() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/origin");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p origin` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `origin <args>` to completion with this environment.
+pub fn run_origin(args: &[&str], env: &[(&str, String)]) -> Output {
+    Command::new(origin_binary())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run origin")
+}
+
+/// `origin serve` on a spare port, killed on drop.
+pub struct OriginProcess {
+    pub port: u16,
+    child: Child,
+}
+
+impl OriginProcess {
+    pub async fn start(env: &[(&str, String)]) -> OriginProcess {
+        let port = crate::spare_port();
+        let child = tokio::process::Command::new(origin_binary())
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_ORIGIN_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn origin serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "origin serve did not come up on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        OriginProcess { port, child }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// SIGKILL (a crash), then wait.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// SIGTERM: graceful shutdown; returns the exit status.
+    pub async fn terminate(mut self) -> Option<std::process::ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// The value of one sample line (`name{labels}`) in `/metrics`, 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics text");
+        sample(&text, series)
+    }
+}
+
+/// The value of `series` (exact name and label text) in Prometheus text, 0 when absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}

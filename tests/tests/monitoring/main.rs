@@ -1,0 +1,434 @@
+//! Monitoring end to end, each test on its own `origin` process (its own metrics registry and
+//! Sentry client): metrics that move as requests are made, `origin check` against thresholds,
+//! one Sentry event per 5xx, alert rules valid and backed by real metrics.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use harness::process::{OriginProcess, run_origin, sample};
+use harness::{RedisServer, TestDb, shared_redis_url};
+use origin::seed::Scale;
+use reqwest::StatusCode;
+
+fn env_for(
+    db: &TestDb,
+    redis_url: String,
+    extra: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", redis_url),
+        (
+            "REDIS_KEY_PREFIX",
+            format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        ),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env
+}
+
+#[tokio::test]
+async fn metrics_move_with_requests() {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let origin = OriginProcess::start(&env_for(
+        &db,
+        shared_redis_url(),
+        &[("RATE_LIMITS", "api=4/60000")],
+    ))
+    .await;
+    let path = "/v1/catalog/5sim/prices/ad?services=whatsapp";
+    let single = "/v1/catalog/5sim/countries";
+    assert_eq!(
+        origin
+            .metric("cache_requests_total{type=\"countries\",result=\"miss\"}")
+            .await,
+        0.0
+    );
+
+    assert_eq!(
+        reqwest::get(origin.url(single)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        origin
+            .metric("cache_requests_total{type=\"countries\",result=\"miss\"}")
+            .await,
+        1.0,
+        "a cold request is a miss"
+    );
+    assert_eq!(
+        origin
+            .metric("cache_load_duration_seconds_count{type=\"countries\"}")
+            .await,
+        1.0,
+        "and one load"
+    );
+    assert_eq!(
+        origin.metric("db_queries_total{query=\"countries\"}").await,
+        1.0
+    );
+    assert_eq!(
+        reqwest::get(origin.url(single)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        origin
+            .metric("cache_requests_total{type=\"countries\",result=\"hit\"}")
+            .await,
+        1.0,
+        "the next one a hit"
+    );
+    assert_eq!(
+        origin
+            .metric("cache_load_duration_seconds_count{type=\"countries\"}")
+            .await,
+        1.0
+    );
+
+    let _ = reqwest::get(origin.url(path)).await.unwrap();
+    let _ = reqwest::get(origin.url(path)).await.unwrap();
+    let limited = reqwest::get(origin.url(path)).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        origin
+            .metric("ratelimit_decisions_total{tier=\"api\",outcome=\"limited\"}")
+            .await,
+        1.0,
+        "a 429 is a limited decision"
+    );
+    assert_eq!(
+        origin
+            .metric("ratelimit_decisions_total{tier=\"api\",outcome=\"allowed\"}")
+            .await,
+        4.0
+    );
+
+    let text = reqwest::get(origin.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ok = sample(
+        &text,
+        "http_requests_total{route=\"/v1/catalog/{provider}/countries\",method=\"GET\",status=\"200\"}",
+    );
+    assert_eq!(ok, 2.0, "requests by matched route, never the raw path");
+    assert!(
+        !text.contains("5sim"),
+        "no codes, keys, ids or addresses as label values"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket{"),
+        "latency is a histogram"
+    );
+    assert!(sample(&text, "db_pool_max_connections") >= 1.0);
+    assert!(sample(&text, "pg_connections_max") >= 1.0);
+    assert!(sample(&text, "redis_memory_used_bytes") > 0.0);
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
+    let db = TestDb::new(None).await;
+    let roomy = RedisServer::start_with(&["--maxmemory", "256mb"]);
+    let origin = OriginProcess::start(&env_for(&db, roomy.url(), &[])).await;
+    let env = env_for(&db, roomy.url(), &[]);
+    let base = origin.url("");
+
+    let healthy = run_origin(&["check", "--origin", &base, "--sample-secs", "0"], &env);
+    let out = stdout(&healthy);
+    assert!(
+        healthy.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&healthy.stderr)
+    );
+    for check in ["redis memory", "postgres connections", "origin 5xx rate"] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(check))
+            .unwrap_or_else(|| panic!("no row for {check}:\n{out}"));
+        assert!(line.contains("PASS"), "{line}");
+    }
+
+    // A threshold below the current connection count fails, with a non-zero exit.
+    let strict = run_origin(
+        &["check", "--db-connections-max-pct", "0.001", "--json"],
+        &env,
+    );
+    assert!(!strict.status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&strict).trim()).expect("--json is JSON");
+    assert_eq!(report["status"], "FAIL");
+    let row = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == "postgres connections")
+        .unwrap();
+    assert_eq!(row["status"], "FAIL");
+
+    // A Redis filled past 70% of a small maxmemory fails the memory check.
+    let small =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]);
+    let mut conn = small.client().await;
+    let chunk = "x".repeat(100_000);
+    for i in 0..40 {
+        let r: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("fill:{i}"))
+            .arg(&chunk)
+            .query_async(&mut conn)
+            .await;
+        if r.is_err() {
+            break; // noeviction: full
+        }
+    }
+    let full = run_origin(&["check", "--json"], &env_for(&db, small.url(), &[]));
+    assert!(!full.status.success());
+    let report: serde_json::Value = serde_json::from_str(stdout(&full).trim()).unwrap();
+    let row = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == "redis memory")
+        .unwrap();
+    assert_eq!(row["status"], "FAIL", "{row}");
+
+    // Redis without maxmemory is compared with the host's memory, and says so.
+    let unlimited = RedisServer::start();
+    let o = run_origin(&["check", "--json"], &env_for(&db, unlimited.url(), &[]));
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let row = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == "redis memory")
+        .unwrap();
+    assert!(
+        row["note"].as_str().unwrap().contains("maxmemory is 0"),
+        "{row}"
+    );
+    assert_eq!(row["status"], "PASS");
+
+    // A 5xx rate above the threshold fails.
+    let broken_db = TestDb::new(None).await;
+    let dead = format!(
+        "postgres://postgres@127.0.0.1:{}/none",
+        harness::spare_port()
+    );
+    let failing = OriginProcess::start(&[
+        ("DATABASE_URL", dead),
+        ("REDIS_URL", roomy.url()),
+        ("DB_CONNECT_TIMEOUT_SECS", "1".into()),
+    ])
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            reqwest::get(failing.url("/v1/catalog/providers"))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    let o = run_origin(
+        &[
+            "check",
+            "--json",
+            "--origin",
+            &failing.url(""),
+            "--sample-secs",
+            "0",
+        ],
+        &env_for(&broken_db, roomy.url(), &[]),
+    );
+    assert!(!o.status.success());
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let row = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == "origin 5xx rate")
+        .unwrap();
+    assert_eq!(row["status"], "FAIL", "{row}");
+}
+
+#[tokio::test]
+async fn a_forced_5xx_sends_exactly_one_sentry_event() {
+    // A local stand-in for Sentry's ingest endpoint, counting error events.
+    let events = Arc::new(AtomicUsize::new(0));
+    let seen = events.clone();
+    let app = Router::new().route(
+        "/api/{project}/envelope/",
+        post(move |body: Bytes| {
+            let seen = seen.clone();
+            async move {
+                let text = String::from_utf8_lossy(&body);
+                let n = text
+                    .lines()
+                    .filter(|l| l.contains("\"type\":\"event\""))
+                    .count();
+                seen.fetch_add(n, Ordering::SeqCst);
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dsn = format!("http://publickey@{}/1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dead = format!(
+        "postgres://postgres@127.0.0.1:{}/none",
+        harness::spare_port()
+    );
+    let origin = OriginProcess::start(&[
+        ("DATABASE_URL", dead),
+        ("REDIS_URL", shared_redis_url()),
+        (
+            "REDIS_KEY_PREFIX",
+            format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        ),
+        ("DB_CONNECT_TIMEOUT_SECS", "1".into()),
+        ("SENTRY_DSN", dsn),
+    ])
+    .await;
+    assert_eq!(
+        reqwest::get(origin.url("/healthz")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let r = reqwest::get(origin.url("/v1/catalog/providers"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while events.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // room for a duplicate to show up
+    assert_eq!(events.load(Ordering::SeqCst), 1, "one 5xx, one event");
+    // Client errors are not reported.
+    assert_eq!(
+        reqwest::get(origin.url("/v1/catalog/BAD/countries"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(events.load(Ordering::SeqCst), 1);
+}
+
+/// Metric names in a PromQL expression: identifiers with an underscore, outside label
+/// matchers and `by (...)` lists, that are not PromQL functions.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let functions = [
+        "histogram_quantile",
+        "label_replace",
+        "count_over_time",
+        "avg_over_time",
+    ];
+    let mut cleaned = String::new();
+    let mut depth = 0;
+    for c in expr.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ if depth == 0 => cleaned.push(c),
+            _ => {}
+        }
+    }
+    let cleaned = regex_lite_by_lists(&cleaned);
+    cleaned
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| t.contains('_') && t.chars().next().is_some_and(|c| c.is_ascii_lowercase()))
+        .filter(|t| !functions.contains(t))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Drops `by (...)` / `without (...)` label lists.
+fn regex_lite_by_lists(expr: &str) -> String {
+    let mut out = String::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find(" by (").or_else(|| rest.find(" without (")) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        let close = after.find(')').map_or(after.len(), |j| j + 1);
+        rest = &after[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[tokio::test]
+async fn alert_rules_are_valid_and_name_only_real_metrics() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(root.join("ops/alerts.yml"))
+        .output()
+        .expect("promtool must be installed (make setup installs Debian's prometheus package)");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    let mut names = BTreeSet::new();
+    let rules = std::fs::read_to_string(root.join("ops/alerts.yml")).unwrap();
+    // Every `expr:` (single line or the `|` block after it).
+    let mut in_block = false;
+    for line in rules.lines() {
+        let t = line.trim();
+        if let Some(e) = t.strip_prefix("expr:") {
+            in_block = e.trim() == "|";
+            names.extend(metric_names(e));
+        } else if in_block && (t.starts_with("for:") || t.starts_with("labels:")) {
+            in_block = false;
+        } else if in_block {
+            names.extend(metric_names(t));
+        }
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("ops/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            names.extend(metric_names(target["expr"].as_str().unwrap()));
+        }
+    }
+    assert!(names.len() >= 10, "{names:?}");
+
+    // A process with some traffic behind it, including a 5xx-free and a limited request.
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let origin = OriginProcess::start(&env_for(&db, shared_redis_url(), &[])).await;
+    for path in [
+        "/v1/catalog/providers",
+        "/v1/catalog/providers",
+        "/v1/catalog/5sim/prices/ad?services=whatsapp",
+    ] {
+        let _ = reqwest::get(origin.url(path)).await.unwrap();
+    }
+    let text = reqwest::get(origin.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in &names {
+        let present = text.lines().any(|l| {
+            l.strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        });
+        assert!(present, "{name} is named in ops/ but missing from /metrics");
+    }
+}
