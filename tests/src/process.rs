@@ -56,14 +56,14 @@ impl OriginProcess {
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = reqwest::Client::new();
         loop {
-            if let Ok(r) = client
-                .get(format!("http://127.0.0.1:{port}/healthz"))
+            let url = format!("http://127.0.0.1:{port}/healthz");
+            if client
+                .get(url)
                 .send()
                 .await
+                .is_ok_and(|r| r.status().is_success())
             {
-                if r.status().is_success() {
-                    break;
-                }
+                break;
             }
             assert!(
                 Instant::now() < deadline,
