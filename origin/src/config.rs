@@ -46,6 +46,14 @@ pub struct Settings {
     pub edge_secret: Option<SecretString>,
     /// `CACHE_TTL_DIVISOR` (default 1): divides every policy duration (tests only).
     pub cache_ttl_divisor: u32,
+    /// `L1_CACHE` (default `on`): the in-process layer in front of Redis (`off` to disable).
+    pub l1_enabled: bool,
+    /// `L1_TTL_MS` (default 2000): longest an entry lives in the in-process layer.
+    pub l1_ttl: Duration,
+    /// `L1_MAX_BYTES` (default 16 MiB): memory bound of the in-process layer.
+    pub l1_max_bytes: u64,
+    /// `METRICS` (default `on`): record Prometheus metrics (`off` only to measure their cost).
+    pub metrics_enabled: bool,
     /// `RATE_LIMITS` (default: the guide's table): per-tier overrides `name=limit/window_ms`,
     /// comma-separated (tests only).
     pub rate_limits: Vec<crate::ratelimit::TierLimit>,
@@ -108,6 +116,23 @@ impl Settings {
             });
         }
 
+        let switch = |name: &'static str| -> Result<bool, ConfigError> {
+            match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+                None | Some("") | Some("on") | Some("true") | Some("1") => Ok(true),
+                Some("off") | Some("false") | Some("0") => Ok(false),
+                Some(other) => Err(ConfigError::Invalid {
+                    name,
+                    value: other.to_owned(),
+                    reason: "must be on or off".into(),
+                }),
+            }
+        };
+        let l1_enabled = switch("L1_CACHE")?;
+        let metrics_enabled = switch("METRICS")?;
+        let l1_ttl_ms: u64 = parse_or(&get, "L1_TTL_MS", Some(2000))?;
+        positive("L1_TTL_MS", l1_ttl_ms)?;
+        let l1_max_bytes: u64 = parse_or(&get, "L1_MAX_BYTES", Some(16 << 20))?;
+        positive("L1_MAX_BYTES", l1_max_bytes)?;
         let overrides = get("RATE_LIMITS").unwrap_or_default();
         let rate_limits =
             crate::ratelimit::tier_limits(&overrides).map_err(|reason| ConfigError::Invalid {
@@ -127,6 +152,10 @@ impl Settings {
             redis_key_prefix,
             edge_secret: edge_secret.map(Into::into),
             cache_ttl_divisor: divisor,
+            l1_enabled,
+            l1_ttl: Duration::from_millis(l1_ttl_ms),
+            l1_max_bytes,
+            metrics_enabled,
             rate_limits,
         })
     }

@@ -42,13 +42,17 @@ pub struct Application {
 
 impl Application {
     /// 1. the PostgreSQL pool (lazy: it connects on first use),
-    /// 2. the Redis connection manager (lazy, reconnecting),
+    /// 2. the Redis connection manager (lazy, reconnecting) and the in-process layer with its
+    ///    invalidation subscriber,
     /// 3. the metrics recorder,
     /// 4. the listener on `ORIGIN_ADDR`.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let db = Db::connect_lazy(&settings)?;
-        let cache = Cache::new(&settings)?;
-        let metrics = telemetry::metrics_handle();
+        let mut cache = Cache::new(&settings)?;
+        if settings.l1_enabled {
+            cache.enable_l1(settings.l1_max_bytes, settings.l1_ttl);
+        }
+        let metrics = settings.metrics_enabled.then(telemetry::metrics_handle);
         let listener =
             TcpListener::bind(settings.addr)
                 .await

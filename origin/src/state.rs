@@ -21,5 +21,6 @@ pub struct AppState {
     pub accounts: Accounts,
     pub limiter: Limiter,
     pub headers: Arc<HeaderPolicies>,
-    pub metrics: PrometheusHandle,
+    /// `None` when `METRICS=off`.
+    pub metrics: Option<PrometheusHandle>,
 }

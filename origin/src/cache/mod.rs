@@ -1,7 +1,9 @@
 //! Cache-aside over Redis: the guide's section 1, in one module.
 //!
-//! - [`Cache::get_or_load`] is the guide's `cacheGet`: GET; on a miss, one load per key per
-//!   process ([`flight`]), write back with the policy TTL, count everything.
+//! - [`Cache::get_or_load`] is the guide's `cacheGet`: the in-process layer ([`l1`]), then GET;
+//!   on a miss one load per key per process ([`flight`]) and one per key for the whole fleet (a
+//!   short Redis fill lock, `fill.lua`/`store.lua`; waiters are served the stored result, and a
+//!   dead holder's lease simply expires), written back with the policy TTL, counted.
 //! - [`Cache::get_multiple`] is the guide's `cacheGetMultiple`: one MGET, one load for every
 //!   missing key, one pipelined write-back.
 //! - [`Cache::invalidate`] deletes keys after a mutation.
@@ -16,6 +18,7 @@
 //! itself when Redis returns.
 
 pub mod flight;
+pub mod l1;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,6 +34,18 @@ use shared::DataType;
 use crate::config::Settings;
 use crate::error::ApiError;
 use flight::{Flights, Role};
+use l1::L1;
+
+static FILL: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("fill.lua")));
+static STORE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("store.lua")));
+
+/// How long a fill lock is held at most: a load takes milliseconds; if its holder dies, waiters
+/// take over after this.
+pub const FILL_LEASE: Duration = Duration::from_secs(2);
+/// How often a waiter looks for the holder's result.
+const FILL_POLL: Duration = Duration::from_millis(10);
 
 /// A cached value: the JSON bytes, or `None` for a known absence.
 pub type Entry = Option<Bytes>;
@@ -60,6 +75,16 @@ pub struct Cache {
     timeout: Duration,
     ttl_divisor: u32,
     flights: Flights,
+    /// The in-process layer, when enabled ([`Cache::enable_l1`]).
+    l1: Option<L1>,
+    client: redis::Client,
+}
+
+/// What a fleet-wide fill attempt found.
+enum Fill {
+    Found(Bytes),
+    Locked,
+    Wait,
 }
 
 impl Cache {
@@ -81,7 +106,25 @@ impl Cache {
             timeout: settings.redis_timeout,
             ttl_divisor: settings.cache_ttl_divisor,
             flights: Flights::default(),
+            l1: None,
+            client,
         })
+    }
+
+    /// Turns on the in-process layer and its invalidation subscriber (needs a Tokio runtime).
+    pub fn enable_l1(&mut self, max_bytes: u64, ttl: Duration) {
+        let l1 = L1::new(max_bytes, ttl);
+        l1.spawn_subscriber(self.client.clone(), self.invalidation_channel());
+        self.l1 = Some(l1);
+    }
+
+    /// Whether the in-process layer is on and its subscription live.
+    pub fn l1_live(&self) -> bool {
+        self.l1.as_ref().is_some_and(L1::is_live)
+    }
+
+    fn invalidation_channel(&self) -> String {
+        self.key("cache:invalidate")
     }
 
     /// The full Redis key for a key built by `shared::keys`.
@@ -98,8 +141,9 @@ impl Cache {
         data.policy().scaled_down(self.ttl_divisor).redis_ttl
     }
 
-    /// The cache-aside read: Redis first; on a miss (or Redis trouble) one load for all
-    /// concurrent callers of this key, written back with the data type's TTL.
+    /// The cache-aside read: the in-process layer, then Redis; on a miss (or Redis trouble) one
+    /// load per key per process and, through the fill lock, per fleet, written back with the
+    /// data type's TTL.
     pub async fn get_or_load<T, F, Fut>(
         &self,
         data: DataType,
@@ -112,10 +156,17 @@ impl Cache {
         Fut: Future<Output = Result<Option<T>, ApiError>> + Send + 'static,
     {
         let full = self.key(&key);
+        if let Some(entry) = self.l1.as_ref().and_then(|l1| l1.get(&full)) {
+            count(data, "hit", 1);
+            return Ok(entry);
+        }
+        let generation = self.l1.as_ref().map_or(0, L1::generation);
         let redis_ok = match self.get(&full).await {
             Ok(Some(bytes)) => {
                 count(data, "hit", 1);
-                return Ok(decode(bytes));
+                let entry = decode(bytes);
+                self.keep(full, entry.clone(), generation);
+                return Ok(entry);
             }
             Ok(None) => true,
             Err(_) => false,
@@ -126,20 +177,9 @@ impl Cache {
             .flights
             .run(&flight_key, move || {
                 async move {
-                    // Another process (or a flight that just ended here) may have filled the
-                    // key since our GET: check once more before touching PostgreSQL.
-                    if redis_ok && let Ok(Some(bytes)) = this.get(&full).await {
-                        return Ok(decode(bytes));
-                    }
-                    let started = Instant::now();
-                    let value = load().await?;
-                    metrics::histogram!("cache_load_duration_seconds", "type" => data.as_str())
-                        .record(started.elapsed().as_secs_f64());
-                    let bytes = Bytes::from(serde_json::to_vec(&value)?);
-                    let ttl = this.entry_ttl(data, value.is_some());
-                    // A failed write-back is counted in `set` and otherwise harmless.
-                    let _ = this.set_many(&[(full, bytes.clone(), ttl)]).await;
-                    Ok(value.map(|_| bytes))
+                    let entry = this.fill(data, &full, redis_ok, load).await?;
+                    this.keep(full, entry.clone(), generation);
+                    Ok(entry)
                 }
                 .boxed()
             })
@@ -151,6 +191,109 @@ impl Cache {
         };
         count(data, outcome, 1);
         result.map_err(ApiError::from)
+    }
+
+    /// The leader's side of a miss: take the fleet's fill lock (or wait for whoever holds it and
+    /// use their result), load, store, release.
+    async fn fill<T, F, Fut>(
+        &self,
+        data: DataType,
+        full: &str,
+        redis_ok: bool,
+        load: F,
+    ) -> Result<Entry, ApiError>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, ApiError>>,
+    {
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let lock = format!("{full}:lock");
+        let mut locked = false;
+        if redis_ok {
+            // Bounded: a holder that died stops blocking anyone once its lease expires (the next
+            // poll takes the lock); past twice the lease, load regardless.
+            let deadline = Instant::now() + FILL_LEASE * 2;
+            loop {
+                match self.try_fill(full, &lock, &owner).await {
+                    Ok(Fill::Found(bytes)) => return Ok(decode(bytes)),
+                    Ok(Fill::Locked) => {
+                        locked = true;
+                        break;
+                    }
+                    Ok(Fill::Wait) if Instant::now() < deadline => {
+                        tokio::time::sleep(FILL_POLL).await
+                    }
+                    Ok(Fill::Wait) | Err(_) => break,
+                }
+            }
+        }
+        let started = Instant::now();
+        let value = load().await?;
+        metrics::histogram!("cache_load_duration_seconds", "type" => data.as_str())
+            .record(started.elapsed().as_secs_f64());
+        let bytes = Bytes::from(serde_json::to_vec(&value)?);
+        let ttl = self.entry_ttl(data, value.is_some());
+        // A failed write-back is counted in `bounded` and otherwise harmless.
+        let _ = if locked {
+            self.store_and_unlock(full, &lock, &owner, &bytes, ttl)
+                .await
+        } else {
+            self.set_many(&[(full.to_owned(), bytes.clone(), ttl)])
+                .await
+        };
+        Ok(value.map(|_| bytes))
+    }
+
+    async fn try_fill(&self, full: &str, lock: &str, owner: &str) -> Result<Fill, CacheError> {
+        let mut conn = self.redis.clone();
+        let lease = FILL_LEASE.as_millis() as u64;
+        let reply: Vec<redis::Value> = self
+            .bounded("fill", async move {
+                FILL.key(full)
+                    .key(lock)
+                    .arg(owner)
+                    .arg(lease)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(match reply.as_slice() {
+            [redis::Value::Int(1), redis::Value::BulkString(v)] => {
+                Fill::Found(Bytes::from(v.clone()))
+            }
+            [redis::Value::Int(2)] => Fill::Locked,
+            _ => Fill::Wait,
+        })
+    }
+
+    async fn store_and_unlock(
+        &self,
+        full: &str,
+        lock: &str,
+        owner: &str,
+        bytes: &Bytes,
+        ttl: u32,
+    ) -> Result<(), CacheError> {
+        let mut conn = self.redis.clone();
+        self.bounded("store", async move {
+            STORE
+                .key(full)
+                .key(lock)
+                .arg(owner)
+                .arg(bytes.as_ref())
+                .arg(ttl)
+                .invoke_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// Copies an entry into the in-process layer (if on, and nothing was invalidated meanwhile).
+    fn keep(&self, full: String, entry: Entry, generation: u64) {
+        if let Some(l1) = &self.l1 {
+            l1.insert(full, entry, generation);
+        }
     }
 
     /// Bulk cache-aside: one MGET for all `keys`; `load_missing` gets the indices of the keys
@@ -168,13 +311,28 @@ impl Cache {
         Fut: Future<Output = Result<Vec<Option<T>>, ApiError>>,
     {
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        let mut found: Vec<Option<Entry>> = match self.mget(&full).await {
-            Ok(values) => values.into_iter().map(|v| v.map(decode)).collect(),
-            Err(_) => {
-                count(data, "error", full.len() as u64);
-                vec![None; full.len()]
-            }
+        let generation = self.l1.as_ref().map_or(0, L1::generation);
+        let mut found: Vec<Option<Entry>> = match &self.l1 {
+            Some(l1) => full.iter().map(|k| l1.get(k)).collect(),
+            None => vec![None; full.len()],
         };
+        // One MGET for whatever the in-process layer did not have.
+        let remote: Vec<usize> = (0..found.len()).filter(|i| found[*i].is_none()).collect();
+        if !remote.is_empty() {
+            let remote_keys: Vec<String> = remote.iter().map(|&i| full[i].clone()).collect();
+            match self.mget(&remote_keys).await {
+                Ok(values) => {
+                    for (&i, v) in remote.iter().zip(values) {
+                        if let Some(bytes) = v {
+                            let entry = decode(bytes);
+                            self.keep(full[i].clone(), entry.clone(), generation);
+                            found[i] = Some(entry);
+                        }
+                    }
+                }
+                Err(_) => count(data, "error", remote.len() as u64),
+            }
+        }
         let missing: Vec<usize> = (0..found.len()).filter(|i| found[*i].is_none()).collect();
         count(data, "hit", (full.len() - missing.len()) as u64);
         if !missing.is_empty() {
@@ -198,7 +356,9 @@ impl Cache {
                     bytes.clone(),
                     self.entry_ttl(data, value.is_some()),
                 ));
-                found[i] = Some(value.map(|_| bytes));
+                let entry = value.map(|_| bytes);
+                self.keep(full[i].clone(), entry.clone(), generation);
+                found[i] = Some(entry);
             }
             let _ = self.set_many(&writes).await;
         }
@@ -211,13 +371,21 @@ impl Cache {
             return Ok(());
         }
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        if let Some(l1) = &self.l1 {
+            l1.remove(&full);
+        }
+        // Delete, and tell every replica to drop its in-process copy, in one round trip.
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&full).ignore();
+        pipe.cmd("PUBLISH")
+            .arg(self.invalidation_channel())
+            .arg(full.join("\n"))
+            .ignore();
         let mut conn = self.redis.clone();
-        self.bounded("del", async move {
-            redis::cmd("DEL")
-                .arg(&full)
-                .query_async::<()>(&mut conn)
-                .await
-        })
+        self.bounded(
+            "del",
+            async move { pipe.query_async::<()>(&mut conn).await },
+        )
         .await
     }
 
@@ -268,6 +436,19 @@ impl Cache {
                 cursor = next;
             }
         }
+        if let Some(l1) = &self.l1 {
+            l1.clear();
+        }
+        let mut conn = self.redis.clone();
+        let channel = self.invalidation_channel();
+        self.bounded("publish", async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(l1::ALL)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await?;
         Ok(deleted)
     }
 

@@ -49,6 +49,10 @@ pub async fn client_ip(ClientIp(ip): ClientIp) -> Response {
 
 /// Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let Some(handle) = &state.metrics else {
+        return crate::error::ApiError::NotFound("metrics are off (METRICS=off)".into())
+            .into_response();
+    };
     let pool = state.db.pool();
     let size = pool.size();
     let idle = pool.num_idle() as u32;
@@ -66,7 +70,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         metrics::gauge!("pg_connections_active").set(active as f64);
         metrics::gauge!("pg_connections_max").set(max as f64);
     }
-    let mut resp = state.metrics.render().into_response();
+    let mut resp = handle.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -40,6 +40,7 @@ use crate::state::AppState;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
+    let metrics_on = state.metrics.is_some();
     // Personal and mutating routes: never stored by any cache.
     let private = Router::new()
         .route("/v1/auth/register", post(accounts::register))
@@ -74,7 +75,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), ratelimit::limit))
-        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(tower::util::option_layer(
+            metrics_on.then(|| middleware::from_fn_with_state(state.clone(), record_metrics)),
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -92,12 +92,9 @@ impl Stack {
         .execute(&self.db.pool)
         .await
         .unwrap();
-        let mut conn = self.app.redis().await;
-        let _: () = redis::cmd("DEL")
-            .arg(format!("{}cache:prices:{p}:{c}:{s}", self.app.prefix))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        // As the admin route does: delete the key and tell every replica (in-process layers).
+        let key = format!("cache:prices:{p}:{c}:{s}");
+        self.app.state.cache.invalidate(&[key]).await.unwrap();
     }
 }
 

@@ -94,7 +94,8 @@ async fn bulk_is_one_mget_and_one_query_for_all_misses() {
         &db,
         AppOptions {
             redis_url: Some(redis.url()),
-            ..Default::default()
+            // The in-process layer off: this test is about the Redis layer underneath it.
+            env: vec![("L1_CACHE".into(), "off".into())],
         },
     )
     .await;

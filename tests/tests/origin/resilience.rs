@@ -17,7 +17,8 @@ async fn catalog_survives_redis_down_and_resumes_caching() {
         &db,
         AppOptions {
             redis_url: Some(redis.url()),
-            ..Default::default()
+            // The in-process layer off: this test is about the Redis layer underneath it.
+            env: vec![("L1_CACHE".into(), "off".into())],
         },
     )
     .await;

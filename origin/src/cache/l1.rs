@@ -1,0 +1,164 @@
+//! The in-process layer in front of Redis: a small, short-lived copy of hot entries (moka),
+//! kept correct across replicas by an invalidation bus on Redis pub/sub.
+//!
+//! - Every mutation removes its keys here, then deletes them in Redis and publishes them on
+//!   `{prefix}cache:invalidate` in the same pipeline; every origin's subscriber removes them from
+//!   its own layer.
+//! - The layer is used only while the subscription is live: until it is confirmed, and from the
+//!   moment it drops, reads bypass it and it is emptied, so a missed message can never leave a
+//!   stale copy behind.
+//! - A read that fetched from Redis stores its copy only if no invalidation arrived since it
+//!   started (a generation counter), so an in-flight read cannot re-insert what a concurrent
+//!   mutation just removed.
+//! - Entries live at most `L1_TTL_MS` (default 2 s): the bound on staleness should a message be
+//!   delayed, and on how long a price outlives its Redis expiry here.
+//!
+//! What remains: between a mutation's commit and a replica processing the message there is the
+//! pub/sub delivery time (tens of microseconds on one host); a read on that replica inside that
+//! window can still see the old value.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::Entry;
+
+/// Message meaning "drop everything" (pattern invalidations).
+pub const ALL: &str = "*";
+
+#[derive(Clone)]
+pub struct L1 {
+    entries: moka::sync::Cache<String, Entry>,
+    /// True only while the invalidation subscription is confirmed live.
+    live: Arc<AtomicBool>,
+    /// Bumped on every invalidation seen (local or from the bus).
+    generation: Arc<AtomicU64>,
+}
+
+impl L1 {
+    pub fn new(max_bytes: u64, ttl: Duration) -> Self {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &String, v: &Entry| {
+                let size = k.len() + v.as_ref().map_or(0, Bytes::len) + 64;
+                u32::try_from(size).unwrap_or(u32::MAX)
+            })
+            .time_to_live(ttl)
+            .build();
+        L1 {
+            entries,
+            live: Arc::new(AtomicBool::new(false)),
+            generation: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        self.entries.get(key)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Stores a copy read at `generation`, unless an invalidation arrived since.
+    pub fn insert(&self, key: String, entry: Entry, generation: u64) {
+        if self.live.load(Ordering::Acquire) && self.generation() == generation {
+            self.entries.insert(key, entry);
+        }
+    }
+
+    pub fn remove(&self, keys: &[String]) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for k in keys {
+            self.entries.invalidate(k);
+        }
+    }
+
+    pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
+    }
+
+    fn set_live(&self, live: bool) {
+        self.clear();
+        self.live.store(live, Ordering::Release);
+        self.clear();
+        metrics::gauge!("cache_l1_live").set(if live { 1.0 } else { 0.0 });
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Applies one bus message: newline-separated full keys, or [`ALL`].
+    fn apply(&self, payload: &str) {
+        if payload == ALL {
+            self.clear();
+        } else {
+            let keys: Vec<String> = payload.lines().map(str::to_owned).collect();
+            self.remove(&keys);
+        }
+    }
+
+    /// Keeps a subscription to `channel` alive for the life of the process, reconnecting with a
+    /// short pause; the layer is live only while subscribed.
+    pub fn spawn_subscriber(&self, client: redis::Client, channel: String) {
+        let l1 = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(mut pubsub) = client.get_async_pubsub().await
+                    && pubsub.subscribe(&channel).await.is_ok()
+                {
+                    l1.set_live(true);
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        if let Ok(payload) = msg.get_payload::<String>() {
+                            l1.apply(&payload);
+                        }
+                    }
+                }
+                l1.set_live(false);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_live_and_only_unchanged_generations_are_cached() {
+        let l1 = L1::new(1 << 20, Duration::from_secs(5));
+        let g = l1.generation();
+        l1.insert("k".into(), Some(Bytes::from_static(b"v")), g);
+        assert_eq!(l1.get("k"), None, "not live yet");
+        l1.set_live(true);
+        let g = l1.generation();
+        l1.insert("k".into(), Some(Bytes::from_static(b"v")), g);
+        assert_eq!(l1.get("k"), Some(Some(Bytes::from_static(b"v"))));
+        let stale = l1.generation();
+        l1.apply("k\nother");
+        assert_eq!(l1.get("k"), None);
+        l1.insert("k".into(), Some(Bytes::from_static(b"old")), stale);
+        assert_eq!(
+            l1.get("k"),
+            None,
+            "a read that raced an invalidation is not kept"
+        );
+        let g = l1.generation();
+        l1.insert("k".into(), None, g);
+        assert_eq!(l1.get("k"), Some(None), "absences are cached too");
+        l1.apply(ALL);
+        assert_eq!(l1.get("k"), None);
+        l1.set_live(false);
+        assert_eq!(l1.get("k"), None);
+    }
+}
