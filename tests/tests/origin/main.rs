@@ -5,6 +5,7 @@ mod accounts;
 mod cache;
 mod catalog;
 mod common;
+mod fleet;
 mod health;
 mod plans;
 mod ratelimit;

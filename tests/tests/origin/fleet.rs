@@ -1,0 +1,165 @@
+//! Several origins sharing one Redis and one PostgreSQL, as replicas do: mutations are seen by
+//! every replica's next read (in-process layer on), a cold key costs one load for the whole
+//! fleet, and a fill-lock holder that dies does not strand its waiters.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::process::OriginProcess;
+use harness::{AppOptions, TestApp, TestDb, shared_redis_url};
+use origin::seed::Scale;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::some_price;
+
+async fn two_replicas(db: &TestDb) -> (TestApp, TestApp) {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with_prefix(db, AppOptions::default(), prefix.clone()).await;
+    let b = TestApp::spawn_with_prefix(db, AppOptions::default(), prefix).await;
+    // Both in-process layers are live (subscribed) before the test relies on them.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(a.state.cache.l1_live() && b.state.cache.l1_live()) {
+        assert!(
+            Instant::now() < deadline,
+            "invalidation subscribers never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_price_change_through_one_replica_is_seen_by_the_others_next_read() {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let (a, b) = two_replicas(&db).await;
+    let (p, c, s, price, _) = some_price(&db, 6).await;
+    let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
+    // Warm B's in-process layer and prove it serves from it (no Redis, no PostgreSQL).
+    let first: serde_json::Value = b.get(&path).await.json().await.unwrap();
+    assert_eq!(first["price_cents"], price);
+    let q = b.db_queries();
+    let _ = b.get(&path).await;
+    assert_eq!(b.db_queries(), q);
+    assert!(b.state.cache.l1_live());
+
+    // An admin changes the price through A.
+    let creds = shared::types::Credentials {
+        email: "admin@example.com".into(),
+        password: "correct horse battery".into(),
+    };
+    origin::accounts::create_admin(&origin::db::Db::from_pool(db.pool.clone()), creds)
+        .await
+        .unwrap();
+    let token: serde_json::Value = a
+        .client
+        .post(a.url("/v1/auth/login"))
+        .json(&json!({"email": "admin@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for new_price in [price + 11, price + 12, price + 13] {
+        let r = a
+            .client
+            .put(a.url(&format!("/v1/admin/prices/{p}/{c}/{s}")))
+            .bearer_auth(token["token"].as_str().unwrap())
+            .json(&json!({"price_cents": new_price, "stock": 5}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // B's very next read.
+        let seen: serde_json::Value = b.get(&path).await.json().await.unwrap();
+        assert_eq!(seen["price_cents"], new_price, "B served a stale price");
+        // And again from B's in-process layer, still the new one.
+        let again: serde_json::Value = b.get(&path).await.json().await.unwrap();
+        assert_eq!(again["price_cents"], new_price);
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_stampede_on_a_cold_key_loads_once() {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let (a, b) = two_replicas(&db).await;
+    let (p, c, s, ..) = some_price(&db, 7).await;
+    let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let before = a.db_queries() + b.db_queries();
+    let barrier = Arc::new(tokio::sync::Barrier::new(300));
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (path, barrier) = (path.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                app.get(&path).await.status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(
+        a.db_queries() + b.db_queries() - before,
+        1,
+        "one database load for the whole fleet"
+    );
+}
+
+#[tokio::test]
+async fn waiters_take_over_when_the_lock_holder_dies() {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let (p, c, s, price, _) = some_price(&db, 8).await;
+    let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
+    let env = vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", shared_redis_url()),
+        (
+            "REDIS_KEY_PREFIX",
+            format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        ),
+    ];
+    let holder = OriginProcess::start(&env).await;
+    let waiter = OriginProcess::start(&env).await;
+
+    // Hold the load up: a transaction that locks prices makes the holder's query wait.
+    let mut blocker = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE prices IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let first = tokio::spawn({
+        let url = holder.url(&path);
+        async move { reqwest::get(url).await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await; // the holder has taken the fill lock
+    let started = Instant::now();
+    let second = tokio::spawn({
+        let url = waiter.url(&path);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder.kill().await; // dies holding the lock, mid-load
+    assert!(
+        first.await.unwrap().is_err(),
+        "the holder's client saw it die"
+    );
+    blocker.rollback().await.unwrap();
+
+    let (status, body) = second.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["price_cents"], price);
+    // Within the bound: the lock's lease (2 s) plus the load, with slack for a busy machine.
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1000),
+        "it did wait for the lease: {waited:?}"
+    );
+}
