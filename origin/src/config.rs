@@ -54,6 +54,9 @@ pub struct Settings {
     pub l1_max_bytes: u64,
     /// `METRICS` (default `on`): record Prometheus metrics (`off` only to measure their cost).
     pub metrics_enabled: bool,
+    /// `RATE_LIMIT` (default `on`): the origin's rate-limit tiers (`off` only to measure their cost,
+    /// or behind another limiter).
+    pub rate_limit_enabled: bool,
     /// `RATE_LIMITS` (default: the guide's table): per-tier overrides `name=limit/window_ms`,
     /// comma-separated (tests only).
     pub rate_limits: Vec<crate::ratelimit::TierLimit>,
@@ -129,6 +132,7 @@ impl Settings {
         };
         let l1_enabled = switch("L1_CACHE")?;
         let metrics_enabled = switch("METRICS")?;
+        let rate_limit_enabled = switch("RATE_LIMIT")?;
         let l1_ttl_ms: u64 = parse_or(&get, "L1_TTL_MS", Some(2000))?;
         positive("L1_TTL_MS", l1_ttl_ms)?;
         let l1_max_bytes: u64 = parse_or(&get, "L1_MAX_BYTES", Some(16 << 20))?;
@@ -156,6 +160,7 @@ impl Settings {
             l1_ttl: Duration::from_millis(l1_ttl_ms),
             l1_max_bytes,
             metrics_enabled,
+            rate_limit_enabled,
             rate_limits,
         })
     }

@@ -63,7 +63,11 @@ impl Application {
         let state = AppState {
             catalog: Catalog::new(db.clone(), cache.clone()),
             accounts: Accounts::new(db.clone(), cache.clone()),
-            limiter: Limiter::new(cache.clone(), settings.rate_limits.clone()),
+            limiter: if settings.rate_limit_enabled {
+                Limiter::new(cache.clone(), settings.rate_limits.clone())
+            } else {
+                Limiter::disabled(cache.clone(), settings.rate_limits.clone())
+            },
             headers: Arc::new(HeaderPolicies::new(settings.cache_ttl_divisor)),
             settings: Arc::new(settings),
             db,

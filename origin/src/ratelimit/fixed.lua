@@ -1,7 +1,8 @@
 -- Fixed window aligned to multiples of the window length (Redis's clock), counted atomically.
 -- KEYS[1]  the identity's hash: w = window index, c = requests admitted in it
--- ARGV[1]  limit    ARGV[2] window (ms)
--- Returns  {allowed 1|0, requests counted in this window after this one, ms until it ends}
+-- ARGV[1]  limit    ARGV[2] window (ms)    ARGV[3] tokens wanted (a lease, within this window)
+-- Returns  {tokens granted (0: refused), requests counted in this window after this,
+--           ms until it ends, ms the lease is valid (the same)}
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -13,9 +14,10 @@ local count = 0
 if state[1] and tonumber(state[1]) == idx then
   count = tonumber(state[2])
 end
-if count >= limit then
-  return {0, count, reset}
+local grant = math.min(tonumber(ARGV[3]), limit - count)
+if grant <= 0 then
+  return {0, count, reset, reset}
 end
-redis.call('HSET', KEYS[1], 'w', idx, 'c', count + 1)
+redis.call('HSET', KEYS[1], 'w', idx, 'c', count + grant)
 redis.call('PEXPIRE', KEYS[1], reset)
-return {1, count + 1, reset}
+return {grant, count + grant, reset, reset}

@@ -10,6 +10,14 @@
 //!
 //! **The Ops tier** is a fixed window aligned to multiples of its length (`fixed.lua`).
 //!
+//! **Leases keep Redis off the hot path.** A check asks Redis for up to `limit / 100` tokens at
+//! once (at least 1) and admits that many requests of the identity locally until the current
+//! bucket (or fixed window) ends; a refusal is remembered locally until budget frees up. Tokens
+//! are counted in Redis when leased and used within the bucket they were counted in, so the
+//! guarantee above holds for the whole fleet. The cost is on the safe side again: leased tokens
+//! an origin does not use still count, so with R replicas an identity can be refused up to
+//! R × (lease − 1) requests early (R × 9 for the API tier); small tiers (lease 1) are exact.
+//!
 //! Both read Redis's own clock, so every origin replica agrees on the window. Keys
 //! (`ratelimit:{tier}:{identity}`) always carry an expiry.
 //!
@@ -20,8 +28,8 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
@@ -56,6 +64,11 @@ impl TierLimit {
             window: Duration::from_secs(u64::from(spec.window_secs)),
             kind: spec.kind,
         }
+    }
+
+    /// Tokens asked for per Redis round trip.
+    pub fn lease_size(&self) -> u32 {
+        (self.limit / 100).max(1)
     }
 
     fn bucket_ms(&self) -> u64 {
@@ -122,12 +135,26 @@ type Local = RateLimiter<
     StateInformationMiddleware,
 >;
 
+/// Tokens an origin holds for one identity in one tier, or a remembered refusal.
+struct Lease {
+    /// Unused tokens (may go negative under contention: then the lease is spent).
+    tokens: AtomicI64,
+    /// Requests counted in Redis when the lease was granted.
+    counted: u32,
+    /// End of the bucket the tokens were counted in (or of the refusal).
+    until: Instant,
+    refused: bool,
+    reset_at: Instant,
+}
+
 #[derive(Clone)]
 pub struct Limiter {
     cache: Cache,
     tiers: Arc<Vec<TierLimit>>,
     local: Arc<Vec<Local>>,
     local_checks: Arc<AtomicU64>,
+    leases: moka::sync::Cache<(Tier, String), Arc<Lease>>,
+    enabled: bool,
 }
 
 impl Limiter {
@@ -143,12 +170,70 @@ impl Limiter {
                 RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>()
             })
             .collect();
+        let longest = tiers
+            .iter()
+            .map(|t| t.window)
+            .max()
+            .unwrap_or(Duration::from_secs(60));
         Limiter {
             cache,
             tiers: Arc::new(tiers),
             local: Arc::new(local),
             local_checks: Arc::new(AtomicU64::new(0)),
+            leases: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(longest)
+                .build(),
+            enabled: true,
         }
+    }
+
+    /// A limiter that admits everything (`RATE_LIMIT=off`, to measure its cost).
+    pub fn disabled(cache: Cache, tiers: Vec<TierLimit>) -> Self {
+        Limiter {
+            enabled: false,
+            ..Limiter::new(cache, tiers)
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// A decision from a live local lease, if there is one.
+    fn from_lease(&self, limit: TierLimit, identity: &str) -> Option<Decision> {
+        let lease = self.leases.get(&(limit.tier, identity.to_owned()))?;
+        let now = Instant::now();
+        if now >= lease.until {
+            return None;
+        }
+        let reset_secs = |at: Instant| {
+            at.saturating_duration_since(now)
+                .as_millis()
+                .div_ceil(1000)
+                .max(1) as u64
+        };
+        if lease.refused {
+            return Some(Decision {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset_secs: reset_secs(lease.reset_at),
+                local: false,
+            });
+        }
+        let left = lease.tokens.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left < 0 {
+            return None;
+        }
+        let admitted = i64::from(lease.counted) - left;
+        Some(Decision {
+            allowed: true,
+            limit,
+            remaining: u32::try_from(i64::from(limit.limit) - admitted).unwrap_or(0),
+            reset_secs: reset_secs(lease.reset_at),
+            local: false,
+        })
     }
 
     pub fn tier(&self, tier: Tier) -> TierLimit {
@@ -162,6 +247,16 @@ impl Limiter {
     /// Checks and counts one request of `identity` (`user:42`, `ip:203.0.113.9`) in `tier`.
     pub async fn check(&self, tier: Tier, identity: &str) -> Decision {
         let limit = self.tier(tier);
+        if let Some(decision) = self.from_lease(limit, identity) {
+            let outcome = if decision.allowed {
+                "allowed"
+            } else {
+                "limited"
+            };
+            metrics::counter!("ratelimit_decisions_total", "tier" => limit.name, "outcome" => outcome).increment(1);
+            return decision;
+        }
+        let lease_size = limit.lease_size();
         let key = self
             .cache
             .key(&format!("ratelimit:{}:{identity}", limit.name));
@@ -177,6 +272,7 @@ impl Limiter {
                             .arg(limit.limit)
                             .arg(window_ms)
                             .arg(limit.bucket_ms())
+                            .arg(lease_size)
                             .invoke_async::<Vec<i64>>(&mut conn)
                             .await
                     }
@@ -185,6 +281,7 @@ impl Limiter {
                             .key(key)
                             .arg(limit.limit)
                             .arg(window_ms)
+                            .arg(lease_size)
                             .invoke_async::<Vec<i64>>(&mut conn)
                             .await
                     }
@@ -192,13 +289,35 @@ impl Limiter {
             })
             .await;
         let decision = match outcome {
-            Ok(v) if v.len() == 3 => Decision {
-                allowed: v[0] == 1,
-                limit,
-                remaining: limit.limit.saturating_sub(v[1].max(0) as u32),
-                reset_secs: (v[2].max(0) as u64).div_ceil(1000).max(1),
-                local: false,
-            },
+            Ok(v) if v.len() == 4 => {
+                let granted = v[0].max(0);
+                let counted = u32::try_from(v[1].max(0)).unwrap_or(u32::MAX);
+                let now = Instant::now();
+                let reset_at = now + Duration::from_millis(v[2].max(0) as u64);
+                let valid = Duration::from_millis(v[3].max(0) as u64);
+                if granted != 1 {
+                    // More tokens to spend locally, or a refusal to remember until budget frees.
+                    let until = if granted > 0 { now + valid } else { reset_at };
+                    let lease = Lease {
+                        // One of the granted tokens is this request's.
+                        tokens: AtomicI64::new(granted - 1),
+                        counted,
+                        until,
+                        refused: granted == 0,
+                        reset_at,
+                    };
+                    self.leases
+                        .insert((limit.tier, identity.to_owned()), Arc::new(lease));
+                }
+                Decision {
+                    allowed: granted > 0,
+                    limit,
+                    remaining: (limit.limit.saturating_sub(counted))
+                        .saturating_add(u32::try_from((granted - 1).max(0)).unwrap_or(0)),
+                    reset_secs: (v[2].max(0) as u64).div_ceil(1000).max(1),
+                    local: false,
+                }
+            }
             _ => {
                 metrics::counter!("ratelimit_fail_open_total", "tier" => limit.name).increment(1);
                 self.check_local(limit, identity)

@@ -1,8 +1,10 @@
 -- Sliding window over sub-window buckets, one hash per identity and tier.
 -- KEYS[1]  the identity's hash: field = bucket index, value = requests admitted in that bucket
 -- ARGV[1]  limit    ARGV[2] window (ms)    ARGV[3] bucket width (ms; divides the window)
--- Returns  {allowed 1|0, requests counted in the window after this one, ms until the oldest
---           counted bucket stops counting}
+-- ARGV[4]  tokens wanted (a lease: the caller may admit that many requests itself, within the
+--          current bucket)
+-- Returns  {tokens granted (0: refused), requests counted in the window after this,
+--           ms until the oldest counted bucket stops counting, ms left in the current bucket}
 --
 -- Counted buckets cover [now - window - bucket, now], a superset of the window (now - window,
 -- now], so the requests admitted in ANY window of the tier's length never exceed the limit.
@@ -34,9 +36,11 @@ if #stale > 0 then
   redis.call('HDEL', KEYS[1], unpack(stale))
 end
 local reset = (oldest + span + 1) * bucket - now
-if total >= limit then
-  return {0, total, reset}
+local valid = (current + 1) * bucket - now
+local grant = math.min(tonumber(ARGV[4]), limit - total)
+if grant <= 0 then
+  return {0, total, reset, valid}
 end
-redis.call('HINCRBY', KEYS[1], current, 1)
+redis.call('HINCRBY', KEYS[1], current, grant)
 redis.call('PEXPIRE', KEYS[1], window + bucket)
-return {1, total + 1, reset}
+return {grant, total + grant, reset, valid}

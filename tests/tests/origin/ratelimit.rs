@@ -505,3 +505,85 @@ async fn ops_invalidation_scans_by_pattern() {
         );
     }
 }
+
+#[tokio::test]
+async fn warm_hits_cost_no_redis_round_trip_per_request() {
+    let redis = RedisServer::start();
+    let db = TestDb::new(Some(Scale::Small)).await;
+    // The production API numbers (1000 per 60 s): leases of 10 tokens.
+    let app = TestApp::spawn(
+        &db,
+        AppOptions {
+            redis_url: Some(redis.url()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !app.state.cache.l1_live() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let path = "/v1/catalog/5sim/countries";
+    assert_eq!(app.get(path).await.status(), StatusCode::OK);
+    let (evalsha, get) = (
+        redis.command_calls("evalsha").await,
+        redis.command_calls("get").await,
+    );
+    for _ in 0..50 {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(header(&r, "ratelimit").starts_with("\"api\";r="));
+    }
+    assert_eq!(
+        redis.command_calls("get").await - get,
+        0,
+        "warm hits are served in process"
+    );
+    let checks = redis.command_calls("evalsha").await - evalsha;
+    assert!(
+        checks <= 6,
+        "50 requests cost {checks} rate-limit round trips (leases of 10)"
+    );
+}
+
+#[tokio::test]
+async fn leases_across_replicas_keep_the_window_guarantee() {
+    let redis = RedisServer::start();
+    let (limit, window) = (300usize, 1000u64); // leases of 3 tokens
+    let a = limiter(&redis, "api=300/1000").await;
+    let b = limiter(&redis, "api=300/1000").await;
+    let mut conn = redis.client().await;
+    let start = redis_now_ms(&mut conn).await;
+    let start = (start / window + 1) * window;
+    let mut admitted: Vec<(u64, u64)> = Vec::new();
+    for offset in [950u64, 1020, 1500, 1980, 2030] {
+        let now = redis_now_ms(&mut conn).await;
+        if start + offset > now {
+            tokio::time::sleep(Duration::from_millis(start + offset - now)).await;
+        }
+        for i in 0..200 {
+            let before = redis_now_ms(&mut conn).await;
+            let d = if i % 2 == 0 {
+                a.check(Tier::Api, "ip:1").await
+            } else {
+                b.check(Tier::Api, "ip:1").await
+            };
+            let after = redis_now_ms(&mut conn).await;
+            if d.allowed {
+                admitted.push((before, after));
+            }
+        }
+    }
+    assert!(admitted.len() > limit, "{}", admitted.len());
+    for (i, &(_, upper)) in admitted.iter().enumerate() {
+        let in_window = admitted[..=i]
+            .iter()
+            .filter(|&&(lower, _)| lower + window > upper)
+            .count();
+        assert!(
+            in_window <= limit,
+            "{in_window} admitted by two replicas within {window} ms"
+        );
+    }
+}
