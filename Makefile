@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge dev test stop lint fmt seed seed-large
+.PHONY: help setup edge dev test bench stop lint fmt seed seed-large
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -50,6 +50,13 @@ lint: ## formatting, clippy (warnings are errors), wasm32 build of shared and ed
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+bench: setup edge ## benchmarks (release, loopback, a few minutes): table + bench/out/results.{json,md,png}
+	@scripts/bench-tools.sh
+	@$(SERVICES); \
+	$(CARGO) build --release -p origin -p bench; \
+	ulimit -n 8192 2>/dev/null || true; \
+	target/release/bench run
 
 seed: ## migrate and seed the small catalog into DATABASE_URL
 	@$(SERVICES); $(CARGO) run -q -p origin -- seed --scale small

@@ -13,6 +13,10 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 pub enum Scale {
     /// 3 providers × 20 countries × 25 services: development and tests.
     Small,
+    /// 2 providers × 50 countries × 105 services (~10k prices): the benchmark's small catalog.
+    /// Its codes are a prefix of the large scale's, so the same URLs exist in both.
+    #[value(name = "10k")]
+    TenK,
     /// 5 providers × 60 countries × 100 services (~29k prices): query-plan tests.
     Medium,
     /// 5 providers × 180 countries × 700 services (~600k prices): benchmarks.
@@ -24,13 +28,14 @@ impl Scale {
     fn numbers_per_pool(self) -> i32 {
         match self {
             Scale::Small => 200,
-            Scale::Medium | Scale::Large => 20,
+            Scale::TenK | Scale::Medium | Scale::Large => 20,
         }
     }
 
     fn dims(self) -> (usize, usize, usize) {
         match self {
             Scale::Small => (3, 20, 25),
+            Scale::TenK => (2, 50, 105),
             Scale::Medium => (5, 60, 100),
             Scale::Large => (5, 180, 700),
         }

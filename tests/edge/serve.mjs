@@ -2,21 +2,33 @@
 // Configuration comes from the environment:
 //   EDGE_PORT  port on 127.0.0.1 to listen on
 //   EDGE_VARS  JSON object of worker vars (ORIGIN_URL, EDGE_SECRET, ...)
+//   EDGE_STATIC_BODY  optional: run a static JS worker answering this body instead
 // Prints "READY <url>" once serving; exits on SIGTERM/SIGINT or when stdin closes.
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+// EDGE_STATIC_BODY: serve a static-response JS worker instead (the benchmark's edge ceiling).
+const staticBody = process.env.EDGE_STATIC_BODY;
+const worker = staticBody
+  ? {
+      modules: true,
+      script: `const body = ${JSON.stringify(staticBody)};
+export default { fetch() { return new Response(body, { headers: { "content-type": "application/json" } }); } };`,
+    }
+  : {
+      scriptPath: path.join(root, "edge/build/worker/shim.mjs"),
+      modules: true,
+      modulesRoot: path.join(root, "edge/build"),
+      // The shim re-exports build/index.js, which imports the wasm module.
+      modulesRules: [
+        { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+        { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
+      ],
+    };
 const mf = new Miniflare({
-  scriptPath: path.join(root, "edge/build/worker/shim.mjs"),
-  modules: true,
-  modulesRoot: path.join(root, "edge/build"),
-  // The shim re-exports build/index.js, which imports the wasm module.
-  modulesRules: [
-    { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-    { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
-  ],
+  ...worker,
   compatibilityDate: "2026-04-01",
   bindings: JSON.parse(process.env.EDGE_VARS ?? "{}"),
   host: "127.0.0.1",
