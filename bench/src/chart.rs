@@ -12,9 +12,11 @@ use crate::ScenarioResult;
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 pub fn draw(results: &[ScenarioResult], path: &Path) -> anyhow::Result<()> {
-    let font = std::fs::read(FONT).with_context(|| format!("font {FONT} (Debian package fonts-dejavu-core)"))?;
+    let font = std::fs::read(FONT)
+        .with_context(|| format!("font {FONT} (Debian package fonts-dejavu-core)"))?;
     let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-    register_font("sans-serif", FontStyle::Normal, font).map_err(|_| anyhow!("cannot load {FONT}"))?;
+    register_font("sans-serif", FontStyle::Normal, font)
+        .map_err(|_| anyhow!("cannot load {FONT}"))?;
 
     let n = results.len();
     let height = 140 + 46 * n as u32;
@@ -22,9 +24,16 @@ pub fn draw(results: &[ScenarioResult], path: &Path) -> anyhow::Result<()> {
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(760);
 
-    let max_ratio = results.iter().map(|r| r.ratio_to_ceiling).fold(1.0, f64::max) * 1.15;
+    let max_ratio = results
+        .iter()
+        .map(|r| r.ratio_to_ceiling)
+        .fold(1.0, f64::max)
+        * 1.35;
     let mut chart = ChartBuilder::on(&left)
-        .caption("Throughput (x static ceiling, same run)", ("sans-serif", 22))
+        .caption(
+            "Throughput (x static ceiling, same run)",
+            ("sans-serif", 22),
+        )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(330)
@@ -47,8 +56,15 @@ pub fn draw(results: &[ScenarioResult], path: &Path) -> anyhow::Result<()> {
         .draw()?;
     for (i, r) in results.iter().enumerate() {
         let y = (n - 1 - i) as f64;
-        let color = if i == 0 { RGBColor(120, 120, 120) } else { RGBColor(52, 110, 180) };
-        chart.draw_series(std::iter::once(Rectangle::new([(0.0, y + 0.15), (r.ratio_to_ceiling, y + 0.85)], color.filled())))?;
+        let color = if i == 0 {
+            RGBColor(120, 120, 120)
+        } else {
+            RGBColor(52, 110, 180)
+        };
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, y + 0.15), (r.ratio_to_ceiling, y + 0.85)],
+            color.filled(),
+        )))?;
         chart.draw_series(std::iter::once(Text::new(
             format!("{:.2}x  ({:.0}/s)", r.ratio_to_ceiling, r.median.rps),
             (r.ratio_to_ceiling + max_ratio * 0.01, y + 0.35),

@@ -63,19 +63,33 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
-        Cmd::Ceiling { port, body, etag, cache_control } => rt.block_on(ceiling(port, &body, &etag, &cache_control)),
-        Cmd::Run { reps, secs, connections, out, skip_edge } => {
-            rt.block_on(run(reps, secs, connections, &out, skip_edge))
-        }
+        Cmd::Ceiling {
+            port,
+            body,
+            etag,
+            cache_control,
+        } => rt.block_on(ceiling(port, &body, &etag, &cache_control)),
+        Cmd::Run {
+            reps,
+            secs,
+            connections,
+            out,
+            skip_edge,
+        } => rt.block_on(run(reps, secs, connections, &out, skip_edge)),
     }
 }
 
 async fn ceiling(port: u16, body: &Path, etag: &str, cache_control: &str) -> anyhow::Result<()> {
     let body = bytes_of(body)?;
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::ETAG, HeaderValue::from_str(etag)?);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache_control)?);
     let app = axum::Router::new().fallback(move || {
@@ -88,7 +102,9 @@ async fn ceiling(port: u16, body: &Path, etag: &str, cache_control: &str) -> any
 }
 
 fn bytes_of(path: &Path) -> anyhow::Result<axum::body::Bytes> {
-    Ok(axum::body::Bytes::from(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?))
+    Ok(axum::body::Bytes::from(
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    ))
 }
 
 /// One wrk run's figures.
@@ -156,8 +172,18 @@ struct WrkLine {
 
 fn wrk(url: &str, paths: Option<&Path>, secs: u64, connections: u32) -> anyhow::Result<WrkLine> {
     let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s"), "-s", "bench/wrk/report.lua", url])
-        .env("WRK_PATHS", paths.map(|p| p.display().to_string()).unwrap_or_default())
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{secs}s"),
+            "-s",
+            "bench/wrk/report.lua",
+            url,
+        ])
+        .env(
+            "WRK_PATHS",
+            paths.map(|p| p.display().to_string()).unwrap_or_default(),
+        )
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -165,7 +191,12 @@ fn wrk(url: &str, paths: Option<&Path>, secs: u64, connections: u32) -> anyhow::
         .lines()
         .rev()
         .find(|l| l.starts_with('{'))
-        .with_context(|| format!("wrk printed no report:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)))?;
+        .with_context(|| {
+            format!(
+                "wrk printed no report:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
     Ok(serde_json::from_str(line)?)
 }
 
@@ -195,7 +226,14 @@ fn db_url(admin: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
-async fn origin(bin: &Path, name: &str, db: &str, redis: &str, prefix: &str, extra: &[(&str, &str)]) -> anyhow::Result<Proc> {
+async fn origin(
+    bin: &Path,
+    name: &str,
+    db: &str,
+    redis: &str,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<Proc> {
     let port = spare_port()?;
     let mut cmd = Command::new(bin);
     cmd.arg("serve")
@@ -214,7 +252,9 @@ async fn origin(bin: &Path, name: &str, db: &str, redis: &str, prefix: &str, ext
 }
 
 async fn delete_prefix(redis: &str, prefix: &str) -> anyhow::Result<()> {
-    let mut conn = redis::Client::open(redis)?.get_multiplexed_async_connection().await?;
+    let mut conn = redis::Client::open(redis)?
+        .get_multiplexed_async_connection()
+        .await?;
     let mut cursor = 0u64;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -226,7 +266,10 @@ async fn delete_prefix(redis: &str, prefix: &str) -> anyhow::Result<()> {
             .query_async(&mut conn)
             .await?;
         if !keys.is_empty() {
-            let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await?;
+            let _: () = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
         }
         if next == 0 {
             return Ok(());
@@ -236,7 +279,13 @@ async fn delete_prefix(redis: &str, prefix: &str) -> anyhow::Result<()> {
 }
 
 async fn scrape(client: &reqwest::Client, port: u16, series: &str) -> f64 {
-    let Ok(r) = client.get(format!("http://127.0.0.1:{port}/metrics")).send().await else { return 0.0 };
+    let Ok(r) = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+    else {
+        return 0.0;
+    };
     let text = r.text().await.unwrap_or_default();
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
@@ -252,13 +301,24 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bool) -> anyhow::Result<()> {
+async fn run(
+    reps: usize,
+    secs: u64,
+    connections: u32,
+    out: &Path,
+    skip_edge: bool,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     procs::require("wrk", "make bench installs it (Debian package wrk)")?;
-    let admin = std::env::var("PG_ADMIN_URL").context("PG_ADMIN_URL is not set (run through make bench)")?;
-    let redis = std::env::var("REDIS_URL").context("REDIS_URL is not set (run through make bench)")?;
+    let admin = std::env::var("PG_ADMIN_URL")
+        .context("PG_ADMIN_URL is not set (run through make bench)")?;
+    let redis =
+        std::env::var("REDIS_URL").context("REDIS_URL is not set (run through make bench)")?;
     let bin = PathBuf::from("target/release/origin");
-    procs::exists(&bin, "make bench builds it (cargo build --release -p origin)")?;
+    procs::exists(
+        &bin,
+        "make bench builds it (cargo build --release -p origin)",
+    )?;
     std::fs::create_dir_all(out)?;
     let tmp = out.join("tmp");
     std::fs::create_dir_all(&tmp)?;
@@ -268,23 +328,42 @@ async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bo
     let small = db_url(&admin, "nexnum_bench_10k");
     {
         let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&admin).await?;
-        sqlx::query("DROP DATABASE IF EXISTS nexnum_bench_large WITH (FORCE)").execute(&mut conn).await?;
+        sqlx::query("DROP DATABASE IF EXISTS nexnum_bench_large WITH (FORCE)")
+            .execute(&mut conn)
+            .await?;
     }
     let seed_started = Instant::now();
-    let seeded = Command::new(&bin).args(["seed", "--scale", "large"]).env("DATABASE_URL", &large).env("RUST_LOG", "warn").output()?;
+    let seeded = Command::new(&bin)
+        .args(["seed", "--scale", "large"])
+        .env("DATABASE_URL", &large)
+        .env("RUST_LOG", "warn")
+        .output()?;
     let large_seed_secs = seed_started.elapsed().as_secs_f64();
     if !seeded.status.success() {
-        bail!("seeding the large catalog failed: {}", String::from_utf8_lossy(&seeded.stderr));
+        bail!(
+            "seeding the large catalog failed: {}",
+            String::from_utf8_lossy(&seeded.stderr)
+        );
     }
     println!("{}", String::from_utf8_lossy(&seeded.stdout).trim());
-    let seeded = Command::new(&bin).args(["seed", "--scale", "10k"]).env("DATABASE_URL", &small).env("RUST_LOG", "warn").output()?;
+    let seeded = Command::new(&bin)
+        .args(["seed", "--scale", "10k"])
+        .env("DATABASE_URL", &small)
+        .env("RUST_LOG", "warn")
+        .output()?;
     if !seeded.status.success() {
-        bail!("seeding the 10k catalog failed: {}", String::from_utf8_lossy(&seeded.stderr));
+        bail!(
+            "seeding the 10k catalog failed: {}",
+            String::from_utf8_lossy(&seeded.stderr)
+        );
     }
     println!("{}", String::from_utf8_lossy(&seeded.stdout).trim());
 
     // 2. URLs: one price present in both catalogs; 100 services of one country; cold paths.
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&small).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&small)
+        .await?;
     let (p, c, s): (String, String, String) = sqlx::query_as(
         "SELECT pr.code, c.code, s.code FROM prices x JOIN providers pr ON pr.id = x.provider_id
            JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
@@ -293,7 +372,10 @@ async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bo
     .fetch_one(&pool)
     .await?;
     let price_path = format!("/v1/catalog/{p}/prices/{c}/{s}");
-    let large_pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&large).await?;
+    let large_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&large)
+        .await?;
     let hundred: Vec<String> = sqlx::query_scalar(
         "SELECT s.code FROM prices x JOIN providers pr ON pr.id = x.provider_id
            JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
@@ -305,7 +387,13 @@ async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bo
     .await?;
     let bulk_path = format!("/v1/catalog/{p}/prices/{c}?services={}", hundred.join(","));
     let singles_file = tmp.join("singles.txt");
-    std::fs::write(&singles_file, hundred.iter().map(|sv| format!("/v1/catalog/{p}/prices/{c}/{sv}\n")).collect::<String>())?;
+    std::fs::write(
+        &singles_file,
+        hundred
+            .iter()
+            .map(|sv| format!("/v1/catalog/{p}/prices/{c}/{sv}\n"))
+            .collect::<String>(),
+    )?;
     let cold: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT pr.code, c.code, s.code FROM prices x JOIN providers pr ON pr.id = x.provider_id
            JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
@@ -314,35 +402,89 @@ async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bo
     .fetch_all(&large_pool)
     .await?;
     let cold_file = tmp.join("cold.txt");
-    std::fs::write(&cold_file, cold.iter().map(|(p, c, s)| format!("/v1/catalog/{p}/prices/{c}/{s}\n")).collect::<String>())?;
+    std::fs::write(
+        &cold_file,
+        cold.iter()
+            .map(|(p, c, s)| format!("/v1/catalog/{p}/prices/{c}/{s}\n"))
+            .collect::<String>(),
+    )?;
 
     // 3. Servers. Each origin has its own key prefix on the shared Redis.
     let prefix = |name: &str| format!("bench:{name}:{}:", uuid::Uuid::new_v4().simple());
-    let (pa, pb, pm, pn, pt, ps) = (prefix("a"), prefix("b"), prefix("m"), prefix("n"), prefix("t"), prefix("s"));
+    let (pa, pb, pm, pn, pt, ps) = (
+        prefix("a"),
+        prefix("b"),
+        prefix("m"),
+        prefix("n"),
+        prefix("t"),
+        prefix("s"),
+    );
     let a = origin(&bin, "origin (full path)", &large, &redis, &pa, &[]).await?;
-    let b = origin(&bin, "origin (in-process layer off)", &large, &redis, &pb, &[("L1_CACHE", "off")]).await?;
-    let m = origin(&bin, "origin (metrics off)", &large, &redis, &pm, &[("METRICS", "off")]).await?;
-    let n = origin(&bin, "origin (rate limiter off)", &large, &redis, &pn, &[("RATE_LIMIT", "off")]).await?;
+    let b = origin(
+        &bin,
+        "origin (in-process layer off)",
+        &large,
+        &redis,
+        &pb,
+        &[("L1_CACHE", "off")],
+    )
+    .await?;
+    let m = origin(
+        &bin,
+        "origin (metrics off)",
+        &large,
+        &redis,
+        &pm,
+        &[("METRICS", "off")],
+    )
+    .await?;
+    let n = origin(
+        &bin,
+        "origin (rate limiter off)",
+        &large,
+        &redis,
+        &pn,
+        &[("RATE_LIMIT", "off")],
+    )
+    .await?;
     let t = origin(&bin, "origin (10k catalog)", &small, &redis, &pt, &[]).await?;
     let s1 = origin(&bin, "stampede origin 1", &large, &redis, &ps, &[]).await?;
     let s2 = origin(&bin, "stampede origin 2", &large, &redis, &ps, &[]).await?;
 
     let client = reqwest::Client::new();
-    let warm = client.get(format!("http://127.0.0.1:{}{price_path}", a.port)).send().await?;
-    let etag = warm.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let cc = warm.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let warm = client
+        .get(format!("http://127.0.0.1:{}{price_path}", a.port))
+        .send()
+        .await?;
+    let etag = warm
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let cc = warm
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let body = warm.bytes().await?;
     let body_file = tmp.join("body.json");
     std::fs::write(&body_file, &body)?;
     let ceiling_port = spare_port()?;
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["ceiling", "--port", &ceiling_port.to_string(), "--body"]).arg(&body_file).args(["--etag", &etag, "--cache-control", &cc]);
+    cmd.args(["ceiling", "--port", &ceiling_port.to_string(), "--body"])
+        .arg(&body_file)
+        .args(["--etag", &etag, "--cache-control", &cc]);
     let ceiling = start("ceiling", cmd, ceiling_port, "/").await?;
 
     let mut edges: Vec<Proc> = Vec::new();
     if !skip_edge {
         procs::require("node", "install Node.js 20+")?;
-        procs::exists(Path::new("edge/build/worker/shim.mjs"), "make bench builds it (scripts/build-edge.sh)")?;
+        procs::exists(
+            Path::new("edge/build/worker/shim.mjs"),
+            "make bench builds it (scripts/build-edge.sh)",
+        )?;
         let vars = serde_json::json!({
             "ORIGIN_URL": format!("http://127.0.0.1:{}", a.port),
             "RATE_LIMIT_PER_MINUTE": "1000000000",
@@ -350,31 +492,113 @@ async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bo
         });
         let port = spare_port()?;
         let mut cmd = Command::new("node");
-        cmd.arg("tests/edge/serve.mjs").env("EDGE_PORT", port.to_string()).env("EDGE_VARS", vars.to_string());
+        cmd.arg("tests/edge/serve.mjs")
+            .env("EDGE_PORT", port.to_string())
+            .env("EDGE_VARS", vars.to_string());
         edges.push(start("edge worker (workerd)", cmd, port, "/healthz").await?);
         let port = spare_port()?;
         let mut cmd = Command::new("node");
         cmd.arg("tests/edge/serve.mjs")
             .env("EDGE_PORT", port.to_string())
-            .env("EDGE_STATIC_BODY", String::from_utf8_lossy(&body).into_owned());
+            .env(
+                "EDGE_STATIC_BODY",
+                String::from_utf8_lossy(&body).into_owned(),
+            );
         edges.push(start("static worker (workerd)", cmd, port, "/").await?);
     }
 
     let url = |proc: &Proc, path: &str| format!("http://127.0.0.1:{}{path}", proc.port);
     let mut scenarios = vec![
-        Scenario { key: "ceiling", label: "ceiling: static Axum, same bytes", url: url(&ceiling, "/"), paths: None, pid: ceiling.pid(), reset_prefix: None },
-        Scenario { key: "warm_full", label: "warm hit, full path", url: url(&a, &price_path), paths: None, pid: a.pid(), reset_prefix: None },
-        Scenario { key: "warm_redis", label: "warm hit, in-process layer off", url: url(&b, &price_path), paths: None, pid: b.pid(), reset_prefix: None },
-        Scenario { key: "warm_no_metrics", label: "warm hit, metrics off", url: url(&m, &price_path), paths: None, pid: m.pid(), reset_prefix: None },
-        Scenario { key: "warm_no_limiter", label: "warm hit, rate limiter off", url: url(&n, &price_path), paths: None, pid: n.pid(), reset_prefix: None },
-        Scenario { key: "warm_10k", label: "warm hit, 10k-price catalog", url: url(&t, &price_path), paths: None, pid: t.pid(), reset_prefix: None },
-        Scenario { key: "cold", label: "cold miss (unique keys, layer off)", url: url(&b, "/"), paths: Some(cold_file.clone()), pid: b.pid(), reset_prefix: Some(pb.clone()) },
-        Scenario { key: "bulk100", label: "bulk: 100 prices per request", url: url(&a, &bulk_path), paths: None, pid: a.pid(), reset_prefix: None },
-        Scenario { key: "single100", label: "single prices (the same 100)", url: url(&a, "/"), paths: Some(singles_file.clone()), pid: a.pid(), reset_prefix: None },
+        Scenario {
+            key: "ceiling",
+            label: "ceiling: static Axum, same bytes",
+            url: url(&ceiling, "/"),
+            paths: None,
+            pid: ceiling.pid(),
+            reset_prefix: None,
+        },
+        Scenario {
+            key: "warm_full",
+            label: "warm hit, full path",
+            url: url(&a, &price_path),
+            paths: None,
+            pid: a.pid(),
+            reset_prefix: None,
+        },
+        Scenario {
+            key: "warm_redis",
+            label: "warm hit, in-process layer off",
+            url: url(&b, &price_path),
+            paths: None,
+            pid: b.pid(),
+            reset_prefix: None,
+        },
+        Scenario {
+            key: "warm_no_metrics",
+            label: "warm hit, metrics off",
+            url: url(&m, &price_path),
+            paths: None,
+            pid: m.pid(),
+            reset_prefix: None,
+        },
+        Scenario {
+            key: "warm_no_limiter",
+            label: "warm hit, rate limiter off",
+            url: url(&n, &price_path),
+            paths: None,
+            pid: n.pid(),
+            reset_prefix: None,
+        },
+        Scenario {
+            key: "warm_10k",
+            label: "warm hit, 10k-price catalog",
+            url: url(&t, &price_path),
+            paths: None,
+            pid: t.pid(),
+            reset_prefix: None,
+        },
+        Scenario {
+            key: "cold",
+            label: "cold miss (unique keys, layer off)",
+            url: url(&b, "/"),
+            paths: Some(cold_file.clone()),
+            pid: b.pid(),
+            reset_prefix: Some(pb.clone()),
+        },
+        Scenario {
+            key: "bulk100",
+            label: "bulk: 100 prices per request",
+            url: url(&a, &bulk_path),
+            paths: None,
+            pid: a.pid(),
+            reset_prefix: None,
+        },
+        Scenario {
+            key: "single100",
+            label: "single prices (the same 100)",
+            url: url(&a, "/"),
+            paths: Some(singles_file.clone()),
+            pid: a.pid(),
+            reset_prefix: None,
+        },
     ];
     if let [edge, static_worker] = edges.as_slice() {
-        scenarios.push(Scenario { key: "edge_hit", label: "edge HIT (Rust worker, workerd)", url: url(edge, &price_path), paths: None, pid: edge.pid(), reset_prefix: None });
-        scenarios.push(Scenario { key: "static_worker", label: "static JS worker (workerd)", url: url(static_worker, "/"), paths: None, pid: static_worker.pid(), reset_prefix: None });
+        scenarios.push(Scenario {
+            key: "edge_hit",
+            label: "edge HIT (Rust worker, workerd)",
+            url: url(edge, &price_path),
+            paths: None,
+            pid: edge.pid(),
+            reset_prefix: None,
+        });
+        scenarios.push(Scenario {
+            key: "static_worker",
+            label: "static JS worker (workerd)",
+            url: url(static_worker, "/"),
+            paths: None,
+            pid: static_worker.pid(),
+            reset_prefix: None,
+        });
     }
 
     // 4. Warm-up (also fills every cache on the warm paths), then interleaved reps.
@@ -390,7 +614,13 @@ async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bo
                 delete_prefix(&redis, prefix).await?;
             }
             let sample = measure(s, secs, connections)?;
-            eprintln!("rep {}/{reps} {:<40} {:>9.0} req/s  p99 {:>7.2} ms", rep + 1, s.label, sample.rps, sample.p99_ms);
+            eprintln!(
+                "rep {}/{reps} {:<40} {:>9.0} req/s  p99 {:>7.2} ms",
+                rep + 1,
+                s.label,
+                sample.rps,
+                sample.p99_ms
+            );
             samples[i].push(sample);
         }
     }
@@ -406,7 +636,13 @@ async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bo
             by_rps.sort_by(|x, y| x.rps.total_cmp(&y.rps));
             let median = by_rps[by_rps.len() / 2].clone();
             reps.shrink_to_fit();
-            ScenarioResult { key: s.key.into(), label: s.label.into(), median, ratio_to_ceiling: 0.0, reps }
+            ScenarioResult {
+                key: s.key.into(),
+                label: s.label.into(),
+                median,
+                ratio_to_ceiling: 0.0,
+                reps,
+            }
         })
         .collect();
     let ceiling_rps = results[0].median.rps;
@@ -418,27 +654,65 @@ async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bo
         })
         .collect();
 
-    let get = |key: &str| results.iter().find(|r| r.key == key).map(|r| r.median.clone());
+    let get = |key: &str| {
+        results
+            .iter()
+            .find(|r| r.key == key)
+            .map(|r| r.median.clone())
+    };
     let mut targets = Vec::new();
     if let Some(w) = get("warm_full") {
         let ratio = w.rps / ceiling_rps;
-        targets.push(Target { target: "warm hit, full path".into(), goal: ">= 0.90x ceiling".into(), measured: format!("{ratio:.2}x"), met: ratio >= 0.90 });
-        targets.push(Target { target: "origin RSS under warm load".into(), goal: "<= 30 MB".into(), measured: format!("{:.1} MiB", w.peak_rss_mib), met: w.peak_rss_mib * 1.048_576 <= 30.0 });
+        targets.push(Target {
+            target: "warm hit, full path".into(),
+            goal: ">= 0.90x ceiling".into(),
+            measured: format!("{ratio:.2}x"),
+            met: ratio >= 0.90,
+        });
+        targets.push(Target {
+            target: "origin RSS under warm load".into(),
+            goal: "<= 30 MB".into(),
+            measured: format!("{:.1} MiB", w.peak_rss_mib),
+            met: w.peak_rss_mib * 1.048_576 <= 30.0,
+        });
     }
     if let Some(w) = get("warm_redis") {
         let ratio = w.rps / ceiling_rps;
-        targets.push(Target { target: "warm hit, in-process layer off".into(), goal: ">= 0.70x ceiling".into(), measured: format!("{ratio:.2}x"), met: ratio >= 0.70 });
+        targets.push(Target {
+            target: "warm hit, in-process layer off".into(),
+            goal: ">= 0.70x ceiling".into(),
+            measured: format!("{ratio:.2}x"),
+            met: ratio >= 0.70,
+        });
     }
     if let (Some(bulk), Some(single)) = (get("bulk100"), get("single100")) {
         let speedup = 100.0 * bulk.rps / single.rps;
-        targets.push(Target { target: "bulk of 100 vs 100 single requests".into(), goal: ">= 10x faster".into(), measured: format!("{speedup:.1}x"), met: speedup >= 10.0 });
+        targets.push(Target {
+            target: "bulk of 100 vs 100 single requests".into(),
+            goal: ">= 10x faster".into(),
+            measured: format!("{speedup:.1}x"),
+            met: speedup >= 10.0,
+        });
     }
     if let (Some(small), Some(big)) = (get("warm_10k"), get("warm_full")) {
         let growth = big.p50_ms / small.p50_ms;
-        targets.push(Target { target: "hit latency, 600k vs 10k prices".into(), goal: "does not grow".into(), measured: format!("p50 {:.3} vs {:.3} ms ({growth:.2}x)", big.p50_ms, small.p50_ms), met: growth <= 1.10 });
+        targets.push(Target {
+            target: "hit latency, 600k vs 10k prices".into(),
+            goal: "does not grow".into(),
+            measured: format!(
+                "p50 {:.3} vs {:.3} ms ({growth:.2}x)",
+                big.p50_ms, small.p50_ms
+            ),
+            met: growth <= 1.10,
+        });
     }
     let loads = stampede["database_loads"].as_f64().unwrap_or(f64::NAN);
-    targets.push(Target { target: "stampede, 2 origins, 1000 requests".into(), goal: "exactly 1 database load".into(), measured: format!("{loads}"), met: loads == 1.0 });
+    targets.push(Target {
+        target: "stampede, 2 origins, 1000 requests".into(),
+        goal: "exactly 1 database load".into(),
+        measured: format!("{loads}"),
+        met: loads == 1.0,
+    });
 
     let report = Report {
         date: String::from_utf8_lossy(&Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output()?.stdout).trim().to_owned(),
@@ -451,7 +725,10 @@ async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bo
     };
     let table = render(&report);
     println!("{table}");
-    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     std::fs::write(out.join("results.md"), &table)?;
     match chart::draw(&report.scenarios, &out.join("results.png")) {
         Ok(()) => println!("wrote {}", out.join("results.png").display()),
@@ -465,21 +742,35 @@ async fn run(reps: usize, secs: u64, connections: u32, out: &Path, skip_edge: bo
     Ok(())
 }
 
-async fn stampede(client: &reqwest::Client, s1: &Proc, s2: &Proc, key: &(String, String, String)) -> anyhow::Result<serde_json::Value> {
+async fn stampede(
+    client: &reqwest::Client,
+    s1: &Proc,
+    s2: &Proc,
+    key: &(String, String, String),
+) -> anyhow::Result<serde_json::Value> {
     let path = format!("/v1/catalog/{}/prices/{}/{}", key.0, key.1, key.2);
     let series = "db_queries_total{query=\"prices\"}";
     let before = scrape(client, s1.port, series).await + scrape(client, s2.port, series).await;
-    let wide = reqwest::Client::builder().pool_max_idle_per_host(600).build()?;
+    let wide = reqwest::Client::builder()
+        .pool_max_idle_per_host(600)
+        .build()?;
     let barrier = Arc::new(tokio::sync::Barrier::new(1000));
     let started = Instant::now();
     let tasks: Vec<_> = (0..1000)
         .map(|i| {
-            let url = format!("http://127.0.0.1:{}{path}", if i % 2 == 0 { s1.port } else { s2.port });
+            let url = format!(
+                "http://127.0.0.1:{}{path}",
+                if i % 2 == 0 { s1.port } else { s2.port }
+            );
             let (client, barrier) = (wide.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
                 let t = Instant::now();
-                let ok = client.get(url).send().await.is_ok_and(|r| r.status().is_success());
+                let ok = client
+                    .get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
                 (ok, t.elapsed())
             })
         })
@@ -512,7 +803,12 @@ async fn stampede(client: &reqwest::Client, s1: &Proc, s2: &Proc, key: &(String,
 fn machine() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cores} cores ({model}), loopback")
@@ -520,14 +816,24 @@ fn machine() -> String {
 
 fn render(r: &Report) -> String {
     let mut s = String::new();
-    s.push_str(&format!("NexNum bench, {}; {}\n{}\n\n", r.date, r.machine, r.note));
+    s.push_str(&format!(
+        "NexNum bench, {}; {}\n{}\n\n",
+        r.date, r.machine, r.note
+    ));
     s.push_str("| scenario | req/s | x ceiling | p50 ms | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB |\n");
     s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for x in &r.scenarios {
         let m = &x.median;
         s.push_str(&format!(
             "| {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |\n",
-            x.label, m.rps, x.ratio_to_ceiling, m.p50_ms, m.p99_ms, m.p999_ms, m.cpu_us_per_req, m.peak_rss_mib
+            x.label,
+            m.rps,
+            x.ratio_to_ceiling,
+            m.p50_ms,
+            m.p99_ms,
+            m.p999_ms,
+            m.cpu_us_per_req,
+            m.peak_rss_mib
         ));
     }
     let st = &r.stampede;
@@ -537,7 +843,13 @@ fn render(r: &Report) -> String {
     ));
     s.push_str(&format!("large catalog seeded from empty in {:.1} s\n\n| target | goal | measured | met |\n|---|---|---|---|\n", r.large_seed_secs));
     for t in &r.targets {
-        s.push_str(&format!("| {} | {} | {} | {} |\n", t.target, t.goal, t.measured, if t.met { "yes" } else { "NO" }));
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            t.target,
+            t.goal,
+            t.measured,
+            if t.met { "yes" } else { "NO" }
+        ));
     }
     s
 }

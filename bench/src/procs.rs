@@ -24,7 +24,10 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         // SIGTERM first so workerd children of node get cleaned up by their parent.
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -38,11 +41,18 @@ impl Drop for Proc {
 }
 
 pub fn spare_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Starts `cmd` and waits until `http://127.0.0.1:{port}{ready_path}` answers 2xx.
-pub async fn start(name: &str, mut cmd: Command, port: u16, ready_path: &str) -> anyhow::Result<Proc> {
+pub async fn start(
+    name: &str,
+    mut cmd: Command,
+    port: u16,
+    ready_path: &str,
+) -> anyhow::Result<Proc> {
     let child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -54,7 +64,12 @@ pub async fn start(name: &str, mut cmd: Command, port: u16, ready_path: &str) ->
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let url = format!("http://127.0.0.1:{port}{ready_path}");
-        if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Ok(proc);
         }
         if Instant::now() > deadline {
@@ -73,7 +88,11 @@ pub fn tree(pid: u32) -> Vec<u32> {
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
             for task in tasks.flatten() {
                 if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
-                    out.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+                    out.extend(
+                        children
+                            .split_whitespace()
+                            .filter_map(|c| c.parse::<u32>().ok()),
+                    );
                 }
             }
         }
@@ -127,7 +146,11 @@ impl RssSampler {
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        RssSampler { stop, peak, handle: Some(handle) }
+        RssSampler {
+            stop,
+            peak,
+            handle: Some(handle),
+        }
     }
 
     /// Stops and returns the peak in MiB.

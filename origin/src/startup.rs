@@ -16,7 +16,7 @@ use crate::db::Db;
 use crate::http;
 use crate::http::respond::HeaderPolicies;
 use crate::ratelimit::Limiter;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::telemetry;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -60,7 +60,7 @@ impl Application {
                     addr: settings.addr,
                     source,
                 })?;
-        let state = AppState {
+        let state = AppState::new(Services {
             catalog: Catalog::new(db.clone(), cache.clone()),
             accounts: Accounts::new(db.clone(), cache.clone()),
             limiter: if settings.rate_limit_enabled {
@@ -73,7 +73,7 @@ impl Application {
             db,
             cache,
             metrics,
-        };
+        });
         Ok(Application { listener, state })
     }
 

@@ -1,4 +1,6 @@
-//! What every handler can reach. Cheap to clone: every field is a handle.
+//! What every handler can reach. Axum clones the state for every request (and every
+//! middleware), so it is one `Arc`: a clone is one atomic increment, not a copy of every
+//! handle inside (the Redis client alone owns strings).
 
 use std::sync::Arc;
 
@@ -13,7 +15,22 @@ use crate::http::respond::HeaderPolicies;
 use crate::ratelimit::Limiter;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub settings: Arc<Settings>,
     pub db: Db,
     pub cache: Cache,

@@ -120,6 +120,47 @@ fn describe_and_baseline() {
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Results counted in `cache_requests_total`.
+pub const CACHE_RESULTS: [&str; 4] = ["hit", "miss", "error", "coalesced"];
+
+/// Hot-path counters registered once and reused: building a metric key (labels, hashing, a
+/// registry lookup) on every request costs more than the request's own work on a cache hit.
+static CACHE_COUNTERS: OnceLock<Vec<metrics::Counter>> = OnceLock::new();
+static DECISION_COUNTERS: OnceLock<Vec<metrics::Counter>> = OnceLock::new();
+
+/// `cache_requests_total{type, result}`.
+pub fn cache_counter(data: DataType, result: &'static str) -> &'static metrics::Counter {
+    let table = CACHE_COUNTERS.get_or_init(|| {
+        DataType::ALL
+            .iter()
+            .flat_map(|d| {
+                CACHE_RESULTS
+                    .iter()
+                    .map(|r| metrics::counter!("cache_requests_total", "type" => d.as_str(), "result" => *r))
+            })
+            .collect()
+    });
+    let d = DataType::ALL.iter().position(|x| *x == data).unwrap_or(0);
+    let r = CACHE_RESULTS.iter().position(|x| *x == result).unwrap_or(0);
+    &table[d * CACHE_RESULTS.len() + r]
+}
+
+/// `ratelimit_decisions_total{tier, outcome}`.
+pub fn decision_counter(tier: Tier, allowed: bool) -> &'static metrics::Counter {
+    let table = DECISION_COUNTERS.get_or_init(|| {
+        Tier::ALL
+            .iter()
+            .flat_map(|t| {
+                ["allowed", "limited"]
+                    .iter()
+                    .map(|o| metrics::counter!("ratelimit_decisions_total", "tier" => t.spec().name, "outcome" => *o))
+            })
+            .collect()
+    });
+    let t = Tier::ALL.iter().position(|x| *x == tier).unwrap_or(0);
+    &table[t * 2 + usize::from(!allowed)]
+}
+
 /// The process-wide Prometheus recorder. The `metrics` facade has one global recorder, so every
 /// origin built in this process (several in a test) shares it.
 pub fn metrics_handle() -> PrometheusHandle {

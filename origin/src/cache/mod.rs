@@ -551,7 +551,6 @@ fn decode(bytes: Bytes) -> Entry {
 
 fn count(data: DataType, result: &'static str, n: u64) {
     if n > 0 {
-        metrics::counter!("cache_requests_total", "type" => data.as_str(), "result" => result)
-            .increment(n);
+        crate::telemetry::cache_counter(data, result).increment(n);
     }
 }

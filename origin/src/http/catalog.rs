@@ -2,13 +2,12 @@
 //! policy headers.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use shared::route::parse_services_param;
 use shared::{DataType, Slug};
 
-use super::extract::{ValidPath, ValidQuery};
+use super::extract::{IfNoneMatch, ValidPath, ValidQuery};
 use super::respond::cacheable;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -38,13 +37,13 @@ pub struct BulkQuery {
 
 pub async fn providers(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    inm: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let body = state.catalog.providers().await?;
     Ok(cacheable(
         &state.headers,
         DataType::Providers,
-        &headers,
+        inm.0.as_ref(),
         body,
     ))
 }
@@ -52,13 +51,13 @@ pub async fn providers(
 pub async fn countries(
     State(state): State<AppState>,
     ValidPath(path): ValidPath<ProviderPath>,
-    headers: HeaderMap,
+    inm: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let body = state.catalog.countries(path.provider).await?;
     Ok(cacheable(
         &state.headers,
         DataType::Countries,
-        &headers,
+        inm.0.as_ref(),
         body,
     ))
 }
@@ -66,13 +65,13 @@ pub async fn countries(
 pub async fn services(
     State(state): State<AppState>,
     ValidPath(path): ValidPath<ProviderPath>,
-    headers: HeaderMap,
+    inm: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let body = state.catalog.services(path.provider).await?;
     Ok(cacheable(
         &state.headers,
         DataType::Services,
-        &headers,
+        inm.0.as_ref(),
         body,
     ))
 }
@@ -80,20 +79,25 @@ pub async fn services(
 pub async fn price(
     State(state): State<AppState>,
     ValidPath(path): ValidPath<PricePath>,
-    headers: HeaderMap,
+    inm: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let body = state
         .catalog
         .price(path.provider, path.country, path.service)
         .await?;
-    Ok(cacheable(&state.headers, DataType::Prices, &headers, body))
+    Ok(cacheable(
+        &state.headers,
+        DataType::Prices,
+        inm.0.as_ref(),
+        body,
+    ))
 }
 
 pub async fn bulk_prices(
     State(state): State<AppState>,
     ValidPath(path): ValidPath<CountryPath>,
     ValidQuery(query): ValidQuery<BulkQuery>,
-    headers: HeaderMap,
+    inm: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let services = query
         .services
@@ -105,5 +109,10 @@ pub async fn bulk_prices(
         .catalog
         .bulk_prices(path.provider, path.country, services)
         .await?;
-    Ok(cacheable(&state.headers, DataType::Prices, &headers, body))
+    Ok(cacheable(
+        &state.headers,
+        DataType::Prices,
+        inm.0.as_ref(),
+        body,
+    ))
 }

@@ -4,6 +4,8 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
 
 use crate::error::ApiError;
 
@@ -19,6 +21,19 @@ pub struct ValidQuery<T>(pub T);
 #[derive(FromRequest)]
 #[from_request(via(Json), rejection(ApiError))]
 pub struct ValidJson<T>(pub T);
+
+/// The request's `If-None-Match`, without copying the rest of the headers.
+pub struct IfNoneMatch(pub Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(
+            parts.headers.get(header::IF_NONE_MATCH).cloned(),
+        ))
+    }
+}
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {

@@ -20,11 +20,13 @@ pub mod ops;
 pub mod ratelimit;
 pub mod respond;
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
@@ -76,7 +78,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), ratelimit::limit))
         .layer(tower::util::option_layer(
-            metrics_on.then(|| middleware::from_fn_with_state(state.clone(), record_metrics)),
+            metrics_on.then(|| middleware::from_fn(record_metrics)),
         ))
         .layer(
             ServiceBuilder::new()
@@ -111,21 +113,64 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
+/// Per matched route: the counters by method and status, and the latency histogram by method,
+/// registered on first use and reused (a metric key built per request costs more than a
+/// cache hit's own work).
+#[derive(Default)]
+struct RouteSeries {
+    counts: Vec<(Method, u16, metrics::Counter)>,
+    latency: Vec<(Method, metrics::Histogram)>,
+}
+
+static HTTP_SERIES: OnceLock<RwLock<HashMap<String, RouteSeries>>> = OnceLock::new();
+
+fn record_http(route: &str, method: &Method, status: u16, seconds: f64) {
+    let table = HTTP_SERIES.get_or_init(Default::default);
+    {
+        let read = table.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(series) = read.get(route) {
+            let count = series
+                .counts
+                .iter()
+                .find(|(m, s, _)| m == method && *s == status);
+            let latency = series.latency.iter().find(|(m, _)| m == method);
+            if let (Some((.., c)), Some((_, h))) = (count, latency) {
+                c.increment(1);
+                h.record(seconds);
+                return;
+            }
+        }
+    }
+    let mut write = table.write().unwrap_or_else(|p| p.into_inner());
+    let series = write.entry(route.to_owned()).or_default();
+    if !series
+        .counts
+        .iter()
+        .any(|(m, s, _)| m == method && *s == status)
+    {
+        let c = metrics::counter!("http_requests_total", "route" => route.to_owned(), "method" => method.to_string(), "status" => status.to_string());
+        series.counts.push((method.clone(), status, c));
+    }
+    if !series.latency.iter().any(|(m, _)| m == method) {
+        let h = metrics::histogram!("http_request_duration_seconds", "route" => route.to_owned(), "method" => method.to_string());
+        series.latency.push((method.clone(), h));
+    }
+    drop(write);
+    record_http(route, method, status, seconds);
+}
+
 /// Request count and latency by matched route (never the raw path: it holds codes and ids).
-async fn record_metrics(State(_): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let started = Instant::now();
     let resp = next.run(req).await;
-    let elapsed: Duration = started.elapsed();
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method.to_string())
-        .record(elapsed.as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    record_http(
+        route,
+        &method,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     resp
 }

@@ -2,7 +2,7 @@
 //! of the body, and `304 Not Modified` when the client already holds it.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use shared::DataType;
@@ -42,12 +42,11 @@ impl HeaderPolicies {
 pub fn cacheable(
     policies: &HeaderPolicies,
     data: DataType,
-    request: &HeaderMap,
+    if_none_match: Option<&HeaderValue>,
     body: Bytes,
 ) -> Response {
     let etag = strong_etag(&body);
-    let not_modified = request
-        .get(header::IF_NONE_MATCH)
+    let not_modified = if_none_match
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| if_none_match_matches(v, &etag));
     let (status, body) = if not_modified {

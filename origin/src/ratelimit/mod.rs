@@ -17,6 +17,10 @@
 //! guarantee above holds for the whole fleet. The cost is on the safe side again: leased tokens
 //! an origin does not use still count, so with R replicas an identity can be refused up to
 //! R × (lease − 1) requests early (R × 9 for the API tier); small tiers (lease 1) are exact.
+//! Concurrent requests of one identity share one lease (an async mutex per identity), so a
+//! burst costs one round trip per lease, not one per request; and after a failed round trip the
+//! identity's checks go straight to the safety net for half a second instead of each waiting
+//! out the Redis timeout.
 //!
 //! Both read Redis's own clock, so every origin replica agrees on the window. Keys
 //! (`ratelimit:{tier}:{identity}`) always carry an expiry.
@@ -28,7 +32,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::middleware::StateInformationMiddleware;
@@ -135,17 +139,25 @@ type Local = RateLimiter<
     StateInformationMiddleware,
 >;
 
-/// Tokens an origin holds for one identity in one tier, or a remembered refusal.
-struct Lease {
-    /// Unused tokens (may go negative under contention: then the lease is spent).
-    tokens: AtomicI64,
+/// What this origin holds for one identity in one tier: leased tokens, or a remembered
+/// refusal, or a note that Redis just failed. Guarded by an async mutex per identity, so
+/// concurrent requests of one identity share one lease instead of each leasing their own.
+#[derive(Default)]
+struct LeaseState {
+    /// Unused leased tokens.
+    tokens: u32,
     /// Requests counted in Redis when the lease was granted.
     counted: u32,
-    /// End of the bucket the tokens were counted in (or of the refusal).
-    until: Instant,
+    /// End of the bucket the tokens were counted in, or of the refusal.
+    until: Option<Instant>,
     refused: bool,
-    reset_at: Instant,
+    reset_at: Option<Instant>,
+    /// Redis failed for this identity recently: decide locally until then without waiting on it.
+    redis_retry_at: Option<Instant>,
 }
+
+/// How long after a failed Redis check an identity's checks go straight to the safety net.
+const REDIS_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct Limiter {
@@ -153,7 +165,7 @@ pub struct Limiter {
     tiers: Arc<Vec<TierLimit>>,
     local: Arc<Vec<Local>>,
     local_checks: Arc<AtomicU64>,
-    leases: moka::sync::Cache<(Tier, String), Arc<Lease>>,
+    leases: moka::sync::Cache<(Tier, String), Arc<tokio::sync::Mutex<LeaseState>>>,
     enabled: bool,
 }
 
@@ -200,42 +212,6 @@ impl Limiter {
         self.enabled
     }
 
-    /// A decision from a live local lease, if there is one.
-    fn from_lease(&self, limit: TierLimit, identity: &str) -> Option<Decision> {
-        let lease = self.leases.get(&(limit.tier, identity.to_owned()))?;
-        let now = Instant::now();
-        if now >= lease.until {
-            return None;
-        }
-        let reset_secs = |at: Instant| {
-            at.saturating_duration_since(now)
-                .as_millis()
-                .div_ceil(1000)
-                .max(1) as u64
-        };
-        if lease.refused {
-            return Some(Decision {
-                allowed: false,
-                limit,
-                remaining: 0,
-                reset_secs: reset_secs(lease.reset_at),
-                local: false,
-            });
-        }
-        let left = lease.tokens.fetch_sub(1, Ordering::AcqRel) - 1;
-        if left < 0 {
-            return None;
-        }
-        let admitted = i64::from(lease.counted) - left;
-        Some(Decision {
-            allowed: true,
-            limit,
-            remaining: u32::try_from(i64::from(limit.limit) - admitted).unwrap_or(0),
-            reset_secs: reset_secs(lease.reset_at),
-            local: false,
-        })
-    }
-
     pub fn tier(&self, tier: Tier) -> TierLimit {
         self.tiers
             .iter()
@@ -247,20 +223,60 @@ impl Limiter {
     /// Checks and counts one request of `identity` (`user:42`, `ip:203.0.113.9`) in `tier`.
     pub async fn check(&self, tier: Tier, identity: &str) -> Decision {
         let limit = self.tier(tier);
-        if let Some(decision) = self.from_lease(limit, identity) {
-            let outcome = if decision.allowed {
-                "allowed"
-            } else {
-                "limited"
-            };
-            metrics::counter!("ratelimit_decisions_total", "tier" => limit.name, "outcome" => outcome).increment(1);
-            return decision;
+        let decision = self.decide(limit, identity).await;
+        crate::telemetry::decision_counter(tier, decision.allowed).increment(1);
+        decision
+    }
+
+    async fn decide(&self, limit: TierLimit, identity: &str) -> Decision {
+        let slot = self
+            .leases
+            .get_with((limit.tier, identity.to_owned()), Default::default);
+        let mut state = slot.lock().await;
+        let now = Instant::now();
+        let secs_until = |at: Option<Instant>| {
+            at.map_or(1, |at| {
+                at.saturating_duration_since(now)
+                    .as_millis()
+                    .div_ceil(1000)
+                    .max(1) as u64
+            })
+        };
+
+        // 1. The lease (or refusal) this origin already holds.
+        if state.until.is_some_and(|until| now < until) {
+            if state.refused {
+                return Decision {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    reset_secs: secs_until(state.reset_at),
+                    local: false,
+                };
+            }
+            if state.tokens > 0 {
+                state.tokens -= 1;
+                let admitted = state.counted.saturating_sub(state.tokens);
+                return Decision {
+                    allowed: true,
+                    limit,
+                    remaining: limit.limit.saturating_sub(admitted),
+                    reset_secs: secs_until(state.reset_at),
+                    local: false,
+                };
+            }
         }
-        let lease_size = limit.lease_size();
+        // 2. Redis failed a moment ago: straight to the safety net.
+        if state.redis_retry_at.is_some_and(|t| now < t) {
+            drop(state);
+            return self.fail_open(limit, identity);
+        }
+        // 3. One round trip for a new lease.
         let key = self
             .cache
             .key(&format!("ratelimit:{}:{identity}", limit.name));
         let window_ms = limit.window.as_millis() as u64;
+        let lease_size = limit.lease_size();
         let mut conn = self.cache.connection();
         let outcome = self
             .cache
@@ -288,49 +304,40 @@ impl Limiter {
                 }
             })
             .await;
-        let decision = match outcome {
+        match outcome {
             Ok(v) if v.len() == 4 => {
-                let granted = v[0].max(0);
-                let counted = u32::try_from(v[1].max(0)).unwrap_or(u32::MAX);
+                let granted = u32::try_from(v[0].max(0)).unwrap_or(0);
                 let now = Instant::now();
                 let reset_at = now + Duration::from_millis(v[2].max(0) as u64);
-                let valid = Duration::from_millis(v[3].max(0) as u64);
-                if granted != 1 {
-                    // More tokens to spend locally, or a refusal to remember until budget frees.
-                    let until = if granted > 0 { now + valid } else { reset_at };
-                    let lease = Lease {
-                        // One of the granted tokens is this request's.
-                        tokens: AtomicI64::new(granted - 1),
-                        counted,
-                        until,
-                        refused: granted == 0,
-                        reset_at,
-                    };
-                    self.leases
-                        .insert((limit.tier, identity.to_owned()), Arc::new(lease));
-                }
+                let valid = now + Duration::from_millis(v[3].max(0) as u64);
+                state.counted = u32::try_from(v[1].max(0)).unwrap_or(u32::MAX);
+                state.refused = granted == 0;
+                // One granted token is this request's; a refusal stands until budget frees.
+                state.tokens = granted.saturating_sub(1);
+                state.until = Some(if granted > 0 { valid } else { reset_at });
+                state.reset_at = Some(reset_at);
+                state.redis_retry_at = None;
+                let admitted = state.counted.saturating_sub(state.tokens);
                 Decision {
                     allowed: granted > 0,
                     limit,
-                    remaining: (limit.limit.saturating_sub(counted))
-                        .saturating_add(u32::try_from((granted - 1).max(0)).unwrap_or(0)),
+                    remaining: limit.limit.saturating_sub(admitted),
                     reset_secs: (v[2].max(0) as u64).div_ceil(1000).max(1),
                     local: false,
                 }
             }
             _ => {
-                metrics::counter!("ratelimit_fail_open_total", "tier" => limit.name).increment(1);
-                self.check_local(limit, identity)
+                state.redis_retry_at = Some(now + REDIS_RETRY);
+                state.until = None;
+                drop(state);
+                self.fail_open(limit, identity)
             }
-        };
-        let outcome = if decision.allowed {
-            "allowed"
-        } else {
-            "limited"
-        };
-        metrics::counter!("ratelimit_decisions_total", "tier" => limit.name, "outcome" => outcome)
-            .increment(1);
-        decision
+        }
+    }
+
+    fn fail_open(&self, limit: TierLimit, identity: &str) -> Decision {
+        metrics::counter!("ratelimit_fail_open_total", "tier" => limit.name).increment(1);
+        self.check_local(limit, identity)
     }
 
     /// The per-process safety net, used only while Redis is unavailable.
