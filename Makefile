@@ -32,6 +32,7 @@ dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080 and the 
 
 test: setup edge ## every test: unit, origin and edge end-to-end (real PostgreSQL, Redis, workerd)
 	@$(SERVICES); mkdir -p .local; \
+	$(CARGO) build -p origin; \
 	$(CARGO) test --workspace --all-targets 2>&1 | tee .local/test.log; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' .local/test.log
 

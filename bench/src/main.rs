@@ -158,6 +158,8 @@ struct Scenario {
     pid: u32,
     /// Run before each rep (e.g. drop cached keys so a cold scenario stays cold).
     reset_prefix: Option<String>,
+    /// Extra wrk environment (`WRK_METHOD`, `WRK_BODIES`, `WRK_TOKENS`).
+    wrk_env: Vec<(&'static str, String)>,
 }
 
 #[derive(serde::Deserialize)]
@@ -170,7 +172,13 @@ struct WrkLine {
     p999_us: u64,
 }
 
-fn wrk(url: &str, paths: Option<&Path>, secs: u64, connections: u32) -> anyhow::Result<WrkLine> {
+fn wrk(
+    url: &str,
+    paths: Option<&Path>,
+    env: &[(&'static str, String)],
+    secs: u64,
+    connections: u32,
+) -> anyhow::Result<WrkLine> {
     let out = Command::new("wrk")
         .args([
             "-t1",
@@ -184,6 +192,7 @@ fn wrk(url: &str, paths: Option<&Path>, secs: u64, connections: u32) -> anyhow::
             "WRK_PATHS",
             paths.map(|p| p.display().to_string()).unwrap_or_default(),
         )
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -204,7 +213,7 @@ fn measure(s: &Scenario, secs: u64, connections: u32) -> anyhow::Result<Sample> 
     let pids = tree(s.pid);
     let cpu0 = cpu_ticks(&pids);
     let sampler = RssSampler::start(s.pid);
-    let w = wrk(&s.url, s.paths.as_deref(), secs, connections)?;
+    let w = wrk(&s.url, s.paths.as_deref(), &s.wrk_env, secs, connections)?;
     let cpu1 = cpu_ticks(&tree(s.pid));
     let peak = sampler.finish();
     let requests = w.requests.max(1);
@@ -452,6 +461,7 @@ async fn run(
     let s2 = origin(&bin, "stampede origin 2", &large, &redis, &ps, &[]).await?;
 
     let client = reqwest::Client::new();
+    let accounts = accounts_setup(&client, &a, &b, &large_pool, &tmp).await?;
     let warm = client
         .get(format!("http://127.0.0.1:{}{price_path}", a.port))
         .send()
@@ -516,6 +526,7 @@ async fn run(
             paths: None,
             pid: ceiling.pid(),
             reset_prefix: None,
+            wrk_env: Vec::new(),
         },
         Scenario {
             key: "warm_full",
@@ -524,6 +535,7 @@ async fn run(
             paths: None,
             pid: a.pid(),
             reset_prefix: None,
+            wrk_env: Vec::new(),
         },
         Scenario {
             key: "warm_redis",
@@ -532,6 +544,7 @@ async fn run(
             paths: None,
             pid: b.pid(),
             reset_prefix: None,
+            wrk_env: Vec::new(),
         },
         Scenario {
             key: "warm_no_metrics",
@@ -540,6 +553,7 @@ async fn run(
             paths: None,
             pid: m.pid(),
             reset_prefix: None,
+            wrk_env: Vec::new(),
         },
         Scenario {
             key: "warm_no_limiter",
@@ -548,6 +562,7 @@ async fn run(
             paths: None,
             pid: n.pid(),
             reset_prefix: None,
+            wrk_env: Vec::new(),
         },
         Scenario {
             key: "warm_10k",
@@ -556,6 +571,7 @@ async fn run(
             paths: None,
             pid: t.pid(),
             reset_prefix: None,
+            wrk_env: Vec::new(),
         },
         Scenario {
             key: "cold",
@@ -564,6 +580,7 @@ async fn run(
             paths: Some(cold_file.clone()),
             pid: b.pid(),
             reset_prefix: Some(pb.clone()),
+            wrk_env: Vec::new(),
         },
         Scenario {
             key: "bulk100",
@@ -572,6 +589,7 @@ async fn run(
             paths: None,
             pid: a.pid(),
             reset_prefix: None,
+            wrk_env: Vec::new(),
         },
         Scenario {
             key: "single100",
@@ -580,8 +598,31 @@ async fn run(
             paths: Some(singles_file.clone()),
             pid: a.pid(),
             reset_prefix: None,
+            wrk_env: Vec::new(),
         },
     ];
+    scenarios.push(Scenario {
+        key: "purchases",
+        label: "purchases, 32 users concurrently",
+        url: url(&a, "/v1/activations"),
+        paths: None,
+        pid: a.pid(),
+        reset_prefix: None,
+        wrk_env: vec![
+            ("WRK_METHOD", "POST".into()),
+            ("WRK_TOKENS", accounts.tokens_a.display().to_string()),
+            ("WRK_BODIES", accounts.bodies.display().to_string()),
+        ],
+    });
+    scenarios.push(Scenario {
+        key: "balance",
+        label: "GET /v1/me/balance, 32 users (warm)",
+        url: url(&a, "/v1/me/balance"),
+        paths: None,
+        pid: a.pid(),
+        reset_prefix: None,
+        wrk_env: vec![("WRK_TOKENS", accounts.tokens_a.display().to_string())],
+    });
     if let [edge, static_worker] = edges.as_slice() {
         scenarios.push(Scenario {
             key: "edge_hit",
@@ -590,6 +631,7 @@ async fn run(
             paths: None,
             pid: edge.pid(),
             reset_prefix: None,
+            wrk_env: Vec::new(),
         });
         scenarios.push(Scenario {
             key: "static_worker",
@@ -598,13 +640,14 @@ async fn run(
             paths: None,
             pid: static_worker.pid(),
             reset_prefix: None,
+            wrk_env: Vec::new(),
         });
     }
 
     // 4. Warm-up (also fills every cache on the warm paths), then interleaved reps.
     for s in &scenarios {
         if s.reset_prefix.is_none() {
-            wrk(&s.url, s.paths.as_deref(), 1, connections)?;
+            wrk(&s.url, s.paths.as_deref(), &s.wrk_env, 1, connections)?;
         }
     }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scenarios.len()];
@@ -626,7 +669,9 @@ async fn run(
     }
 
     // 5. The fleet stampede: 1000 concurrent requests on one cold key over two origins.
-    let stampede = stampede(&client, &s1, &s2, &cold[cold.len() - 1]).await?;
+    let mut stampede = stampede(&client, &s1, &s2, &cold[cold.len() - 1]).await?;
+    // 6. Balance latency one request at a time, warm (a Redis hit) vs cold (key just deleted).
+    stampede["balance_latency"] = balance_latency(&client, &b, &pb, &redis, &accounts).await?;
 
     let results: Vec<ScenarioResult> = scenarios
         .iter()
@@ -841,6 +886,12 @@ fn render(r: &Report) -> String {
         "\nstampede: {} concurrent requests on one cold key over {} origins: {} database load(s), {} failures, p50 {:.1} ms, p99 {:.1} ms\n",
         st["requests"], st["origins"], st["database_loads"], st["failures"], st["p50_ms"].as_f64().unwrap_or(0.0), st["p99_ms"].as_f64().unwrap_or(0.0)
     ));
+    let bl = &st["balance_latency"];
+    let f = |k: &str| bl[k].as_f64().unwrap_or(0.0);
+    s.push_str(&format!(
+        "GET /v1/me/balance one at a time (in-process layer off): warm p50 {:.3} ms p99 {:.3} ms; cold p50 {:.3} ms p99 {:.3} ms\n",
+        f("warm_p50_ms"), f("warm_p99_ms"), f("cold_p50_ms"), f("cold_p99_ms")
+    ));
     s.push_str(&format!("large catalog seeded from empty in {:.1} s\n\n| target | goal | measured | met |\n|---|---|---|---|\n", r.large_seed_secs));
     for t in &r.targets {
         s.push_str(&format!(
@@ -852,4 +903,142 @@ fn render(r: &Report) -> String {
         ));
     }
     s
+}
+
+struct Accounts {
+    /// Bearer tokens of the 32 bench users on origin A (one per line).
+    tokens_a: PathBuf,
+    /// One user's token on origin B, and its id.
+    token_b: String,
+    user_b: i64,
+    /// Purchase bodies spread over every provider and country (number pools are per pair).
+    bodies: PathBuf,
+}
+
+/// 32 funded users signed in on A (and one on B), and purchase bodies for them.
+async fn accounts_setup(
+    client: &reqwest::Client,
+    a: &Proc,
+    b: &Proc,
+    pool: &sqlx::PgPool,
+    tmp: &Path,
+) -> anyhow::Result<Accounts> {
+    let password = "bench password 0123";
+    let mut tokens = String::new();
+    let mut token_b = String::new();
+    for i in 0..32 {
+        let creds =
+            serde_json::json!({"email": format!("bench-{i}@example.com"), "password": password});
+        let r = client
+            .post(format!("http://127.0.0.1:{}/v1/auth/register", a.port))
+            .json(&creds)
+            .send()
+            .await?;
+        if !(r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT) {
+            bail!("registering a bench user: {}", r.status());
+        }
+        let login: serde_json::Value = client
+            .post(format!("http://127.0.0.1:{}/v1/auth/login", a.port))
+            .json(&creds)
+            .send()
+            .await?
+            .json()
+            .await?;
+        tokens.push_str(login["token"].as_str().context("login token")?);
+        tokens.push('\n');
+        if i == 0 {
+            let login: serde_json::Value = client
+                .post(format!("http://127.0.0.1:{}/v1/auth/login", b.port))
+                .json(&creds)
+                .send()
+                .await?
+                .json()
+                .await?;
+            token_b = login["token"].as_str().context("login token")?.to_owned();
+        }
+    }
+    // Funds through the ledger, as an admin credit would.
+    sqlx::query(
+        "INSERT INTO transactions (user_id, type, amount_cents)
+         SELECT id, 'credit', 1000000000 FROM users WHERE email LIKE 'bench-%'",
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "UPDATE users SET balance_cents = balance_cents + 1000000000 WHERE email LIKE 'bench-%'",
+    )
+    .execute(pool)
+    .await?;
+    let user_b: i64 =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = 'bench-0@example.com'")
+            .fetch_one(pool)
+            .await?;
+    let products: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT DISTINCT ON (x.provider_id, x.country_id, x.service_id % 5) pr.code, c.code, s.code
+           FROM prices x JOIN providers pr ON pr.id = x.provider_id
+           JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
+          WHERE x.stock > 100
+          ORDER BY x.provider_id, x.country_id, x.service_id % 5, x.service_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    // Interleaved so consecutive purchases hit different number pools and price rows.
+    let mut bodies = String::new();
+    for k in 0..5 {
+        for (i, (p, c, s)) in products.iter().enumerate() {
+            if i % 5 == k {
+                bodies.push_str(
+                    &serde_json::json!({"provider": p, "country": c, "service": s}).to_string(),
+                );
+                bodies.push('\n');
+            }
+        }
+    }
+    let (tokens_a, bodies_file) = (tmp.join("tokens.txt"), tmp.join("purchases.txt"));
+    std::fs::write(&tokens_a, tokens)?;
+    std::fs::write(&bodies_file, bodies)?;
+    Ok(Accounts {
+        tokens_a,
+        token_b,
+        user_b,
+        bodies: bodies_file,
+    })
+}
+
+/// p50/p99 of single `GET /v1/me/balance` requests on origin B (in-process layer off): warm (a
+/// Redis hit) and cold (the balance key deleted just before, so PostgreSQL answers).
+async fn balance_latency(
+    client: &reqwest::Client,
+    b: &Proc,
+    prefix: &str,
+    redis: &str,
+    acc: &Accounts,
+) -> anyhow::Result<serde_json::Value> {
+    let mut conn = redis::Client::open(redis)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let key = format!("{prefix}cache:balance:{}", acc.user_b);
+    let url = format!("http://127.0.0.1:{}/v1/me/balance", b.port);
+    let (mut warm, mut cold) = (Vec::new(), Vec::new());
+    for _ in 0..400 {
+        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+        for out in [&mut cold, &mut warm] {
+            let t = Instant::now();
+            let r = client.get(&url).bearer_auth(&acc.token_b).send().await?;
+            if !r.status().is_success() {
+                bail!("balance read failed: {}", r.status());
+            }
+            r.bytes().await?;
+            out.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    warm.sort_by(f64::total_cmp);
+    cold.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "samples": 400,
+        "warm_p50_ms": percentile(&warm, 0.5),
+        "warm_p99_ms": percentile(&warm, 0.99),
+        "cold_p50_ms": percentile(&cold, 0.5),
+        "cold_p99_ms": percentile(&cold, 0.99),
+    }))
 }

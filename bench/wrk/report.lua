@@ -1,18 +1,31 @@
--- Prints one JSON line with what the bench needs; when WRK_PATHS names a file, requests cycle
--- through its paths (one per line) instead of the URL's path.
-local paths = nil
-local file = os.getenv("WRK_PATHS")
-if file and file ~= "" then
-  paths = {}
-  for line in io.lines(file) do paths[#paths + 1] = line end
+-- Prints one JSON line with what the bench needs. Optional, from the environment:
+--   WRK_PATHS   file of paths, one per line: requests cycle through them
+--   WRK_METHOD  request method (default GET)
+--   WRK_BODIES  file of request bodies, one per line (JSON), cycled
+--   WRK_TOKENS  file of bearer tokens, one per line, cycled
+local function lines(name)
+  local file = os.getenv(name)
+  if not file or file == "" then return nil end
+  local out = {}
+  for line in io.lines(file) do out[#out + 1] = line end
+  return out
 end
+local paths, bodies, tokens = lines("WRK_PATHS"), lines("WRK_BODIES"), lines("WRK_TOKENS")
+local method = os.getenv("WRK_METHOD")
+if not method or method == "" then method = "GET" end
 local i = 0
 request = function()
-  if paths then
-    i = i + 1
-    return wrk.format("GET", paths[(i - 1) % #paths + 1])
+  i = i + 1
+  local headers = {}
+  if tokens then headers["Authorization"] = "Bearer " .. tokens[(i - 1) % #tokens + 1] end
+  local body = nil
+  if bodies then
+    body = bodies[(i - 1) % #bodies + 1]
+    headers["Content-Type"] = "application/json"
   end
-  return wrk.format("GET")
+  local path = nil
+  if paths then path = paths[(i - 1) % #paths + 1] end
+  return wrk.format(method, path, headers, body)
 end
 
 done = function(summary, latency, requests)
