@@ -461,7 +461,7 @@ async fn run(
     let s2 = origin(&bin, "stampede origin 2", &large, &redis, &ps, &[]).await?;
 
     let client = reqwest::Client::new();
-    let accounts = accounts_setup(&client, &a, &b, &large_pool, &tmp).await?;
+    let accounts = accounts_setup(&client, &a, &large_pool, &tmp).await?;
     let warm = client
         .get(format!("http://127.0.0.1:{}{price_path}", a.port))
         .send()
@@ -865,12 +865,12 @@ fn render(r: &Report) -> String {
         "NexNum bench, {}; {}\n{}\n\n",
         r.date, r.machine, r.note
     ));
-    s.push_str("| scenario | req/s | x ceiling | p50 ms | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB |\n");
-    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| scenario | req/s | x ceiling | p50 ms | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB | non-2xx |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for x in &r.scenarios {
         let m = &x.median;
         s.push_str(&format!(
-            "| {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |\n",
+            "| {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} | {} |\n",
             x.label,
             m.rps,
             x.ratio_to_ceiling,
@@ -878,7 +878,8 @@ fn render(r: &Report) -> String {
             m.p99_ms,
             m.p999_ms,
             m.cpu_us_per_req,
-            m.peak_rss_mib
+            m.peak_rss_mib,
+            m.errors
         ));
     }
     let st = &r.stampede;
@@ -908,24 +909,21 @@ fn render(r: &Report) -> String {
 struct Accounts {
     /// Bearer tokens of the 32 bench users on origin A (one per line).
     tokens_a: PathBuf,
-    /// One user's token on origin B, and its id.
-    token_b: String,
+    /// The first bench user's id (its balance is read on origin B).
     user_b: i64,
     /// Purchase bodies spread over every provider and country (number pools are per pair).
     bodies: PathBuf,
 }
 
-/// 32 funded users signed in on A (and one on B), and purchase bodies for them.
+/// 32 funded users signed in on A, and purchase bodies for them.
 async fn accounts_setup(
     client: &reqwest::Client,
     a: &Proc,
-    b: &Proc,
     pool: &sqlx::PgPool,
     tmp: &Path,
 ) -> anyhow::Result<Accounts> {
     let password = "bench password 0123";
     let mut tokens = String::new();
-    let mut token_b = String::new();
     for i in 0..32 {
         let creds =
             serde_json::json!({"email": format!("bench-{i}@example.com"), "password": password});
@@ -946,16 +944,6 @@ async fn accounts_setup(
             .await?;
         tokens.push_str(login["token"].as_str().context("login token")?);
         tokens.push('\n');
-        if i == 0 {
-            let login: serde_json::Value = client
-                .post(format!("http://127.0.0.1:{}/v1/auth/login", b.port))
-                .json(&creds)
-                .send()
-                .await?
-                .json()
-                .await?;
-            token_b = login["token"].as_str().context("login token")?.to_owned();
-        }
     }
     // Funds through the ledger, as an admin credit would.
     sqlx::query(
@@ -999,7 +987,6 @@ async fn accounts_setup(
     std::fs::write(&bodies_file, bodies)?;
     Ok(Accounts {
         tokens_a,
-        token_b,
         user_b,
         bodies: bodies_file,
     })
@@ -1017,6 +1004,17 @@ async fn balance_latency(
     let mut conn = redis::Client::open(redis)?
         .get_multiplexed_async_connection()
         .await?;
+    // Signed in here, not at set-up: the cold scenario empties B's keys, sessions included.
+    let creds =
+        serde_json::json!({"email": "bench-0@example.com", "password": "bench password 0123"});
+    let login: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{}/v1/auth/login", b.port))
+        .json(&creds)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["token"].as_str().context("login token")?.to_owned();
     let key = format!("{prefix}cache:balance:{}", acc.user_b);
     let url = format!("http://127.0.0.1:{}/v1/me/balance", b.port);
     let (mut warm, mut cold) = (Vec::new(), Vec::new());
@@ -1024,7 +1022,7 @@ async fn balance_latency(
         let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
         for out in [&mut cold, &mut warm] {
             let t = Instant::now();
-            let r = client.get(&url).bearer_auth(&acc.token_b).send().await?;
+            let r = client.get(&url).bearer_auth(&token).send().await?;
             if !r.status().is_success() {
                 bail!("balance read failed: {}", r.status());
             }

@@ -208,52 +208,51 @@ async fn serve_catalog(
         }
     }
 
-    match fetch_origin(cfg, &canonical, client_ip).await {
-        Ok(resp) if resp.status_code() >= 500 && stale.is_some() => {
-            let s = stale.unwrap_or_else(|| Stale {
-                body: Vec::new(),
-                etag: String::new(),
-                age: 0,
-            });
-            answer(
-                &policy,
-                s.body,
-                &s.etag,
-                CacheStatus::Stale,
-                s.age,
-                if_none_match,
-            )
-        }
-        Ok(mut resp) => {
-            let cc = resp.headers().get("Cache-Control")?;
-            let cookie = resp.headers().has("Set-Cookie")?;
-            if !storable(resp.status_code(), cc.as_deref(), cookie) {
-                return passthrough(resp, CacheStatus::Miss);
-            }
-            let body = resp.bytes().await?;
-            let etag = resp
-                .headers()
-                .get("ETag")?
-                .unwrap_or_else(|| strong_etag(&body));
-            let copy = stored_copy(&policy, &body, &etag)?;
-            let key = cache_key.clone();
-            ctx.wait_until(async move {
-                let _ = Cache::default().put(key.as_str(), copy).await;
-            });
-            answer(&policy, body, &etag, CacheStatus::Miss, 0, if_none_match)
-        }
-        Err(failure) => match stale {
-            Some(s) => answer(
-                &policy,
-                s.body,
-                &s.etag,
-                CacheStatus::Stale,
-                s.age,
-                if_none_match,
-            ),
-            None => failure.into_response(),
-        },
+    let origin = fetch_origin(cfg, &canonical, client_ip).await;
+    let origin_failed = origin.as_ref().map_or(true, |r| r.status_code() >= 500);
+    if origin_failed && let Some(s) = stale {
+        return answer(
+            &policy,
+            s.body,
+            &s.etag,
+            CacheStatus::Stale,
+            s.age,
+            if_none_match,
+        );
     }
+    match origin {
+        Ok(mut resp) => match storable_body(&mut resp).await? {
+            None => passthrough(resp, CacheStatus::Miss),
+            Some((body, etag)) => {
+                let copy = stored_copy(&policy, &body, &etag)?;
+                let key = cache_key.clone();
+                ctx.wait_until(async move {
+                    let _ = Cache::default().put(key.as_str(), copy).await;
+                });
+                answer(&policy, body, &etag, CacheStatus::Miss, 0, if_none_match)
+            }
+        },
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// The body and tag of an origin answer that may go into the shared cache; `None` otherwise
+/// (the response is left unread so it can be passed through).
+async fn storable_body(resp: &mut Response) -> Result<Option<(Vec<u8>, String)>> {
+    let cc = resp.headers().get("Cache-Control")?;
+    if !storable(
+        resp.status_code(),
+        cc.as_deref(),
+        resp.headers().has("Set-Cookie")?,
+    ) {
+        return Ok(None);
+    }
+    let body = resp.bytes().await?;
+    let etag = resp
+        .headers()
+        .get("ETag")?
+        .unwrap_or_else(|| strong_etag(&body));
+    Ok(Some((body, etag)))
 }
 
 fn begin_refresh(key: &str) -> bool {
@@ -268,22 +267,14 @@ fn end_refresh(key: &str) {
 
 /// Stores a fresh origin answer if it may be stored (background refresh).
 async fn store_response(mut resp: Response, key: &str, policy: &CachePolicy) -> Result<()> {
-    let cc = resp.headers().get("Cache-Control")?;
-    if !storable(
-        resp.status_code(),
-        cc.as_deref(),
-        resp.headers().has("Set-Cookie")?,
-    ) {
-        return Ok(());
+    match storable_body(&mut resp).await? {
+        Some((body, etag)) => {
+            Cache::default()
+                .put(key, stored_copy(policy, &body, &etag)?)
+                .await
+        }
+        None => Ok(()),
     }
-    let body = resp.bytes().await?;
-    let etag = resp
-        .headers()
-        .get("ETag")?
-        .unwrap_or_else(|| strong_etag(&body));
-    Cache::default()
-        .put(key, stored_copy(policy, &body, &etag)?)
-        .await
 }
 
 fn stored_copy(policy: &CachePolicy, body: &[u8], etag: &str) -> Result<Response> {
