@@ -676,11 +676,10 @@ async fn run(
     let results: Vec<ScenarioResult> = scenarios
         .iter()
         .zip(samples)
-        .map(|(s, mut reps)| {
+        .map(|(s, reps)| {
             let mut by_rps = reps.clone();
             by_rps.sort_by(|x, y| x.rps.total_cmp(&y.rps));
             let median = by_rps[by_rps.len() / 2].clone();
-            reps.shrink_to_fit();
             ScenarioResult {
                 key: s.key.into(),
                 label: s.label.into(),

@@ -37,11 +37,6 @@ pub fn init(filter: &str, sentry_dsn: Option<&str>) -> Option<sentry::ClientInit
     guard
 }
 
-/// Installs the subscriber without Sentry (tests, tools).
-pub fn init_tracing(filter: &str) {
-    let _ = init(filter, None);
-}
-
 /// `# HELP` texts, and zero-valued series for the counters alerts and dashboards rely on, so
 /// they exist from the first scrape instead of after the first incident.
 fn describe_and_baseline() {

@@ -71,13 +71,4 @@ impl Flights {
         };
         (shared.await, role)
     }
-
-    /// Loads in flight right now (for tests and metrics).
-    pub fn len(&self) -> usize {
-        self.inflight.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

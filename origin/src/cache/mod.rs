@@ -132,10 +132,6 @@ impl Cache {
         format!("{}{key}", self.prefix)
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// Redis TTL of a data type under this configuration.
     pub fn ttl(&self, data: DataType) -> u32 {
         data.policy().scaled_down(self.ttl_divisor).redis_ttl

@@ -6,10 +6,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use shared::Slug;
 use shared::types::{Credentials, CreditRequest, LoginResponse, PurchaseRequest, SetPriceRequest};
 
 use super::auth::{AdminUser, AuthUser, SESSION_COOKIE, token};
+use super::catalog::PricePath;
 use super::extract::{ValidJson, ValidPath, ValidQuery};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -103,13 +103,6 @@ pub async fn history(
         .history(user.user_id, q.status, q.cursor, q.limit)
         .await?;
     Ok(Json(page).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct PricePath {
-    provider: Slug,
-    country: Slug,
-    service: Slug,
 }
 
 pub async fn set_price(

@@ -25,9 +25,9 @@ pub struct CountryPath {
 
 #[derive(Deserialize)]
 pub struct PricePath {
-    provider: Slug,
-    country: Slug,
-    service: Slug,
+    pub(super) provider: Slug,
+    pub(super) country: Slug,
+    pub(super) service: Slug,
 }
 
 #[derive(Deserialize)]
