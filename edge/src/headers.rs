@@ -2,6 +2,7 @@
 //! which origin responses may be stored at all.
 
 use shared::CachePolicy;
+use shared::headers::X_CACHE;
 
 /// The time an entry was stored, in ms since the epoch, kept on the stored copy.
 pub const STORED_AT: &str = "X-Edge-Stored-At";
@@ -38,7 +39,7 @@ pub fn client_headers(
         ("Cache-Control", policy.cache_control()),
         ("ETag", etag.to_owned()),
         ("Age", age_secs.to_string()),
-        ("X-Cache", status.as_str().to_owned()),
+        (X_CACHE, status.as_str().to_owned()),
         ("Vary", "Origin".to_owned()),
     ]
 }
@@ -87,7 +88,7 @@ mod tests {
         let p = DataType::Prices.policy();
         let h = client_headers(&p, "\"abc\"", CacheStatus::Stale, 42);
         assert!(h.contains(&("Cache-Control", p.cache_control())));
-        assert!(h.contains(&("X-Cache", "STALE".to_owned())));
+        assert!(h.contains(&(X_CACHE, "STALE".to_owned())));
         assert!(h.contains(&("Age", "42".to_owned())));
         let s = stored_headers(&p, "\"abc\"", 1234);
         assert!(s.contains(&("Cache-Control", "public, max-age=630".to_owned())));

@@ -101,19 +101,6 @@ pub fn client_key(raw: Option<&str>) -> String {
     }
 }
 
-/// Milliseconds-based wall clock for the worker (`Date.now()`); natively the tests use
-/// `governor::clock::FakeRelativeClock`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct JsClock;
-
-impl Clock for JsClock {
-    type Instant = Nanos;
-
-    fn now(&self) -> Nanos {
-        Nanos::from(Duration::from_millis(crate::worker_glue::now_ms()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

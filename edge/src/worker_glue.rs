@@ -14,6 +14,7 @@ use std::collections::HashSet;
 
 use shared::CachePolicy;
 use shared::etag::{if_none_match_matches, strong_etag};
+use shared::headers::{CLIENT_IP as CLIENT_IP_HEADER, EDGE_SECRET as EDGE_SECRET_HEADER, X_CACHE};
 use shared::policy::PRIVATE_NO_STORE;
 use shared::route::CatalogRoute;
 use shared::types::ErrorBody;
@@ -21,22 +22,13 @@ use worker::{
     Cache, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result, Url,
 };
 
+use crate::clock::{JsClock, now_ms};
 use crate::config::EdgeConfig;
 use crate::freshness::{Freshness, age_secs, classify};
 use crate::headers::{
     CacheStatus, STORED_AT, client_headers, has_credentials, storable, stored_headers,
 };
-use crate::limiter::{Decision, IpLimiter, JsClock, client_key};
-
-/// Header carrying the shared secret to the origin.
-pub const EDGE_SECRET_HEADER: &str = "X-Edge-Secret";
-/// Header carrying the client address to the origin (trusted there only with the secret).
-pub const CLIENT_IP_HEADER: &str = "X-Client-IP";
-
-/// Milliseconds since the epoch from the JS clock. Only callable inside the Workers runtime.
-pub fn now_ms() -> u64 {
-    js_sys::Date::now() as u64
-}
+use crate::limiter::{Decision, IpLimiter, client_key};
 
 thread_local! {
     /// The isolate's limiter and the quota it was built with (rebuilt if the vars change).
@@ -144,11 +136,14 @@ fn preflight(cfg: &EdgeConfig, origin: &str, method: &str) -> Result<Response> {
 fn limit(cfg: &EdgeConfig, key: &str) -> Decision {
     LIMITER.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let current = matches!(&*slot, Some((pm, b, _)) if *pm == cfg.rate_per_minute && *b == cfg.rate_burst);
+        let (per_minute, burst) = (cfg.rate_per_minute, cfg.rate_burst);
+        let current = matches!(&*slot, Some((pm, b, _)) if *pm == per_minute && *b == burst);
         if !current {
-            *slot = Some((cfg.rate_per_minute, cfg.rate_burst, IpLimiter::new(cfg.rate_per_minute, cfg.rate_burst, JsClock)));
+            let limiter = IpLimiter::new(per_minute, burst, JsClock);
+            *slot = Some((per_minute, burst, limiter));
         }
-        slot.as_ref().map_or(Decision::Allow, |(_, _, l)| l.check(key))
+        slot.as_ref()
+            .map_or(Decision::Allow, |(_, _, l)| l.check(key))
     })
 }
 
@@ -384,8 +379,8 @@ fn dropped_header(name: &str) -> bool {
             | "upgrade"
             | "x-forwarded-for"
     ) || n.starts_with("cf-")
-        || n == EDGE_SECRET_HEADER.to_ascii_lowercase()
-        || n == CLIENT_IP_HEADER.to_ascii_lowercase()
+        || n == EDGE_SECRET_HEADER
+        || n == CLIENT_IP_HEADER
 }
 
 async fn forward(
@@ -427,7 +422,7 @@ async fn forward(
 
 /// The origin's answer as is, plus `X-Cache`.
 fn passthrough(resp: Response, status: CacheStatus) -> Result<Response> {
-    with_headers(resp, &[("X-Cache", status.as_str().to_owned())])
+    with_headers(resp, &[(X_CACHE, status.as_str().to_owned())])
 }
 
 /// The same response with extra headers (fetched headers are immutable: copy, then rebuild).

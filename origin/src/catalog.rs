@@ -4,12 +4,37 @@
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use shared::types::{CountriesResponse, ProvidersResponse, ServicesResponse};
-use shared::{DataType, Slug, keys};
+use shared::types::{BulkPricesResponse, CountriesResponse, ProvidersResponse, ServicesResponse};
+use shared::{DataType, Product, Slug, keys};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, LoadError};
 use crate::db::Db;
-use crate::error::ApiError;
+
+/// Why a catalog read has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Nothing by that name (a 404 for the client).
+    #[error("{0}")]
+    NotFound(String),
+    /// The load failed; shared by every request that waited on it.
+    #[error(transparent)]
+    Load(#[from] LoadError<LoadFailure>),
+    /// Bytes in the cache that are not what this code wrote.
+    #[error("cached catalog data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// What a catalog loader can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadFailure {
+    /// The provider (or country) does not exist: answered as a 404, not cached.
+    #[error("{0}")]
+    Unknown(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("encoding a response: {0}")]
+    Encode(#[from] serde_json::Error),
+}
 
 #[derive(Clone)]
 pub struct Catalog {
@@ -17,14 +42,18 @@ pub struct Catalog {
     cache: Cache,
 }
 
-fn unknown_provider(provider: &Slug) -> ApiError {
-    ApiError::NotFound(format!("unknown provider '{provider}'"))
+fn unknown_provider(provider: &Slug) -> LoadFailure {
+    LoadFailure::Unknown(format!("unknown provider '{provider}'"))
 }
 
-fn unknown_provider_or_country(provider: &Slug, country: &Slug) -> ApiError {
-    ApiError::NotFound(format!(
+fn unknown_provider_or_country(provider: &Slug, country: &Slug) -> LoadFailure {
+    LoadFailure::Unknown(format!(
         "unknown provider '{provider}' or country '{country}'"
     ))
+}
+
+fn json(value: &impl Serialize) -> Result<Bytes, LoadFailure> {
+    Ok(Bytes::from(serde_json::to_vec(value)?))
 }
 
 impl Catalog {
@@ -32,20 +61,19 @@ impl Catalog {
         Catalog { db, cache }
     }
 
-    pub async fn providers(&self) -> Result<Bytes, ApiError> {
+    pub async fn providers(&self) -> Result<Bytes, CatalogError> {
         let db = self.db.clone();
         let entry = self
             .cache
             .get_or_load(DataType::Providers, keys::providers(), move || async move {
-                Ok(Some(ProvidersResponse {
-                    providers: db.providers().await?,
-                }))
+                let providers = db.providers().await?;
+                json(&ProvidersResponse { providers }).map(Some)
             })
             .await?;
-        entry.ok_or_else(|| ApiError::NotFound("no providers".into()))
+        entry.ok_or_else(|| CatalogError::NotFound("no providers".into()))
     }
 
-    pub async fn countries(&self, provider: Slug) -> Result<Bytes, ApiError> {
+    pub async fn countries(&self, provider: Slug) -> Result<Bytes, CatalogError> {
         let db = self.db.clone();
         let key = keys::countries(&provider);
         let p = provider.clone();
@@ -56,16 +84,17 @@ impl Catalog {
                     .countries(&p)
                     .await?
                     .ok_or_else(|| unknown_provider(&p))?;
-                Ok(Some(CountriesResponse {
+                json(&CountriesResponse {
                     provider: p.to_string(),
                     countries,
-                }))
+                })
+                .map(Some)
             })
             .await?;
-        entry.ok_or_else(|| unknown_provider(&provider))
+        entry.ok_or_else(|| CatalogError::NotFound(unknown_provider(&provider).to_string()))
     }
 
-    pub async fn services(&self, provider: Slug) -> Result<Bytes, ApiError> {
+    pub async fn services(&self, provider: Slug) -> Result<Bytes, CatalogError> {
         let db = self.db.clone();
         let key = keys::services(&provider);
         let p = provider.clone();
@@ -73,37 +102,38 @@ impl Catalog {
             .cache
             .get_or_load(DataType::Services, key, move || async move {
                 let services = db.services(&p).await?.ok_or_else(|| unknown_provider(&p))?;
-                Ok(Some(ServicesResponse {
+                json(&ServicesResponse {
                     provider: p.to_string(),
                     services,
-                }))
+                })
+                .map(Some)
             })
             .await?;
-        entry.ok_or_else(|| unknown_provider(&provider))
+        entry.ok_or_else(|| CatalogError::NotFound(unknown_provider(&provider).to_string()))
     }
 
-    pub async fn price(
-        &self,
-        provider: Slug,
-        country: Slug,
-        service: Slug,
-    ) -> Result<Bytes, ApiError> {
+    pub async fn price(&self, product: Product) -> Result<Bytes, CatalogError> {
         let db = self.db.clone();
-        let key = keys::price(&provider, &country, &service);
-        let (p, c, s) = (provider.clone(), country.clone(), service.clone());
+        let key = keys::price(&product);
+        let wanted = product.clone();
         let entry = self
             .cache
             .get_or_load(DataType::Prices, key, move || async move {
+                let (p, c) = (&wanted.provider, &wanted.country);
                 let mut rows = db
-                    .prices(&p, &c, std::slice::from_ref(&s))
+                    .prices(p, c, std::slice::from_ref(&wanted.service))
                     .await?
-                    .ok_or_else(|| unknown_provider_or_country(&p, &c))?;
-                Ok(rows.pop().flatten())
+                    .ok_or_else(|| unknown_provider_or_country(p, c))?;
+                match rows.pop().flatten() {
+                    Some(price) => json(&price).map(Some),
+                    None => Ok(None),
+                }
             })
             .await?;
         entry.ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "provider '{provider}' has no price for service '{service}' in country '{country}'"
+            CatalogError::NotFound(format!(
+                "provider '{}' has no price for service '{}' in country '{}'",
+                product.provider, product.service, product.country
             ))
         })
     }
@@ -115,16 +145,21 @@ impl Catalog {
         provider: Slug,
         country: Slug,
         services: Option<Vec<Slug>>,
-    ) -> Result<Bytes, ApiError> {
+    ) -> Result<Bytes, CatalogError> {
         let listed = services.is_some();
         let services = match services {
             Some(list) => list,
             None => self.provider_service_codes(&provider).await?,
         };
-        let keys: Vec<String> = services
+        let products: Vec<Product> = services
             .iter()
-            .map(|s| keys::price(&provider, &country, s))
+            .map(|s| Product {
+                provider: provider.clone(),
+                country: country.clone(),
+                service: s.clone(),
+            })
             .collect();
+        let keys: Vec<String> = products.iter().map(keys::price).collect();
         let db = &self.db;
         let entries = self
             .cache
@@ -132,9 +167,13 @@ impl Catalog {
                 let wanted: Vec<Slug> = missing.iter().map(|&i| services[i].clone()).collect();
                 let (p, c) = (&provider, &country);
                 async move {
-                    db.prices(p, c, &wanted)
+                    let rows = db
+                        .prices(p, c, &wanted)
                         .await?
-                        .ok_or_else(|| unknown_provider_or_country(p, c))
+                        .ok_or_else(|| unknown_provider_or_country(p, c))?;
+                    rows.iter()
+                        .map(|row| row.as_ref().map(json).transpose())
+                        .collect::<Result<Vec<_>, _>>()
                 }
             })
             .await?;
@@ -143,36 +182,35 @@ impl Catalog {
         let mut unavailable = Vec::new();
         for (service, entry) in services.iter().zip(&entries) {
             match entry {
-                Some(bytes) => prices.push(serde_json::from_slice::<&RawValue>(bytes)?),
-                None if listed => unavailable.push(service.as_str()),
+                Some(bytes) => prices.push(
+                    serde_json::from_slice::<&RawValue>(bytes)
+                        .map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+                ),
+                None if listed => unavailable.push(service.to_string()),
                 None => {}
             }
         }
-        #[derive(Serialize)]
-        struct Body<'a> {
-            provider: &'a str,
-            country: &'a str,
-            prices: Vec<&'a RawValue>,
-            unavailable: Vec<&'a str>,
-        }
-        let body = Body {
-            provider: provider.as_str(),
-            country: country.as_str(),
+        let body = BulkPricesResponse {
+            provider: provider.to_string(),
+            country: country.to_string(),
             prices,
             unavailable,
         };
-        Ok(Bytes::from(serde_json::to_vec(&body)?))
+        serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .map_err(|e| CatalogError::Corrupt(e.to_string()))
     }
 
     /// The provider's service codes, from the cached services list.
-    async fn provider_service_codes(&self, provider: &Slug) -> Result<Vec<Slug>, ApiError> {
+    async fn provider_service_codes(&self, provider: &Slug) -> Result<Vec<Slug>, CatalogError> {
         let bytes = self.services(provider.clone()).await?;
-        let list: ServicesResponse = serde_json::from_slice(&bytes)?;
+        let list: ServicesResponse =
+            serde_json::from_slice(&bytes).map_err(|e| CatalogError::Corrupt(e.to_string()))?;
         list.services
             .into_iter()
             .map(|s| {
                 Slug::parse(&s.code)
-                    .map_err(|e| ApiError::Internal(format!("bad service code in cache: {e}")))
+                    .map_err(|e| CatalogError::Corrupt(format!("service code {}: {e}", s.code)))
             })
             .collect()
     }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cache::Cache;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::monitor::{pg_connections, redis_memory, request_totals};
+use crate::redis::Redis;
 
 /// Checklist thresholds, in percent; the defaults are the guide's.
 #[derive(Clone, Debug, clap::Args)]
@@ -86,9 +86,9 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
     let mut rows = Vec::new();
 
     let threshold = format!("< {}%", args.redis_memory_max_pct);
-    let row = match Cache::new(settings) {
+    let row = match Redis::from_settings(settings) {
         Err(e) => failed("redis memory", threshold, e),
-        Ok(cache) => match redis_memory(&cache).await {
+        Ok(redis) => match redis_memory(&redis).await {
             Err(e) => failed("redis memory", threshold, e),
             Ok(m) => match (m.ratio(), m.limit()) {
                 (Some(ratio), Some(limit)) => {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use shared::ratelimit::{SLIDING_BUCKETS, Tier, TierSpec, WindowKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -59,7 +60,7 @@ pub struct Settings {
     pub rate_limit_enabled: bool,
     /// `RATE_LIMITS` (default: the guide's table): per-tier overrides `name=limit/window_ms`,
     /// comma-separated (tests only).
-    pub rate_limits: Vec<crate::ratelimit::TierLimit>,
+    pub rate_limits: Vec<TierLimit>,
 }
 
 impl Settings {
@@ -138,12 +139,11 @@ impl Settings {
         let l1_max_bytes: u64 = parse_or(&get, "L1_MAX_BYTES", Some(16 << 20))?;
         positive("L1_MAX_BYTES", l1_max_bytes)?;
         let overrides = get("RATE_LIMITS").unwrap_or_default();
-        let rate_limits =
-            crate::ratelimit::tier_limits(&overrides).map_err(|reason| ConfigError::Invalid {
-                name: "RATE_LIMITS",
-                value: overrides.clone(),
-                reason,
-            })?;
+        let rate_limits = tier_limits(&overrides).map_err(|reason| ConfigError::Invalid {
+            name: "RATE_LIMITS",
+            value: overrides.clone(),
+            reason,
+        })?;
 
         Ok(Settings {
             database_url: database_url.into(),
@@ -164,6 +164,78 @@ impl Settings {
             rate_limits,
         })
     }
+}
+
+/// One tier as configured: the table's numbers, or a test override.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TierLimit {
+    pub tier: Tier,
+    pub name: &'static str,
+    pub limit: u32,
+    pub window: Duration,
+    pub kind: WindowKind,
+}
+
+impl TierLimit {
+    pub fn from_spec(tier: Tier, spec: TierSpec) -> Self {
+        TierLimit {
+            tier,
+            name: spec.name,
+            limit: spec.limit,
+            window: Duration::from_secs(u64::from(spec.window_secs)),
+            kind: spec.kind,
+        }
+    }
+
+    /// Tokens asked for per Redis round trip.
+    pub fn lease_size(&self) -> u32 {
+        (self.limit / 100).max(1)
+    }
+
+    /// Width of one sliding-window bucket.
+    pub fn bucket_ms(&self) -> u64 {
+        let window = self.window.as_millis() as u64;
+        (window / SLIDING_BUCKETS).max(1)
+    }
+}
+
+/// The production table from `shared`, with `RATE_LIMITS` overrides applied
+/// (`api=5/2000,ops=2/1000`: limit per window in ms; tests only).
+pub fn tier_limits(overrides: &str) -> Result<Vec<TierLimit>, String> {
+    let mut limits: Vec<TierLimit> = Tier::ALL
+        .iter()
+        .map(|&t| TierLimit::from_spec(t, t.spec()))
+        .collect();
+    for item in overrides
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (name, rest) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not name=limit/window_ms"))?;
+        let (limit, window) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("{item:?} is not name=limit/window_ms"))?;
+        let limit: u32 = limit
+            .parse()
+            .map_err(|_| format!("{item:?}: limit is not a number"))?;
+        let window: u64 = window
+            .parse()
+            .map_err(|_| format!("{item:?}: window is not a number of ms"))?;
+        if limit == 0 || window < SLIDING_BUCKETS {
+            return Err(format!(
+                "{item:?}: limit must be > 0 and window at least {SLIDING_BUCKETS} ms"
+            ));
+        }
+        let slot = limits
+            .iter_mut()
+            .find(|l| l.name == name)
+            .ok_or_else(|| format!("{item:?}: no tier named {name}"))?;
+        slot.limit = limit;
+        slot.window = Duration::from_millis(window);
+    }
+    Ok(limits)
 }
 
 /// `DATABASE_URL` alone, for the subcommands that only touch the database (`migrate`, `seed`).
@@ -290,5 +362,22 @@ mod tests {
         let s = settings(&pairs)?;
         assert!(!format!("{s:?}").contains("super-secret-value-123"));
         Ok(())
+    }
+
+    #[test]
+    fn table_and_overrides() {
+        let prod = tier_limits("").unwrap();
+        assert_eq!(prod.len(), 4);
+        assert_eq!(
+            (prod[0].name, prod[0].limit, prod[0].window),
+            ("api", 1000, Duration::from_secs(60))
+        );
+        let t = tier_limits("api=5/2000, ops=2/1000").unwrap();
+        assert_eq!((t[0].limit, t[0].window), (5, Duration::from_millis(2000)));
+        assert_eq!((t[3].limit, t[3].kind), (2, WindowKind::Fixed));
+        assert_eq!(t[1].limit, 600, "untouched tiers keep the table's numbers");
+        for bad in ["api", "api=5", "nope=1/1000", "api=0/1000", "api=5/x"] {
+            assert!(tier_limits(bad).is_err(), "{bad}");
+        }
     }
 }

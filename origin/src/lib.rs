@@ -3,17 +3,23 @@
 //!
 //! - [`config`]: every environment variable, read and validated once.
 //! - [`startup`]: boot steps, the listener, graceful shutdown.
-//! - [`http`]: the router, handlers, extractors and response headers.
+//! - [`http`]: the router, handlers, extractors, response headers, and [`http::error::ApiError`]
+//!   (the only place a lower layer's error becomes a status).
 //! - [`catalog`]: the catalog read path (route data as response bytes).
 //! - [`accounts`]: users, sessions, balances, purchases, admin mutations (with invalidation).
-//! - [`cache`]: cache-aside over Redis, single flight, bounded Redis commands.
-//! - [`db`]: the PostgreSQL pool and the queries.
+//! - [`cache`]: cache-aside (in-process layer, Redis), single flight, the fleet fill lock.
 //! - [`ratelimit`]: the Redis rate-limit tiers (Lua), failing open onto a local safety net.
+//! - [`db`]: the PostgreSQL pool and the queries — the one module that talks to PostgreSQL.
+//! - [`redis`]: the Redis client — the one module that talks to Redis.
+//! - [`policies`]: the shared policy table as this configuration's header values.
 //! - [`seed`]: the deterministic demo/benchmark catalog.
-//! - [`error`]: the one error type and its mapping to responses.
-//! - [`telemetry`]: tracing, Sentry and the Prometheus recorder.
+//! - [`meters`]: every Prometheus metric: names, handles, gauges.
+//! - [`telemetry`]: tracing and Sentry.
 //! - [`monitor`], [`check`]: the guide's monitoring checklist as gauges and as `origin check`.
 //! - [`cli`]: the `origin` command line (`serve`, `migrate`, `seed`, `check`, `admin`).
+//!
+//! Imports point one way: `http` → `catalog`/`accounts`/`ratelimit` → `cache` → `redis`/`db`;
+//! `config`, `meters` and `policies` sit below everything and import none of them.
 
 pub mod accounts;
 pub mod cache;
@@ -22,10 +28,12 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod db;
-pub mod error;
 pub mod http;
+pub mod meters;
 pub mod monitor;
+pub mod policies;
 pub mod ratelimit;
+pub mod redis;
 pub mod seed;
 pub mod startup;
 pub mod state;

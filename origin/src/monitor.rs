@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::cache::{Cache, CacheError};
 use crate::db::Db;
+use crate::redis::{Redis, RedisError};
 
 /// Redis memory in bytes. `maxmemory` 0 means unlimited: the host's memory is the real limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,16 +40,8 @@ fn info_field(info: &str, name: &str) -> Option<u64> {
 }
 
 /// `INFO memory`: `used_memory`, `maxmemory` and (Redis 7) `total_system_memory`.
-pub async fn redis_memory(cache: &Cache) -> Result<RedisMemory, CacheError> {
-    let mut conn = cache.connection();
-    let info: String = cache
-        .bounded("info", async move {
-            redis::cmd("INFO")
-                .arg("memory")
-                .query_async(&mut conn)
-                .await
-        })
-        .await?;
+pub async fn redis_memory(redis: &Redis) -> Result<RedisMemory, RedisError> {
+    let info = redis.info("memory").await?;
     Ok(RedisMemory {
         used: info_field(&info, "used_memory").unwrap_or(0),
         maxmemory: info_field(&info, "maxmemory").unwrap_or(0),

@@ -9,15 +9,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::accounts::Accounts;
+use crate::accounts::sessions::Sessions;
 use crate::cache::Cache;
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::http;
-use crate::http::respond::HeaderPolicies;
+use crate::meters;
+use crate::policies::HeaderPolicies;
 use crate::ratelimit::Limiter;
+use crate::redis::Redis;
 use crate::state::{AppState, Services};
-use crate::telemetry;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -48,11 +50,12 @@ impl Application {
     /// 4. the listener on `ORIGIN_ADDR`.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let db = Db::connect_lazy(&settings)?;
-        let mut cache = Cache::new(&settings)?;
+        let redis = Redis::from_settings(&settings)?;
+        let mut cache = Cache::new(redis.clone(), settings.cache_ttl_divisor);
         if settings.l1_enabled {
             cache.enable_l1(settings.l1_max_bytes, settings.l1_ttl);
         }
-        let metrics = settings.metrics_enabled.then(telemetry::metrics_handle);
+        let metrics = settings.metrics_enabled.then(meters::handle);
         let listener =
             TcpListener::bind(settings.addr)
                 .await
@@ -62,15 +65,20 @@ impl Application {
                 })?;
         let state = AppState::new(Services {
             catalog: Catalog::new(db.clone(), cache.clone()),
-            accounts: Accounts::new(db.clone(), cache.clone()),
+            accounts: Accounts::new(
+                db.clone(),
+                cache.clone(),
+                Sessions::new(redis.clone(), settings.cache_ttl_divisor),
+            ),
             limiter: if settings.rate_limit_enabled {
-                Limiter::new(cache.clone(), settings.rate_limits.clone())
+                Limiter::new(redis.clone(), settings.rate_limits.clone())
             } else {
-                Limiter::disabled(cache.clone(), settings.rate_limits.clone())
+                Limiter::disabled(redis.clone(), settings.rate_limits.clone())
             },
-            headers: Arc::new(HeaderPolicies::new(settings.cache_ttl_divisor)),
+            headers: HeaderPolicies::new(settings.cache_ttl_divisor),
             settings: Arc::new(settings),
             db,
+            redis,
             cache,
             metrics,
         });

@@ -11,8 +11,9 @@ use crate::cache::Cache;
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::db::Db;
-use crate::http::respond::HeaderPolicies;
+use crate::policies::HeaderPolicies;
 use crate::ratelimit::Limiter;
+use crate::redis::Redis;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Services>);
@@ -33,11 +34,12 @@ impl std::ops::Deref for AppState {
 pub struct Services {
     pub settings: Arc<Settings>,
     pub db: Db,
+    pub redis: Redis,
     pub cache: Cache,
     pub catalog: Catalog,
     pub accounts: Accounts,
     pub limiter: Limiter,
-    pub headers: Arc<HeaderPolicies>,
+    pub headers: HeaderPolicies,
     /// `None` when `METRICS=off`.
     pub metrics: Option<PrometheusHandle>,
 }

@@ -1,4 +1,5 @@
-//! Redis key builders: the guide's key patterns, spelled in exactly one place.
+//! Redis key builders: the guide's key patterns, and every other Redis name the system uses,
+//! spelled in exactly one place.
 //!
 //! | data | key | TTL (see [`crate::policy`]) |
 //! |------|-----|-----|
@@ -9,8 +10,13 @@
 //! | balance | `cache:balance:{userId}` | 30 s |
 //! | session | `session:{id}` | 15 min, sliding |
 //!
-//! Codes are [`Slug`]s, so a key segment can never contain `:` and two keys never collide.
+//! Beside them: the fleet fill lock of a cache key (`{key}:lock`, 2 s), the rate-limit state of
+//! an identity (`ratelimit:{tier}:{identity}`, one window) and the invalidation channel
+//! (`cache:invalidate`). Codes are [`Slug`]s, so a key segment can never contain `:` and two
+//! keys never collide.
 
+use crate::policy::DataType;
+use crate::product::Product;
 use crate::slug::Slug;
 
 pub fn providers() -> String {
@@ -25,13 +31,11 @@ pub fn services(provider: &Slug) -> String {
     format!("cache:services:{provider}")
 }
 
-pub fn price(provider: &Slug, country: &Slug, service: &Slug) -> String {
-    format!("cache:prices:{provider}:{country}:{service}")
-}
-
-/// Pattern matching every price key of one provider (for SCAN-based invalidation).
-pub fn prices_of_provider_pattern(provider: &Slug) -> String {
-    format!("cache:prices:{provider}:*")
+pub fn price(product: &Product) -> String {
+    format!(
+        "cache:prices:{}:{}:{}",
+        product.provider, product.country, product.service
+    )
 }
 
 pub fn balance(user_id: i64) -> String {
@@ -40,6 +44,38 @@ pub fn balance(user_id: i64) -> String {
 
 pub fn session(id: &str) -> String {
     format!("session:{id}")
+}
+
+/// The fleet-wide fill lock of a cache key: held by the one origin loading it.
+pub fn fill_lock(key: &str) -> String {
+    format!("{key}:lock")
+}
+
+/// The rate-limit state of one identity (`user:42`, `ip:203.0.113.9`) in one tier.
+pub fn ratelimit(tier: &str, identity: &str) -> String {
+    format!("ratelimit:{tier}:{identity}")
+}
+
+/// Pub/sub channel on which mutations announce the keys they made stale, so every origin drops
+/// its in-process copies.
+pub const INVALIDATION_CHANNEL: &str = "cache:invalidate";
+
+/// Pattern matching every price key of one provider (for SCAN-based invalidation).
+pub fn prices_of_provider_pattern(provider: &Slug) -> String {
+    format!("cache:prices:{provider}:*")
+}
+
+/// Pattern matching every cached key of one data type (for SCAN-based invalidation); `None` for
+/// sessions, which are never dropped wholesale by a cache operation.
+pub fn pattern_of(data: DataType) -> Option<String> {
+    match data {
+        DataType::Providers => Some(providers()),
+        DataType::Countries => Some("cache:countries:*".to_owned()),
+        DataType::Services => Some("cache:services:*".to_owned()),
+        DataType::Prices => Some("cache:prices:*".to_owned()),
+        DataType::Balance => Some("cache:balance:*".to_owned()),
+        DataType::Session => None,
+    }
 }
 
 #[cfg(test)]
@@ -54,13 +90,31 @@ mod tests {
     fn keys_follow_the_guide() {
         assert_eq!(countries(&s("5sim")), "cache:countries:5sim");
         assert_eq!(services(&s("5sim")), "cache:services:5sim");
-        assert_eq!(
-            price(&s("5sim"), &s("us"), &s("whatsapp")),
-            "cache:prices:5sim:us:whatsapp"
-        );
+        let product = Product::parse("5sim", "us", "whatsapp").unwrap();
+        assert_eq!(price(&product), "cache:prices:5sim:us:whatsapp");
         assert_eq!(balance(42), "cache:balance:42");
         assert_eq!(session("abc"), "session:abc");
         assert_eq!(providers(), "cache:providers");
         assert_eq!(prices_of_provider_pattern(&s("x")), "cache:prices:x:*");
+        assert_eq!(fill_lock("cache:providers"), "cache:providers:lock");
+        assert_eq!(ratelimit("api", "ip:1.2.3.4"), "ratelimit:api:ip:1.2.3.4");
+    }
+
+    #[test]
+    fn every_pattern_matches_the_keys_it_is_for() {
+        let product = Product::parse("5sim", "us", "whatsapp").unwrap();
+        let cases = [
+            (DataType::Countries, countries(&s("5sim"))),
+            (DataType::Services, services(&s("5sim"))),
+            (DataType::Prices, price(&product)),
+            (DataType::Balance, balance(7)),
+            (DataType::Providers, providers()),
+        ];
+        for (data, key) in cases {
+            let pattern = pattern_of(data).unwrap();
+            let prefix = pattern.trim_end_matches('*');
+            assert!(key.starts_with(prefix), "{pattern} vs {key}");
+        }
+        assert_eq!(pattern_of(DataType::Session), None);
     }
 }

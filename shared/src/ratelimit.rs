@@ -6,12 +6,16 @@ use core::net::IpAddr;
 /// How a tier counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WindowKind {
-    /// Weighted sliding-window counter: the current fixed window's count plus the previous
-    /// window's count weighted by how much of it still overlaps the sliding window.
+    /// Sliding window over 20 sub-window buckets: the requests counted in the buckets that
+    /// overlap the last window (a superset of it) never exceed the limit, so no window of the
+    /// tier's length admits more; a request up to one bucket older than the window still counts.
     Sliding,
     /// Plain fixed window aligned to multiples of the window length, counted atomically.
     Fixed,
 }
+
+/// Sub-window buckets of a sliding window: its resolution (window / 20: 3 s for 60 s tiers).
+pub const SLIDING_BUCKETS: u64 = 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tier {

@@ -11,6 +11,7 @@
 use std::fmt;
 
 use crate::policy::DataType;
+use crate::product::Product;
 use crate::slug::{Slug, SlugError};
 
 /// Path prefix of every catalog route.
@@ -29,11 +30,7 @@ pub enum CatalogRoute {
     Services {
         provider: Slug,
     },
-    Price {
-        provider: Slug,
-        country: Slug,
-        service: Slug,
-    },
+    Price(Product),
     BulkPrices {
         provider: Slug,
         country: Slug,
@@ -83,11 +80,11 @@ impl CatalogRoute {
             [provider, "services"] => CatalogRoute::Services {
                 provider: slug("provider", provider)?,
             },
-            [provider, "prices", country, service] => CatalogRoute::Price {
+            [provider, "prices", country, service] => CatalogRoute::Price(Product {
                 provider: slug("provider", provider)?,
                 country: slug("country", country)?,
                 service: slug("service", service)?,
-            },
+            }),
             [provider, "prices", country] => CatalogRoute::BulkPrices {
                 provider: slug("provider", provider)?,
                 country: slug("country", country)?,
@@ -103,7 +100,7 @@ impl CatalogRoute {
             CatalogRoute::Providers => DataType::Providers,
             CatalogRoute::Countries { .. } => DataType::Countries,
             CatalogRoute::Services { .. } => DataType::Services,
-            CatalogRoute::Price { .. } | CatalogRoute::BulkPrices { .. } => DataType::Prices,
+            CatalogRoute::Price(_) | CatalogRoute::BulkPrices { .. } => DataType::Prices,
         }
     }
 
@@ -115,11 +112,10 @@ impl CatalogRoute {
             CatalogRoute::Providers => format!("{CATALOG_PREFIX}providers"),
             CatalogRoute::Countries { provider } => format!("{CATALOG_PREFIX}{provider}/countries"),
             CatalogRoute::Services { provider } => format!("{CATALOG_PREFIX}{provider}/services"),
-            CatalogRoute::Price {
-                provider,
-                country,
-                service,
-            } => format!("{CATALOG_PREFIX}{provider}/prices/{country}/{service}"),
+            CatalogRoute::Price(p) => format!(
+                "{CATALOG_PREFIX}{}/prices/{}/{}",
+                p.provider, p.country, p.service
+            ),
             CatalogRoute::BulkPrices {
                 provider,
                 country,

@@ -54,13 +54,14 @@ pub struct Price {
     pub stock: i64,
 }
 
-/// `GET /v1/catalog/{provider}/prices/{country}?services=a,b,c`
+/// `GET /v1/catalog/{provider}/prices/{country}?services=a,b,c`. Generic over the element so the
+/// origin can assemble it from the cached JSON of each price without decoding them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BulkPricesResponse {
+pub struct BulkPricesResponse<P = Price> {
     pub provider: String,
     pub country: String,
     /// In the order the services were asked for (or by service code when none were named).
-    pub prices: Vec<Price>,
+    pub prices: Vec<P>,
     /// Asked-for services the provider does not sell in this country.
     pub unavailable: Vec<String>,
 }
@@ -119,12 +120,7 @@ pub struct BalanceResponse {
 }
 
 /// `POST /v1/activations`: buy a number for a service in a country from a provider.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PurchaseRequest {
-    pub provider: String,
-    pub country: String,
-    pub service: String,
-}
+pub type PurchaseRequest = crate::product::Product;
 
 /// One purchased number (an activation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -69,10 +69,7 @@ impl EdgeWorker {
     /// Stops workerd cleanly (closing stdin makes the runner dispose Miniflare).
     pub async fn stop(mut self) {
         drop(self.stdin.take());
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
             let _ = self.child.kill().await;
         }
     }

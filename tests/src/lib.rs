@@ -15,9 +15,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use origin::db::Db;
 use origin::seed::Scale;
 use origin::state::AppState;
 use origin::{Application, Settings};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool};
 
@@ -88,10 +91,7 @@ impl Drop for TestDb {
         // Drop runs outside any async context we can await in; a short-lived runtime on its
         // own thread does the cleanup. Failure only leaves a database behind.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             rt.block_on(async move {
@@ -130,10 +130,8 @@ impl RedisServer {
     /// Starts with extra `redis-server` arguments (e.g. `["--maxmemory", "1mb"]`).
     pub fn start_with(extra: &[&str]) -> RedisServer {
         let port = spare_port();
-        let dir = std::env::temp_dir().join(format!(
-            "nexnum-redis-{port}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let dir = std::env::temp_dir()
+            .join(format!("nexnum-redis-{port}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let mut server = RedisServer {
             port,
@@ -173,11 +171,7 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {}",
-                self.port
-            );
+            assert!(Instant::now() < deadline, "redis-server did not start on {}", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -201,11 +195,8 @@ impl RedisServer {
     /// `calls` of one command from `INFO commandstats` (0 when never called).
     pub async fn command_calls(&self, command: &str) -> u64 {
         let mut conn = self.client().await;
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut conn)
-            .await
-            .expect("INFO");
+        let info: String =
+            redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("INFO");
         let needle = format!("cmdstat_{command}:calls=");
         info.lines()
             .find_map(|l| l.strip_prefix(&needle))
@@ -222,13 +213,36 @@ impl Drop for RedisServer {
     }
 }
 
-/// Options for [`TestApp::spawn`].
+/// The password every test account uses.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Options for [`TestApp::spawn`], built fluently:
+/// `AppOptions::default().private_redis().env("L1_CACHE", "off")`.
 #[derive(Default, Clone)]
 pub struct AppOptions {
     /// Redis to use; default: the shared one with a fresh key prefix.
     pub redis_url: Option<String>,
+    /// Start a `redis-server` of the app's own (to stop, pause or count its commands).
+    pub private_redis: bool,
     /// Extra or overriding environment for `Settings::from_lookup`.
     pub env: Vec<(String, String)>,
+}
+
+impl AppOptions {
+    pub fn private_redis(mut self) -> Self {
+        self.private_redis = true;
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn redis_url(mut self, url: String) -> Self {
+        self.redis_url = Some(url);
+        self
+    }
 }
 
 /// A running origin on a real port.
@@ -239,6 +253,10 @@ pub struct TestApp {
     pub redis_url: String,
     /// The namespace every key of this app carries.
     pub prefix: String,
+    /// The test database's pool (for set-up and for reading back what requests did).
+    pub pool: PgPool,
+    /// The app's own Redis, with [`AppOptions::private_redis`].
+    pub private_redis: Option<RedisServer>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -251,7 +269,11 @@ impl TestApp {
 
     /// Several origins sharing one prefix behave as replicas of one deployment.
     pub async fn spawn_with_prefix(db: &TestDb, options: AppOptions, prefix: String) -> TestApp {
-        let redis_url = options.redis_url.clone().unwrap_or_else(shared_redis_url);
+        let private_redis = options.private_redis.then(RedisServer::start);
+        let redis_url = match &private_redis {
+            Some(server) => server.url(),
+            None => options.redis_url.clone().unwrap_or_else(shared_redis_url),
+        };
         let mut env: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".into(), db.url.clone()),
             ("REDIS_URL".into(), redis_url.clone()),
@@ -271,12 +293,11 @@ impl TestApp {
         TestApp {
             addr,
             state,
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .expect("client"),
+            client: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
             redis_url,
             prefix,
+            pool: db.pool.clone(),
+            private_redis,
             shutdown: Some(tx),
             server: Some(server),
         }
@@ -286,17 +307,99 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The app's private Redis ([`AppOptions::private_redis`]).
+    pub fn redis_server(&mut self) -> &mut RedisServer {
+        self.private_redis.as_mut().expect("spawned with AppOptions::private_redis()")
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
+        send(self.client.get(self.url(path))).await
+    }
+
+    /// `GET` with `Authorization: Bearer <token>`.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        send(self.client.get(self.url(path)).bearer_auth(token)).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn post_json_as(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        send(self.client.post(self.url(path)).bearer_auth(token).json(body)).await
+    }
+
+    /// `POST` of raw bytes as JSON (for malformed bodies).
+    pub async fn post_raw(&self, path: &str, body: &'static str) -> reqwest::Response {
+        let req = self.client.post(self.url(path));
+        send(req.header("content-type", "application/json").body(body)).await
+    }
+
+    pub async fn put_json_as(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        send(self.client.put(self.url(path)).bearer_auth(token).json(body)).await
+    }
+
+    /// Registers `email` with [`PASSWORD`]; returns the new user's id.
+    pub async fn register(&self, email: &str) -> i64 {
+        let r = self
+            .post_json("/v1/auth/register", &json!({"email": email, "password": PASSWORD}))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "registering {email}");
+        json_body(r).await["id"].as_i64().expect("id")
+    }
+
+    /// Signs `email` in with [`PASSWORD`]; returns the bearer token.
+    pub async fn login(&self, email: &str) -> String {
+        let r =
+            self.post_json("/v1/auth/login", &json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(r.status(), StatusCode::OK, "signing in {email}");
+        json_body(r).await["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A signed-in user with `cents` on their balance (credited through the ledger).
+    pub async fn user_with(&self, email: &str, cents: i64) -> (i64, String) {
+        let id = self.register(email).await;
+        if cents > 0 {
+            Db::from_pool(self.pool.clone())
+                .credit(id, cents)
+                .await
+                .expect("credit")
+                .expect("user exists");
+        }
+        (id, self.login(email).await)
+    }
+
+    /// An admin (`origin admin create`) signed in; returns the token.
+    pub async fn admin(&self, email: &str) -> String {
+        let creds = shared::types::Credentials { email: email.into(), password: PASSWORD.into() };
+        origin::accounts::create_admin(&Db::from_pool(self.pool.clone()), creds)
             .await
-            .expect("request")
+            .expect("create admin");
+        self.login(email).await
+    }
+
+    /// `POST /v1/activations` for `product`, with an `Idempotency-Key` when given.
+    pub async fn buy(&self, token: &str, product: &Value, key: Option<&str>) -> reqwest::Response {
+        let mut req =
+            self.client.post(self.url("/v1/activations")).bearer_auth(token).json(product);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        send(req).await
     }
 
     /// Queries this origin has sent to PostgreSQL so far.
     pub fn db_queries(&self) -> u64 {
         self.state.db.queries_issued()
+    }
+
+    /// Waits until the in-process layer's invalidation subscription is live.
+    pub async fn wait_for_l1(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.state.cache.l1_live() {
+            assert!(Instant::now() < deadline, "the in-process layer never went live");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// A connection to the Redis this app uses, for reading keys back.
@@ -337,8 +440,33 @@ impl Drop for TestApp {
     }
 }
 
+async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {
+    req.send().await.expect("request")
+}
+
 /// Parses a JSON body, panicking with the body text when it is not JSON.
-pub async fn json(resp: reqwest::Response) -> serde_json::Value {
+pub async fn json_body(resp: reqwest::Response) -> Value {
     let text = resp.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The same as [`json_body`] (the suites' historical name).
+pub async fn json(resp: reqwest::Response) -> Value {
+    json_body(resp).await
+}
+
+/// Checks an error answer: `status`, never cached, a JSON body with a message and `code`.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) {
+    let url = resp.url().to_string();
+    let status = StatusCode::from_u16(status).expect("status");
+    assert_eq!(error_code(resp, status).await, code, "{url}");
+}
+
+/// Checks an error answer: `status`, never cached, a JSON body with a message; returns its code.
+pub async fn error_code(resp: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(resp.status(), status, "{}", resp.url());
+    assert_eq!(resp.headers()["cache-control"], "private, no-store");
+    let body = json_body(resp).await;
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    body["error"]["code"].as_str().unwrap_or_default().to_owned()
 }

@@ -44,10 +44,7 @@ impl OriginProcess {
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_ORIGIN_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("TEST_ORIGIN_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -57,18 +54,10 @@ impl OriginProcess {
         let client = reqwest::Client::new();
         loop {
             let url = format!("http://127.0.0.1:{port}/healthz");
-            if client
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
+            if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "origin serve did not come up on {port}"
-            );
+            assert!(Instant::now() < deadline, "origin serve did not come up on {port}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         OriginProcess { port, child }
@@ -86,10 +75,7 @@ impl OriginProcess {
     /// SIGTERM: graceful shutdown; returns the exit status.
     pub async fn terminate(mut self) -> Option<std::process::ExitStatus> {
         if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
         }
         tokio::time::timeout(Duration::from_secs(15), self.child.wait())
             .await
@@ -112,10 +98,7 @@ impl OriginProcess {
 /// The value of `series` (exact name and label text) in Prometheus text, 0 when absent.
 pub fn sample(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }

@@ -12,16 +12,15 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use shared::types::{
-    Activation, ActivationPage, BalanceResponse, Credentials, Price, PurchaseRequest,
-    SetPriceRequest, UserResponse,
+    Activation, ActivationPage, BalanceResponse, Credentials, Price, SetPriceRequest, UserResponse,
 };
-use shared::{DataType, Slug, keys};
+use shared::{DataType, Product, keys};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, LoadError};
 use crate::db::Db;
 use crate::db::accounts::{PurchaseOutcome, Role, is_unique_violation};
-use crate::error::ApiError;
-use sessions::{SessionUser, Sessions};
+use password::PasswordError;
+use sessions::{SessionError, SessionUser, Sessions};
 
 /// Largest single credit: guards against a typo adding a fortune (10 000 $).
 pub const MAX_CREDIT_CENTS: i64 = 1_000_000;
@@ -31,6 +30,33 @@ pub const MAX_PAGE: u32 = 100;
 pub const DEFAULT_PAGE: u32 = 20;
 pub const ACTIVATION_STATUSES: [&str; 5] =
     ["pending", "received", "completed", "cancelled", "expired"];
+
+/// Why an account operation did not happen. Each variant says whose fault it is; the HTTP layer
+/// maps them to statuses in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    /// The request is malformed or out of range.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("wrong email or password")]
+    BadCredentials,
+    #[error("the account no longer exists")]
+    Gone,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("insufficient balance")]
+    InsufficientFunds,
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Load(#[from] LoadError<sqlx::Error>),
+}
 
 #[derive(Clone)]
 pub struct Accounts {
@@ -45,14 +71,10 @@ pub struct Purchase {
     pub replayed: bool,
 }
 
-fn slug(field: &str, raw: &str) -> Result<Slug, ApiError> {
-    Slug::parse(raw).map_err(|e| ApiError::BadRequest(format!("{field} {e}")))
-}
-
 /// Lower-cased, trimmed, one `@`, a dot in the domain, no spaces, at most 254 characters.
-pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
+pub fn normalize_email(raw: &str) -> Result<String, AccountsError> {
     let email = raw.trim().to_lowercase();
-    let bad = || ApiError::BadRequest("email is not a valid address".into());
+    let bad = || AccountsError::Invalid("email is not a valid address".into());
     if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
@@ -69,33 +91,32 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
 }
 
 impl Accounts {
-    pub fn new(db: Db, cache: Cache) -> Self {
+    pub fn new(db: Db, cache: Cache, sessions: Sessions) -> Self {
         Accounts {
-            sessions: Sessions::new(cache.clone()),
             db,
             cache,
+            sessions,
         }
     }
 
-    pub async fn register(&self, creds: Credentials) -> Result<UserResponse, ApiError> {
+    pub async fn register(&self, creds: Credentials) -> Result<UserResponse, AccountsError> {
         let email = normalize_email(&creds.email)?;
         if let Some(why) = password::weakness(&creds.password) {
-            return Err(ApiError::BadRequest(why));
+            return Err(AccountsError::Invalid(why));
         }
         let hash = password::hash(creds.password).await?;
         match self.db.create_user(&email, &hash, Role::User).await {
             Ok(id) => Ok(UserResponse { id, email }),
-            Err(e) if is_unique_violation(&e) => {
-                Err(ApiError::Conflict("email is already registered".into()))
-            }
+            Err(e) if is_unique_violation(&e) => Err(AccountsError::Conflict(
+                "email is already registered".into(),
+            )),
             Err(e) => Err(e.into()),
         }
     }
 
     /// A new session token. Unknown email and wrong password answer alike, after the same work.
-    pub async fn login(&self, creds: Credentials) -> Result<String, ApiError> {
-        let denied = || ApiError::Unauthorized("wrong email or password".into());
-        let email = normalize_email(&creds.email).map_err(|_| denied())?;
+    pub async fn login(&self, creds: Credentials) -> Result<String, AccountsError> {
+        let email = normalize_email(&creds.email).map_err(|_| AccountsError::BadCredentials)?;
         let row = self.db.login_row(&email).await?;
         let stored = match &row {
             Some(r) => r.password_hash.clone(),
@@ -103,20 +124,13 @@ impl Accounts {
         };
         let ok = password::verify(creds.password, stored).await?;
         match row {
-            Some(r) if ok => {
-                self.sessions
-                    .create(SessionUser {
-                        user_id: r.id,
-                        role: r.role,
-                    })
-                    .await
-            }
-            _ => Err(denied()),
+            Some(r) if ok => Ok(self.sessions.create(SessionUser { user_id: r.id }).await?),
+            _ => Err(AccountsError::BadCredentials),
         }
     }
 
     /// The balance JSON through the cache-aside helper (`cache:balance:{userId}`, 30 s).
-    pub async fn balance(&self, user_id: i64) -> Result<Bytes, ApiError> {
+    pub async fn balance(&self, user_id: i64) -> Result<Bytes, AccountsError> {
         let db = self.db.clone();
         let entry = self
             .cache
@@ -124,50 +138,39 @@ impl Accounts {
                 DataType::Balance,
                 keys::balance(user_id),
                 move || async move {
-                    Ok(db
-                        .balance(user_id)
-                        .await?
-                        .map(|balance_cents| BalanceResponse { balance_cents }))
+                    let balance = db.balance(user_id).await?;
+                    Ok(balance.map(|balance_cents| {
+                        let body = BalanceResponse { balance_cents };
+                        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+                    }))
                 },
             )
             .await?;
-        entry.ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))
+        entry.ok_or(AccountsError::Gone)
     }
 
     pub async fn purchase(
         &self,
         user_id: i64,
-        req: PurchaseRequest,
+        product: Product,
         idempotency_key: Option<String>,
-    ) -> Result<Purchase, ApiError> {
-        let provider = slug("provider", &req.provider)?;
-        let country = slug("country", &req.country)?;
-        let service = slug("service", &req.service)?;
+    ) -> Result<Purchase, AccountsError> {
         if idempotency_key.as_ref().is_some_and(|k| {
             k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_graphic())
         }) {
-            return Err(ApiError::BadRequest(
+            return Err(AccountsError::Invalid(
                 "Idempotency-Key must be 1-64 visible ASCII characters".into(),
             ));
         }
         let outcome = self
             .db
-            .purchase(
-                user_id,
-                &provider,
-                &country,
-                &service,
-                idempotency_key.as_deref(),
-            )
+            .purchase(user_id, &product, idempotency_key.as_deref())
             .await?;
         match outcome {
             PurchaseOutcome::Created { activation, .. } => {
                 // Balance and stock changed: drop both cached copies.
-                self.invalidate(&[
-                    keys::balance(user_id),
-                    keys::price(&provider, &country, &service),
-                ])
-                .await;
+                self.invalidate(&[keys::balance(user_id), keys::price(&product)])
+                    .await;
                 Ok(Purchase {
                     activation,
                     replayed: false,
@@ -177,16 +180,15 @@ impl Accounts {
                 activation,
                 replayed: true,
             }),
-            PurchaseOutcome::KeyReused => Err(ApiError::Conflict(
+            PurchaseOutcome::KeyReused => Err(AccountsError::Conflict(
                 "Idempotency-Key was already used for a different purchase".into(),
             )),
-            PurchaseOutcome::NotFound => Err(ApiError::NotFound(format!(
-                "provider '{provider}' has no price for service '{service}' in country '{country}'"
+            PurchaseOutcome::NotFound => Err(AccountsError::NotFound(format!(
+                "provider '{}' has no price for service '{}' in country '{}'",
+                product.provider, product.service, product.country
             ))),
-            PurchaseOutcome::OutOfStock => Err(ApiError::Conflict("out of stock".into())),
-            PurchaseOutcome::InsufficientFunds => {
-                Err(ApiError::PaymentRequired("insufficient balance".into()))
-            }
+            PurchaseOutcome::OutOfStock => Err(AccountsError::Conflict("out of stock".into())),
+            PurchaseOutcome::InsufficientFunds => Err(AccountsError::InsufficientFunds),
         }
     }
 
@@ -196,12 +198,12 @@ impl Accounts {
         status: Option<String>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> Result<ActivationPage, ApiError> {
+    ) -> Result<ActivationPage, AccountsError> {
         if status
             .as_ref()
             .is_some_and(|s| !ACTIVATION_STATUSES.contains(&s.as_str()))
         {
-            return Err(ApiError::BadRequest(format!(
+            return Err(AccountsError::Invalid(format!(
                 "status must be one of {}",
                 ACTIVATION_STATUSES.join(", ")
             )));
@@ -209,12 +211,12 @@ impl Accounts {
         let before = cursor
             .map(|c| {
                 c.parse::<i64>()
-                    .map_err(|_| ApiError::BadRequest("cursor is not valid".into()))
+                    .map_err(|_| AccountsError::Invalid("cursor is not valid".into()))
             })
             .transpose()?;
         let limit = limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::BadRequest(format!(
+            return Err(AccountsError::Invalid(format!(
                 "limit must be between 1 and {MAX_PAGE}"
             )));
         }
@@ -233,31 +235,31 @@ impl Accounts {
 
     pub async fn set_price(
         &self,
-        provider: Slug,
-        country: Slug,
-        service: Slug,
+        product: Product,
         req: SetPriceRequest,
-    ) -> Result<Price, ApiError> {
+    ) -> Result<Price, AccountsError> {
         if !(0..=MAX_PRICE_CENTS).contains(&req.price_cents) {
-            return Err(ApiError::BadRequest(format!(
+            return Err(AccountsError::Invalid(format!(
                 "price_cents must be between 0 and {MAX_PRICE_CENTS}"
             )));
         }
         if !(0..=10_000_000).contains(&req.stock) {
-            return Err(ApiError::BadRequest(
+            return Err(AccountsError::Invalid(
                 "stock must be between 0 and 10000000".into(),
             ));
         }
         let (price, created) = self
             .db
-            .set_price(&provider, &country, &service, req.price_cents, req.stock)
+            .set_price(&product, req.price_cents, req.stock)
             .await?
-            .ok_or_else(|| ApiError::NotFound("unknown provider, country or service".into()))?;
-        let mut stale = vec![keys::price(&provider, &country, &service)];
+            .ok_or_else(|| {
+                AccountsError::NotFound("unknown provider, country or service".into())
+            })?;
+        let mut stale = vec![keys::price(&product)];
         if created {
             // A new combination can add a country or a service to the provider's lists.
-            stale.push(keys::countries(&provider));
-            stale.push(keys::services(&provider));
+            stale.push(keys::countries(&product.provider));
+            stale.push(keys::services(&product.provider));
         }
         self.invalidate(&stale).await;
         Ok(price)
@@ -267,9 +269,9 @@ impl Accounts {
         &self,
         user_id: i64,
         amount_cents: i64,
-    ) -> Result<BalanceResponse, ApiError> {
+    ) -> Result<BalanceResponse, AccountsError> {
         if !(1..=MAX_CREDIT_CENTS).contains(&amount_cents) {
-            return Err(ApiError::BadRequest(format!(
+            return Err(AccountsError::Invalid(format!(
                 "amount_cents must be between 1 and {MAX_CREDIT_CENTS}"
             )));
         }
@@ -277,7 +279,7 @@ impl Accounts {
             .db
             .credit(user_id, amount_cents)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no user {user_id}")))?;
+            .ok_or_else(|| AccountsError::NotFound(format!("no user {user_id}")))?;
         self.invalidate(&[keys::balance(user_id)]).await;
         Ok(BalanceResponse { balance_cents })
     }
@@ -286,17 +288,17 @@ impl Accounts {
     /// expires by its TTL (30 s for balances, 60 s for prices).
     async fn invalidate(&self, keys: &[String]) {
         if let Err(e) = self.cache.invalidate(keys).await {
-            metrics::counter!("cache_invalidation_failures_total").increment(1);
+            crate::meters::cache_invalidation_failed();
             tracing::warn!(error = %e, "cache invalidation failed; entries expire by TTL");
         }
     }
 }
 
 /// Creates an admin, or promotes an existing user (`origin admin create`). Needs only PostgreSQL.
-pub async fn create_admin(db: &Db, creds: Credentials) -> Result<UserResponse, ApiError> {
+pub async fn create_admin(db: &Db, creds: Credentials) -> Result<UserResponse, AccountsError> {
     let email = normalize_email(&creds.email)?;
     if let Some(why) = password::weakness(&creds.password) {
-        return Err(ApiError::BadRequest(why));
+        return Err(AccountsError::Invalid(why));
     }
     let hash = password::hash(creds.password).await?;
     let id = db.upsert_admin(&email, &hash).await?;
@@ -305,7 +307,7 @@ pub async fn create_admin(db: &Db, creds: Credentials) -> Result<UserResponse, A
 
 /// A real argon2 hash of nothing in particular, so a login for an unknown email costs the
 /// same verification work as one for a known email.
-async fn dummy_hash() -> Result<String, ApiError> {
+async fn dummy_hash() -> Result<String, PasswordError> {
     static DUMMY: OnceLock<String> = OnceLock::new();
     if let Some(h) = DUMMY.get() {
         return Ok(h.clone());

@@ -10,7 +10,14 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::LazyLock;
 use tokio::sync::Semaphore;
 
-use crate::error::ApiError;
+/// Hashing failed: never the client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    #[error("stored hash unreadable: {0}")]
+    Unreadable(String),
+}
 
 /// Memory (KiB), iterations, lanes.
 const M_COST: u32 = 7 * 1024;
@@ -20,9 +27,9 @@ const P_COST: u32 = 1;
 static HASHING: LazyLock<Semaphore> =
     LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
 
-fn argon2() -> Result<Argon2<'static>, ApiError> {
+fn argon2() -> Result<Argon2<'static>, PasswordError> {
     let params = Params::new(M_COST, T_COST, P_COST, None)
-        .map_err(|e| ApiError::Internal(format!("argon2 parameters: {e}")))?;
+        .map_err(|e| PasswordError::Hashing(format!("argon2 parameters: {e}")))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -45,36 +52,36 @@ pub fn weakness(password: &str) -> Option<String> {
     None
 }
 
-pub async fn hash(password: String) -> Result<String, ApiError> {
+pub async fn hash(password: String) -> Result<String, PasswordError> {
     let _permit = HASHING
         .acquire()
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| PasswordError::Hashing(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         argon2()?
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))
+            .map_err(|e| PasswordError::Hashing(e.to_string()))
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))?
+    .map_err(|e| PasswordError::Hashing(format!("hashing task failed: {e}")))?
 }
 
-pub async fn verify(password: String, stored: String) -> Result<bool, ApiError> {
+pub async fn verify(password: String, stored: String) -> Result<bool, PasswordError> {
     let _permit = HASHING
         .acquire()
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| PasswordError::Hashing(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&stored)
-            .map_err(|e| ApiError::Internal(format!("stored hash unreadable: {e}")))?;
+        let parsed =
+            PasswordHash::new(&stored).map_err(|e| PasswordError::Unreadable(e.to_string()))?;
         Ok(Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok())
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("verify task failed: {e}")))?
+    .map_err(|e| PasswordError::Hashing(format!("verify task failed: {e}")))?
 }
 
 #[cfg(test)]

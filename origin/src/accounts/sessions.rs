@@ -3,31 +3,35 @@
 //! deleted in between). The id is 256 bits from the OS CSPRNG, hex-encoded.
 //!
 //! Unlike the catalog, sessions fail closed: if Redis errors or is slow, authenticated requests
-//! get 503 — nobody is let in without a check, and nobody's session is dropped.
+//! are refused as unavailable — nobody is let in without a check, and nobody's session is dropped.
 
 use serde::{Deserialize, Serialize};
 use shared::{DataType, keys};
 
-use crate::cache::Cache;
-use crate::db::accounts::Role;
-use crate::error::ApiError;
+use crate::redis::{Redis, RedisError};
 
-/// What a session holds.
+/// What a session holds. (The role is not kept: admin routes read it from PostgreSQL on every
+/// request, so a demotion takes effect at once.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionUser {
     pub user_id: i64,
-    pub role: Role,
 }
 
 const TOKEN_BYTES: usize = 32;
 
-#[derive(Clone)]
-pub struct Sessions {
-    cache: Cache,
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The session store did not answer: refuse, never guess.
+    #[error("session store: {0}")]
+    Unavailable(#[from] RedisError),
+    #[error("no randomness for a session token: {0}")]
+    Randomness(String),
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable(format!("session store: {e}"))
+#[derive(Clone)]
+pub struct Sessions {
+    redis: Redis,
+    ttl_secs: u32,
 }
 
 /// Only well-formed tokens reach Redis.
@@ -39,76 +43,49 @@ pub fn well_formed(token: &str) -> bool {
 }
 
 impl Sessions {
-    pub fn new(cache: Cache) -> Self {
-        Sessions { cache }
+    /// `ttl_divisor` divides the policy's 15 minutes (`CACHE_TTL_DIVISOR`, tests only).
+    pub fn new(redis: Redis, ttl_divisor: u32) -> Self {
+        let ttl_secs = DataType::Session
+            .policy()
+            .scaled_down(ttl_divisor)
+            .redis_ttl;
+        Sessions { redis, ttl_secs }
     }
 
     pub fn ttl_secs(&self) -> u32 {
-        self.cache.ttl(DataType::Session)
+        self.ttl_secs
     }
 
-    pub async fn create(&self, user: SessionUser) -> Result<String, ApiError> {
+    pub async fn create(&self, user: SessionUser) -> Result<String, SessionError> {
         let mut bytes = [0u8; TOKEN_BYTES];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut bytes).map_err(|e| SessionError::Randomness(e.to_string()))?;
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let value = serde_json::to_string(&user)?;
-        let key = self.cache.key(&keys::session(&token));
-        let ttl = self.ttl_secs();
-        let mut conn = self.cache.connection();
-        self.cache
-            .bounded("session_set", async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("EX")
-                    .arg(ttl)
-                    .arg("NX")
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
-            .await
-            .map_err(unavailable)?;
+        let value = serde_json::to_vec(&user).unwrap_or_default();
+        self.redis
+            .set_new("session_set", &keys::session(&token), &value, self.ttl_secs)
+            .await?;
         Ok(token)
     }
 
     /// The session's user, sliding its expiry; `None` if unknown or expired.
-    pub async fn touch(&self, token: &str) -> Result<Option<SessionUser>, ApiError> {
+    pub async fn touch(&self, token: &str) -> Result<Option<SessionUser>, SessionError> {
         if !well_formed(token) {
             return Ok(None);
         }
-        let key = self.cache.key(&keys::session(token));
-        let ttl = self.ttl_secs();
-        let mut conn = self.cache.connection();
-        let value: Option<String> = self
-            .cache
-            .bounded("session_getex", async move {
-                redis::cmd("GETEX")
-                    .arg(key)
-                    .arg("EX")
-                    .arg(ttl)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await
-            .map_err(unavailable)?;
-        Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
+        let value = self
+            .redis
+            .get_and_expire("session_getex", &keys::session(token), self.ttl_secs)
+            .await?;
+        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
-    pub async fn delete(&self, token: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, token: &str) -> Result<(), SessionError> {
         if !well_formed(token) {
             return Ok(());
         }
-        let key = self.cache.key(&keys::session(token));
-        let mut conn = self.cache.connection();
-        self.cache
-            .bounded("session_del", async move {
-                redis::cmd("DEL")
-                    .arg(key)
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
-            .await
-            .map_err(unavailable)
+        self.redis
+            .delete("session_del", &[keys::session(token)])
+            .await?;
+        Ok(())
     }
 }

@@ -3,18 +3,22 @@
 //! The load runs in its own task, so it completes (and fills Redis) even if the request that
 //! started it is cancelled; the task removes its own entry when done, so a finished flight is
 //! never joined. Callers hold a `Shared` handle to the task's result.
+//!
+//! The map is shared by loads of every error type, so a failure travels through it type-erased
+//! and is turned back into the loader's own error type by the callers of that key (keys are
+//! per data type, so a key is only ever loaded by one kind of loader).
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
-use super::Entry;
-use crate::error::ApiError;
+use super::{Entry, LoadError};
 
-pub type FlightResult = Result<Entry, Arc<ApiError>>;
-type SharedLoad = Shared<BoxFuture<'static, FlightResult>>;
+type Erased = Arc<dyn Any + Send + Sync>;
+type SharedLoad = Shared<BoxFuture<'static, Result<Entry, Result<Erased, String>>>>;
 
 #[derive(Clone, Default)]
 pub struct Flights {
@@ -31,11 +35,11 @@ pub enum Role {
 
 impl Flights {
     /// Joins the flight for `key`, or starts one running `load`.
-    pub async fn run(
+    pub async fn run<E: Send + Sync + 'static>(
         &self,
         key: &str,
-        load: impl FnOnce() -> BoxFuture<'static, Result<Entry, ApiError>>,
-    ) -> (FlightResult, Role) {
+        load: impl FnOnce() -> BoxFuture<'static, Result<Entry, E>>,
+    ) -> (Result<Entry, LoadError<E>>, Role) {
         let (shared, role) = {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(running) = map.get(key) {
@@ -57,10 +61,9 @@ impl Flights {
                 });
                 let shared = async move {
                     match task.await {
-                        Ok(result) => result.map_err(Arc::new),
-                        Err(join) => Err(Arc::new(ApiError::Internal(format!(
-                            "cache load task failed: {join}"
-                        )))),
+                        Ok(Ok(entry)) => Ok(entry),
+                        Ok(Err(e)) => Err(Ok(Arc::new(e) as Erased)),
+                        Err(join) => Err(Err(format!("cache load task failed: {join}"))),
                     }
                 }
                 .boxed()
@@ -69,6 +72,15 @@ impl Flights {
                 (shared, Role::Leader)
             }
         };
-        (shared.await, role)
+        let result = shared.await.map_err(|failure| match failure {
+            Ok(erased) => erased
+                .downcast::<E>()
+                .map(LoadError::Loader)
+                .unwrap_or_else(|_| {
+                    LoadError::Aborted("a load of another type shared the key".into())
+                }),
+            Err(why) => LoadError::Aborted(why),
+        });
+        (result, role)
     }
 }

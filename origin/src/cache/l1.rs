@@ -2,8 +2,10 @@
 //! kept correct across replicas by an invalidation bus on Redis pub/sub.
 //!
 //! - Every mutation removes its keys here, then deletes them in Redis and publishes them on
-//!   `{prefix}cache:invalidate` in the same pipeline; every origin's subscriber removes them from
-//!   its own layer.
+//!   the invalidation channel (`shared::keys::INVALIDATION_CHANNEL`, under the deployment's
+//!   prefix) in the same pipeline; every origin's subscriber removes them from its own layer.
+//!   Entries are keyed, and messages spelled, as `shared::keys` builds keys (without the
+//!   prefix, which is the same for every replica of a deployment).
 //! - The layer is used only while the subscription is live: until it is confirmed, and from the
 //!   moment it drops, reads bypass it and it is emptied, so a missed message can never leave a
 //!   stale copy behind.
@@ -23,8 +25,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use shared::keys::INVALIDATION_CHANNEL;
 
 use super::Entry;
+use crate::redis::Redis;
 
 /// Message meaning "drop everything" (pattern invalidations).
 pub const ALL: &str = "*";
@@ -89,7 +93,7 @@ impl L1 {
         self.clear();
         self.live.store(live, Ordering::Release);
         self.clear();
-        metrics::gauge!("cache_l1_live").set(if live { 1.0 } else { 0.0 });
+        crate::meters::cache_l1_live(live);
     }
 
     pub fn is_live(&self) -> bool {
@@ -106,21 +110,17 @@ impl L1 {
         }
     }
 
-    /// Keeps a subscription to `channel` alive for the life of the process, reconnecting with a
-    /// short pause; the layer is live only while subscribed.
-    pub fn spawn_subscriber(&self, client: redis::Client, channel: String) {
+    /// Keeps a subscription to the invalidation channel alive for the life of the process,
+    /// resubscribing after a short pause; the layer is live only while subscribed.
+    pub fn spawn_subscriber(&self, redis: Redis) {
         let l1 = self.clone();
         tokio::spawn(async move {
             loop {
-                if let Ok(mut pubsub) = client.get_async_pubsub().await
-                    && pubsub.subscribe(&channel).await.is_ok()
-                {
+                if let Ok(messages) = redis.subscribe(INVALIDATION_CHANNEL).await {
                     l1.set_live(true);
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        if let Ok(payload) = msg.get_payload::<String>() {
-                            l1.apply(&payload);
-                        }
+                    let mut messages = std::pin::pin!(messages);
+                    while let Some(payload) = messages.next().await {
+                        l1.apply(&payload);
                     }
                 }
                 l1.set_live(false);

@@ -1,4 +1,5 @@
-//! Cache-aside over Redis: the guide's section 1, in one module.
+//! Cache-aside over Redis: the guide's section 1, in one module. It knows keys, TTLs and bytes;
+//! it does not know HTTP, and a loader's error comes back to its caller as the loader's own type.
 //!
 //! - [`Cache::get_or_load`] is the guide's `cacheGet`: the in-process layer ([`l1`]), then GET;
 //!   on a miss one load per key per process ([`flight`]) and one per key for the whole fleet (a
@@ -6,16 +7,15 @@
 //!   dead holder's lease simply expires), written back with the policy TTL, counted.
 //! - [`Cache::get_multiple`] is the guide's `cacheGetMultiple`: one MGET, one load for every
 //!   missing key, one pipelined write-back.
-//! - [`Cache::invalidate`] deletes keys after a mutation.
+//! - [`Cache::invalidate`] deletes keys after a mutation; [`Cache::delete_matching`] by pattern.
 //!
 //! Values are stored as the exact JSON bytes the client gets, so a hit is served without
 //! decoding. A known absence (no such price) is stored as `null` with a short TTL, so repeated
 //! asks for it do not reach PostgreSQL either.
 //!
-//! Redis is an optimisation here, never a dependency: every command is bounded by
-//! `REDIS_TIMEOUT_MS`; on error or timeout the value is loaded from PostgreSQL, the error is
-//! counted, and the connection manager reconnects in the background so caching resumes by
-//! itself when Redis returns.
+//! Redis is an optimisation here, never a dependency: every command is bounded (see
+//! [`crate::redis`]); on error or timeout the value is loaded from PostgreSQL, the error is
+//! counted, and caching resumes by itself when Redis returns.
 
 pub mod flight;
 pub mod l1;
@@ -26,13 +26,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use secrecy::ExposeSecret;
-use serde::Serialize;
-use shared::DataType;
+use shared::{DataType, keys};
 
-use crate::config::Settings;
-use crate::error::ApiError;
+use crate::meters;
+use crate::redis::{Redis, RedisError};
 use flight::{Flights, Role};
 use l1::L1;
 
@@ -56,28 +53,23 @@ const NEGATIVE_TTL_SECS: u32 = 30;
 
 const NULL: &[u8] = b"null";
 
+/// Why a cache read produced no value: the loader failed (its own error, shared by every caller
+/// that waited on the same load), or the load task itself died.
 #[derive(Debug, thiserror::Error)]
-pub enum CacheError {
-    #[error("redis {op} timed out")]
-    Timeout { op: &'static str },
-    #[error("redis {op} failed: {source}")]
-    Redis {
-        op: &'static str,
-        source: redis::RedisError,
-    },
+pub enum LoadError<E> {
+    #[error("{0}")]
+    Loader(Arc<E>),
+    #[error("{0}")]
+    Aborted(String),
 }
 
 #[derive(Clone)]
 pub struct Cache {
-    redis: ConnectionManager,
-    /// `REDIS_KEY_PREFIX`, prepended to every key built by `shared::keys`.
-    prefix: Arc<str>,
-    timeout: Duration,
+    redis: Redis,
     ttl_divisor: u32,
     flights: Flights,
     /// The in-process layer, when enabled ([`Cache::enable_l1`]).
     l1: Option<L1>,
-    client: redis::Client,
 }
 
 /// What a fleet-wide fill attempt found.
@@ -88,33 +80,20 @@ enum Fill {
 }
 
 impl Cache {
-    /// Creates the connection manager without connecting, so the origin starts while Redis is
-    /// down and picks it up when it appears.
-    pub fn new(settings: &Settings) -> Result<Cache, redis::RedisError> {
-        let client = redis::Client::open(settings.redis_url.expose_secret())?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(settings.redis_timeout))
-            .set_connection_timeout(Some(settings.redis_timeout.max(Duration::from_millis(250))))
-            // Reconnect attempts are cheap and bounded; requests never wait on them because every
-            // command below is also bounded by `timeout`.
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let redis = client.get_connection_manager_lazy(config)?;
-        Ok(Cache {
+    /// `ttl_divisor` divides every policy TTL (`CACHE_TTL_DIVISOR`, tests only).
+    pub fn new(redis: Redis, ttl_divisor: u32) -> Cache {
+        Cache {
             redis,
-            prefix: settings.redis_key_prefix.as_str().into(),
-            timeout: settings.redis_timeout,
-            ttl_divisor: settings.cache_ttl_divisor,
+            ttl_divisor,
             flights: Flights::default(),
             l1: None,
-            client,
-        })
+        }
     }
 
     /// Turns on the in-process layer and its invalidation subscriber (needs a Tokio runtime).
     pub fn enable_l1(&mut self, max_bytes: u64, ttl: Duration) {
         let l1 = L1::new(max_bytes, ttl);
-        l1.spawn_subscriber(self.client.clone(), self.invalidation_channel());
+        l1.spawn_subscriber(self.redis.clone());
         self.l1 = Some(l1);
     }
 
@@ -123,58 +102,49 @@ impl Cache {
         self.l1.as_ref().is_some_and(L1::is_live)
     }
 
-    fn invalidation_channel(&self) -> String {
-        self.key("cache:invalidate")
-    }
-
-    /// The full Redis key for a key built by `shared::keys`.
-    pub fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
-    }
-
     /// Redis TTL of a data type under this configuration.
     pub fn ttl(&self, data: DataType) -> u32 {
         data.policy().scaled_down(self.ttl_divisor).redis_ttl
     }
 
-    /// The cache-aside read: the in-process layer, then Redis; on a miss (or Redis trouble) one
-    /// load per key per process and, through the fill lock, per fleet, written back with the
-    /// data type's TTL.
-    pub async fn get_or_load<T, F, Fut>(
+    /// The cache-aside read of `key` (built by `shared::keys`): the in-process layer, then Redis;
+    /// on a miss (or Redis trouble) one `load` per key per process and, through the fill lock,
+    /// per fleet, written back with the data type's TTL. `load` answers the JSON bytes, or
+    /// `None` for a known absence.
+    pub async fn get_or_load<E, F, Fut>(
         &self,
         data: DataType,
         key: String,
         load: F,
-    ) -> Result<Entry, ApiError>
+    ) -> Result<Entry, LoadError<E>>
     where
-        T: Serialize + Send + 'static,
+        E: Send + Sync + 'static,
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Option<T>, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<Option<Bytes>, E>> + Send + 'static,
     {
-        let full = self.key(&key);
-        if let Some(entry) = self.l1.as_ref().and_then(|l1| l1.get(&full)) {
-            count(data, "hit", 1);
+        if let Some(entry) = self.l1.as_ref().and_then(|l1| l1.get(&key)) {
+            meters::cache_results(data, "hit", 1);
             return Ok(entry);
         }
         let generation = self.l1.as_ref().map_or(0, L1::generation);
-        let redis_ok = match self.get(&full).await {
+        let redis_ok = match self.redis.get(&key).await {
             Ok(Some(bytes)) => {
-                count(data, "hit", 1);
+                meters::cache_results(data, "hit", 1);
                 let entry = decode(bytes);
-                self.keep(full, entry.clone(), generation);
+                self.keep(key, entry.clone(), generation);
                 return Ok(entry);
             }
             Ok(None) => true,
             Err(_) => false,
         };
         let this = self.clone();
-        let flight_key = full.clone();
+        let flight_key = key.clone();
         let (result, role) = self
             .flights
             .run(&flight_key, move || {
                 async move {
-                    let entry = this.fill(data, &full, redis_ok, load).await?;
-                    this.keep(full, entry.clone(), generation);
+                    let entry = this.fill(data, &key, redis_ok, load).await?;
+                    this.keep(key, entry.clone(), generation);
                     Ok(entry)
                 }
                 .boxed()
@@ -185,33 +155,32 @@ impl Cache {
             (true, Role::Leader) => "miss",
             (true, Role::Waiter) => "coalesced",
         };
-        count(data, outcome, 1);
-        result.map_err(ApiError::from)
+        meters::cache_results(data, outcome, 1);
+        result
     }
 
     /// The leader's side of a miss: take the fleet's fill lock (or wait for whoever holds it and
     /// use their result), load, store, release.
-    async fn fill<T, F, Fut>(
+    async fn fill<E, F, Fut>(
         &self,
         data: DataType,
-        full: &str,
+        key: &str,
         redis_ok: bool,
         load: F,
-    ) -> Result<Entry, ApiError>
+    ) -> Result<Entry, E>
     where
-        T: Serialize,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<T>, ApiError>>,
+        Fut: Future<Output = Result<Option<Bytes>, E>>,
     {
         let owner = uuid::Uuid::new_v4().simple().to_string();
-        let lock = format!("{full}:lock");
+        let lock = keys::fill_lock(key);
         let mut locked = false;
         if redis_ok {
             // Bounded: a holder that died stops blocking anyone once its lease expires (the next
             // poll takes the lock); past twice the lease, load regardless.
             let deadline = Instant::now() + FILL_LEASE * 2;
             loop {
-                match self.try_fill(full, &lock, &owner).await {
+                match self.try_fill(key, &lock, &owner).await {
                     Ok(Fill::Found(bytes)) => return Ok(decode(bytes)),
                     Ok(Fill::Locked) => {
                         locked = true;
@@ -226,33 +195,23 @@ impl Cache {
         }
         let started = Instant::now();
         let value = load().await?;
-        metrics::histogram!("cache_load_duration_seconds", "type" => data.as_str())
-            .record(started.elapsed().as_secs_f64());
-        let bytes = Bytes::from(serde_json::to_vec(&value)?);
+        meters::cache_load(data, started.elapsed());
+        let bytes = value.clone().unwrap_or(Bytes::from_static(NULL));
         let ttl = self.entry_ttl(data, value.is_some());
-        // A failed write-back is counted in `bounded` and otherwise harmless.
+        // A failed write-back is counted by the Redis module and otherwise harmless.
         let _ = if locked {
-            self.store_and_unlock(full, &lock, &owner, &bytes, ttl)
-                .await
+            self.store_and_unlock(key, &lock, &owner, &bytes, ttl).await
         } else {
-            self.set_many(&[(full.to_owned(), bytes.clone(), ttl)])
-                .await
+            self.redis.set_many(&[(key.to_owned(), bytes, ttl)]).await
         };
-        Ok(value.map(|_| bytes))
+        Ok(value)
     }
 
-    async fn try_fill(&self, full: &str, lock: &str, owner: &str) -> Result<Fill, CacheError> {
-        let mut conn = self.redis.clone();
+    async fn try_fill(&self, key: &str, lock: &str, owner: &str) -> Result<Fill, RedisError> {
         let lease = FILL_LEASE.as_millis() as u64;
         let reply: Vec<redis::Value> = self
-            .bounded("fill", async move {
-                FILL.key(full)
-                    .key(lock)
-                    .arg(owner)
-                    .arg(lease)
-                    .invoke_async(&mut conn)
-                    .await
-            })
+            .redis
+            .eval("fill", &FILL, &[key, lock], (owner, lease))
             .await?;
         Ok(match reply.as_slice() {
             [redis::Value::Int(1), redis::Value::BulkString(v)] => {
@@ -265,200 +224,120 @@ impl Cache {
 
     async fn store_and_unlock(
         &self,
-        full: &str,
+        key: &str,
         lock: &str,
         owner: &str,
         bytes: &Bytes,
         ttl: u32,
-    ) -> Result<(), CacheError> {
-        let mut conn = self.redis.clone();
-        self.bounded("store", async move {
-            STORE
-                .key(full)
-                .key(lock)
-                .arg(owner)
-                .arg(bytes.as_ref())
-                .arg(ttl)
-                .invoke_async::<()>(&mut conn)
-                .await
-        })
-        .await
+    ) -> Result<(), RedisError> {
+        self.redis
+            .eval("store", &STORE, &[key, lock], (owner, bytes.as_ref(), ttl))
+            .await
     }
 
     /// Copies an entry into the in-process layer (if on, and nothing was invalidated meanwhile).
-    fn keep(&self, full: String, entry: Entry, generation: u64) {
+    fn keep(&self, key: String, entry: Entry, generation: u64) {
         if let Some(l1) = &self.l1 {
-            l1.insert(full, entry, generation);
+            l1.insert(key, entry, generation);
         }
     }
 
     /// Bulk cache-aside: one MGET for all `keys`; `load_missing` gets the indices of the keys
     /// that missed and must return one value per index, in order (it is called at most once);
     /// the loaded values go back to Redis in one pipeline.
-    pub async fn get_multiple<T, F, Fut>(
+    pub async fn get_multiple<E, F, Fut>(
         &self,
         data: DataType,
         keys: &[String],
         load_missing: F,
-    ) -> Result<Vec<Entry>, ApiError>
+    ) -> Result<Vec<Entry>, LoadError<E>>
     where
-        T: Serialize,
         F: FnOnce(Vec<usize>) -> Fut,
-        Fut: Future<Output = Result<Vec<Option<T>>, ApiError>>,
+        Fut: Future<Output = Result<Vec<Option<Bytes>>, E>>,
     {
-        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         let generation = self.l1.as_ref().map_or(0, L1::generation);
         let mut found: Vec<Option<Entry>> = match &self.l1 {
-            Some(l1) => full.iter().map(|k| l1.get(k)).collect(),
-            None => vec![None; full.len()],
+            Some(l1) => keys.iter().map(|k| l1.get(k)).collect(),
+            None => vec![None; keys.len()],
         };
         // One MGET for whatever the in-process layer did not have.
         let remote: Vec<usize> = (0..found.len()).filter(|i| found[*i].is_none()).collect();
         if !remote.is_empty() {
-            let remote_keys: Vec<String> = remote.iter().map(|&i| full[i].clone()).collect();
-            match self.mget(&remote_keys).await {
+            let remote_keys: Vec<String> = remote.iter().map(|&i| keys[i].clone()).collect();
+            match self.redis.mget(&remote_keys).await {
                 Ok(values) => {
                     for (&i, v) in remote.iter().zip(values) {
                         if let Some(bytes) = v {
                             let entry = decode(bytes);
-                            self.keep(full[i].clone(), entry.clone(), generation);
+                            self.keep(keys[i].clone(), entry.clone(), generation);
                             found[i] = Some(entry);
                         }
                     }
                 }
-                Err(_) => count(data, "error", remote.len() as u64),
+                Err(_) => meters::cache_results(data, "error", remote.len() as u64),
             }
         }
         let missing: Vec<usize> = (0..found.len()).filter(|i| found[*i].is_none()).collect();
-        count(data, "hit", (full.len() - missing.len()) as u64);
+        meters::cache_results(data, "hit", (keys.len() - missing.len()) as u64);
         if !missing.is_empty() {
-            count(data, "miss", missing.len() as u64);
+            meters::cache_results(data, "miss", missing.len() as u64);
             let started = Instant::now();
-            let loaded = load_missing(missing.clone()).await?;
-            metrics::histogram!("cache_load_duration_seconds", "type" => data.as_str())
-                .record(started.elapsed().as_secs_f64());
+            let loaded = load_missing(missing.clone())
+                .await
+                .map_err(|e| LoadError::Loader(Arc::new(e)))?;
+            meters::cache_load(data, started.elapsed());
             if loaded.len() != missing.len() {
-                return Err(ApiError::Internal(format!(
+                return Err(LoadError::Aborted(format!(
                     "bulk load returned {} values for {} keys",
                     loaded.len(),
                     missing.len()
                 )));
             }
             let mut writes = Vec::with_capacity(missing.len());
-            for (&i, value) in missing.iter().zip(loaded) {
-                let bytes = Bytes::from(serde_json::to_vec(&value)?);
+            for (&i, entry) in missing.iter().zip(loaded) {
+                let bytes = entry.clone().unwrap_or(Bytes::from_static(NULL));
                 writes.push((
-                    full[i].clone(),
-                    bytes.clone(),
-                    self.entry_ttl(data, value.is_some()),
+                    keys[i].clone(),
+                    bytes,
+                    self.entry_ttl(data, entry.is_some()),
                 ));
-                let entry = value.map(|_| bytes);
-                self.keep(full[i].clone(), entry.clone(), generation);
+                self.keep(keys[i].clone(), entry.clone(), generation);
                 found[i] = Some(entry);
             }
-            let _ = self.set_many(&writes).await;
+            let _ = self.redis.set_many(&writes).await;
         }
         Ok(found.into_iter().map(Option::flatten).collect())
     }
 
-    /// Deletes keys (built by `shared::keys`) after a mutation.
-    pub async fn invalidate(&self, keys: &[String]) -> Result<(), CacheError> {
+    /// Deletes keys (built by `shared::keys`) after a mutation, here and in every replica's
+    /// in-process layer.
+    pub async fn invalidate(&self, keys: &[String]) -> Result<(), RedisError> {
         if keys.is_empty() {
             return Ok(());
         }
-        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         if let Some(l1) = &self.l1 {
-            l1.remove(&full);
+            l1.remove(keys);
         }
         // Delete, and tell every replica to drop its in-process copy, in one round trip.
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(&full).ignore();
-        pipe.cmd("PUBLISH")
-            .arg(self.invalidation_channel())
-            .arg(full.join("\n"))
-            .ignore();
-        let mut conn = self.redis.clone();
-        self.bounded(
-            "del",
-            async move { pipe.query_async::<()>(&mut conn).await },
-        )
-        .await
+        self.redis
+            .delete_and_publish(keys, keys::INVALIDATION_CHANNEL, &keys.join("\n"))
+            .await
     }
 
-    /// Deletes every key matching the patterns (built by `shared::keys`; `*` allowed) with SCAN
-    /// and UNLINK in batches, never KEYS. Returns how many were deleted.
-    pub async fn delete_matching(&self, patterns: &[String]) -> Result<u64, CacheError> {
+    /// Deletes every key matching the patterns (built by `shared::keys`; `*` allowed), then
+    /// empties every replica's in-process layer. Returns how many keys were deleted.
+    pub async fn delete_matching(&self, patterns: &[String]) -> Result<u64, RedisError> {
         let mut deleted = 0u64;
         for pattern in patterns {
-            let full = self.key(pattern);
-            if !pattern.contains('*') {
-                let mut conn = self.redis.clone();
-                let n: u64 = self
-                    .bounded("unlink", async move {
-                        redis::cmd("UNLINK").arg(&full).query_async(&mut conn).await
-                    })
-                    .await?;
-                deleted += n;
-                continue;
-            }
-            let mut cursor: u64 = 0;
-            loop {
-                let mut conn = self.redis.clone();
-                let scan = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&full)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .to_owned();
-                let (next, batch): (u64, Vec<String>) = self
-                    .bounded("scan", async move { scan.query_async(&mut conn).await })
-                    .await?;
-                if !batch.is_empty() {
-                    let mut conn = self.redis.clone();
-                    let n: u64 = self
-                        .bounded("unlink", async move {
-                            redis::cmd("UNLINK")
-                                .arg(&batch)
-                                .query_async(&mut conn)
-                                .await
-                        })
-                        .await?;
-                    deleted += n;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+            deleted += self.redis.delete_matching(pattern).await?;
         }
         if let Some(l1) = &self.l1 {
             l1.clear();
         }
-        let mut conn = self.redis.clone();
-        let channel = self.invalidation_channel();
-        self.bounded("publish", async move {
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(l1::ALL)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await?;
+        self.redis
+            .publish(keys::INVALIDATION_CHANNEL, l1::ALL)
+            .await?;
         Ok(deleted)
-    }
-
-    pub async fn ping(&self) -> Result<(), CacheError> {
-        let mut conn = self.redis.clone();
-        self.bounded("ping", async move {
-            redis::cmd("PING").query_async::<()>(&mut conn).await
-        })
-        .await
-    }
-
-    /// A clone of the connection manager, for modules that run their own commands.
-    pub fn connection(&self) -> ConnectionManager {
-        self.redis.clone()
     }
 
     fn entry_ttl(&self, data: DataType, present: bool) -> u32 {
@@ -469,72 +348,6 @@ impl Cache {
             ttl.min(NEGATIVE_TTL_SECS)
         }
     }
-
-    async fn get(&self, full_key: &str) -> Result<Option<Bytes>, CacheError> {
-        let mut conn = self.redis.clone();
-        let cmd = redis::cmd("GET").arg(full_key).to_owned();
-        self.bounded("get", async move {
-            cmd.query_async::<Option<Vec<u8>>>(&mut conn).await
-        })
-        .await
-        .map(|v| v.map(Bytes::from))
-    }
-
-    async fn mget(&self, full_keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
-        let mut conn = self.redis.clone();
-        let cmd = redis::cmd("MGET").arg(full_keys).to_owned();
-        let values = self
-            .bounded("mget", async move {
-                cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await
-            })
-            .await?;
-        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
-    }
-
-    /// `SET key value EX ttl` for each entry, in one pipelined round trip.
-    async fn set_many(&self, entries: &[(String, Bytes, u32)]) -> Result<(), CacheError> {
-        let mut pipe = redis::pipe();
-        for (key, value, ttl) in entries {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(value.as_ref())
-                .arg("EX")
-                .arg(*ttl)
-                .ignore();
-        }
-        let mut conn = self.redis.clone();
-        self.bounded(
-            "set",
-            async move { pipe.query_async::<()>(&mut conn).await },
-        )
-        .await
-    }
-
-    /// Runs one Redis call under the configured bound, counting failures by kind.
-    pub(crate) async fn bounded<T>(
-        &self,
-        op: &'static str,
-        fut: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, CacheError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => {
-                let kind = if source.is_timeout() {
-                    "timeout"
-                } else {
-                    "error"
-                };
-                metrics::counter!("redis_errors_total", "op" => op, "kind" => kind).increment(1);
-                tracing::warn!(op, error = %source, "redis command failed");
-                Err(CacheError::Redis { op, source })
-            }
-            Err(_) => {
-                metrics::counter!("redis_errors_total", "op" => op, "kind" => "timeout")
-                    .increment(1);
-                Err(CacheError::Timeout { op })
-            }
-        }
-    }
 }
 
 fn decode(bytes: Bytes) -> Entry {
@@ -542,11 +355,5 @@ fn decode(bytes: Bytes) -> Entry {
         None
     } else {
         Some(bytes)
-    }
-}
-
-fn count(data: DataType, result: &'static str, n: u64) {
-    if n > 0 {
-        crate::telemetry::cache_counter(data, result).increment(n);
     }
 }

@@ -4,7 +4,7 @@
 //! once (and the CHECK constraint is the backstop), numbers are taken with `SKIP LOCKED`, and the
 //! unique `(user_id, idempotency_key)` makes a retried purchase land once.
 
-use shared::Slug;
+use shared::Product;
 use shared::types::{Activation, Price};
 use sqlx::{PgConnection, Postgres, Transaction};
 
@@ -169,16 +169,14 @@ impl Db {
     pub async fn purchase(
         &self,
         user_id: i64,
-        provider: &Slug,
-        country: &Slug,
-        service: &Slug,
+        product: &Product,
         idempotency_key: Option<&str>,
     ) -> Result<PurchaseOutcome, sqlx::Error> {
         self.count("purchase");
         let same_product = |a: &Activation| {
-            a.provider == provider.as_str()
-                && a.country == country.as_str()
-                && a.service == service.as_str()
+            a.provider == product.provider.as_str()
+                && a.country == product.country.as_str()
+                && a.service == product.service.as_str()
         };
         let mut tx = self.pool.begin().await?;
         if let Some(key) = idempotency_key
@@ -190,16 +188,7 @@ impl Db {
                 PurchaseOutcome::KeyReused
             });
         }
-        match Self::purchase_in(
-            &mut tx,
-            user_id,
-            provider,
-            country,
-            service,
-            idempotency_key,
-        )
-        .await
-        {
+        match Self::purchase_in(&mut tx, user_id, product, idempotency_key).await {
             Ok(PurchaseOutcome::Created {
                 activation,
                 balance_cents,
@@ -229,11 +218,14 @@ impl Db {
     async fn purchase_in(
         tx: &mut Transaction<'static, Postgres>,
         user_id: i64,
-        provider: &Slug,
-        country: &Slug,
-        service: &Slug,
+        product: &Product,
         idempotency_key: Option<&str>,
     ) -> Result<PurchaseOutcome, sqlx::Error> {
+        let Product {
+            provider,
+            country,
+            service,
+        } = product;
         // The current price, from PostgreSQL (never the cache), locked for this transaction.
         let product: Option<(i32, i32, i32, i64, i64)> = sqlx::query_as(
             "SELECT p.provider_id, p.country_id, p.service_id, p.price_cents, p.stock
@@ -391,13 +383,16 @@ impl Db {
     /// whether the row is new (so the provider's country and service lists changed too).
     pub async fn set_price(
         &self,
-        provider: &Slug,
-        country: &Slug,
-        service: &Slug,
+        product: &Product,
         price_cents: i64,
         stock: i64,
     ) -> Result<Option<(Price, bool)>, sqlx::Error> {
         self.count("set_price");
+        let Product {
+            provider,
+            country,
+            service,
+        } = product;
         let row: Option<(i64, i64, bool)> = sqlx::query_as(
             "INSERT INTO prices (provider_id, country_id, service_id, price_cents, stock)
              SELECT pr.id, c.id, s.id, $4, $5

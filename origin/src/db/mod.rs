@@ -16,6 +16,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::Settings;
 
+/// Whether a database error means "the database is out of reach right now" (retry later), as
+/// opposed to a bug in a query.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::PoolTimedOut)
+}
+
 /// The pool plus a count of the queries issued through it, so tests and metrics can prove
 /// "one database query" claims instead of timing them.
 #[derive(Clone, Debug)]
@@ -57,7 +63,7 @@ impl Db {
     /// Every query goes through here first: it is counted per process and in `/metrics`.
     pub(crate) fn count(&self, query: &'static str) {
         self.queries.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("db_queries_total", "query" => query).increment(1);
+        crate::meters::db_query(query);
     }
 
     /// `SELECT 1` for readiness.

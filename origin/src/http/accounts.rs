@@ -6,12 +6,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use shared::Product;
+use shared::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use shared::types::{Credentials, CreditRequest, LoginResponse, PurchaseRequest, SetPriceRequest};
 
 use super::auth::{AdminUser, AuthUser, SESSION_COOKIE, token};
-use super::catalog::PricePath;
+use super::error::ApiError;
 use super::extract::{ValidJson, ValidPath, ValidQuery};
-use crate::error::ApiError;
 use crate::state::AppState;
 
 pub async fn register(
@@ -70,7 +71,7 @@ pub async fn purchase(
     ValidJson(req): ValidJson<PurchaseRequest>,
 ) -> Result<Response, ApiError> {
     let key = headers
-        .get("idempotency-key")
+        .get(IDEMPOTENCY_KEY)
         .map(|v| {
             v.to_str()
                 .map(str::to_owned)
@@ -81,7 +82,7 @@ pub async fn purchase(
     let mut resp = (StatusCode::CREATED, Json(purchase.activation)).into_response();
     if purchase.replayed {
         resp.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(resp)
 }
@@ -108,13 +109,10 @@ pub async fn history(
 pub async fn set_price(
     State(state): State<AppState>,
     _admin: AdminUser,
-    ValidPath(path): ValidPath<PricePath>,
+    ValidPath(product): ValidPath<Product>,
     ValidJson(req): ValidJson<SetPriceRequest>,
 ) -> Result<Response, ApiError> {
-    let price = state
-        .accounts
-        .set_price(path.provider, path.country, path.service, req)
-        .await?;
+    let price = state.accounts.set_price(product, req).await?;
     Ok(Json(price).into_response())
 }
 

@@ -1,15 +1,17 @@
 //! Authentication extractors. A request authenticates with `Authorization: Bearer <token>` or
-//! the `session` cookie; every authenticated request slides the session's expiry. Admin routes
-//! re-read the role from PostgreSQL, so a demotion takes effect at once.
+//! the `session` cookie; every authenticated request slides the session's expiry. The session is
+//! looked up once per request: by the rate-limit middleware when it runs (it needs the user as
+//! the identity), which leaves the answer in the request's extensions for the extractor. Admin
+//! routes re-read the role from PostgreSQL, so a demotion takes effect at once.
 
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 
+use super::error::ApiError;
 use crate::accounts::sessions::SessionUser;
 use crate::db::accounts::Role;
-use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "session";
@@ -48,17 +50,17 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token =
-            token(&parts.headers).ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
-        state
-            .accounts
-            .sessions
-            .touch(&token)
-            .await?
-            .map(AuthUser)
-            .ok_or_else(|| {
-                ApiError::Unauthorized("session expired or unknown; sign in again".into())
-            })
+        let session = match parts.extensions.get::<ResolvedSession>() {
+            Some(ResolvedSession(session)) => *session,
+            None => {
+                let token = token(&parts.headers)
+                    .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
+                state.accounts.sessions.touch(&token).await?
+            }
+        };
+        session.map(AuthUser).ok_or_else(|| {
+            ApiError::Unauthorized("session expired or unknown; sign in again".into())
+        })
     }
 }
 

@@ -5,11 +5,11 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use shared::route::parse_services_param;
-use shared::{DataType, Slug};
+use shared::{DataType, Product, Slug};
 
+use super::error::ApiError;
 use super::extract::{IfNoneMatch, ValidPath, ValidQuery};
 use super::respond::cacheable;
-use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -21,13 +21,6 @@ pub struct ProviderPath {
 pub struct CountryPath {
     provider: Slug,
     country: Slug,
-}
-
-#[derive(Deserialize)]
-pub struct PricePath {
-    pub(super) provider: Slug,
-    pub(super) country: Slug,
-    pub(super) service: Slug,
 }
 
 #[derive(Deserialize)]
@@ -78,13 +71,10 @@ pub async fn services(
 
 pub async fn price(
     State(state): State<AppState>,
-    ValidPath(path): ValidPath<PricePath>,
+    ValidPath(product): ValidPath<Product>,
     inm: IfNoneMatch,
 ) -> Result<Response, ApiError> {
-    let body = state
-        .catalog
-        .price(path.provider, path.country, path.service)
-        .await?;
+    let body = state.catalog.price(product).await?;
     Ok(cacheable(
         &state.headers,
         DataType::Prices,

@@ -11,11 +11,10 @@ use axum::http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use shared::headers::{CLIENT_IP as CLIENT_IP_HEADER, EDGE_SECRET as EDGE_SECRET_HEADER};
 
-pub const EDGE_SECRET_HEADER: &str = "x-edge-secret";
-pub const CLIENT_IP_HEADER: &str = "x-client-ip";
+use super::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);

@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 #[derive(FromRequestParts)]
 #[from_request(via(Path), rejection(ApiError))]

@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::client_ip::ClientIp;
+use super::error::ApiError;
+use crate::meters;
 use crate::monitor::{pg_connections, redis_memory};
 use crate::state::AppState;
 
@@ -23,7 +25,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let bound = Duration::from_secs(1);
     let (pg, redis) = tokio::join!(
         tokio::time::timeout(bound, state.db.ping()),
-        tokio::time::timeout(bound, state.cache.ping()),
+        tokio::time::timeout(bound, state.redis.ping()),
     );
     let pg_ok = matches!(pg, Ok(Ok(())));
     let redis_ok = matches!(redis, Ok(Ok(())));
@@ -50,25 +52,21 @@ pub async fn client_ip(ClientIp(ip): ClientIp) -> Response {
 /// Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = &state.metrics else {
-        return crate::error::ApiError::NotFound("metrics are off (METRICS=off)".into())
-            .into_response();
+        return ApiError::NotFound("metrics are off (METRICS=off)".into()).into_response();
     };
     let pool = state.db.pool();
-    let size = pool.size();
-    let idle = pool.num_idle() as u32;
-    metrics::gauge!("db_pool_connections", "state" => "open").set(size);
-    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
-    metrics::gauge!("db_pool_connections", "state" => "in_use").set(size.saturating_sub(idle));
-    metrics::gauge!("db_pool_max_connections").set(state.settings.db_max_connections);
+    meters::db_pool(
+        pool.size(),
+        pool.num_idle() as u32,
+        state.settings.db_max_connections,
+    );
     // The checklist's server-side readings; a failed reading leaves the last value in place.
-    let (redis, pg) = tokio::join!(redis_memory(&state.cache), pg_connections(&state.db));
+    let (redis, pg) = tokio::join!(redis_memory(&state.redis), pg_connections(&state.db));
     if let Ok(m) = redis {
-        metrics::gauge!("redis_memory_used_bytes").set(m.used as f64);
-        metrics::gauge!("redis_memory_limit_bytes").set(m.limit().unwrap_or(0) as f64);
+        meters::redis_memory(m.used, m.limit().unwrap_or(0));
     }
     if let Ok((active, max)) = pg {
-        metrics::gauge!("pg_connections_active").set(active as f64);
-        metrics::gauge!("pg_connections_max").set(max as f64);
+        meters::pg_connections(active, max);
     }
     let mut resp = handle.render().into_response();
     resp.headers_mut().insert(

@@ -9,24 +9,24 @@
 //! - [`respond`]: `Cache-Control`, `ETag` and `304` for cacheable responses.
 //! - [`client_ip`]: the client address, trusting the edge's forwarded one only with its secret.
 //! - [`extract`]: extractors whose rejections are the JSON 400 every route promises.
+//! - [`error`]: [`ApiError`], the one mapping of every layer's errors to responses.
 
 pub mod accounts;
 pub mod auth;
 pub mod catalog;
 pub mod client_ip;
+pub mod error;
 pub mod extract;
 pub mod health;
 pub mod ops;
 pub mod ratelimit;
 pub mod respond;
 
-use std::collections::HashMap;
-use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
@@ -36,10 +36,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::error::{ApiError, json_error};
+use crate::meters;
 use crate::state::AppState;
+use error::{ApiError, json_error};
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static(shared::headers::REQUEST_ID);
 
 pub fn router(state: AppState) -> Router {
     let metrics_on = state.metrics.is_some();
@@ -68,15 +69,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/catalog/providers", get(catalog::providers))
         .route("/v1/catalog/{provider}/countries", get(catalog::countries))
         .route("/v1/catalog/{provider}/services", get(catalog::services))
-        .route("/v1/catalog/{provider}/prices/{country}", get(catalog::bulk_prices))
-        .route("/v1/catalog/{provider}/prices/{country}/{service}", get(catalog::price))
+        .route(
+            "/v1/catalog/{provider}/prices/{country}",
+            get(catalog::bulk_prices),
+        )
+        .route(
+            "/v1/catalog/{provider}/prices/{country}/{service}",
+            get(catalog::price),
+        )
         .route("/v1/client-ip", get(health::client_ip))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), ratelimit::limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ))
         .layer(tower::util::option_layer(
             metrics_on.then(|| middleware::from_fn(record_metrics)),
         ))
@@ -88,21 +98,33 @@ pub fn router(state: AppState) -> Router {
                         // 5xx causes are logged once, at ERROR, by `ApiError`; the trace layer
                         // only notes failures, so Sentry gets one event per error.
                         .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN))
-                        .make_span_with(|req: &Request| {
-                        let id = req
-                            .headers()
-                            .get(&REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
-                    }),
+                        .make_span_with(request_span),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(|_| {
-                    json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                    json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal error",
+                    )
                 })),
         )
         .with_state(state)
+}
+
+/// One span per request: method, path and request id.
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        uri = %req.uri().path(),
+        request_id = %id
+    )
 }
 
 async fn not_found() -> ApiError {
@@ -113,52 +135,6 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Per matched route: the counters by method and status, and the latency histogram by method,
-/// registered on first use and reused (a metric key built per request costs more than a
-/// cache hit's own work).
-#[derive(Default)]
-struct RouteSeries {
-    counts: Vec<(Method, u16, metrics::Counter)>,
-    latency: Vec<(Method, metrics::Histogram)>,
-}
-
-static HTTP_SERIES: OnceLock<RwLock<HashMap<String, RouteSeries>>> = OnceLock::new();
-
-fn record_http(route: &str, method: &Method, status: u16, seconds: f64) {
-    let table = HTTP_SERIES.get_or_init(Default::default);
-    {
-        let read = table.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(series) = read.get(route) {
-            let count = series
-                .counts
-                .iter()
-                .find(|(m, s, _)| m == method && *s == status);
-            let latency = series.latency.iter().find(|(m, _)| m == method);
-            if let (Some((.., c)), Some((_, h))) = (count, latency) {
-                c.increment(1);
-                h.record(seconds);
-                return;
-            }
-        }
-    }
-    let mut write = table.write().unwrap_or_else(|p| p.into_inner());
-    let series = write.entry(route.to_owned()).or_default();
-    if !series
-        .counts
-        .iter()
-        .any(|(m, s, _)| m == method && *s == status)
-    {
-        let c = metrics::counter!("http_requests_total", "route" => route.to_owned(), "method" => method.to_string(), "status" => status.to_string());
-        series.counts.push((method.clone(), status, c));
-    }
-    if !series.latency.iter().any(|(m, _)| m == method) {
-        let h = metrics::histogram!("http_request_duration_seconds", "route" => route.to_owned(), "method" => method.to_string());
-        series.latency.push((method.clone(), h));
-    }
-    drop(write);
-    record_http(route, method, status, seconds);
-}
-
 /// Request count and latency by matched route (never the raw path: it holds codes and ids).
 async fn record_metrics(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
@@ -166,7 +142,7 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let resp = next.run(req).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    record_http(
+    meters::http_request(
         route,
         &method,
         resp.status().as_u16(),

@@ -7,11 +7,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use shared::{Slug, keys};
+use shared::{DataType, Slug, keys};
 
 use super::auth::AdminUser;
+use super::error::ApiError;
 use super::extract::ValidJson;
-use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -30,14 +30,16 @@ fn patterns(req: &InvalidateRequest) -> Result<Vec<String>, ApiError> {
             keys::services(p),
             keys::prices_of_provider_pattern(p),
         ]),
-        (None, Some("providers")) => Ok(vec![keys::providers()]),
-        (None, Some("countries")) => Ok(vec!["cache:countries:*".into()]),
-        (None, Some("services")) => Ok(vec!["cache:services:*".into()]),
-        (None, Some("prices")) => Ok(vec!["cache:prices:*".into()]),
-        (None, Some("balance")) => Ok(vec!["cache:balance:*".into()]),
-        (None, Some(other)) => Err(ApiError::BadRequest(format!(
-            "type '{other}' must be one of providers, countries, services, prices, balance"
-        ))),
+        (None, Some(name)) => DataType::ALL
+            .iter()
+            .filter(|d| d.as_str() == name)
+            .find_map(|&d| keys::pattern_of(d))
+            .map(|pattern| vec![pattern])
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "type '{name}' must be one of providers, countries, services, prices, balance"
+                ))
+            }),
         _ => Err(ApiError::BadRequest(
             "give exactly one of provider or type".into(),
         )),
@@ -50,10 +52,6 @@ pub async fn invalidate(
     ValidJson(req): ValidJson<InvalidateRequest>,
 ) -> Result<Response, ApiError> {
     let patterns = patterns(&req)?;
-    let deleted = state
-        .cache
-        .delete_matching(&patterns)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let deleted = state.cache.delete_matching(&patterns).await?;
     Ok(Json(json!({"deleted": deleted})).into_response())
 }

@@ -13,11 +13,12 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use shared::headers::{RATELIMIT, RATELIMIT_POLICY};
 use shared::ratelimit::{Tier, ip_key};
 
 use super::auth::{ResolvedSession, token};
 use super::client_ip::resolve;
-use crate::error::json_error;
+use super::error::json_error;
 use crate::ratelimit::Decision;
 use crate::state::AppState;
 
@@ -72,9 +73,9 @@ fn add_headers(resp: &mut Response, d: &Decision) {
     let state = format!("\"{}\";r={};t={}", d.limit.name, d.remaining, d.reset_secs);
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&policy) {
-        h.insert("ratelimit-policy", v);
+        h.insert(RATELIMIT_POLICY, v);
     }
     if let Ok(v) = HeaderValue::from_str(&state) {
-        h.insert("ratelimit", v);
+        h.insert(RATELIMIT, v);
     }
 }

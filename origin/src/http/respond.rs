@@ -8,35 +8,7 @@ use bytes::Bytes;
 use shared::DataType;
 use shared::etag::{if_none_match_matches, strong_etag};
 
-/// Precomputed `Cache-Control` values, one per data type, for this configuration.
-#[derive(Clone, Debug)]
-pub struct HeaderPolicies {
-    values: Vec<(DataType, HeaderValue)>,
-}
-
-impl HeaderPolicies {
-    pub fn new(ttl_divisor: u32) -> Self {
-        let values = DataType::ALL
-            .iter()
-            .map(|&t| {
-                let v = t.policy().scaled_down(ttl_divisor).cache_control();
-                (
-                    t,
-                    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("no-store")),
-                )
-            })
-            .collect();
-        HeaderPolicies { values }
-    }
-
-    pub fn cache_control(&self, data: DataType) -> HeaderValue {
-        self.values
-            .iter()
-            .find(|(t, _)| *t == data)
-            .map(|(_, v)| v.clone())
-            .unwrap_or(HeaderValue::from_static("no-store"))
-    }
-}
+use crate::policies::HeaderPolicies;
 
 /// A JSON body with validators; `304` with the same validators when `If-None-Match` matches.
 pub fn cacheable(

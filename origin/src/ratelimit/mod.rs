@@ -2,7 +2,7 @@
 //! (EVALSHA through `redis::Script`, which reloads on NOSCRIPT), never read-then-write from Rust.
 //!
 //! **Sliding tiers** (API, Auth, Admin) use a sliding window over sub-window buckets
-//! (`sliding.lua`): one hash per identity with at most `BUCKETS + 1` fields, so memory per
+//! (`sliding.lua`): one hash per identity with at most `SLIDING_BUCKETS + 1` fields, so memory per
 //! identity is O(buckets), about 1 KB, whatever the limit. The requests it admits in *any* window
 //! of the tier's length never exceed the limit — it counts a superset of the window — and its
 //! only error is on the safe side: a request up to one bucket (window / 20: 3 s for a 60 s tier)
@@ -37,88 +37,17 @@ use std::time::{Duration, Instant};
 
 use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
-use shared::ratelimit::{Tier, TierSpec, WindowKind};
+use shared::keys;
+use shared::ratelimit::{Tier, WindowKind};
 
-use crate::cache::Cache;
-
-/// Sub-window buckets per sliding window.
-pub const BUCKETS: u64 = 20;
+use crate::config::TierLimit;
+use crate::meters;
+use crate::redis::Redis;
 
 static SLIDING: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("sliding.lua")));
 static FIXED: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("fixed.lua")));
-
-/// One tier as configured: the table's numbers, or a test override.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TierLimit {
-    pub tier: Tier,
-    pub name: &'static str,
-    pub limit: u32,
-    pub window: Duration,
-    pub kind: WindowKind,
-}
-
-impl TierLimit {
-    pub fn from_spec(tier: Tier, spec: TierSpec) -> Self {
-        TierLimit {
-            tier,
-            name: spec.name,
-            limit: spec.limit,
-            window: Duration::from_secs(u64::from(spec.window_secs)),
-            kind: spec.kind,
-        }
-    }
-
-    /// Tokens asked for per Redis round trip.
-    pub fn lease_size(&self) -> u32 {
-        (self.limit / 100).max(1)
-    }
-
-    fn bucket_ms(&self) -> u64 {
-        let window = self.window.as_millis() as u64;
-        (window / BUCKETS).max(1)
-    }
-}
-
-/// The production table from `shared`, with `RATE_LIMITS` overrides applied
-/// (`api=5/2000,ops=2/1000`: limit per window in ms; tests only).
-pub fn tier_limits(overrides: &str) -> Result<Vec<TierLimit>, String> {
-    let mut limits: Vec<TierLimit> = Tier::ALL
-        .iter()
-        .map(|&t| TierLimit::from_spec(t, t.spec()))
-        .collect();
-    for item in overrides
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let (name, rest) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{item:?} is not name=limit/window_ms"))?;
-        let (limit, window) = rest
-            .split_once('/')
-            .ok_or_else(|| format!("{item:?} is not name=limit/window_ms"))?;
-        let limit: u32 = limit
-            .parse()
-            .map_err(|_| format!("{item:?}: limit is not a number"))?;
-        let window: u64 = window
-            .parse()
-            .map_err(|_| format!("{item:?}: window is not a number of ms"))?;
-        if limit == 0 || window < BUCKETS {
-            return Err(format!(
-                "{item:?}: limit must be > 0 and window at least {BUCKETS} ms"
-            ));
-        }
-        let slot = limits
-            .iter_mut()
-            .find(|l| l.name == name)
-            .ok_or_else(|| format!("{item:?}: no tier named {name}"))?;
-        slot.limit = limit;
-        slot.window = Duration::from_millis(window);
-    }
-    Ok(limits)
-}
 
 /// The outcome of one check, with what the `RateLimit` headers report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +90,7 @@ const REDIS_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct Limiter {
-    cache: Cache,
+    redis: Redis,
     tiers: Arc<Vec<TierLimit>>,
     local: Arc<Vec<Local>>,
     local_checks: Arc<AtomicU64>,
@@ -170,7 +99,7 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    pub fn new(cache: Cache, tiers: Vec<TierLimit>) -> Self {
+    pub fn new(redis: Redis, tiers: Vec<TierLimit>) -> Self {
         let local = tiers
             .iter()
             .map(|t| {
@@ -188,7 +117,7 @@ impl Limiter {
             .max()
             .unwrap_or(Duration::from_secs(60));
         Limiter {
-            cache,
+            redis,
             tiers: Arc::new(tiers),
             local: Arc::new(local),
             local_checks: Arc::new(AtomicU64::new(0)),
@@ -201,10 +130,10 @@ impl Limiter {
     }
 
     /// A limiter that admits everything (`RATE_LIMIT=off`, to measure its cost).
-    pub fn disabled(cache: Cache, tiers: Vec<TierLimit>) -> Self {
+    pub fn disabled(redis: Redis, tiers: Vec<TierLimit>) -> Self {
         Limiter {
             enabled: false,
-            ..Limiter::new(cache, tiers)
+            ..Limiter::new(redis, tiers)
         }
     }
 
@@ -224,7 +153,7 @@ impl Limiter {
     pub async fn check(&self, tier: Tier, identity: &str) -> Decision {
         let limit = self.tier(tier);
         let decision = self.decide(limit, identity).await;
-        crate::telemetry::decision_counter(tier, decision.allowed).increment(1);
+        meters::decision_counter(tier, decision.allowed).increment(1);
         decision
     }
 
@@ -272,38 +201,19 @@ impl Limiter {
             return self.fail_open(limit, identity);
         }
         // 3. One round trip for a new lease.
-        let key = self
-            .cache
-            .key(&format!("ratelimit:{}:{identity}", limit.name));
+        let key = keys::ratelimit(limit.name, identity);
         let window_ms = limit.window.as_millis() as u64;
         let lease_size = limit.lease_size();
-        let mut conn = self.cache.connection();
-        let outcome = self
-            .cache
-            .bounded("ratelimit", async move {
-                match limit.kind {
-                    WindowKind::Sliding => {
-                        SLIDING
-                            .key(key)
-                            .arg(limit.limit)
-                            .arg(window_ms)
-                            .arg(limit.bucket_ms())
-                            .arg(lease_size)
-                            .invoke_async::<Vec<i64>>(&mut conn)
-                            .await
-                    }
-                    WindowKind::Fixed => {
-                        FIXED
-                            .key(key)
-                            .arg(limit.limit)
-                            .arg(window_ms)
-                            .arg(lease_size)
-                            .invoke_async::<Vec<i64>>(&mut conn)
-                            .await
-                    }
-                }
-            })
-            .await;
+        let outcome: Result<Vec<i64>, _> = match limit.kind {
+            WindowKind::Sliding => {
+                let args = (limit.limit, window_ms, limit.bucket_ms(), lease_size);
+                self.redis.eval("ratelimit", &SLIDING, &[&key], args).await
+            }
+            WindowKind::Fixed => {
+                let args = (limit.limit, window_ms, lease_size);
+                self.redis.eval("ratelimit", &FIXED, &[&key], args).await
+            }
+        };
         match outcome {
             Ok(v) if v.len() == 4 => {
                 let granted = u32::try_from(v[0].max(0)).unwrap_or(0);
@@ -336,7 +246,7 @@ impl Limiter {
     }
 
     fn fail_open(&self, limit: TierLimit, identity: &str) -> Decision {
-        metrics::counter!("ratelimit_fail_open_total", "tier" => limit.name).increment(1);
+        meters::ratelimit_fail_open(limit.name);
         self.check_local(limit, identity)
     }
 
@@ -375,28 +285,6 @@ impl Limiter {
                     local: true,
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_and_overrides() {
-        let prod = tier_limits("").unwrap();
-        assert_eq!(prod.len(), 4);
-        assert_eq!(
-            (prod[0].name, prod[0].limit, prod[0].window),
-            ("api", 1000, Duration::from_secs(60))
-        );
-        let t = tier_limits("api=5/2000, ops=2/1000").unwrap();
-        assert_eq!((t[0].limit, t[0].window), (5, Duration::from_millis(2000)));
-        assert_eq!((t[3].limit, t[3].kind), (2, WindowKind::Fixed));
-        assert_eq!(t[1].limit, 600, "untouched tiers keep the table's numbers");
-        for bad in ["api", "api=5", "nope=1/1000", "api=0/1000", "api=5/x"] {
-            assert!(tier_limits(bad).is_err(), "{bad}");
         }
     }
 }

@@ -30,14 +30,7 @@ async fn stack(edge_vars: &[(&str, &str)], origin_secret: Option<&str>) -> Stack
     if let Some(s) = origin_secret {
         env.push(("EDGE_SECRET".to_owned(), s.to_owned()));
     }
-    let app = TestApp::spawn(
-        &db,
-        AppOptions {
-            env,
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn(&db, AppOptions { env, ..Default::default() }).await;
     let mut vars: Vec<(&str, String)> = vec![
         ("ORIGIN_URL", format!("http://{}", app.addr)),
         ("EDGE_SECRET", SECRET.to_owned()),
@@ -48,21 +41,12 @@ async fn stack(edge_vars: &[(&str, &str)], origin_secret: Option<&str>) -> Stack
         vars.push((k, (*v).to_owned()));
     }
     let edge = EdgeWorker::start(&vars).await;
-    Stack {
-        db,
-        app,
-        edge,
-        http: reqwest::Client::new(),
-    }
+    Stack { db, app, edge, http: reqwest::Client::new() }
 }
 
 impl Stack {
     async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(self.edge.url(path))
-            .send()
-            .await
-            .expect("edge request")
+        self.http.get(self.edge.url(path)).send().await.expect("edge request")
     }
 
     async fn price_path(&self, skip: i64) -> (String, i64, String, String, String) {
@@ -99,10 +83,7 @@ impl Stack {
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> String {
-    resp.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
+    resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
 }
 
 #[tokio::test]
@@ -112,10 +93,7 @@ async fn miss_then_hit_with_policy_headers_and_304s() {
     let first = s.get(&path).await;
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(header(&first, "x-cache"), "MISS");
-    assert_eq!(
-        header(&first, "cache-control"),
-        DataType::Prices.policy().cache_control()
-    );
+    assert_eq!(header(&first, "cache-control"), DataType::Prices.policy().cache_control());
     assert_eq!(header(&first, "age"), "0");
     let etag = header(&first, "etag");
     assert_eq!(json(first).await["price_cents"], price);
@@ -130,26 +108,14 @@ async fn miss_then_hit_with_policy_headers_and_304s() {
     }
     assert_eq!(header(&hit, "x-cache"), "HIT");
     assert_eq!(header(&hit, "etag"), etag);
-    assert_eq!(
-        header(&hit, "cache-control"),
-        DataType::Prices.policy().cache_control()
-    );
+    assert_eq!(header(&hit, "cache-control"), DataType::Prices.policy().cache_control());
     assert!(header(&hit, "age").parse::<u64>().is_ok());
     assert_eq!(json(hit).await["price_cents"], price);
-    assert_eq!(
-        s.app.db_queries(),
-        queries,
-        "a HIT never reaches the origin's database"
-    );
+    assert_eq!(s.app.db_queries(), queries, "a HIT never reaches the origin's database");
 
     // 304 on a HIT.
-    let not_modified = s
-        .http
-        .get(s.edge.url(&path))
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let not_modified =
+        s.http.get(s.edge.url(&path)).header("If-None-Match", &etag).send().await.unwrap();
     assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header(&not_modified, "x-cache"), "HIT");
     assert_eq!(header(&not_modified, "etag"), etag);
@@ -157,28 +123,15 @@ async fn miss_then_hit_with_policy_headers_and_304s() {
     // 304 on a MISS too (another key, asked with its tag).
     let (other, ..) = s.price_path(1).await;
     let tag = shared::etag::strong_etag(
-        &reqwest::get(s.app.url(&other))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        &reqwest::get(s.app.url(&other)).await.unwrap().bytes().await.unwrap(),
     );
-    let miss = s
-        .http
-        .get(s.edge.url(&other))
-        .header("If-None-Match", &tag)
-        .send()
-        .await
-        .unwrap();
+    let miss = s.http.get(s.edge.url(&other)).header("If-None-Match", &tag).send().await.unwrap();
     assert_eq!(miss.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header(&miss, "x-cache"), "MISS");
 
     // The normalised key: unknown query parameters do not split the cache.
-    let (p, c) = (
-        path.split('/').nth(3).unwrap().to_owned(),
-        path.split('/').nth(5).unwrap().to_owned(),
-    );
+    let (p, c) =
+        (path.split('/').nth(3).unwrap().to_owned(), path.split('/').nth(5).unwrap().to_owned());
     let bulk = format!("/v1/catalog/{p}/prices/{c}?services=whatsapp,telegram");
     assert_eq!(header(&s.get(&bulk).await, "x-cache"), "MISS");
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -213,11 +166,7 @@ async fn stale_while_revalidate_serves_old_then_refreshed() {
     let stale = s.get(&path).await;
     assert_eq!(header(&stale, "x-cache"), "STALE");
     assert!(header(&stale, "age").parse::<u64>().unwrap() >= 1);
-    assert_eq!(
-        json(stale).await["price_cents"],
-        price,
-        "the old copy, instantly"
-    );
+    assert_eq!(json(stale).await["price_cents"], price, "the old copy, instantly");
 
     // The background refresh replaced it: the next reads are fresh HITs with the new price.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -228,10 +177,7 @@ async fn stale_while_revalidate_serves_old_then_refreshed() {
         if status == "HIT" && body["price_cents"] == price + 1 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "never refreshed: {status} {body}"
-        );
+        assert!(Instant::now() < deadline, "never refreshed: {status} {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -239,20 +185,12 @@ async fn stale_while_revalidate_serves_old_then_refreshed() {
 #[tokio::test]
 async fn stale_if_error_then_gateway_errors_when_nothing_is_stale() {
     // Divisor 30: fresh 1 s, stale-while-revalidate 1 s, stale-if-error 20 s.
-    let s = stack(
-        &[("CACHE_TTL_DIVISOR", "30"), ("ORIGIN_TIMEOUT_MS", "1000")],
-        Some(SECRET),
-    )
-    .await;
+    let s =
+        stack(&[("CACHE_TTL_DIVISOR", "30"), ("ORIGIN_TIMEOUT_MS", "1000")], Some(SECRET)).await;
     let (path, price, ..) = s.price_path(3).await;
     assert_eq!(header(&s.get(&path).await, "x-cache"), "MISS");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let Stack {
-        app,
-        edge,
-        http,
-        db: _db,
-    } = s;
+    let Stack { app, edge, http, db: _db } = s;
     app.stop().await;
     tokio::time::sleep(Duration::from_millis(2000)).await; // past fresh + stale-while-revalidate
 
@@ -261,16 +199,8 @@ async fn stale_if_error_then_gateway_errors_when_nothing_is_stale() {
     assert_eq!(header(&resp, "x-cache"), "STALE");
     assert_eq!(json(resp).await["price_cents"], price);
 
-    let resp = http
-        .get(edge.url("/v1/catalog/providers"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        StatusCode::BAD_GATEWAY,
-        "nothing stale and the origin is down"
-    );
+    let resp = http.get(edge.url("/v1/catalog/providers")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY, "nothing stale and the origin is down");
     assert_eq!(json(resp).await["error"]["code"], "origin_unreachable");
 }
 
@@ -291,9 +221,7 @@ async fn origin_timeout_is_a_504() {
     ])
     .await;
     let started = Instant::now();
-    let resp = reqwest::get(edge.url("/v1/catalog/providers"))
-        .await
-        .unwrap();
+    let resp = reqwest::get(edge.url("/v1/catalog/providers")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(json(resp).await["error"]["code"], "origin_timeout");
@@ -302,23 +230,13 @@ async fn origin_timeout_is_a_504() {
 
 #[tokio::test]
 async fn per_ip_limit_answers_429_with_retry_after() {
-    let s = stack(
-        &[("RATE_LIMIT_PER_MINUTE", "60"), ("RATE_LIMIT_BURST", "5")],
-        Some(SECRET),
-    )
-    .await;
+    let s =
+        stack(&[("RATE_LIMIT_PER_MINUTE", "60"), ("RATE_LIMIT_BURST", "5")], Some(SECRET)).await;
     let ask = |ip: &'static str| {
-        s.http
-            .get(s.edge.url("/v1/catalog/providers"))
-            .header("CF-Connecting-IP", ip)
-            .send()
+        s.http.get(s.edge.url("/v1/catalog/providers")).header("CF-Connecting-IP", ip).send()
     };
     for i in 0..5 {
-        assert_eq!(
-            ask("198.51.100.1").await.unwrap().status(),
-            StatusCode::OK,
-            "request {i}"
-        );
+        assert_eq!(ask("198.51.100.1").await.unwrap().status(), StatusCode::OK, "request {i}");
     }
     let limited = ask("198.51.100.1").await.unwrap();
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -332,17 +250,10 @@ async fn per_ip_limit_answers_429_with_retry_after() {
     );
     // IPv6 clients are limited per /64.
     for i in 0..5 {
-        let ip = if i % 2 == 0 {
-            "2001:db8:1:2::1"
-        } else {
-            "2001:db8:1:2:ffff::9"
-        };
+        let ip = if i % 2 == 0 { "2001:db8:1:2::1" } else { "2001:db8:1:2:ffff::9" };
         assert_eq!(ask(ip).await.unwrap().status(), StatusCode::OK);
     }
-    assert_eq!(
-        ask("2001:db8:1:2:abcd::1").await.unwrap().status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(ask("2001:db8:1:2:abcd::1").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
 /// A fake origin answering every catalog path with a fixed header set; counts requests.
@@ -370,16 +281,12 @@ async fn fake_origin(extra: &'static [(&'static str, &'static str)]) -> (String,
 #[tokio::test]
 async fn personal_requests_and_responses_are_never_cached() {
     // A Set-Cookie response, even marked public, is never stored.
-    let (url, hits) = fake_origin(&[
-        ("cache-control", "public, max-age=60, s-maxage=60"),
-        ("set-cookie", "a=b"),
-    ])
-    .await;
+    let (url, hits) =
+        fake_origin(&[("cache-control", "public, max-age=60, s-maxage=60"), ("set-cookie", "a=b")])
+            .await;
     let edge = EdgeWorker::start(&[("ORIGIN_URL", url)]).await;
     for _ in 0..3 {
-        let r = reqwest::get(edge.url("/v1/catalog/providers"))
-            .await
-            .unwrap();
+        let r = reqwest::get(edge.url("/v1/catalog/providers")).await.unwrap();
         assert_eq!(header(&r, "x-cache"), "MISS");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -391,12 +298,7 @@ async fn personal_requests_and_responses_are_never_cached() {
     let edge = EdgeWorker::start(&[("ORIGIN_URL", url)]).await;
     for _ in 0..3 {
         assert_eq!(
-            header(
-                &reqwest::get(edge.url("/v1/catalog/providers"))
-                    .await
-                    .unwrap(),
-                "x-cache"
-            ),
+            header(&reqwest::get(edge.url("/v1/catalog/providers")).await.unwrap(), "x-cache"),
             "MISS"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -408,13 +310,7 @@ async fn personal_requests_and_responses_are_never_cached() {
     let s = stack(&[], Some(SECRET)).await;
     let (path, ..) = s.price_path(4).await;
     for (name, value) in [("authorization", "Bearer abc"), ("cookie", "session=abc")] {
-        let r = s
-            .http
-            .get(s.edge.url(&path))
-            .header(name, value)
-            .send()
-            .await
-            .unwrap();
+        let r = s.http.get(s.edge.url(&path)).header(name, value).send().await.unwrap();
         assert_eq!(header(&r, "x-cache"), "BYPASS", "{name}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -439,10 +335,7 @@ async fn cors_preflight_and_vary() {
     let s = stack(&[], Some(SECRET)).await;
     let pre = s
         .http
-        .request(
-            reqwest::Method::OPTIONS,
-            s.edge.url("/v1/catalog/providers"),
-        )
+        .request(reqwest::Method::OPTIONS, s.edge.url("/v1/catalog/providers"))
         .header("Origin", "https://nexnum.app")
         .header("Access-Control-Request-Method", "GET")
         .header("Access-Control-Request-Headers", "if-none-match")
@@ -450,24 +343,14 @@ async fn cors_preflight_and_vary() {
         .await
         .unwrap();
     assert_eq!(pre.status(), StatusCode::NO_CONTENT);
-    assert_eq!(
-        header(&pre, "access-control-allow-origin"),
-        "https://nexnum.app"
-    );
+    assert_eq!(header(&pre, "access-control-allow-origin"), "https://nexnum.app");
     assert!(header(&pre, "access-control-allow-methods").contains("GET"));
-    assert!(
-        header(&pre, "access-control-allow-headers")
-            .to_lowercase()
-            .contains("if-none-match")
-    );
+    assert!(header(&pre, "access-control-allow-headers").to_lowercase().contains("if-none-match"));
     assert!(header(&pre, "vary").contains("Origin"));
 
     let refused = s
         .http
-        .request(
-            reqwest::Method::OPTIONS,
-            s.edge.url("/v1/catalog/providers"),
-        )
+        .request(reqwest::Method::OPTIONS, s.edge.url("/v1/catalog/providers"))
         .header("Origin", "https://evil.example")
         .header("Access-Control-Request-Method", "GET")
         .send()
@@ -483,10 +366,7 @@ async fn cors_preflight_and_vary() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        header(&ok, "access-control-allow-origin"),
-        "https://nexnum.app"
-    );
+    assert_eq!(header(&ok, "access-control-allow-origin"), "https://nexnum.app");
     assert!(header(&ok, "vary").contains("Origin"));
     let other = s
         .http
@@ -543,11 +423,7 @@ async fn the_origin_trusts_a_forwarded_ip_only_with_the_secret() {
     assert_eq!(json(wrong).await["ip"], "127.0.0.1");
 
     // An edge whose secret the origin does not share is not trusted either.
-    let s2 = stack(
-        &[("EDGE_SECRET", "another-secret-0123456789")],
-        Some(SECRET),
-    )
-    .await;
+    let s2 = stack(&[("EDGE_SECRET", "another-secret-0123456789")], Some(SECRET)).await;
     let r = s2
         .http
         .get(s2.edge.url("/v1/client-ip"))

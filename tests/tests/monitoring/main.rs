@@ -23,10 +23,7 @@ fn env_for(
     let mut env = vec![
         ("DATABASE_URL", db.url.clone()),
         ("REDIS_URL", redis_url),
-        (
-            "REDIS_KEY_PREFIX",
-            format!("test:{}:", uuid::Uuid::new_v4().simple()),
-        ),
+        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     env
@@ -35,98 +32,58 @@ fn env_for(
 #[tokio::test]
 async fn metrics_move_with_requests() {
     let db = TestDb::new(Some(Scale::Small)).await;
-    let origin = OriginProcess::start(&env_for(
-        &db,
-        shared_redis_url(),
-        &[("RATE_LIMITS", "api=4/60000")],
-    ))
-    .await;
+    let origin =
+        OriginProcess::start(&env_for(&db, shared_redis_url(), &[("RATE_LIMITS", "api=4/60000")]))
+            .await;
     let path = "/v1/catalog/5sim/prices/ad?services=whatsapp";
     let single = "/v1/catalog/5sim/countries";
     assert_eq!(
-        origin
-            .metric("cache_requests_total{type=\"countries\",result=\"miss\"}")
-            .await,
+        origin.metric("cache_requests_total{type=\"countries\",result=\"miss\"}").await,
         0.0
     );
 
+    assert_eq!(reqwest::get(origin.url(single)).await.unwrap().status(), StatusCode::OK);
     assert_eq!(
-        reqwest::get(origin.url(single)).await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        origin
-            .metric("cache_requests_total{type=\"countries\",result=\"miss\"}")
-            .await,
+        origin.metric("cache_requests_total{type=\"countries\",result=\"miss\"}").await,
         1.0,
         "a cold request is a miss"
     );
     assert_eq!(
-        origin
-            .metric("cache_load_duration_seconds_count{type=\"countries\"}")
-            .await,
+        origin.metric("cache_load_duration_seconds_count{type=\"countries\"}").await,
         1.0,
         "and one load"
     );
+    assert_eq!(origin.metric("db_queries_total{query=\"countries\"}").await, 1.0);
+    assert_eq!(reqwest::get(origin.url(single)).await.unwrap().status(), StatusCode::OK);
     assert_eq!(
-        origin.metric("db_queries_total{query=\"countries\"}").await,
-        1.0
-    );
-    assert_eq!(
-        reqwest::get(origin.url(single)).await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        origin
-            .metric("cache_requests_total{type=\"countries\",result=\"hit\"}")
-            .await,
+        origin.metric("cache_requests_total{type=\"countries\",result=\"hit\"}").await,
         1.0,
         "the next one a hit"
     );
-    assert_eq!(
-        origin
-            .metric("cache_load_duration_seconds_count{type=\"countries\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(origin.metric("cache_load_duration_seconds_count{type=\"countries\"}").await, 1.0);
 
     let _ = reqwest::get(origin.url(path)).await.unwrap();
     let _ = reqwest::get(origin.url(path)).await.unwrap();
     let limited = reqwest::get(origin.url(path)).await.unwrap();
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
-        origin
-            .metric("ratelimit_decisions_total{tier=\"api\",outcome=\"limited\"}")
-            .await,
+        origin.metric("ratelimit_decisions_total{tier=\"api\",outcome=\"limited\"}").await,
         1.0,
         "a 429 is a limited decision"
     );
     assert_eq!(
-        origin
-            .metric("ratelimit_decisions_total{tier=\"api\",outcome=\"allowed\"}")
-            .await,
+        origin.metric("ratelimit_decisions_total{tier=\"api\",outcome=\"allowed\"}").await,
         4.0
     );
 
-    let text = reqwest::get(origin.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = reqwest::get(origin.url("/metrics")).await.unwrap().text().await.unwrap();
     let ok = sample(
         &text,
         "http_requests_total{route=\"/v1/catalog/{provider}/countries\",method=\"GET\",status=\"200\"}",
     );
     assert_eq!(ok, 2.0, "requests by matched route, never the raw path");
-    assert!(
-        !text.contains("5sim"),
-        "no codes, keys, ids or addresses as label values"
-    );
-    assert!(
-        text.contains("http_request_duration_seconds_bucket{"),
-        "latency is a histogram"
-    );
+    assert!(!text.contains("5sim"), "no codes, keys, ids or addresses as label values");
+    assert!(text.contains("http_request_duration_seconds_bucket{"), "latency is a histogram");
     assert!(sample(&text, "db_pool_max_connections") >= 1.0);
     assert!(sample(&text, "pg_connections_max") >= 1.0);
     assert!(sample(&text, "redis_memory_used_bytes") > 0.0);
@@ -146,11 +103,7 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
 
     let healthy = run_origin(&["check", "--origin", &base, "--sample-secs", "0"], &env);
     let out = stdout(&healthy);
-    assert!(
-        healthy.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&healthy.stderr)
-    );
+    assert!(healthy.status.success(), "{out}\n{}", String::from_utf8_lossy(&healthy.stderr));
     for check in ["redis memory", "postgres connections", "origin 5xx rate"] {
         let line = out
             .lines()
@@ -160,10 +113,7 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
     }
 
     // A threshold below the current connection count fails, with a non-zero exit.
-    let strict = run_origin(
-        &["check", "--db-connections-max-pct", "0.001", "--json"],
-        &env,
-    );
+    let strict = run_origin(&["check", "--db-connections-max-pct", "0.001", "--json"], &env);
     assert!(!strict.status.success());
     let report: serde_json::Value =
         serde_json::from_str(stdout(&strict).trim()).expect("--json is JSON");
@@ -182,11 +132,8 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
     let mut conn = small.client().await;
     let chunk = "x".repeat(100_000);
     for i in 0..40 {
-        let r: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(format!("fill:{i}"))
-            .arg(&chunk)
-            .query_async(&mut conn)
-            .await;
+        let r: redis::RedisResult<()> =
+            redis::cmd("SET").arg(format!("fill:{i}")).arg(&chunk).query_async(&mut conn).await;
         if r.is_err() {
             break; // noeviction: full
         }
@@ -194,36 +141,22 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
     let full = run_origin(&["check", "--json"], &env_for(&db, small.url(), &[]));
     assert!(!full.status.success());
     let report: serde_json::Value = serde_json::from_str(stdout(&full).trim()).unwrap();
-    let row = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == "redis memory")
-        .unwrap();
+    let row =
+        report["checks"].as_array().unwrap().iter().find(|r| r["check"] == "redis memory").unwrap();
     assert_eq!(row["status"], "FAIL", "{row}");
 
     // Redis without maxmemory is compared with the host's memory, and says so.
     let unlimited = RedisServer::start();
     let o = run_origin(&["check", "--json"], &env_for(&db, unlimited.url(), &[]));
     let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    let row = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == "redis memory")
-        .unwrap();
-    assert!(
-        row["note"].as_str().unwrap().contains("maxmemory is 0"),
-        "{row}"
-    );
+    let row =
+        report["checks"].as_array().unwrap().iter().find(|r| r["check"] == "redis memory").unwrap();
+    assert!(row["note"].as_str().unwrap().contains("maxmemory is 0"), "{row}");
     assert_eq!(row["status"], "PASS");
 
     // A 5xx rate above the threshold fails.
     let broken_db = TestDb::new(None).await;
-    let dead = format!(
-        "postgres://postgres@127.0.0.1:{}/none",
-        harness::spare_port()
-    );
+    let dead = format!("postgres://postgres@127.0.0.1:{}/none", harness::spare_port());
     let failing = OriginProcess::start(&[
         ("DATABASE_URL", dead),
         ("REDIS_URL", roomy.url()),
@@ -232,22 +165,12 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
     .await;
     for _ in 0..3 {
         assert_eq!(
-            reqwest::get(failing.url("/v1/catalog/providers"))
-                .await
-                .unwrap()
-                .status(),
+            reqwest::get(failing.url("/v1/catalog/providers")).await.unwrap().status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
     let o = run_origin(
-        &[
-            "check",
-            "--json",
-            "--origin",
-            &failing.url(""),
-            "--sample-secs",
-            "0",
-        ],
+        &["check", "--json", "--origin", &failing.url(""), "--sample-secs", "0"],
         &env_for(&broken_db, roomy.url(), &[]),
     );
     assert!(!o.status.success());
@@ -272,10 +195,7 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
             let seen = seen.clone();
             async move {
                 let text = String::from_utf8_lossy(&body);
-                let n = text
-                    .lines()
-                    .filter(|l| l.contains("\"type\":\"event\""))
-                    .count();
+                let n = text.lines().filter(|l| l.contains("\"type\":\"event\"")).count();
                 seen.fetch_add(n, Ordering::SeqCst);
                 "{}"
             }
@@ -285,28 +205,17 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
     let dsn = format!("http://publickey@{}/1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let dead = format!(
-        "postgres://postgres@127.0.0.1:{}/none",
-        harness::spare_port()
-    );
+    let dead = format!("postgres://postgres@127.0.0.1:{}/none", harness::spare_port());
     let origin = OriginProcess::start(&[
         ("DATABASE_URL", dead),
         ("REDIS_URL", shared_redis_url()),
-        (
-            "REDIS_KEY_PREFIX",
-            format!("test:{}:", uuid::Uuid::new_v4().simple()),
-        ),
+        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
         ("DB_CONNECT_TIMEOUT_SECS", "1".into()),
         ("SENTRY_DSN", dsn),
     ])
     .await;
-    assert_eq!(
-        reqwest::get(origin.url("/healthz")).await.unwrap().status(),
-        StatusCode::OK
-    );
-    let r = reqwest::get(origin.url("/v1/catalog/providers"))
-        .await
-        .unwrap();
+    assert_eq!(reqwest::get(origin.url("/healthz")).await.unwrap().status(), StatusCode::OK);
+    let r = reqwest::get(origin.url("/v1/catalog/providers")).await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while events.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
@@ -316,10 +225,7 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
     assert_eq!(events.load(Ordering::SeqCst), 1, "one 5xx, one event");
     // Client errors are not reported.
     assert_eq!(
-        reqwest::get(origin.url("/v1/catalog/BAD/countries"))
-            .await
-            .unwrap()
-            .status(),
+        reqwest::get(origin.url("/v1/catalog/BAD/countries")).await.unwrap().status(),
         StatusCode::BAD_REQUEST
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -329,12 +235,7 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
 /// Metric names in a PromQL expression: identifiers with an underscore, outside label
 /// matchers and `by (...)` lists, that are not PromQL functions.
 fn metric_names(expr: &str) -> BTreeSet<String> {
-    let functions = [
-        "histogram_quantile",
-        "label_replace",
-        "count_over_time",
-        "avg_over_time",
-    ];
+    let functions = ["histogram_quantile", "label_replace", "count_over_time", "avg_over_time"];
     let mut cleaned = String::new();
     let mut depth = 0;
     for c in expr.chars() {
@@ -376,11 +277,7 @@ async fn alert_rules_are_valid_and_name_only_real_metrics() {
         .arg(root.join("ops/alerts.yml"))
         .output()
         .expect("promtool must be installed (make setup installs Debian's prometheus package)");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 
     let mut names = BTreeSet::new();
     let rules = std::fs::read_to_string(root.join("ops/alerts.yml")).unwrap();
@@ -418,12 +315,7 @@ async fn alert_rules_are_valid_and_name_only_real_metrics() {
     ] {
         let _ = reqwest::get(origin.url(path)).await.unwrap();
     }
-    let text = reqwest::get(origin.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = reqwest::get(origin.url("/metrics")).await.unwrap().text().await.unwrap();
     for name in &names {
         let present = text.lines().any(|l| {
             l.strip_prefix(name.as_str())

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use harness::{AppOptions, RedisServer, TestApp, TestDb};
+use harness::{AppOptions, TestApp, TestDb};
 use origin::seed::Scale;
 use reqwest::StatusCode;
-use shared::{DataType, Slug, keys};
+use shared::{DataType, Product, Slug, keys};
 
 use crate::common::{absent_price, priced_services, seeded, some_price};
 
@@ -14,48 +14,33 @@ fn slug(s: &str) -> Slug {
     Slug::parse(s).unwrap()
 }
 
+fn price_key(p: &str, c: &str, s: &str) -> String {
+    keys::price(&Product::parse(p, c, s).unwrap())
+}
+
 /// The TTL Redis reports right after a write is the policy TTL (allowing one second of drift).
 fn assert_fresh_ttl(ttl: i64, data: DataType) {
     let want = i64::from(data.policy().redis_ttl);
-    assert!(
-        (want - 2..=want).contains(&ttl),
-        "{data:?}: TTL {ttl}, want ~{want}"
-    );
+    assert!((want - 2..=want).contains(&ttl), "{data:?}: TTL {ttl}, want ~{want}");
 }
 
 #[tokio::test]
 async fn keys_and_ttls_are_the_guides_and_hits_skip_the_database() {
     let s = seeded(AppOptions::default()).await;
-    let (p, c, sv, ..) = some_price(&s.db, 3).await;
+    let (p, c, sv, ..) = some_price(&s.db.pool, 3).await;
     let (p_s, c_s, sv_s) = (slug(&p), slug(&c), slug(&sv));
     let routes = [
-        (
-            "/v1/catalog/providers".to_owned(),
-            keys::providers(),
-            DataType::Providers,
-        ),
-        (
-            format!("/v1/catalog/{p}/countries"),
-            keys::countries(&p_s),
-            DataType::Countries,
-        ),
-        (
-            format!("/v1/catalog/{p}/services"),
-            keys::services(&p_s),
-            DataType::Services,
-        ),
+        ("/v1/catalog/providers".to_owned(), keys::providers(), DataType::Providers),
+        (format!("/v1/catalog/{p}/countries"), keys::countries(&p_s), DataType::Countries),
+        (format!("/v1/catalog/{p}/services"), keys::services(&p_s), DataType::Services),
         (
             format!("/v1/catalog/{p}/prices/{c}/{sv}"),
-            keys::price(&p_s, &c_s, &sv_s),
+            keys::price(&Product { provider: p_s.clone(), country: c_s, service: sv_s }),
             DataType::Prices,
         ),
     ];
     for (path, key, data) in routes {
-        assert_eq!(
-            s.app.ttl(&key).await,
-            -2,
-            "{key} absent before the first request"
-        );
+        assert_eq!(s.app.ttl(&key).await, -2, "{key} absent before the first request");
         let before = s.app.db_queries();
         let first = s.app.get(&path).await;
         assert_eq!(first.status(), StatusCode::OK);
@@ -75,11 +60,7 @@ async fn keys_and_ttls_are_the_guides_and_hits_skip_the_database() {
 
         let second = s.app.get(&path).await.bytes().await.unwrap();
         assert_eq!(second, first);
-        assert_eq!(
-            s.app.db_queries(),
-            before + 1,
-            "{path}: a hit does not touch PostgreSQL"
-        );
+        assert_eq!(s.app.db_queries(), before + 1, "{path}: a hit does not touch PostgreSQL");
     }
     // The literal spelling, not only what the builder says.
     assert!(s.app.ttl(&format!("cache:prices:{p}:{c}:{sv}")).await > 0);
@@ -88,19 +69,13 @@ async fn keys_and_ttls_are_the_guides_and_hits_skip_the_database() {
 
 #[tokio::test]
 async fn bulk_is_one_mget_and_one_query_for_all_misses() {
-    let redis = RedisServer::start();
     let db = TestDb::new(Some(Scale::Small)).await;
-    let app = TestApp::spawn(
-        &db,
-        AppOptions {
-            redis_url: Some(redis.url()),
-            // The in-process layer off: this test is about the Redis layer underneath it.
-            env: vec![("L1_CACHE".into(), "off".into())],
-        },
-    )
-    .await;
-    let (p, c, ..) = some_price(&db, 0).await;
-    let services = priced_services(&db, &p, &c).await;
+    // The in-process layer off: this test is about the Redis layer underneath it.
+    let options = AppOptions::default().private_redis().env("L1_CACHE", "off");
+    let app = TestApp::spawn(&db, options).await;
+    let redis = app.private_redis.as_ref().unwrap();
+    let (p, c, ..) = some_price(&db.pool, 0).await;
+    let services = priced_services(&db.pool, &p, &c).await;
     let asked: Vec<&str> = services.iter().take(8).map(String::as_str).collect();
     let path = format!("/v1/catalog/{p}/prices/{c}?services={}", asked.join(","));
 
@@ -112,38 +87,19 @@ async fn bulk_is_one_mget_and_one_query_for_all_misses() {
     assert_eq!(app.db_queries() - q0, 1, "one query for eight missing keys");
     assert_eq!(redis.command_calls("get").await, 0, "no per-key GETs");
     for s in &asked {
-        assert_fresh_ttl(
-            app.ttl(&keys::price(&slug(&p), &slug(&c), &slug(s))).await,
-            DataType::Prices,
-        );
+        assert_fresh_ttl(app.ttl(&price_key(&p, &c, s)).await, DataType::Prices);
     }
 
     let warm = app.get(&path).await.bytes().await.unwrap();
     assert_eq!(warm, cold);
     assert_eq!(redis.command_calls("mget").await - mget0, 2);
-    assert_eq!(
-        app.db_queries() - q0,
-        1,
-        "a warm bulk read does not touch PostgreSQL"
-    );
+    assert_eq!(app.db_queries() - q0, 1, "a warm bulk read does not touch PostgreSQL");
 
     // Drop three keys: the next read loads exactly those, in one query.
     let mut conn = redis.client().await;
-    let dropped: Vec<String> = asked[..3]
-        .iter()
-        .map(|s| {
-            format!(
-                "{}{}",
-                app.prefix,
-                keys::price(&slug(&p), &slug(&c), &slug(s))
-            )
-        })
-        .collect();
-    let _: () = redis::cmd("DEL")
-        .arg(&dropped)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let dropped: Vec<String> =
+        asked[..3].iter().map(|s| format!("{}{}", app.prefix, price_key(&p, &c, s))).collect();
+    let _: () = redis::cmd("DEL").arg(&dropped).query_async(&mut conn).await.unwrap();
     let again = app.get(&path).await.bytes().await.unwrap();
     assert_eq!(again, cold);
     assert_eq!(app.db_queries() - q0, 2, "three misses, one query");
@@ -152,7 +108,7 @@ async fn bulk_is_one_mget_and_one_query_for_all_misses() {
 #[tokio::test]
 async fn a_stampede_on_a_cold_key_loads_once() {
     let s = seeded(AppOptions::default()).await;
-    let (p, c, sv, ..) = some_price(&s.db, 11).await;
+    let (p, c, sv, ..) = some_price(&s.db.pool, 11).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{sv}");
     let app = Arc::new(s.app);
     let before = app.db_queries();
@@ -176,41 +132,25 @@ async fn a_stampede_on_a_cold_key_loads_once() {
         bodies.insert(body);
     }
     assert_eq!(bodies.len(), 1, "everyone got the same answer");
-    assert_eq!(
-        app.db_queries() - before,
-        1,
-        "250 concurrent cold requests, one database load"
-    );
+    assert_eq!(app.db_queries() - before, 1, "250 concurrent cold requests, one database load");
 }
 
 #[tokio::test]
 async fn known_absences_are_cached_briefly() {
     let s = seeded(AppOptions::default()).await;
-    let (p, c, sv) = absent_price(&s.db).await;
+    let (p, c, sv) = absent_price(&s.db.pool).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{sv}");
     let before = s.app.db_queries();
     assert_eq!(s.app.get(&path).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(s.app.get(&path).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(s.app.db_queries() - before, 1);
-    let ttl = s
-        .app
-        .ttl(&keys::price(&slug(&p), &slug(&c), &slug(&sv)))
-        .await;
-    assert!(
-        (1..=30).contains(&ttl),
-        "negative entries live at most 30 s, got {ttl}"
-    );
+    let ttl = s.app.ttl(&price_key(&p, &c, &sv)).await;
+    assert!((1..=30).contains(&ttl), "negative entries live at most 30 s, got {ttl}");
 
     // An unknown provider is never written to Redis (made-up codes cannot fill it).
     assert_eq!(
-        s.app
-            .get(&format!("/v1/catalog/nobody/prices/{c}/{sv}"))
-            .await
-            .status(),
+        s.app.get(&format!("/v1/catalog/nobody/prices/{c}/{sv}")).await.status(),
         StatusCode::NOT_FOUND
     );
-    assert_eq!(
-        s.app.ttl(&format!("cache:prices:nobody:{c}:{sv}")).await,
-        -2
-    );
+    assert_eq!(s.app.ttl(&format!("cache:prices:nobody:{c}:{sv}")).await, -2);
 }

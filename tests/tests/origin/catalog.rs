@@ -16,25 +16,13 @@ async fn check_cacheable(app: &harness::TestApp, path: &str, data: DataType) -> 
     assert_eq!(cc, data.policy().cache_control(), "{path}");
     assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
     let etag = resp.headers()[ETAG].to_str().unwrap().to_owned();
-    assert!(
-        etag.starts_with('"') && !etag.starts_with("W/"),
-        "strong etag: {etag}"
-    );
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "strong etag: {etag}");
     let body = resp.bytes().await.unwrap();
     assert_eq!(etag, shared::etag::strong_etag(&body), "ETag is the body's");
 
-    for candidate in [
-        etag.clone(),
-        format!("W/{etag}"),
-        format!("\"other\", {etag}"),
-    ] {
-        let again = app
-            .client
-            .get(app.url(path))
-            .header(IF_NONE_MATCH, candidate)
-            .send()
-            .await
-            .unwrap();
+    for candidate in [etag.clone(), format!("W/{etag}"), format!("\"other\", {etag}")] {
+        let again =
+            app.client.get(app.url(path)).header(IF_NONE_MATCH, candidate).send().await.unwrap();
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
         assert_eq!(again.headers()[ETAG].to_str().unwrap(), etag);
         assert_eq!(again.headers()[CACHE_CONTROL].to_str().unwrap(), cc);
@@ -47,11 +35,7 @@ async fn check_cacheable(app: &harness::TestApp, path: &str, data: DataType) -> 
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        stale.status(),
-        StatusCode::OK,
-        "a different tag gets the body"
-    );
+    assert_eq!(stale.status(), StatusCode::OK, "a different tag gets the body");
     serde_json::from_slice(&body).unwrap()
 }
 
@@ -62,10 +46,7 @@ async fn check_error(app: &harness::TestApp, path: &str, status: StatusCode, cod
     assert_eq!(resp.headers()[CACHE_CONTROL], "private, no-store", "{path}");
     let body = json(resp).await;
     assert_eq!(body["error"]["code"], code, "{path}: {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let message = body["error"]["message"].as_str().unwrap_or_default().to_owned();
     assert!(!message.is_empty(), "{path}: {body}");
     message
 }
@@ -74,12 +55,8 @@ async fn check_error(app: &harness::TestApp, path: &str, status: StatusCode, cod
 async fn providers_route() {
     let s = seeded(AppOptions::default()).await;
     let body = check_cacheable(&s.app, "/v1/catalog/providers", DataType::Providers).await;
-    let codes: Vec<&str> = body["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["code"].as_str().unwrap())
-        .collect();
+    let codes: Vec<&str> =
+        body["providers"].as_array().unwrap().iter().map(|p| p["code"].as_str().unwrap()).collect();
     assert_eq!(codes, ["5sim", "onlinesim", "sms-activate"]);
     assert!(body["providers"][0]["name"].is_string());
 }
@@ -87,14 +64,11 @@ async fn providers_route() {
 #[tokio::test]
 async fn countries_and_services_routes() {
     let s = seeded(AppOptions::default()).await;
-    let (provider, ..) = some_price(&s.db, 0).await;
+    let (provider, ..) = some_price(&s.db.pool, 0).await;
 
-    let body = check_cacheable(
-        &s.app,
-        &format!("/v1/catalog/{provider}/countries"),
-        DataType::Countries,
-    )
-    .await;
+    let body =
+        check_cacheable(&s.app, &format!("/v1/catalog/{provider}/countries"), DataType::Countries)
+            .await;
     assert_eq!(body["provider"], provider);
     let want: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT c.code FROM prices p JOIN providers pr ON pr.id = p.provider_id
@@ -104,25 +78,14 @@ async fn countries_and_services_routes() {
     .fetch_all(&s.db.pool)
     .await
     .unwrap();
-    let got: Vec<&str> = body["countries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["code"].as_str().unwrap())
-        .collect();
+    let got: Vec<&str> =
+        body["countries"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap()).collect();
     assert_eq!(got, want);
-    assert!(
-        body["countries"][0]["name"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty())
-    );
+    assert!(body["countries"][0]["name"].as_str().is_some_and(|n| !n.is_empty()));
 
-    let body = check_cacheable(
-        &s.app,
-        &format!("/v1/catalog/{provider}/services"),
-        DataType::Services,
-    )
-    .await;
+    let body =
+        check_cacheable(&s.app, &format!("/v1/catalog/{provider}/services"), DataType::Services)
+            .await;
     assert_eq!(body["provider"], provider);
     let want: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT s.code FROM prices p JOIN providers pr ON pr.id = p.provider_id
@@ -132,25 +95,18 @@ async fn countries_and_services_routes() {
     .fetch_all(&s.db.pool)
     .await
     .unwrap();
-    let got: Vec<&str> = body["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["code"].as_str().unwrap())
-        .collect();
+    let got: Vec<&str> =
+        body["services"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap()).collect();
     assert_eq!(got, want);
 }
 
 #[tokio::test]
 async fn single_price_route() {
     let s = seeded(AppOptions::default()).await;
-    let (p, c, sv, price, stock) = some_price(&s.db, 7).await;
-    let body = check_cacheable(
-        &s.app,
-        &format!("/v1/catalog/{p}/prices/{c}/{sv}"),
-        DataType::Prices,
-    )
-    .await;
+    let (p, c, sv, price, stock) = some_price(&s.db.pool, 7).await;
+    let body =
+        check_cacheable(&s.app, &format!("/v1/catalog/{p}/prices/{c}/{sv}"), DataType::Prices)
+            .await;
     assert_eq!(
         body,
         serde_json::json!({"provider": p, "country": c, "service": sv, "price_cents": price, "stock": stock})
@@ -161,9 +117,9 @@ async fn single_price_route() {
 #[tokio::test]
 async fn bulk_prices_route() {
     let s = seeded(AppOptions::default()).await;
-    let (p, c, ..) = some_price(&s.db, 0).await;
-    let priced = priced_services(&s.db, &p, &c).await;
-    let (ap, ac, absent) = absent_price(&s.db).await;
+    let (p, c, ..) = some_price(&s.db.pool, 0).await;
+    let priced = priced_services(&s.db.pool, &p, &c).await;
+    let (ap, ac, absent) = absent_price(&s.db.pool).await;
 
     // Named services keep the asked order; unknown or unpriced ones are listed as unavailable.
     let asked = format!("{},{},no-such-service,{}", priced[2], priced[0], priced[1]);
@@ -173,27 +129,12 @@ async fn bulk_prices_route() {
         DataType::Prices,
     )
     .await;
-    let got: Vec<&str> = body["prices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["service"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        got,
-        [priced[2].as_str(), priced[0].as_str(), priced[1].as_str()]
-    );
+    let got: Vec<&str> =
+        body["prices"].as_array().unwrap().iter().map(|x| x["service"].as_str().unwrap()).collect();
+    assert_eq!(got, [priced[2].as_str(), priced[0].as_str(), priced[1].as_str()]);
     assert_eq!(body["unavailable"], serde_json::json!(["no-such-service"]));
-    let single = json(
-        s.app
-            .get(&format!("/v1/catalog/{p}/prices/{c}/{}", priced[0]))
-            .await,
-    )
-    .await;
-    assert_eq!(
-        body["prices"][1], single,
-        "bulk elements equal the single-price bodies"
-    );
+    let single = json(s.app.get(&format!("/v1/catalog/{p}/prices/{c}/{}", priced[0])).await).await;
+    assert_eq!(body["prices"][1], single, "bulk elements equal the single-price bodies");
 
     // Without a list: every service the provider prices in that country.
     let all = json(s.app.get(&format!("/v1/catalog/{p}/prices/{c}")).await).await;
@@ -208,12 +149,8 @@ async fn bulk_prices_route() {
     assert_eq!(sorted, priced);
     assert_eq!(all["unavailable"], serde_json::json!([]));
 
-    let body = json(
-        s.app
-            .get(&format!("/v1/catalog/{ap}/prices/{ac}?services={absent}"))
-            .await,
-    )
-    .await;
+    let body =
+        json(s.app.get(&format!("/v1/catalog/{ap}/prices/{ac}?services={absent}")).await).await;
     assert_eq!(body["prices"], serde_json::json!([]));
     assert_eq!(body["unavailable"], serde_json::json!([absent]));
 }
@@ -233,10 +170,7 @@ async fn client_mistakes_are_json_400s() {
         "/v1/catalog/5sim/prices/us?services=a,B".to_owned(),
         format!(
             "/v1/catalog/5sim/prices/us?services={}",
-            (0..201)
-                .map(|i| format!("s{i}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            (0..201).map(|i| format!("s{i}")).collect::<Vec<_>>().join(",")
         ),
         "/v1/catalog/%F0%9F%92%A5/countries".to_owned(),
     ] {
@@ -249,17 +183,14 @@ async fn client_mistakes_are_json_400s() {
         "bad_request",
     )
     .await;
-    assert!(
-        msg.contains("lowercase"),
-        "the message says what is wrong: {msg}"
-    );
+    assert!(msg.contains("lowercase"), "the message says what is wrong: {msg}");
 }
 
 #[tokio::test]
 async fn unknown_things_are_json_404s() {
     let s = seeded(AppOptions::default()).await;
-    let (p, c, sv, ..) = some_price(&s.db, 0).await;
-    let (ap, ac, asv) = absent_price(&s.db).await;
+    let (p, c, sv, ..) = some_price(&s.db.pool, 0).await;
+    let (ap, ac, asv) = absent_price(&s.db.pool).await;
     for path in [
         "/v1/catalog/nobody/countries".to_owned(),
         "/v1/catalog/nobody/services".to_owned(),
@@ -274,13 +205,7 @@ async fn unknown_things_are_json_404s() {
     ] {
         check_error(&s.app, &path, StatusCode::NOT_FOUND, "not_found").await;
     }
-    let resp = s
-        .app
-        .client
-        .post(s.app.url("/v1/catalog/providers"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.app.client.post(s.app.url("/v1/catalog/providers")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(json(resp).await["error"]["code"], "method_not_allowed");
 }

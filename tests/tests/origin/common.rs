@@ -3,6 +3,7 @@
 
 use harness::{AppOptions, TestApp, TestDb};
 use origin::seed::Scale;
+use sqlx::PgPool;
 
 pub struct Seeded {
     pub db: TestDb,
@@ -16,7 +17,7 @@ pub async fn seeded(options: AppOptions) -> Seeded {
 }
 
 /// A price that exists: (provider, country, service, price_cents, stock).
-pub async fn some_price(db: &TestDb, skip: i64) -> (String, String, String, i64, i64) {
+pub async fn some_price(pool: &PgPool, skip: i64) -> (String, String, String, i64, i64) {
     sqlx::query_as(
         "SELECT pr.code, c.code, s.code, p.price_cents, p.stock
            FROM prices p JOIN providers pr ON pr.id = p.provider_id
@@ -24,26 +25,26 @@ pub async fn some_price(db: &TestDb, skip: i64) -> (String, String, String, i64,
           ORDER BY pr.code, c.code, s.code OFFSET $1 LIMIT 1",
     )
     .bind(skip)
-    .fetch_one(&db.pool)
+    .fetch_one(pool)
     .await
     .expect("a seeded price")
 }
 
 /// A (provider, country, service) of known codes with no price row.
-pub async fn absent_price(db: &TestDb) -> (String, String, String) {
+pub async fn absent_price(pool: &PgPool) -> (String, String, String) {
     sqlx::query_as(
         "SELECT pr.code, c.code, s.code FROM providers pr, countries c, services s
           WHERE NOT EXISTS (SELECT 1 FROM prices p WHERE p.provider_id = pr.id
                               AND p.country_id = c.id AND p.service_id = s.id)
           ORDER BY 1, 2, 3 LIMIT 1",
     )
-    .fetch_one(&db.pool)
+    .fetch_one(pool)
     .await
     .expect("the seed leaves some combinations unpriced")
 }
 
 /// Codes of services priced for a provider in a country, in code order.
-pub async fn priced_services(db: &TestDb, provider: &str, country: &str) -> Vec<String> {
+pub async fn priced_services(pool: &PgPool, provider: &str, country: &str) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT s.code FROM prices p JOIN providers pr ON pr.id = p.provider_id
            JOIN countries c ON c.id = p.country_id JOIN services s ON s.id = p.service_id
@@ -51,7 +52,7 @@ pub async fn priced_services(db: &TestDb, provider: &str, country: &str) -> Vec<
     )
     .bind(provider)
     .bind(country)
-    .fetch_all(&db.pool)
+    .fetch_all(pool)
     .await
     .expect("priced services")
 }

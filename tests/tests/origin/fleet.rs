@@ -20,10 +20,7 @@ async fn two_replicas(db: &TestDb) -> (TestApp, TestApp) {
     // Both in-process layers are live (subscribed) before the test relies on them.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !(a.state.cache.l1_live() && b.state.cache.l1_live()) {
-        assert!(
-            Instant::now() < deadline,
-            "invalidation subscribers never came up"
-        );
+        assert!(Instant::now() < deadline, "invalidation subscribers never came up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     (a, b)
@@ -33,7 +30,7 @@ async fn two_replicas(db: &TestDb) -> (TestApp, TestApp) {
 async fn a_price_change_through_one_replica_is_seen_by_the_others_next_read() {
     let db = TestDb::new(Some(Scale::Small)).await;
     let (a, b) = two_replicas(&db).await;
-    let (p, c, s, price, _) = some_price(&db, 6).await;
+    let (p, c, s, price, _) = some_price(&db.pool, 6).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
     // Warm B's in-process layer and prove it serves from it (no Redis, no PostgreSQL).
     let first: serde_json::Value = b.get(&path).await.json().await.unwrap();
@@ -84,7 +81,7 @@ async fn a_price_change_through_one_replica_is_seen_by_the_others_next_read() {
 async fn a_fleet_stampede_on_a_cold_key_loads_once() {
     let db = TestDb::new(Some(Scale::Small)).await;
     let (a, b) = two_replicas(&db).await;
-    let (p, c, s, ..) = some_price(&db, 7).await;
+    let (p, c, s, ..) = some_price(&db.pool, 7).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
     let (a, b) = (Arc::new(a), Arc::new(b));
     let before = a.db_queries() + b.db_queries();
@@ -112,25 +109,19 @@ async fn a_fleet_stampede_on_a_cold_key_loads_once() {
 #[tokio::test]
 async fn waiters_take_over_when_the_lock_holder_dies() {
     let db = TestDb::new(Some(Scale::Small)).await;
-    let (p, c, s, price, _) = some_price(&db, 8).await;
+    let (p, c, s, price, _) = some_price(&db.pool, 8).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
     let env = vec![
         ("DATABASE_URL", db.url.clone()),
         ("REDIS_URL", shared_redis_url()),
-        (
-            "REDIS_KEY_PREFIX",
-            format!("test:{}:", uuid::Uuid::new_v4().simple()),
-        ),
+        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
     ];
     let holder = OriginProcess::start(&env).await;
     let waiter = OriginProcess::start(&env).await;
 
     // Hold the load up: a transaction that locks prices makes the holder's query wait.
     let mut blocker = db.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE prices IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
+    sqlx::query("LOCK TABLE prices IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
     let first = tokio::spawn({
         let url = holder.url(&path);
         async move { reqwest::get(url).await.map(|r| r.status()) }
@@ -146,10 +137,7 @@ async fn waiters_take_over_when_the_lock_holder_dies() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     holder.kill().await; // dies holding the lock, mid-load
-    assert!(
-        first.await.unwrap().is_err(),
-        "the holder's client saw it die"
-    );
+    assert!(first.await.unwrap().is_err(), "the holder's client saw it die");
     blocker.rollback().await.unwrap();
 
     let (status, body) = second.await.unwrap();
@@ -158,8 +146,5 @@ async fn waiters_take_over_when_the_lock_holder_dies() {
     // Within the bound: the lock's lease (2 s) plus the load, with slack for a busy machine.
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(5), "waited {waited:?}");
-    assert!(
-        waited >= Duration::from_millis(1000),
-        "it did wait for the lease: {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(1000), "it did wait for the lease: {waited:?}");
 }

@@ -13,20 +13,9 @@ async fn healthz_and_readyz() {
     let resp = app.get("/readyz").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body = json(resp).await;
-    assert_eq!(
-        (body["postgres"].as_str(), body["redis"].as_str()),
-        (Some("ok"), Some("ok"))
-    );
-    let id = app
-        .get("/healthz")
-        .await
-        .headers()
-        .get("x-request-id")
-        .cloned();
-    assert!(
-        id.is_some_and(|v| v.len() >= 32),
-        "every response carries a request id"
-    );
+    assert_eq!((body["postgres"].as_str(), body["redis"].as_str()), (Some("ok"), Some("ok")));
+    let id = app.get("/healthz").await.headers().get("x-request-id").cloned();
+    assert!(id.is_some_and(|v| v.len() >= 32), "every response carries a request id");
 }
 
 #[tokio::test]
@@ -37,10 +26,7 @@ async fn readyz_reports_an_unreachable_database() {
         &db,
         AppOptions {
             env: vec![
-                (
-                    "DATABASE_URL".into(),
-                    format!("postgres://postgres@127.0.0.1:{port}/none"),
-                ),
+                ("DATABASE_URL".into(), format!("postgres://postgres@127.0.0.1:{port}/none")),
                 ("DB_CONNECT_TIMEOUT_SECS".into(), "1".into()),
             ],
             ..Default::default()

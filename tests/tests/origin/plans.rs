@@ -20,10 +20,8 @@ async fn plan(db: &TestDb, sql: &str, binds: &[&str], services: Option<Vec<Strin
 #[tokio::test]
 async fn catalog_queries_use_indexes() {
     let db = TestDb::new(Some(Scale::Medium)).await;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM prices")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM prices").fetch_one(&db.pool).await.unwrap();
     assert!(rows > 25_000, "representative size: {rows}");
     let services: Vec<String> =
         sqlx::query_scalar("SELECT code FROM services ORDER BY code LIMIT 40")
@@ -33,29 +31,14 @@ async fn catalog_queries_use_indexes() {
     let cases = [
         ("countries", plan(&db, COUNTRIES_SQL, &["5sim"], None).await),
         ("services", plan(&db, SERVICES_SQL, &["5sim"], None).await),
-        (
-            "prices",
-            plan(
-                &db,
-                PRICES_SQL,
-                &["5sim", "us"],
-                Some(services[..1].to_vec()),
-            )
-            .await,
-        ),
-        (
-            "bulk prices",
-            plan(&db, PRICES_SQL, &["5sim", "us"], Some(services)).await,
-        ),
+        ("prices", plan(&db, PRICES_SQL, &["5sim", "us"], Some(services[..1].to_vec())).await),
+        ("bulk prices", plan(&db, PRICES_SQL, &["5sim", "us"], Some(services)).await),
     ];
     for (name, plan) in cases {
         let reads: Vec<&str> = plan.lines().filter(|l| l.contains(" on prices ")).collect();
         assert!(!reads.is_empty(), "{name} does not read prices?\n{plan}");
         for line in reads {
-            assert!(
-                line.contains("Index"),
-                "{name} reads prices without an index:\n{plan}"
-            );
+            assert!(line.contains("Index"), "{name} reads prices without an index:\n{plan}");
         }
     }
 }

@@ -1,13 +1,14 @@
 //! Rate-limit tiers on real Redis: limits and headers per tier, the sliding window's guarantee on
 //! an adversarial pattern, the fixed window's boundary, identities, failing open.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use harness::{AppOptions, RedisServer, TestApp, TestDb, json};
+use harness::{AppOptions, RedisServer, TestApp, TestDb, error_code, json};
+use origin::Settings;
 use origin::ratelimit::Limiter;
+use origin::redis::Redis;
 use origin::seed::Scale;
-use origin::{Settings, cache::Cache};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json as j;
 use shared::ratelimit::Tier;
 
@@ -15,24 +16,37 @@ const SHORT: &str = "api=5/2000,auth=4/2000,admin=3/2000,ops=2/1000";
 const SECRET: &str = "test-edge-secret-0123456789";
 
 fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
+    r.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
 }
 
-async fn app_with(db: &TestDb, limits: &str, redis_url: Option<String>) -> TestApp {
-    TestApp::spawn(
-        db,
-        AppOptions {
-            redis_url,
-            env: vec![
-                ("RATE_LIMITS".into(), limits.into()),
-                ("EDGE_SECRET".into(), SECRET.into()),
-            ],
-        },
-    )
-    .await
+async fn app_with(limits: &str, options: AppOptions) -> (TestDb, TestApp) {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let options = options.env("RATE_LIMITS", limits).env("EDGE_SECRET", SECRET);
+    let app = TestApp::spawn(&db, options).await;
+    (db, app)
+}
+
+/// One request of each tier's route group (method, path, body).
+const TIER_REQUESTS: [(&str, Method, &str); 4] = [
+    ("api", Method::GET, "/v1/catalog/providers"),
+    ("auth", Method::POST, "/v1/auth/login"),
+    ("admin", Method::PUT, "/v1/admin/prices/5sim/ad/whatsapp"),
+    ("ops", Method::POST, "/v1/ops/cache/invalidate"),
+];
+
+async fn tier_request(app: &TestApp, tier: &str) -> reqwest::Response {
+    let (_, method, path) = TIER_REQUESTS.iter().find(|(t, ..)| *t == tier).unwrap();
+    let body = j!({"email": "a@b.c", "password": "wrong password", "type": "prices"});
+    let req = app.client.request(method.clone(), app.url(path));
+    let req = if *method == Method::GET { req } else { req.json(&body) };
+    req.send().await.unwrap()
+}
+
+/// A request to the API tier as the edge sends it: for `ip`, with the shared secret.
+async fn via_edge(app: &TestApp, ip: &str) -> StatusCode {
+    let req = app.client.get(app.url("/v1/catalog/providers"));
+    let req = req.header("x-edge-secret", SECRET).header("x-client-ip", ip);
+    req.send().await.unwrap().status()
 }
 
 /// Milliseconds on Redis's clock (the limiter's clock).
@@ -45,165 +59,79 @@ async fn redis_now_ms(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
 async fn production_numbers_are_served_from_the_table() {
     let db = TestDb::new(Some(Scale::Small)).await;
     let app = TestApp::spawn(&db, AppOptions::default()).await;
+    for (tier, policy) in [
+        ("api", "q=1000;w=60"),
+        ("auth", "q=600;w=60"),
+        ("admin", "q=100;w=60"),
+        ("ops", "q=10;w=10"),
+    ] {
+        let r = tier_request(&app, tier).await;
+        assert_eq!(header(&r, "ratelimit-policy"), format!("\"{tier}\";{policy}"));
+    }
     let r = app.get("/v1/catalog/providers").await;
-    assert_eq!(header(&r, "ratelimit-policy"), "\"api\";q=1000;w=60");
-    assert!(
-        header(&r, "ratelimit").starts_with("\"api\";r=999;t="),
-        "{}",
-        header(&r, "ratelimit")
-    );
-    let r = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .json(&j!({"email": "a@b.c", "password": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(header(&r, "ratelimit-policy"), "\"auth\";q=600;w=60");
-    let r = app
-        .client
-        .put(app.url("/v1/admin/prices/a/b/c"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(header(&r, "ratelimit-policy"), "\"admin\";q=100;w=60");
-    let r = app
-        .client
-        .post(app.url("/v1/ops/cache/invalidate"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(header(&r, "ratelimit-policy"), "\"ops\";q=10;w=10");
+    assert!(header(&r, "ratelimit").starts_with("\"api\";r=998;t="), "{}", header(&r, "ratelimit"));
     for path in ["/healthz", "/readyz", "/metrics"] {
-        assert_eq!(
-            header(&app.get(path).await, "ratelimit-policy"),
-            "",
-            "{path} is not limited"
-        );
+        assert_eq!(header(&app.get(path).await, "ratelimit-policy"), "", "{path} is not limited");
     }
 }
 
 #[tokio::test]
 async fn each_tier_admits_its_limit_then_429s_then_recovers() {
-    let db = TestDb::new(Some(Scale::Small)).await;
-    let app = app_with(&db, SHORT, None).await;
-    let login = || {
-        app.client
-            .post(app.url("/v1/auth/login"))
-            .json(&j!({"email": "a@b.c", "password": "wrong password"}))
-            .send()
-    };
-    let admin = || {
-        app.client
-            .put(app.url("/v1/admin/prices/5sim/ad/whatsapp"))
-            .json(&j!({"price_cents": 1, "stock": 1}))
-            .send()
-    };
-    let ops = || {
-        app.client
-            .post(app.url("/v1/ops/cache/invalidate"))
-            .json(&j!({"type": "prices"}))
-            .send()
-    };
-    let api = || app.client.get(app.url("/v1/catalog/providers")).send();
-
-    for (name, limit, window) in [
-        ("api", 5u32, 2),
-        ("auth", 4, 2),
-        ("admin", 3, 2),
-        ("ops", 2, 1),
-    ] {
+    let (_db, app) = app_with(SHORT, AppOptions::default()).await;
+    for (tier, limit, window) in [("api", 5u32, 2), ("auth", 4, 2), ("admin", 3, 2), ("ops", 2, 1)]
+    {
         for i in 0..limit {
-            let r = match name {
-                "api" => api().await,
-                "auth" => login().await,
-                "admin" => admin().await,
-                _ => ops().await,
-            }
-            .unwrap();
-            assert_ne!(
-                r.status(),
-                StatusCode::TOO_MANY_REQUESTS,
-                "{name} request {i}"
-            );
-            assert_eq!(
-                header(&r, "ratelimit-policy"),
-                format!("\"{name}\";q={limit};w={window}")
-            );
-            let remaining = limit - 1 - i;
-            assert!(
-                header(&r, "ratelimit").starts_with(&format!("\"{name}\";r={remaining};t=")),
-                "{name}: {}",
-                header(&r, "ratelimit")
-            );
+            let r = tier_request(&app, tier).await;
+            assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{tier} request {i}");
+            assert_eq!(header(&r, "ratelimit-policy"), format!("\"{tier}\";q={limit};w={window}"));
+            let state = format!("\"{tier}\";r={};t=", limit - 1 - i);
+            assert!(header(&r, "ratelimit").starts_with(&state), "{}", header(&r, "ratelimit"));
         }
-        let r = match name {
-            "api" => api().await,
-            "auth" => login().await,
-            "admin" => admin().await,
-            _ => ops().await,
-        }
-        .unwrap();
-        assert_eq!(
-            r.status(),
-            StatusCode::TOO_MANY_REQUESTS,
-            "{name} over the limit"
-        );
+        let r = tier_request(&app, tier).await;
         let retry: u64 = header(&r, "retry-after").parse().unwrap();
-        assert!((1..=3).contains(&retry), "{name}: Retry-After {retry}");
-        assert!(header(&r, "ratelimit").starts_with(&format!("\"{name}\";r=0;t=")));
+        assert!((1..=3).contains(&retry), "{tier}: Retry-After {retry}");
+        assert!(header(&r, "ratelimit").starts_with(&format!("\"{tier}\";r=0;t=")));
         assert_eq!(r.headers()["content-type"], "application/json");
-        assert_eq!(json(r).await["error"]["code"], "rate_limited");
+        assert_eq!(error_code(r, StatusCode::TOO_MANY_REQUESTS).await, "rate_limited");
     }
     // A new window admits again (window + one bucket for the sliding tiers).
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    assert_eq!(api().await.unwrap().status(), StatusCode::OK);
-    assert_ne!(
-        login().await.unwrap().status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    assert_ne!(
-        admin().await.unwrap().status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    assert_ne!(ops().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    for (tier, ..) in TIER_REQUESTS {
+        let status = tier_request(&app, tier).await.status();
+        assert_ne!(status, StatusCode::TOO_MANY_REQUESTS, "{tier} after the window");
+    }
 }
 
-/// The limiter alone against a private Redis, with admission times read from Redis's clock.
-async fn limiter(redis: &RedisServer, limits: &str) -> Limiter {
+/// The limiter alone against a private Redis.
+fn limiter(redis: &RedisServer, limits: &str) -> Limiter {
     let env = [
         ("DATABASE_URL", "postgres://unused@127.0.0.1:1/x".to_owned()),
         ("REDIS_URL", redis.url()),
         ("REDIS_TIMEOUT_MS", "200".to_owned()),
         ("RATE_LIMITS", limits.to_owned()),
     ];
-    let settings =
-        Settings::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-            .unwrap();
-    Limiter::new(Cache::new(&settings).unwrap(), settings.rate_limits.clone())
+    let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    let settings = Settings::from_lookup(lookup).unwrap();
+    Limiter::new(Redis::from_settings(&settings).unwrap(), settings.rate_limits.clone())
 }
 
-#[tokio::test]
-async fn sliding_window_never_exceeds_the_limit_in_any_window() {
-    let redis = RedisServer::start();
-    let (limit, window) = (10usize, 1000u64);
-    let limiter = limiter(&redis, "api=10/1000").await;
+/// Bursts of `per_burst` checks at each offset (ms past a window boundary, on Redis's clock),
+/// alternating between `limiters`; returns (lower, upper) bounds of each admission's time.
+async fn admissions(
+    redis: &RedisServer,
+    limiters: &[Limiter],
+    offsets: &[u64],
+    per_burst: usize,
+) -> Vec<(u64, u64)> {
     let mut conn = redis.client().await;
-    // Bursts placed around window edges, the pattern that breaks fixed windows and weighted
-    // counters: 15 requests at a time at these offsets (ms on Redis's clock).
-    let start = redis_now_ms(&mut conn).await;
-    let start = (start / window + 1) * window; // align to a window boundary
-    let mut admitted: Vec<(u64, u64)> = Vec::new(); // (lower, upper) bound of each admission time
-    for offset in [
-        900u64, 990, 1010, 1100, 1500, 1950, 2005, 2600, 2990, 3010, 3500,
-    ] {
+    let start = (redis_now_ms(&mut conn).await / 1000 + 1) * 1000;
+    let mut admitted = Vec::new();
+    for offset in offsets {
         let now = redis_now_ms(&mut conn).await;
-        if start + offset > now {
-            tokio::time::sleep(Duration::from_millis(start + offset - now)).await;
-        }
-        for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis((start + offset).saturating_sub(now))).await;
+        for i in 0..per_burst {
             let before = redis_now_ms(&mut conn).await;
-            let d = limiter.check(Tier::Api, "ip:198.51.100.9").await;
+            let d = limiters[i % limiters.len()].check(Tier::Api, "ip:198.51.100.9").await;
             let after = redis_now_ms(&mut conn).await;
             assert!(!d.local, "Redis is up: the shared limiter decides");
             if d.allowed {
@@ -211,223 +139,122 @@ async fn sliding_window_never_exceeds_the_limit_in_any_window() {
             }
         }
     }
-    assert!(
-        admitted.len() >= 3 * limit,
-        "it keeps admitting across windows: {}",
-        admitted.len()
-    );
-    // For every admission, the admissions that surely happened within one window before it.
+    admitted
+}
+
+/// For every admission, the admissions that surely happened within one window before it.
+fn assert_window_bound(admitted: &[(u64, u64)], limit: usize, window: u64) {
     for (i, &(_, upper)) in admitted.iter().enumerate() {
-        let in_window = admitted[..=i]
-            .iter()
-            .filter(|&&(lower, _)| lower + window > upper)
-            .count();
-        assert!(
-            in_window <= limit,
-            "{in_window} admitted within {window} ms ending at {upper}"
-        );
+        let within = admitted[..=i].iter().filter(|&&(lower, _)| lower + window > upper).count();
+        assert!(within <= limit, "{within} admitted within {window} ms ending at {upper}");
     }
+}
+
+#[tokio::test]
+async fn sliding_window_never_exceeds_the_limit_in_any_window() {
+    let redis = RedisServer::start();
+    // Bursts around window edges: the pattern that breaks fixed windows and weighted counters.
+    let offsets = [900, 990, 1010, 1100, 1500, 1950, 2005, 2600, 2990, 3010, 3500];
+    let admitted = admissions(&redis, &[limiter(&redis, "api=10/1000")], &offsets, 15).await;
+    assert!(admitted.len() >= 30, "it keeps admitting across windows: {}", admitted.len());
+    assert_window_bound(&admitted, 10, 1000);
+}
+
+#[tokio::test]
+async fn leases_across_replicas_keep_the_window_guarantee() {
+    let redis = RedisServer::start();
+    let (a, b) = (limiter(&redis, "api=300/1000"), limiter(&redis, "api=300/1000")); // leases of 3
+    let admitted = admissions(&redis, &[a, b], &[950, 1020, 1500, 1980, 2030], 200).await;
+    assert!(admitted.len() > 300, "{}", admitted.len());
+    assert_window_bound(&admitted, 300, 1000);
 }
 
 #[tokio::test]
 async fn fixed_window_resets_on_its_boundary() {
     let redis = RedisServer::start();
-    let limiter = limiter(&redis, "ops=2/1000").await;
+    let limiter = limiter(&redis, "ops=2/1000");
     let mut conn = redis.client().await;
     let now = redis_now_ms(&mut conn).await;
-    let boundary = (now / 1000 + 1) * 1000;
-    tokio::time::sleep(Duration::from_millis(boundary - now + 20)).await;
+    tokio::time::sleep(Duration::from_millis((now / 1000 + 1) * 1000 - now + 20)).await;
     assert!(limiter.check(Tier::Ops, "user:1").await.allowed);
     assert!(limiter.check(Tier::Ops, "user:1").await.allowed);
     let refused = limiter.check(Tier::Ops, "user:1").await;
-    assert!(!refused.allowed);
-    assert!(refused.reset_secs <= 1);
+    assert!(!refused.allowed && refused.reset_secs <= 1);
     tokio::time::sleep(Duration::from_millis(1000)).await; // just past the next boundary
-    assert!(
-        limiter.check(Tier::Ops, "user:1").await.allowed,
-        "a new fixed window admits at once"
-    );
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg("ratelimit:ops:user:1")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!((1..=1000).contains(&ttl), "keys expire: {ttl}");
-    let ttl: i64 = {
-        limiter.check(Tier::Api, "user:1").await;
-        redis::cmd("PTTL")
-            .arg("ratelimit:api:user:1")
-            .query_async(&mut conn)
-            .await
-            .unwrap()
-    };
-    assert!(
-        (1..=63_000).contains(&ttl),
-        "sliding keys expire too: {ttl}"
-    );
+    assert!(limiter.check(Tier::Ops, "user:1").await.allowed, "a new window admits at once");
+    limiter.check(Tier::Api, "user:1").await;
+    for (key, max) in [("ratelimit:ops:user:1", 1000), ("ratelimit:api:user:1", 63_000)] {
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await.unwrap();
+        assert!((1..=max).contains(&ttl), "{key} expires: {ttl}");
+    }
 }
 
 #[tokio::test]
-async fn identities_do_not_share_budgets_and_forged_addresses_get_none() {
-    let db = TestDb::new(Some(Scale::Small)).await;
-    let app = app_with(&db, SHORT, None).await;
-    let via_edge = |ip: &'static str| {
-        app.client
-            .get(app.url("/v1/catalog/providers"))
-            .header("x-edge-secret", SECRET)
-            .header("x-client-ip", ip)
-            .send()
-    };
-    let forged = |ip: &'static str| {
-        app.client
-            .get(app.url("/v1/catalog/providers"))
-            .header("x-client-ip", ip)
-            .send()
-    };
-
+async fn each_address_has_its_budget_and_forged_addresses_get_none() {
+    let (_db, app) = app_with(SHORT, AppOptions::default()).await;
     for _ in 0..5 {
-        assert_eq!(
-            via_edge("198.51.100.1").await.unwrap().status(),
-            StatusCode::OK
-        );
+        assert_eq!(via_edge(&app, "198.51.100.1").await, StatusCode::OK);
     }
-    assert_eq!(
-        via_edge("198.51.100.1").await.unwrap().status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    assert_eq!(
-        via_edge("198.51.100.2").await.unwrap().status(),
-        StatusCode::OK,
-        "another client, its own budget"
-    );
-
+    assert_eq!(via_edge(&app, "198.51.100.1").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(via_edge(&app, "198.51.100.2").await, StatusCode::OK, "another client");
     // Without the secret, X-Client-IP is ignored: every forged address shares the peer's budget.
+    let forged = |ip: &'static str| {
+        app.client.get(app.url("/v1/catalog/providers")).header("x-client-ip", ip).send()
+    };
     for _ in 0..5 {
-        assert_eq!(
-            forged("203.0.113.1").await.unwrap().status(),
-            StatusCode::OK
-        );
+        assert_eq!(forged("203.0.113.1").await.unwrap().status(), StatusCode::OK);
     }
-    assert_eq!(
-        forged("203.0.113.2").await.unwrap().status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(forged("203.0.113.2").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+}
 
-    // Signed-in users are limited by user, not by address.
-    for email in ["u1@example.com", "u2@example.com"] {
-        let r = app
-            .client
-            .post(app.url("/v1/auth/register"))
-            .json(&j!({"email": email, "password": "correct horse battery"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-    }
-    let mut tokens = Vec::new();
-    for email in ["u1@example.com", "u2@example.com"] {
-        let r = app
-            .client
-            .post(app.url("/v1/auth/login"))
-            .json(&j!({"email": email, "password": "correct horse battery"}))
-            .send()
-            .await
-            .unwrap();
-        tokens.push(json(r).await["token"].as_str().unwrap().to_owned());
-    }
+#[tokio::test]
+async fn signed_in_users_have_budgets_of_their_own() {
+    let (_db, app) = app_with("api=5/2000,auth=100/2000", AppOptions::default()).await;
+    let (_, first) = app.user_with("u1@example.com", 0).await;
+    let (_, second) = app.user_with("u2@example.com", 0).await;
     for _ in 0..5 {
-        assert_eq!(
-            app.client
-                .get(app.url("/v1/me/balance"))
-                .bearer_auth(&tokens[0])
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            StatusCode::OK
-        );
+        assert_eq!(app.get_as(&first, "/v1/me/balance").await.status(), StatusCode::OK);
     }
-    assert_eq!(
-        app.client
-            .get(app.url("/v1/me/balance"))
-            .bearer_auth(&tokens[0])
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/v1/me/balance"))
-            .bearer_auth(&tokens[1])
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    let r = app.get_as(&first, "/v1/me/balance").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(app.get_as(&second, "/v1/me/balance").await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn fails_open_with_a_local_safety_net_and_resumes() {
-    let mut redis = RedisServer::start();
-    let db = TestDb::new(Some(Scale::Small)).await;
     // A long window: the local safety net refills one request per window/limit (12 s here).
-    let app = app_with(&db, "api=5/60000", Some(redis.url())).await;
-    let get = |ip: &'static str| {
-        app.client
-            .get(app.url("/v1/catalog/providers"))
-            .header("x-edge-secret", SECRET)
-            .header("x-client-ip", ip)
-            .send()
-    };
-    assert_eq!(get("198.51.100.1").await.unwrap().status(), StatusCode::OK);
-    redis.stop();
-
-    // Redis down: allowed (fail open)...
+    let (_db, mut app) = app_with("api=5/60000", AppOptions::default().private_redis()).await;
+    assert_eq!(via_edge(&app, "198.51.100.1").await, StatusCode::OK);
+    app.redis_server().stop();
     for i in 0..5 {
-        assert_eq!(
-            get("198.51.100.7").await.unwrap().status(),
-            StatusCode::OK,
-            "fail-open request {i}"
-        );
+        assert_eq!(via_edge(&app, "198.51.100.7").await, StatusCode::OK, "fail-open request {i}");
     }
-    // ...but one flooding client is still stopped by the per-process limiter.
-    let r = get("198.51.100.7").await.unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // ...but one flooding client is still stopped by the per-process limiter, and only it.
+    let r = app
+        .client
+        .get(app.url("/v1/catalog/providers"))
+        .header("x-edge-secret", SECRET)
+        .header("x-client-ip", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
     assert!(header(&r, "retry-after").parse::<u64>().unwrap() >= 1);
-    assert_eq!(
-        get("198.51.100.8").await.unwrap().status(),
-        StatusCode::OK,
-        "others are not"
-    );
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(via_edge(&app, "198.51.100.8").await, StatusCode::OK, "others are not");
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("ratelimit_fail_open_total{tier=\"api\"}")),
-        "fail-open is counted"
-    );
+    assert!(metrics.lines().any(|l| l.starts_with("ratelimit_fail_open_total{tier=\"api\"}")));
 
-    redis.restart();
+    app.redis_server().restart();
     // Shared limits resume by themselves: the count lands in Redis again.
-    let mut conn = redis.client().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let key = format!("{}ratelimit:api:ip:198.51.100.9", app.prefix);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let _ = get("198.51.100.9").await.unwrap();
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(format!("{}ratelimit:api:ip:198.51.100.9", app.prefix))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if exists {
+        via_edge(&app, "198.51.100.9").await;
+        let mut conn = app.redis().await;
+        if redis::cmd("EXISTS").arg(&key).query_async::<bool>(&mut conn).await.unwrap() {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "shared limits did not resume"
-        );
+        assert!(Instant::now() < deadline, "shared limits did not resume");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -436,7 +263,6 @@ async fn fails_open_with_a_local_safety_net_and_resumes() {
 async fn ops_invalidation_scans_by_pattern() {
     let db = TestDb::new(Some(Scale::Small)).await;
     let app = TestApp::spawn(&db, AppOptions::default()).await;
-    // Warm a few keys of two providers.
     for path in [
         "/v1/catalog/providers",
         "/v1/catalog/5sim/countries",
@@ -446,144 +272,45 @@ async fn ops_invalidation_scans_by_pattern() {
     ] {
         assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}");
     }
-    let creds = shared::types::Credentials {
-        email: "ops@example.com".into(),
-        password: "correct horse battery".into(),
-    };
-    origin::accounts::create_admin(&origin::db::Db::from_pool(db.pool.clone()), creds)
-        .await
-        .unwrap();
-    let token = json(
-        app.client
-            .post(app.url("/v1/auth/login"))
-            .json(&j!({"email": "ops@example.com", "password": "correct horse battery"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let invalidate = |body: serde_json::Value| {
-        app.client
-            .post(app.url("/v1/ops/cache/invalidate"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-    };
-
-    let r = invalidate(j!({"provider": "5sim"})).await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let token = app.admin("ops@example.com").await;
+    let path = "/v1/ops/cache/invalidate";
+    let r = app.post_json_as(&token, path, &j!({"provider": "5sim"})).await;
     let deleted = json(r).await["deleted"].as_u64().unwrap();
-    assert!(
-        deleted >= 5,
-        "countries, services and the price keys of 5sim: {deleted}"
-    );
+    assert!(deleted >= 5, "countries, services and the price keys of 5sim: {deleted}");
     assert_eq!(app.ttl("cache:countries:5sim").await, -2);
     assert_eq!(app.ttl("cache:prices:5sim:ad:whatsapp").await, -2);
-    assert!(
-        app.ttl("cache:countries:onlinesim").await > 0,
-        "other providers untouched"
-    );
+    assert!(app.ttl("cache:countries:onlinesim").await > 0, "other providers untouched");
     assert!(app.ttl("cache:providers").await > 0);
-
-    let r = invalidate(j!({"type": "countries"})).await.unwrap();
+    let r = app.post_json_as(&token, path, &j!({"type": "countries"})).await;
     assert_eq!(json(r).await["deleted"], 1);
     assert_eq!(app.ttl("cache:countries:onlinesim").await, -2);
-
     for bad in [
         j!({}),
         j!({"type": "nope"}),
         j!({"provider": "5sim", "type": "prices"}),
         j!({"provider": "BAD"}),
     ] {
-        assert_eq!(
-            invalidate(bad.clone()).await.unwrap().status(),
-            StatusCode::BAD_REQUEST,
-            "{bad}"
-        );
+        let r = app.post_json_as(&token, path, &bad).await;
+        assert_eq!(error_code(r, StatusCode::BAD_REQUEST).await, "bad_request", "{bad}");
     }
 }
 
 #[tokio::test]
 async fn warm_hits_cost_no_redis_round_trip_per_request() {
-    let redis = RedisServer::start();
     let db = TestDb::new(Some(Scale::Small)).await;
     // The production API numbers (1000 per 60 s): leases of 10 tokens.
-    let app = TestApp::spawn(
-        &db,
-        AppOptions {
-            redis_url: Some(redis.url()),
-            ..Default::default()
-        },
-    )
-    .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !app.state.cache.l1_live() {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let app = TestApp::spawn(&db, AppOptions::default().private_redis()).await;
+    app.wait_for_l1().await;
+    let redis = app.private_redis.as_ref().unwrap();
     let path = "/v1/catalog/5sim/countries";
     assert_eq!(app.get(path).await.status(), StatusCode::OK);
-    let (evalsha, get) = (
-        redis.command_calls("evalsha").await,
-        redis.command_calls("get").await,
-    );
+    let (evalsha, get) = (redis.command_calls("evalsha").await, redis.command_calls("get").await);
     for _ in 0..50 {
         let r = app.get(path).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert!(header(&r, "ratelimit").starts_with("\"api\";r="));
     }
-    assert_eq!(
-        redis.command_calls("get").await - get,
-        0,
-        "warm hits are served in process"
-    );
+    assert_eq!(redis.command_calls("get").await - get, 0, "warm hits are served in process");
     let checks = redis.command_calls("evalsha").await - evalsha;
-    assert!(
-        checks <= 6,
-        "50 requests cost {checks} rate-limit round trips (leases of 10)"
-    );
-}
-
-#[tokio::test]
-async fn leases_across_replicas_keep_the_window_guarantee() {
-    let redis = RedisServer::start();
-    let (limit, window) = (300usize, 1000u64); // leases of 3 tokens
-    let a = limiter(&redis, "api=300/1000").await;
-    let b = limiter(&redis, "api=300/1000").await;
-    let mut conn = redis.client().await;
-    let start = redis_now_ms(&mut conn).await;
-    let start = (start / window + 1) * window;
-    let mut admitted: Vec<(u64, u64)> = Vec::new();
-    for offset in [950u64, 1020, 1500, 1980, 2030] {
-        let now = redis_now_ms(&mut conn).await;
-        if start + offset > now {
-            tokio::time::sleep(Duration::from_millis(start + offset - now)).await;
-        }
-        for i in 0..200 {
-            let before = redis_now_ms(&mut conn).await;
-            let d = if i % 2 == 0 {
-                a.check(Tier::Api, "ip:1").await
-            } else {
-                b.check(Tier::Api, "ip:1").await
-            };
-            let after = redis_now_ms(&mut conn).await;
-            if d.allowed {
-                admitted.push((before, after));
-            }
-        }
-    }
-    assert!(admitted.len() > limit, "{}", admitted.len());
-    for (i, &(_, upper)) in admitted.iter().enumerate() {
-        let in_window = admitted[..=i]
-            .iter()
-            .filter(|&&(lower, _)| lower + window > upper)
-            .count();
-        assert!(
-            in_window <= limit,
-            "{in_window} admitted by two replicas within {window} ms"
-        );
-    }
+    assert!(checks <= 6, "50 requests cost {checks} rate-limit round trips (leases of 10)");
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{AppOptions, RedisServer, TestApp, TestDb};
+use harness::{AppOptions, TestApp, TestDb};
 use origin::seed::Scale;
 use reqwest::StatusCode;
 
@@ -11,18 +11,11 @@ use crate::common::some_price;
 
 #[tokio::test]
 async fn catalog_survives_redis_down_and_resumes_caching() {
-    let mut redis = RedisServer::start();
     let db = TestDb::new(Some(Scale::Small)).await;
-    let app = TestApp::spawn(
-        &db,
-        AppOptions {
-            redis_url: Some(redis.url()),
-            // The in-process layer off: this test is about the Redis layer underneath it.
-            env: vec![("L1_CACHE".into(), "off".into())],
-        },
-    )
-    .await;
-    let (p, c, sv, price, _) = some_price(&db, 5).await;
+    // The in-process layer off: this test is about the Redis layer underneath it.
+    let options = AppOptions::default().private_redis().env("L1_CACHE", "off");
+    let mut app = TestApp::spawn(&db, options).await;
+    let (p, c, sv, price, _) = some_price(&db.pool, 5).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{sv}");
 
     // Healthy: miss then hit.
@@ -31,43 +24,26 @@ async fn catalog_survives_redis_down_and_resumes_caching() {
     assert_eq!(app.get(&path).await.status(), StatusCode::OK);
     assert_eq!(app.db_queries(), q, "cached while Redis is up");
 
-    redis.stop();
+    app.redis_server().stop();
     for round in 0..5 {
         let started = Instant::now();
         let resp = app.get(&path).await;
-        assert_eq!(
-            resp.status(),
-            StatusCode::OK,
-            "round {round} with Redis down"
-        );
+        assert_eq!(resp.status(), StatusCode::OK, "round {round} with Redis down");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["price_cents"], price);
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "bounded, not hanging on Redis"
-        );
+        assert!(started.elapsed() < Duration::from_secs(2), "bounded, not hanging on Redis");
     }
     for path in [
         "/v1/catalog/providers".to_owned(),
         format!("/v1/catalog/{p}/countries"),
         format!("/v1/catalog/{p}/prices/{c}?services={sv}"),
     ] {
-        assert_eq!(
-            app.get(&path).await.status(),
-            StatusCode::OK,
-            "{path} with Redis down"
-        );
+        assert_eq!(app.get(&path).await.status(), StatusCode::OK, "{path} with Redis down");
     }
-    assert!(
-        app.db_queries() >= q + 5,
-        "served from PostgreSQL while Redis is down"
-    );
-    assert_eq!(
-        app.get("/readyz").await.status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert!(app.db_queries() >= q + 5, "served from PostgreSQL while Redis is down");
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE);
 
-    redis.restart();
+    app.redis_server().restart();
     // The origin reconnects by itself: within a few seconds a read is cached again.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -77,13 +53,10 @@ async fn catalog_survives_redis_down_and_resumes_caching() {
         if app.db_queries() == q {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "caching did not resume after Redis came back"
-        );
+        assert!(Instant::now() < deadline, "caching did not resume after Redis came back");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut conn = redis.client().await;
+    let mut conn = app.redis().await;
     let exists: bool = redis::cmd("EXISTS")
         .arg(format!("{}cache:prices:{p}:{c}:{sv}", app.prefix))
         .query_async(&mut conn)

@@ -1,0 +1,271 @@
+//! Every Prometheus metric the origin exports: names, help texts, zero baselines, the handles the
+//! hot path reuses, and the gauges refreshed on each scrape. Other modules call the functions
+//! here; none of them spells a metric name. Labels are bounded sets (route templates, methods,
+//! data types, tiers, operations): never a key, an id or an address.
+
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
+use std::time::Duration;
+
+use axum::http::Method;
+use metrics::{Counter, Histogram, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use shared::DataType;
+use shared::ratelimit::Tier;
+
+/// Results counted in `cache_requests_total`.
+pub const CACHE_RESULTS: [&str; 4] = ["hit", "miss", "error", "coalesced"];
+const DECISIONS: [&str; 2] = ["allowed", "limited"];
+
+static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder. The `metrics` facade has one global recorder, so every
+/// origin built in this process (several in a test) shares it.
+pub fn handle() -> PrometheusHandle {
+    RECORDER
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a test harness); ours still renders
+            // what is sent to it, and the first one installed wins.
+            let _ = metrics::set_global_recorder(recorder);
+            describe_and_baseline();
+            let upkeep = handle.clone();
+            // Histograms are drained into their summaries by upkeep; without it they grow.
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok();
+            handle
+        })
+        .clone()
+}
+
+/// `# HELP` texts, and zero-valued series for the counters alerts and dashboards rely on, so
+/// they exist from the first scrape instead of after the first incident.
+fn describe_and_baseline() {
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests by matched route, method and status"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        "HTTP request latency by matched route and method"
+    );
+    describe_counter!(
+        "cache_requests_total",
+        "Cache-aside reads by data type and result (hit, miss, error, coalesced)"
+    );
+    describe_histogram!(
+        "cache_load_duration_seconds",
+        "Time to load a missed cache entry from PostgreSQL"
+    );
+    describe_counter!(
+        "cache_invalidation_failures_total",
+        "Invalidations that failed (entries then expire by TTL)"
+    );
+    describe_gauge!(
+        "cache_l1_live",
+        "1 while the in-process layer's invalidation subscription is live"
+    );
+    describe_counter!("db_queries_total", "PostgreSQL queries by name");
+    describe_gauge!(
+        "db_pool_connections",
+        "This origin's PostgreSQL pool: open, idle, in_use"
+    );
+    describe_gauge!(
+        "db_pool_max_connections",
+        "This origin's PostgreSQL pool size limit"
+    );
+    describe_gauge!(
+        "pg_connections_active",
+        "Client connections on the PostgreSQL server"
+    );
+    describe_gauge!("pg_connections_max", "PostgreSQL max_connections");
+    describe_gauge!("redis_memory_used_bytes", "Redis used_memory");
+    describe_gauge!(
+        "redis_memory_limit_bytes",
+        "Redis maxmemory, or the host's memory when maxmemory is 0"
+    );
+    describe_counter!(
+        "redis_errors_total",
+        "Redis command failures by operation and kind (error, timeout)"
+    );
+    describe_counter!(
+        "ratelimit_decisions_total",
+        "Rate-limit decisions by tier and outcome (allowed, limited)"
+    );
+    describe_counter!(
+        "ratelimit_fail_open_total",
+        "Rate-limit checks decided without Redis (failed open)"
+    );
+
+    for data in DataType::ALL {
+        for result in CACHE_RESULTS {
+            cache_counter(data, result).increment(0);
+        }
+    }
+    for tier in Tier::ALL {
+        metrics::counter!("ratelimit_fail_open_total", "tier" => tier.spec().name).increment(0);
+        for allowed in [true, false] {
+            decision_counter(tier, allowed).increment(0);
+        }
+    }
+    for kind in ["error", "timeout"] {
+        metrics::counter!("redis_errors_total", "op" => "get", "kind" => kind).increment(0);
+    }
+    metrics::counter!("cache_invalidation_failures_total").increment(0);
+}
+
+/// Hot-path counters registered once and reused: building a metric key (labels, hashing, a
+/// registry lookup) on every request costs more than the request's own work on a cache hit.
+static CACHE_COUNTERS: OnceLock<Vec<Counter>> = OnceLock::new();
+static DECISION_COUNTERS: OnceLock<Vec<Counter>> = OnceLock::new();
+
+/// `cache_requests_total{type, result}`.
+pub fn cache_counter(data: DataType, result: &'static str) -> &'static Counter {
+    let table = CACHE_COUNTERS.get_or_init(|| {
+        DataType::ALL
+            .iter()
+            .flat_map(|d| {
+                CACHE_RESULTS.iter().map(|r| {
+                    metrics::counter!("cache_requests_total", "type" => d.as_str(), "result" => *r)
+                })
+            })
+            .collect()
+    });
+    let d = DataType::ALL.iter().position(|x| *x == data).unwrap_or(0);
+    let r = CACHE_RESULTS.iter().position(|x| *x == result).unwrap_or(0);
+    &table[d * CACHE_RESULTS.len() + r]
+}
+
+/// Counts `n` cache reads of one result.
+pub fn cache_results(data: DataType, result: &'static str, n: u64) {
+    if n > 0 {
+        cache_counter(data, result).increment(n);
+    }
+}
+
+/// `cache_load_duration_seconds{type}`.
+pub fn cache_load(data: DataType, elapsed: Duration) {
+    metrics::histogram!("cache_load_duration_seconds", "type" => data.as_str())
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn cache_invalidation_failed() {
+    metrics::counter!("cache_invalidation_failures_total").increment(1);
+}
+
+pub fn cache_l1_live(live: bool) {
+    metrics::gauge!("cache_l1_live").set(if live { 1.0 } else { 0.0 });
+}
+
+/// `ratelimit_decisions_total{tier, outcome}`.
+pub fn decision_counter(tier: Tier, allowed: bool) -> &'static Counter {
+    let table = DECISION_COUNTERS.get_or_init(|| {
+        Tier::ALL
+            .iter()
+            .flat_map(|t| {
+                DECISIONS.iter().map(|o| {
+                    metrics::counter!("ratelimit_decisions_total", "tier" => t.spec().name, "outcome" => *o)
+                })
+            })
+            .collect()
+    });
+    let t = Tier::ALL.iter().position(|x| *x == tier).unwrap_or(0);
+    &table[t * DECISIONS.len() + usize::from(!allowed)]
+}
+
+pub fn ratelimit_fail_open(tier_name: &'static str) {
+    metrics::counter!("ratelimit_fail_open_total", "tier" => tier_name).increment(1);
+}
+
+/// `redis_errors_total{op, kind}`.
+pub fn redis_error(op: &'static str, kind: &'static str) {
+    metrics::counter!("redis_errors_total", "op" => op, "kind" => kind).increment(1);
+}
+
+/// `db_queries_total{query}`.
+pub fn db_query(query: &'static str) {
+    metrics::counter!("db_queries_total", "query" => query).increment(1);
+}
+
+/// This origin's pool: open and idle connections, and its size limit.
+pub fn db_pool(open: u32, idle: u32, max: u32) {
+    metrics::gauge!("db_pool_connections", "state" => "open").set(open);
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("db_pool_connections", "state" => "in_use").set(open.saturating_sub(idle));
+    metrics::gauge!("db_pool_max_connections").set(max);
+}
+
+pub fn redis_memory(used: u64, limit: u64) {
+    metrics::gauge!("redis_memory_used_bytes").set(used as f64);
+    metrics::gauge!("redis_memory_limit_bytes").set(limit as f64);
+}
+
+pub fn pg_connections(active: i64, max: i64) {
+    metrics::gauge!("pg_connections_active").set(active as f64);
+    metrics::gauge!("pg_connections_max").set(max as f64);
+}
+
+/// Per matched route: the counters by method and status, and the latency histogram by method,
+/// registered on first use and reused (a metric key built per request costs more than a
+/// cache hit's own work).
+#[derive(Default)]
+struct RouteSeries {
+    counts: Vec<(Method, u16, Counter)>,
+    latency: Vec<(Method, Histogram)>,
+}
+
+static HTTP_SERIES: OnceLock<RwLock<HashMap<String, RouteSeries>>> = OnceLock::new();
+
+/// `http_requests_total{route, method, status}` and `http_request_duration_seconds{route,
+/// method}`; `route` is the matched route template (never the raw path).
+pub fn http_request(route: &str, method: &Method, status: u16, seconds: f64) {
+    let table = HTTP_SERIES.get_or_init(Default::default);
+    {
+        let read = table.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(series) = read.get(route) {
+            let count = series
+                .counts
+                .iter()
+                .find(|(m, s, _)| m == method && *s == status);
+            let latency = series.latency.iter().find(|(m, _)| m == method);
+            if let (Some((.., c)), Some((_, h))) = (count, latency) {
+                c.increment(1);
+                h.record(seconds);
+                return;
+            }
+        }
+    }
+    let mut write = table.write().unwrap_or_else(|p| p.into_inner());
+    let series = write.entry(route.to_owned()).or_default();
+    if !series
+        .counts
+        .iter()
+        .any(|(m, s, _)| m == method && *s == status)
+    {
+        let c = metrics::counter!("http_requests_total", "route" => route.to_owned(), "method" => method.to_string(), "status" => status.to_string());
+        series.counts.push((method.clone(), status, c));
+    }
+    if !series.latency.iter().any(|(m, _)| m == method) {
+        let h = metrics::histogram!("http_request_duration_seconds", "route" => route.to_owned(), "method" => method.to_string());
+        series.latency.push((method.clone(), h));
+    }
+    drop(write);
+    http_request(route, method, status, seconds);
+}

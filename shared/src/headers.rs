@@ -1,0 +1,19 @@
+//! Header names the edge, the origin and clients exchange, spelled once (lower case, as HTTP/2
+//! and the `http` crate want them; HTTP/1 and the Workers runtime compare them case-insensitively).
+
+/// Edge → origin: the secret that makes the origin believe [`CLIENT_IP`].
+pub const EDGE_SECRET: &str = "x-edge-secret";
+/// Edge → origin: the client address the edge saw (`CF-Connecting-IP`).
+pub const CLIENT_IP: &str = "x-client-ip";
+/// Both ways: the request id (accepted from the client only when well formed).
+pub const REQUEST_ID: &str = "x-request-id";
+/// Edge → client: what the edge cache did (`HIT`, `MISS`, `STALE`, `BYPASS`).
+pub const X_CACHE: &str = "x-cache";
+/// Client → origin: makes a purchase safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Origin → client: this answer is the replay of an earlier request with the same key.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+/// Origin → client (draft-ietf-httpapi-ratelimit-headers): the quota policy.
+pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
+/// Origin → client: the remaining quota and the seconds until it resets.
+pub const RATELIMIT: &str = "ratelimit";
