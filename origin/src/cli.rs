@@ -116,7 +116,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Connects for `migrate`/`seed`, creating the database first when it does not exist yet.
+/// `origin admin …`: needs only PostgreSQL.
 async fn admin(command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::Create { email, password } => {
@@ -131,6 +131,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Connects for `migrate`/`seed`/`admin`, creating the database first when it does not exist.
 async fn connect_for_admin() -> anyhow::Result<sqlx::PgPool> {
     use sqlx::migrate::MigrateDatabase;
     let url = config::database_url_from_env()?;

@@ -47,16 +47,16 @@ pub struct Settings {
     pub edge_secret: Option<SecretString>,
     /// `CACHE_TTL_DIVISOR` (default 1): divides every policy duration (tests only).
     pub cache_ttl_divisor: u32,
-    /// `L1_CACHE` (default `on`): the in-process layer in front of Redis (`off` to disable).
+    /// `L1_CACHE` (default `on`): L1 in front of Redis (`off` to disable).
     pub l1_enabled: bool,
-    /// `L1_TTL_MS` (default 2000): longest an entry lives in the in-process layer.
+    /// `L1_TTL_MS` (default 2000): longest an entry lives in L1.
     pub l1_ttl: Duration,
-    /// `L1_MAX_BYTES` (default 16 MiB): memory bound of the in-process layer.
+    /// `L1_MAX_BYTES` (default 16 MiB): memory bound of L1.
     pub l1_max_bytes: u64,
     /// `METRICS` (default `on`): record Prometheus metrics (`off` only to measure their cost).
     pub metrics_enabled: bool,
-    /// `RATE_LIMIT` (default `on`): the origin's rate-limit tiers (`off` only to measure their cost,
-    /// or behind another limiter).
+    /// `RATE_LIMIT` (default `on`): the origin's rate-limit tiers (`off` only to measure their
+    /// cost, or behind another limiter).
     pub rate_limit_enabled: bool,
     /// `RATE_LIMITS` (default: the guide's table): per-tier overrides `name=limit/window_ms`,
     /// comma-separated (tests only).
@@ -256,8 +256,8 @@ pub fn sentry_dsn() -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
-/// `RUST_LOG` (default `info`, with sqlx's per-statement logs kept to errors): the tracing filter, read before anything else so start-up
-/// errors are logged too.
+/// `RUST_LOG` (default `info`, with sqlx's per-statement logs kept to errors): the tracing
+/// filter, read before anything else so start-up errors are logged too.
 pub fn log_filter() -> String {
     std::env::var("RUST_LOG")
         .unwrap_or_else(|_| "info,sqlx::query=error,sqlx::postgres::notice=warn".to_owned())

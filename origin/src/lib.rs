@@ -7,7 +7,7 @@
 //!   (the only place a lower layer's error becomes a status).
 //! - [`catalog`]: the catalog read path (route data as response bytes).
 //! - [`accounts`]: users, sessions, balances, purchases, admin mutations (with invalidation).
-//! - [`cache`]: cache-aside (in-process layer, Redis), single flight, the fleet fill lock.
+//! - [`cache`]: cache-aside (L1, Redis), single flight, the fleet fill lock.
 //! - [`ratelimit`]: the Redis rate-limit tiers (Lua), failing open onto a local safety net.
 //! - [`db`]: the PostgreSQL pool and the queries — the one module that talks to PostgreSQL.
 //! - [`redis`]: the Redis client — the one module that talks to Redis.

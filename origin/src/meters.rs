@@ -80,7 +80,7 @@ fn describe_and_baseline() {
     );
     describe_gauge!(
         "cache_l1_live",
-        "1 while the in-process layer's invalidation subscription is live"
+        "1 while L1's invalidation subscription is live"
     );
     describe_counter!("db_queries_total", "PostgreSQL queries by name");
     describe_gauge!(
@@ -180,8 +180,9 @@ pub fn decision_counter(tier: Tier, allowed: bool) -> &'static Counter {
         Tier::ALL
             .iter()
             .flat_map(|t| {
-                DECISIONS.iter().map(|o| {
-                    metrics::counter!("ratelimit_decisions_total", "tier" => t.spec().name, "outcome" => *o)
+                let tier = t.spec().name;
+                DECISIONS.iter().map(move |o| {
+                    metrics::counter!("ratelimit_decisions_total", "tier" => tier, "outcome" => *o)
                 })
             })
             .collect()
@@ -259,11 +260,17 @@ pub fn http_request(route: &str, method: &Method, status: u16, seconds: f64) {
         .iter()
         .any(|(m, s, _)| m == method && *s == status)
     {
-        let c = metrics::counter!("http_requests_total", "route" => route.to_owned(), "method" => method.to_string(), "status" => status.to_string());
+        let labels = [
+            ("route", route.to_owned()),
+            ("method", method.to_string()),
+            ("status", status.to_string()),
+        ];
+        let c = metrics::counter!("http_requests_total", &labels);
         series.counts.push((method.clone(), status, c));
     }
     if !series.latency.iter().any(|(m, _)| m == method) {
-        let h = metrics::histogram!("http_request_duration_seconds", "route" => route.to_owned(), "method" => method.to_string());
+        let labels = [("route", route.to_owned()), ("method", method.to_string())];
+        let h = metrics::histogram!("http_request_duration_seconds", &labels);
         series.latency.push((method.clone(), h));
     }
     drop(write);

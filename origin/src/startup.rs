@@ -44,7 +44,7 @@ pub struct Application {
 
 impl Application {
     /// 1. the PostgreSQL pool (lazy: it connects on first use),
-    /// 2. the Redis connection manager (lazy, reconnecting) and the in-process layer with its
+    /// 2. the Redis connection manager (lazy, reconnecting) and L1 with its
     ///    invalidation subscriber,
     /// 3. the metrics recorder,
     /// 4. the listener on `ORIGIN_ADDR`.

@@ -393,11 +393,11 @@ impl TestApp {
         self.state.db.queries_issued()
     }
 
-    /// Waits until the in-process layer's invalidation subscription is live.
+    /// Waits until L1's invalidation subscription is live.
     pub async fn wait_for_l1(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.state.cache.l1_live() {
-            assert!(Instant::now() < deadline, "the in-process layer never went live");
+            assert!(Instant::now() < deadline, "L1 never went live");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -1,4 +1,4 @@
-//! The in-process layer in front of Redis: a small, short-lived copy of hot entries (moka),
+//! L1, the in-process cache in front of Redis: a small, short-lived copy of hot entries (moka),
 //! kept correct across replicas by an invalidation bus on Redis pub/sub.
 //!
 //! - Every mutation removes its keys here, then deletes them in Redis and publishes them on

@@ -1,7 +1,7 @@
 //! Cache-aside over Redis: the guide's section 1, in one module. It knows keys, TTLs and bytes;
 //! it does not know HTTP, and a loader's error comes back to its caller as the loader's own type.
 //!
-//! - [`Cache::get_or_load`] is the guide's `cacheGet`: the in-process layer ([`l1`]), then GET;
+//! - [`Cache::get_or_load`] is the guide's `cacheGet`: L1 ([`l1`]), then GET;
 //!   on a miss one load per key per process ([`flight`]) and one per key for the whole fleet (a
 //!   short Redis fill lock, `fill.lua`/`store.lua`; waiters are served the stored result, and a
 //!   dead holder's lease simply expires), written back with the policy TTL, counted.
@@ -68,7 +68,7 @@ pub struct Cache {
     redis: Redis,
     ttl_divisor: u32,
     flights: Flights,
-    /// The in-process layer, when enabled ([`Cache::enable_l1`]).
+    /// L1, when enabled ([`Cache::enable_l1`]).
     l1: Option<L1>,
 }
 
@@ -90,14 +90,14 @@ impl Cache {
         }
     }
 
-    /// Turns on the in-process layer and its invalidation subscriber (needs a Tokio runtime).
+    /// Turns on L1 and its invalidation subscriber (needs a Tokio runtime).
     pub fn enable_l1(&mut self, max_bytes: u64, ttl: Duration) {
         let l1 = L1::new(max_bytes, ttl);
         l1.spawn_subscriber(self.redis.clone());
         self.l1 = Some(l1);
     }
 
-    /// Whether the in-process layer is on and its subscription live.
+    /// Whether L1 is on and its subscription live.
     pub fn l1_live(&self) -> bool {
         self.l1.as_ref().is_some_and(L1::is_live)
     }
@@ -107,7 +107,7 @@ impl Cache {
         data.policy().scaled_down(self.ttl_divisor).redis_ttl
     }
 
-    /// The cache-aside read of `key` (built by `shared::keys`): the in-process layer, then Redis;
+    /// The cache-aside read of `key` (built by `shared::keys`): L1, then Redis;
     /// on a miss (or Redis trouble) one `load` per key per process and, through the fill lock,
     /// per fleet, written back with the data type's TTL. `load` answers the JSON bytes, or
     /// `None` for a known absence.
@@ -235,7 +235,7 @@ impl Cache {
             .await
     }
 
-    /// Copies an entry into the in-process layer (if on, and nothing was invalidated meanwhile).
+    /// Copies an entry into L1 (if on, and nothing was invalidated meanwhile).
     fn keep(&self, key: String, entry: Entry, generation: u64) {
         if let Some(l1) = &self.l1 {
             l1.insert(key, entry, generation);
@@ -260,7 +260,7 @@ impl Cache {
             Some(l1) => keys.iter().map(|k| l1.get(k)).collect(),
             None => vec![None; keys.len()],
         };
-        // One MGET for whatever the in-process layer did not have.
+        // One MGET for whatever L1 did not have.
         let remote: Vec<usize> = (0..found.len()).filter(|i| found[*i].is_none()).collect();
         if !remote.is_empty() {
             let remote_keys: Vec<String> = remote.iter().map(|&i| keys[i].clone()).collect();
@@ -310,7 +310,7 @@ impl Cache {
     }
 
     /// Deletes keys (built by `shared::keys`) after a mutation, here and in every replica's
-    /// in-process layer.
+    /// L1.
     pub async fn invalidate(&self, keys: &[String]) -> Result<(), RedisError> {
         if keys.is_empty() {
             return Ok(());
@@ -325,7 +325,7 @@ impl Cache {
     }
 
     /// Deletes every key matching the patterns (built by `shared::keys`; `*` allowed), then
-    /// empties every replica's in-process layer. Returns how many keys were deleted.
+    /// empties every replica's L1. Returns how many keys were deleted.
     pub async fn delete_matching(&self, patterns: &[String]) -> Result<u64, RedisError> {
         let mut deleted = 0u64;
         for pattern in patterns {

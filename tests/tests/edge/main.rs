@@ -76,7 +76,7 @@ impl Stack {
         .execute(&self.db.pool)
         .await
         .unwrap();
-        // As the admin route does: delete the key and tell every replica (in-process layers).
+        // As the admin route does: delete the key and tell every replica (their L1s).
         let key = format!("cache:prices:{p}:{c}:{s}");
         self.app.state.cache.invalidate(&[key]).await.unwrap();
     }

@@ -70,7 +70,7 @@ async fn keys_and_ttls_are_the_guides_and_hits_skip_the_database() {
 #[tokio::test]
 async fn bulk_is_one_mget_and_one_query_for_all_misses() {
     let db = TestDb::new(Some(Scale::Small)).await;
-    // The in-process layer off: this test is about the Redis layer underneath it.
+    // L1 off: this test is about the Redis layer underneath it.
     let options = AppOptions::default().private_redis().env("L1_CACHE", "off");
     let app = TestApp::spawn(&db, options).await;
     let redis = app.private_redis.as_ref().unwrap();

@@ -1,5 +1,5 @@
 //! Several origins sharing one Redis and one PostgreSQL, as replicas do: mutations are seen by
-//! every replica's next read (in-process layer on), a cold key costs one load for the whole
+//! every replica's next read (L1 on), a cold key costs one load for the whole
 //! fleet, and a fill-lock holder that dies does not strand its waiters.
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ async fn two_replicas(db: &TestDb) -> (TestApp, TestApp) {
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let a = TestApp::spawn_with_prefix(db, AppOptions::default(), prefix.clone()).await;
     let b = TestApp::spawn_with_prefix(db, AppOptions::default(), prefix).await;
-    // Both in-process layers are live (subscribed) before the test relies on them.
+    // Both L1s are live (subscribed) before the test relies on them.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !(a.state.cache.l1_live() && b.state.cache.l1_live()) {
         assert!(Instant::now() < deadline, "invalidation subscribers never came up");
@@ -32,7 +32,7 @@ async fn a_price_change_through_one_replica_is_seen_by_the_others_next_read() {
     let (a, b) = two_replicas(&db).await;
     let (p, c, s, price, _) = some_price(&db.pool, 6).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
-    // Warm B's in-process layer and prove it serves from it (no Redis, no PostgreSQL).
+    // Warm B's L1 and prove it serves from it (no Redis, no PostgreSQL).
     let first: serde_json::Value = b.get(&path).await.json().await.unwrap();
     assert_eq!(first["price_cents"], price);
     let q = b.db_queries();
@@ -71,7 +71,7 @@ async fn a_price_change_through_one_replica_is_seen_by_the_others_next_read() {
         // B's very next read.
         let seen: serde_json::Value = b.get(&path).await.json().await.unwrap();
         assert_eq!(seen["price_cents"], new_price, "B served a stale price");
-        // And again from B's in-process layer, still the new one.
+        // And again from B's L1, still the new one.
         let again: serde_json::Value = b.get(&path).await.json().await.unwrap();
         assert_eq!(again["price_cents"], new_price);
     }

@@ -12,7 +12,7 @@ use crate::common::some_price;
 #[tokio::test]
 async fn catalog_survives_redis_down_and_resumes_caching() {
     let db = TestDb::new(Some(Scale::Small)).await;
-    // The in-process layer off: this test is about the Redis layer underneath it.
+    // L1 off: this test is about the Redis layer underneath it.
     let options = AppOptions::default().private_redis().env("L1_CACHE", "off");
     let mut app = TestApp::spawn(&db, options).await;
     let (p, c, sv, price, _) = some_price(&db.pool, 5).await;

@@ -1,0 +1,257 @@
+//! The load generator: wrk runs of one scenario, with the server tree's CPU time and peak memory
+//! from `/proc`, and the interleaved reps of every scenario.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::procs::Proc;
+use crate::procs::{RssSampler, cpu_ticks, tree};
+use crate::report::Sample;
+use crate::setup::{Paths, Servers, delete_prefix};
+
+pub struct Scenario {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub url: String,
+    pub paths: Option<PathBuf>,
+    /// Process whose tree's CPU and memory are measured.
+    pub pid: u32,
+    /// Run before each rep (e.g. drop cached keys so a cold scenario stays cold).
+    pub reset_prefix: Option<String>,
+    /// Extra wrk environment (`WRK_METHOD`, `WRK_BODIES`, `WRK_TOKENS`).
+    pub wrk_env: Vec<(&'static str, String)>,
+}
+
+#[derive(serde::Deserialize)]
+struct WrkLine {
+    requests: u64,
+    duration_us: u64,
+    errors: u64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+}
+
+fn wrk(
+    url: &str,
+    paths: Option<&Path>,
+    env: &[(&'static str, String)],
+    secs: u64,
+    connections: u32,
+) -> anyhow::Result<WrkLine> {
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{secs}s"),
+            "-s",
+            "bench/wrk/report.lua",
+            url,
+        ])
+        .env(
+            "WRK_PATHS",
+            paths.map(|p| p.display().to_string()).unwrap_or_default(),
+        )
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| {
+            format!(
+                "wrk printed no report:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn measure(s: &Scenario, secs: u64, connections: u32) -> anyhow::Result<Sample> {
+    let pids = tree(s.pid);
+    let cpu0 = cpu_ticks(&pids);
+    let sampler = RssSampler::start(s.pid);
+    let w = wrk(&s.url, s.paths.as_deref(), &s.wrk_env, secs, connections)?;
+    let cpu1 = cpu_ticks(&tree(s.pid));
+    let peak = sampler.finish();
+    let requests = w.requests.max(1);
+    Ok(Sample {
+        rps: w.requests as f64 / (w.duration_us as f64 / 1e6),
+        p50_ms: w.p50_us as f64 / 1000.0,
+        p99_ms: w.p99_us as f64 / 1000.0,
+        p999_ms: w.p999_us as f64 / 1000.0,
+        // 100 ticks per second: one tick is 10 000 µs.
+        cpu_us_per_req: cpu1.saturating_sub(cpu0) as f64 * 10_000.0 / requests as f64,
+        peak_rss_mib: peak,
+        requests: w.requests,
+        errors: w.errors,
+    })
+}
+
+/// A warm-up of every warm scenario (it also fills every cache on their paths), then `reps`
+/// rounds of every scenario in turn, so drift of this shared machine hits all alike.
+pub async fn measure_all(
+    scenarios: &[Scenario],
+    reps: usize,
+    secs: u64,
+    connections: u32,
+    redis: &str,
+) -> anyhow::Result<Vec<Vec<Sample>>> {
+    for s in scenarios.iter().filter(|s| s.reset_prefix.is_none()) {
+        wrk(&s.url, s.paths.as_deref(), &s.wrk_env, 1, connections)?;
+    }
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scenarios.len()];
+    for rep in 0..reps {
+        for (i, s) in scenarios.iter().enumerate() {
+            if let Some(prefix) = &s.reset_prefix {
+                delete_prefix(redis, prefix).await?;
+            }
+            let sample = measure(s, secs, connections)?;
+            eprintln!(
+                "rep {}/{reps} {:<40} {:>9.0} req/s  p99 {:>7.2} ms",
+                rep + 1,
+                s.label,
+                sample.rps,
+                sample.p99_ms
+            );
+            samples[i].push(sample);
+        }
+    }
+    Ok(samples)
+}
+
+/// Every scenario, the ceiling first (ratios are taken to it).
+pub fn scenarios(s: &Servers, p: &Paths) -> Vec<Scenario> {
+    let url = |proc: &Proc, path: &str| format!("http://127.0.0.1:{}{path}", proc.port);
+    let mut scenarios = vec![
+        Scenario {
+            key: "ceiling",
+            label: "ceiling: static Axum, same bytes",
+            url: url(&s.ceiling, "/"),
+            paths: None,
+            pid: s.ceiling.pid(),
+            reset_prefix: None,
+            wrk_env: Vec::new(),
+        },
+        Scenario {
+            key: "warm_full",
+            label: "warm hit, full path",
+            url: url(&s.full, &p.price),
+            paths: None,
+            pid: s.full.pid(),
+            reset_prefix: None,
+            wrk_env: Vec::new(),
+        },
+        Scenario {
+            key: "warm_redis",
+            label: "warm hit, L1 off",
+            url: url(&s.no_l1, &p.price),
+            paths: None,
+            pid: s.no_l1.pid(),
+            reset_prefix: None,
+            wrk_env: Vec::new(),
+        },
+        Scenario {
+            key: "warm_no_metrics",
+            label: "warm hit, metrics off",
+            url: url(&s.no_metrics, &p.price),
+            paths: None,
+            pid: s.no_metrics.pid(),
+            reset_prefix: None,
+            wrk_env: Vec::new(),
+        },
+        Scenario {
+            key: "warm_no_limiter",
+            label: "warm hit, rate limiter off",
+            url: url(&s.no_limiter, &p.price),
+            paths: None,
+            pid: s.no_limiter.pid(),
+            reset_prefix: None,
+            wrk_env: Vec::new(),
+        },
+        Scenario {
+            key: "warm_10k",
+            label: "warm hit, 10k-price catalog",
+            url: url(&s.small_catalog, &p.price),
+            paths: None,
+            pid: s.small_catalog.pid(),
+            reset_prefix: None,
+            wrk_env: Vec::new(),
+        },
+        Scenario {
+            key: "cold",
+            label: "cold miss (unique keys, layer off)",
+            url: url(&s.no_l1, "/"),
+            paths: Some(p.cold_file.clone()),
+            pid: s.no_l1.pid(),
+            reset_prefix: Some(s.no_l1_prefix().to_owned()),
+            wrk_env: Vec::new(),
+        },
+        Scenario {
+            key: "bulk100",
+            label: "bulk: 100 prices per request",
+            url: url(&s.full, &p.bulk),
+            paths: None,
+            pid: s.full.pid(),
+            reset_prefix: None,
+            wrk_env: Vec::new(),
+        },
+        Scenario {
+            key: "single100",
+            label: "single prices (the same 100)",
+            url: url(&s.full, "/"),
+            paths: Some(p.singles_file.clone()),
+            pid: s.full.pid(),
+            reset_prefix: None,
+            wrk_env: Vec::new(),
+        },
+    ];
+    scenarios.push(Scenario {
+        key: "purchases",
+        label: "purchases, 32 users concurrently",
+        url: url(&s.full, "/v1/activations"),
+        paths: None,
+        pid: s.full.pid(),
+        reset_prefix: None,
+        wrk_env: vec![
+            ("WRK_METHOD", "POST".into()),
+            ("WRK_TOKENS", s.accounts.tokens_a.display().to_string()),
+            ("WRK_BODIES", s.accounts.bodies.display().to_string()),
+        ],
+    });
+    scenarios.push(Scenario {
+        key: "balance",
+        label: "GET /v1/me/balance, 32 users (warm)",
+        url: url(&s.full, "/v1/me/balance"),
+        paths: None,
+        pid: s.full.pid(),
+        reset_prefix: None,
+        wrk_env: vec![("WRK_TOKENS", s.accounts.tokens_a.display().to_string())],
+    });
+    if let [edge, static_worker] = s.edges.as_slice() {
+        scenarios.push(Scenario {
+            key: "edge_hit",
+            label: "edge HIT (Rust worker, workerd)",
+            url: url(edge, &p.price),
+            paths: None,
+            pid: edge.pid(),
+            reset_prefix: None,
+            wrk_env: Vec::new(),
+        });
+        scenarios.push(Scenario {
+            key: "static_worker",
+            label: "static JS worker (workerd)",
+            url: url(static_worker, "/"),
+            paths: None,
+            pid: static_worker.pid(),
+            reset_prefix: None,
+            wrk_env: Vec::new(),
+        });
+    }
+
+    scenarios
+}

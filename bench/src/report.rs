@@ -1,0 +1,266 @@
+//! The report: medians of the reps, ratios to the ceiling, the targets table, and the files
+//! (`results.json`, `results.md`, `results.png`).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::load::Scenario;
+
+/// One wrk run's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sample {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub cpu_us_per_req: f64,
+    pub peak_rss_mib: f64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioResult {
+    pub key: String,
+    pub label: String,
+    /// The median rep (by requests per second).
+    pub median: Sample,
+    pub ratio_to_ceiling: f64,
+    pub reps: Vec<Sample>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub target: String,
+    pub goal: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub date: String,
+    pub machine: String,
+    pub note: String,
+    pub large_seed_secs: f64,
+    pub scenarios: Vec<ScenarioResult>,
+    pub stampede: serde_json::Value,
+    pub targets: Vec<Target>,
+}
+
+impl Report {
+    pub fn new(
+        large_seed_secs: f64,
+        scenarios: Vec<ScenarioResult>,
+        stampede: serde_json::Value,
+    ) -> Report {
+        let targets = targets(&scenarios, &stampede);
+        let date = Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%d %H:%M UTC")
+            .output();
+        Report {
+            date: date
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default(),
+            machine: machine(),
+            note: "2 cores shared by wrk (1 thread, 32 connections) and the servers: \
+                   compare ratios within this run."
+                .into(),
+            large_seed_secs,
+            scenarios,
+            stampede,
+            targets,
+        }
+    }
+
+    /// Prints the table and writes `results.{json,md,png}` under `out`.
+    pub fn write(&self, out: &Path) -> anyhow::Result<()> {
+        let table = render(self);
+        println!("{table}");
+        std::fs::write(
+            out.join("results.json"),
+            serde_json::to_string_pretty(self)?,
+        )?;
+        std::fs::write(out.join("results.md"), &table)?;
+        match crate::chart::draw(&self.scenarios, &out.join("results.png")) {
+            Ok(()) => println!("wrote {}", out.join("results.png").display()),
+            Err(e) => println!("no chart: {e}"),
+        }
+        Ok(())
+    }
+}
+
+/// Each scenario's median rep (by requests per second) and its ratio to the ceiling (the first).
+pub fn summarise(scenarios: &[Scenario], samples: Vec<Vec<Sample>>) -> Vec<ScenarioResult> {
+    let mut results: Vec<ScenarioResult> = scenarios
+        .iter()
+        .zip(samples)
+        .map(|(s, reps)| {
+            let mut by_rps = reps.clone();
+            by_rps.sort_by(|x, y| x.rps.total_cmp(&y.rps));
+            ScenarioResult {
+                key: s.key.into(),
+                label: s.label.into(),
+                median: by_rps[by_rps.len() / 2].clone(),
+                ratio_to_ceiling: 0.0,
+                reps,
+            }
+        })
+        .collect();
+    let ceiling_rps = results.first().map_or(1.0, |r| r.median.rps);
+    for r in &mut results {
+        r.ratio_to_ceiling = r.median.rps / ceiling_rps;
+    }
+    results
+}
+
+fn targets(results: &[ScenarioResult], stampede: &serde_json::Value) -> Vec<Target> {
+    let get = |key: &str| {
+        results
+            .iter()
+            .find(|r| r.key == key)
+            .map(|r| r.median.clone())
+    };
+    let ceiling_rps = results.first().map_or(1.0, |r| r.median.rps);
+    let mut targets = Vec::new();
+    if let Some(w) = get("warm_full") {
+        let ratio = w.rps / ceiling_rps;
+        targets.push(Target {
+            target: "warm hit, full path".into(),
+            goal: ">= 0.90x ceiling".into(),
+            measured: format!("{ratio:.2}x"),
+            met: ratio >= 0.90,
+        });
+        targets.push(Target {
+            target: "origin RSS under warm load".into(),
+            goal: "<= 30 MB".into(),
+            measured: format!("{:.1} MiB", w.peak_rss_mib),
+            met: w.peak_rss_mib * 1.048_576 <= 30.0,
+        });
+    }
+    if let Some(w) = get("warm_redis") {
+        let ratio = w.rps / ceiling_rps;
+        targets.push(Target {
+            target: "warm hit, L1 off".into(),
+            goal: ">= 0.70x ceiling".into(),
+            measured: format!("{ratio:.2}x"),
+            met: ratio >= 0.70,
+        });
+    }
+    if let (Some(bulk), Some(single)) = (get("bulk100"), get("single100")) {
+        let speedup = 100.0 * bulk.rps / single.rps;
+        targets.push(Target {
+            target: "bulk of 100 vs 100 single requests".into(),
+            goal: ">= 10x faster".into(),
+            measured: format!("{speedup:.1}x"),
+            met: speedup >= 10.0,
+        });
+    }
+    if let (Some(small), Some(big)) = (get("warm_10k"), get("warm_full")) {
+        let growth = big.p50_ms / small.p50_ms;
+        targets.push(Target {
+            target: "hit latency, 600k vs 10k prices".into(),
+            goal: "does not grow".into(),
+            measured: format!(
+                "p50 {:.3} vs {:.3} ms ({growth:.2}x)",
+                big.p50_ms, small.p50_ms
+            ),
+            met: growth <= 1.10,
+        });
+    }
+    let loads = stampede["database_loads"].as_f64().unwrap_or(f64::NAN);
+    targets.push(Target {
+        target: "stampede, 2 origins, 1000 requests".into(),
+        goal: "exactly 1 database load".into(),
+        measured: format!("{loads}"),
+        met: loads == 1.0,
+    });
+    // Every figure above counts only if each response was the one meant: no 429s, no errors.
+    let non_2xx: u64 = results.iter().map(|r| r.median.errors).sum();
+    targets.push(Target {
+        target: "every counted response was a 2xx".into(),
+        goal: "0 non-2xx".into(),
+        measured: format!("{non_2xx}"),
+        met: non_2xx == 0,
+    });
+    targets
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores ({model}), loopback")
+}
+
+fn render(r: &Report) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "NexNum bench, {}; {}\n{}\n\n",
+        r.date, r.machine, r.note
+    ));
+    s.push_str("| scenario | req/s | x ceiling | p50 ms | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB | non-2xx |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for x in &r.scenarios {
+        let m = &x.median;
+        s.push_str(&format!(
+            "| {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} | {} |\n",
+            x.label,
+            m.rps,
+            x.ratio_to_ceiling,
+            m.p50_ms,
+            m.p99_ms,
+            m.p999_ms,
+            m.cpu_us_per_req,
+            m.peak_rss_mib,
+            m.errors
+        ));
+    }
+    let st = &r.stampede;
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    s.push_str(&format!(
+        "\nstampede: {} concurrent requests on one cold key over {} origins: {} database \
+         load(s), {} failures, p50 {:.1} ms, p99 {:.1} ms\n",
+        st["requests"],
+        st["origins"],
+        st["database_loads"],
+        st["failures"],
+        f(&st["p50_ms"]),
+        f(&st["p99_ms"])
+    ));
+    let bl = &st["balance_latency"];
+    let f = |k: &str| bl[k].as_f64().unwrap_or(0.0);
+    s.push_str(&format!(
+        "GET /v1/me/balance one at a time (L1 off): warm p50 {:.3} ms p99 {:.3} ms; cold p50 {:.3} ms p99 {:.3} ms\n",
+        f("warm_p50_ms"), f("warm_p99_ms"), f("cold_p50_ms"), f("cold_p99_ms")
+    ));
+    s.push_str(&format!("large catalog seeded from empty in {:.1} s\n\n| target | goal | measured | met |\n|---|---|---|---|\n", r.large_seed_secs));
+    for t in &r.targets {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            t.target,
+            t.goal,
+            t.measured,
+            if t.met { "yes" } else { "NO" }
+        ));
+    }
+    s
+}

@@ -1,0 +1,459 @@
+//! Set-up: the environment the bench needs, the seeded catalogs, the request paths, and the
+//! servers (every origin variant through one launcher, the ceiling, the workers).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::procs::{self, Proc, spare_port, start};
+
+/// What the bench takes from its environment (`make bench` sets it up).
+pub struct BenchEnv {
+    pub admin: String,
+    pub redis: String,
+    pub bin: PathBuf,
+}
+
+impl BenchEnv {
+    pub fn from_environment() -> anyhow::Result<BenchEnv> {
+        procs::require("wrk", "make bench installs it (Debian package wrk)")?;
+        let admin = std::env::var("PG_ADMIN_URL")
+            .context("PG_ADMIN_URL is not set (run through make bench)")?;
+        let redis =
+            std::env::var("REDIS_URL").context("REDIS_URL is not set (run through make bench)")?;
+        let bin = PathBuf::from("target/release/origin");
+        procs::exists(
+            &bin,
+            "make bench builds it (cargo build --release -p origin)",
+        )?;
+        Ok(BenchEnv { admin, redis, bin })
+    }
+
+    /// Starts `origin serve` on `db` with its own key prefix and `extra` settings. The bench is
+    /// one client address: the API tier is lifted so it measures the limiter's cost, not its
+    /// refusals (leases then last a whole bucket).
+    pub async fn origin(
+        &self,
+        name: &str,
+        db: &str,
+        prefix: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Proc> {
+        let port = spare_port()?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("serve")
+            .env("DATABASE_URL", db)
+            .env("REDIS_URL", &self.redis)
+            .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
+            .env("REDIS_KEY_PREFIX", prefix)
+            .env("RATE_LIMITS", "api=1000000000/60000")
+            .env("RUST_LOG", "warn");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        start(name, cmd, port, "/readyz").await
+    }
+}
+
+/// The two catalogs: the large one seeded fresh (timed), the 10k one idempotently.
+pub struct Catalogs {
+    pub large: String,
+    pub small: String,
+    pub large_seed_secs: f64,
+}
+
+pub async fn seed_catalogs(env: &BenchEnv) -> anyhow::Result<Catalogs> {
+    let large = db_url(&env.admin, "nexnum_bench_large");
+    let small = db_url(&env.admin, "nexnum_bench_10k");
+    {
+        let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&env.admin).await?;
+        sqlx::query("DROP DATABASE IF EXISTS nexnum_bench_large WITH (FORCE)")
+            .execute(&mut conn)
+            .await?;
+    }
+    let started = std::time::Instant::now();
+    seed(env, &large, "large")?;
+    let large_seed_secs = started.elapsed().as_secs_f64();
+    seed(env, &small, "10k")?;
+    Ok(Catalogs {
+        large,
+        small,
+        large_seed_secs,
+    })
+}
+
+fn seed(env: &BenchEnv, db: &str, scale: &str) -> anyhow::Result<()> {
+    let seeded = Command::new(&env.bin)
+        .args(["seed", "--scale", scale])
+        .env("DATABASE_URL", db)
+        .env("RUST_LOG", "warn")
+        .output()?;
+    if !seeded.status.success() {
+        bail!(
+            "seeding the {scale} catalog failed: {}",
+            String::from_utf8_lossy(&seeded.stderr)
+        );
+    }
+    println!("{}", String::from_utf8_lossy(&seeded.stdout).trim());
+    Ok(())
+}
+
+/// The requests: one price present in both catalogs, 100 services of one country (as one bulk
+/// request and as 100 single ones), and 60 000 distinct cold price paths.
+pub struct Paths {
+    pub price: String,
+    pub bulk: String,
+    pub singles_file: PathBuf,
+    pub cold_file: PathBuf,
+    /// The last cold product, kept out of the cold scenario's reach for the stampede.
+    pub stampede_key: (String, String, String),
+    pub large_pool: sqlx::PgPool,
+}
+
+impl Paths {
+    pub async fn build(catalogs: &Catalogs, tmp: &Path) -> anyhow::Result<Paths> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&catalogs.small)
+            .await?;
+        let (p, c, s): (String, String, String) = sqlx::query_as(
+        "SELECT pr.code, c.code, s.code FROM prices x JOIN providers pr ON pr.id = x.provider_id
+           JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
+          WHERE s.code = 'whatsapp' ORDER BY pr.code, c.code LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await?;
+        let price_path = format!("/v1/catalog/{p}/prices/{c}/{s}");
+        let large_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&catalogs.large)
+            .await?;
+        let hundred: Vec<String> = sqlx::query_scalar(
+            "SELECT s.code FROM prices x JOIN providers pr ON pr.id = x.provider_id
+           JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
+          WHERE pr.code = $1 AND c.code = $2 ORDER BY s.code LIMIT 100",
+        )
+        .bind(&p)
+        .bind(&c)
+        .fetch_all(&large_pool)
+        .await?;
+        let bulk_path = format!("/v1/catalog/{p}/prices/{c}?services={}", hundred.join(","));
+        let singles_file = tmp.join("singles.txt");
+        std::fs::write(
+            &singles_file,
+            hundred
+                .iter()
+                .map(|sv| format!("/v1/catalog/{p}/prices/{c}/{sv}\n"))
+                .collect::<String>(),
+        )?;
+        let cold: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT pr.code, c.code, s.code FROM prices x JOIN providers pr ON pr.id = x.provider_id
+           JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
+          ORDER BY md5(x.provider_id::text || ':' || x.country_id || ':' || x.service_id) LIMIT 60000",
+    )
+    .fetch_all(&large_pool)
+    .await?;
+        let cold_file = tmp.join("cold.txt");
+        std::fs::write(
+            &cold_file,
+            cold.iter()
+                .map(|(p, c, s)| format!("/v1/catalog/{p}/prices/{c}/{s}\n"))
+                .collect::<String>(),
+        )?;
+
+        let stampede_key = cold.last().cloned().context("no cold paths")?;
+        Ok(Paths {
+            price: price_path,
+            bulk: bulk_path,
+            singles_file,
+            cold_file,
+            stampede_key,
+            large_pool,
+        })
+    }
+}
+
+/// Every server of the run. Each origin has its own key prefix on the shared Redis (the two
+/// stampede origins share one: they are replicas of one deployment).
+pub struct Servers {
+    pub full: Proc,
+    pub no_l1: Proc,
+    pub no_metrics: Proc,
+    pub no_limiter: Proc,
+    pub small_catalog: Proc,
+    pub stampede: [Proc; 2],
+    pub ceiling: Proc,
+    /// The edge worker and a static JS worker, unless `--skip-edge`.
+    pub edges: Vec<Proc>,
+    pub accounts: Accounts,
+    pub prefixes: Vec<String>,
+}
+
+impl Servers {
+    pub async fn start(
+        env: &BenchEnv,
+        catalogs: &Catalogs,
+        paths: &Paths,
+        tmp: &Path,
+        skip_edge: bool,
+    ) -> anyhow::Result<Servers> {
+        let mut prefixes = Vec::new();
+        let mut prefix = |name: &str| {
+            let p = format!("bench:{name}:{}:", uuid::Uuid::new_v4().simple());
+            prefixes.push(p.clone());
+            p
+        };
+        let large = catalogs.large.as_str();
+        let full = env
+            .origin("origin (full path)", large, &prefix("a"), &[])
+            .await?;
+        let no_l1 = env
+            .origin(
+                "origin (L1 off)",
+                large,
+                &prefix("b"),
+                &[("L1_CACHE", "off")],
+            )
+            .await?;
+        let no_metrics = env
+            .origin(
+                "origin (metrics off)",
+                large,
+                &prefix("m"),
+                &[("METRICS", "off")],
+            )
+            .await?;
+        let no_limiter = env
+            .origin(
+                "origin (rate limiter off)",
+                large,
+                &prefix("n"),
+                &[("RATE_LIMIT", "off")],
+            )
+            .await?;
+        let small_catalog = env
+            .origin("origin (10k catalog)", &catalogs.small, &prefix("t"), &[])
+            .await?;
+        let shared_prefix = prefix("s");
+        let stampede = [
+            env.origin("stampede origin 1", large, &shared_prefix, &[])
+                .await?,
+            env.origin("stampede origin 2", large, &shared_prefix, &[])
+                .await?,
+        ];
+        let client = reqwest::Client::new();
+        let accounts = accounts_setup(&client, &full, &paths.large_pool, tmp).await?;
+        let (ceiling, body) = ceiling(&client, &full, &paths.price, tmp).await?;
+        let edges = if skip_edge {
+            Vec::new()
+        } else {
+            workers(&full, &body).await?
+        };
+        Ok(Servers {
+            full,
+            no_l1,
+            no_metrics,
+            no_limiter,
+            small_catalog,
+            stampede,
+            ceiling,
+            edges,
+            accounts,
+            prefixes,
+        })
+    }
+
+    /// The key prefix of the L1-off origin (its keys are dropped between reps of
+    /// the cold scenario).
+    pub fn no_l1_prefix(&self) -> &str {
+        &self.prefixes[1]
+    }
+
+    /// Deletes every key the run wrote.
+    pub async fn clean(&self, redis: &str) {
+        for p in &self.prefixes {
+            let _ = delete_prefix(redis, p).await;
+        }
+    }
+}
+
+/// The ceiling: a static Axum server answering with the bytes and headers of a warm hit.
+async fn ceiling(
+    client: &reqwest::Client,
+    full: &Proc,
+    price_path: &str,
+    tmp: &Path,
+) -> anyhow::Result<(Proc, bytes::Bytes)> {
+    let warm = client
+        .get(format!("http://127.0.0.1:{}{price_path}", full.port))
+        .send()
+        .await?;
+    let header = |name: &str| {
+        warm.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (etag, cc) = (header("etag"), header("cache-control"));
+    let body = warm.bytes().await?;
+    let body_file = tmp.join("body.json");
+    std::fs::write(&body_file, &body)?;
+    let port = spare_port()?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["ceiling", "--port", &port.to_string(), "--body"])
+        .arg(&body_file)
+        .args(["--etag", &etag, "--cache-control", &cc]);
+    Ok((start("ceiling", cmd, port, "/").await?, body))
+}
+
+/// The edge worker in front of `origin`, and a static JS worker answering `body`.
+async fn workers(origin: &Proc, body: &[u8]) -> anyhow::Result<Vec<Proc>> {
+    procs::require("node", "install Node.js 20+")?;
+    procs::exists(
+        Path::new("edge/build/worker/shim.mjs"),
+        "make bench builds it (scripts/build-edge.sh)",
+    )?;
+    let vars = serde_json::json!({
+        "ORIGIN_URL": format!("http://127.0.0.1:{}", origin.port),
+        "RATE_LIMIT_PER_MINUTE": "1000000000",
+        "RATE_LIMIT_BURST": "1000000000",
+    });
+    let port = spare_port()?;
+    let mut cmd = Command::new("node");
+    cmd.arg("tests/edge/serve.mjs")
+        .env("EDGE_PORT", port.to_string())
+        .env("EDGE_VARS", vars.to_string());
+    let edge = start("edge worker (workerd)", cmd, port, "/healthz").await?;
+    let port = spare_port()?;
+    let mut cmd = Command::new("node");
+    cmd.arg("tests/edge/serve.mjs")
+        .env("EDGE_PORT", port.to_string())
+        .env(
+            "EDGE_STATIC_BODY",
+            String::from_utf8_lossy(body).into_owned(),
+        );
+    Ok(vec![
+        edge,
+        start("static worker (workerd)", cmd, port, "/").await?,
+    ])
+}
+
+fn db_url(admin: &str, name: &str) -> String {
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+pub async fn delete_prefix(redis: &str, prefix: &str) -> anyhow::Result<()> {
+    let mut conn = redis::Client::open(redis)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(2000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let _: () = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+pub struct Accounts {
+    /// Bearer tokens of the 32 bench users on origin A (one per line).
+    pub tokens_a: PathBuf,
+    /// The first bench user's id (its balance is read on origin B).
+    pub user_b: i64,
+    /// Purchase bodies spread over every provider and country (number pools are per pair).
+    pub bodies: PathBuf,
+}
+
+/// 32 funded users signed in on A, and purchase bodies for them.
+async fn accounts_setup(
+    client: &reqwest::Client,
+    a: &Proc,
+    pool: &sqlx::PgPool,
+    tmp: &Path,
+) -> anyhow::Result<Accounts> {
+    let password = "bench password 0123";
+    let mut tokens = String::new();
+    for i in 0..32 {
+        let creds =
+            serde_json::json!({"email": format!("bench-{i}@example.com"), "password": password});
+        let r = client
+            .post(format!("http://127.0.0.1:{}/v1/auth/register", a.port))
+            .json(&creds)
+            .send()
+            .await?;
+        if !(r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT) {
+            bail!("registering a bench user: {}", r.status());
+        }
+        let login: serde_json::Value = client
+            .post(format!("http://127.0.0.1:{}/v1/auth/login", a.port))
+            .json(&creds)
+            .send()
+            .await?
+            .json()
+            .await?;
+        tokens.push_str(login["token"].as_str().context("login token")?);
+        tokens.push('\n');
+    }
+    // Funds through the ledger, as an admin credit would.
+    sqlx::query(
+        "INSERT INTO transactions (user_id, type, amount_cents)
+         SELECT id, 'credit', 1000000000 FROM users WHERE email LIKE 'bench-%'",
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "UPDATE users SET balance_cents = balance_cents + 1000000000 WHERE email LIKE 'bench-%'",
+    )
+    .execute(pool)
+    .await?;
+    let user_b: i64 =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = 'bench-0@example.com'")
+            .fetch_one(pool)
+            .await?;
+    let products: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT DISTINCT ON (x.provider_id, x.country_id, x.service_id % 5) pr.code, c.code, s.code
+           FROM prices x JOIN providers pr ON pr.id = x.provider_id
+           JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
+          WHERE x.stock > 100
+          ORDER BY x.provider_id, x.country_id, x.service_id % 5, x.service_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    // Interleaved so consecutive purchases hit different number pools and price rows.
+    let mut bodies = String::new();
+    for k in 0..5 {
+        for (i, (p, c, s)) in products.iter().enumerate() {
+            if i % 5 == k {
+                bodies.push_str(
+                    &serde_json::json!({"provider": p, "country": c, "service": s}).to_string(),
+                );
+                bodies.push('\n');
+            }
+        }
+    }
+    let (tokens_a, bodies_file) = (tmp.join("tokens.txt"), tmp.join("purchases.txt"));
+    std::fs::write(&tokens_a, tokens)?;
+    std::fs::write(&bodies_file, bodies)?;
+    Ok(Accounts {
+        tokens_a,
+        user_b,
+        bodies: bodies_file,
+    })
+}
