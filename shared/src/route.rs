@@ -237,6 +237,23 @@ mod tests {
     }
 
     #[test]
+    fn a_list_is_counted_before_its_items_are_parsed() {
+        // 64 KB of distinct items, the first one invalid: refused for its length, without
+        // parsing (or comparing) a single item first.
+        let long: Vec<String> = (0..6000).map(|i| format!("svc{i:06}")).collect();
+        let hostile = format!("BAD,{}", long.join(","));
+        let err = parse_services_param(&hostile).unwrap_err().to_string();
+        assert!(err.contains("at most 200"), "{err}");
+    }
+
+    #[test]
+    fn duplicates_are_dropped_keeping_the_first() {
+        let got = parse_services_param("b,a,b,c,a").unwrap();
+        let got: Vec<&str> = got.iter().map(Slug::as_str).collect();
+        assert_eq!(got, ["b", "a", "c"]);
+    }
+
+    #[test]
     fn invalid_codes_and_lists_are_errors() {
         assert!(CatalogRoute::parse("/v1/catalog/BAD/countries", None).is_err());
         assert!(CatalogRoute::parse("/v1/catalog/a/prices/us", Some("services=")).is_err());

@@ -1,0 +1,157 @@
+//! The origin as an attacker meets it: every test here sends what a hostile client sends and
+//! checks the system holds (each failed against the code before its fix). Real PostgreSQL, real
+//! Redis, the real origin on a real port.
+
+use harness::{AppOptions, PASSWORD, TestApp, TestDb, assert_error};
+use origin::seed::Scale;
+use reqwest::{Method, StatusCode};
+use serde_json::json as j;
+
+async fn app(options: AppOptions) -> (TestDb, TestApp) {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let app = TestApp::spawn(&db, options).await;
+    (db, app)
+}
+
+/// Every key of this app in Redis, with its value when it is a string.
+async fn keys_and_values(app: &TestApp) -> Vec<(String, String)> {
+    let mut conn = app.redis().await;
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}*", app.prefix)).query_async(&mut conn).await.unwrap();
+    let mut out = Vec::new();
+    for key in keys {
+        let value: redis::RedisResult<Option<String>> =
+            redis::cmd("GET").arg(&key).query_async(&mut conn).await;
+        out.push((key, value.ok().flatten().unwrap_or_default()));
+    }
+    out
+}
+
+/// Item 4: a load that fails (unknown provider) releases the fleet fill lock, and repeated asks
+/// for the same unknown name are answered without PostgreSQL for a while.
+#[tokio::test]
+async fn a_failed_load_releases_the_fill_lock_and_404_floods_stay_off_the_database() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let path = "/v1/catalog/nobody/countries";
+    assert_error(app.get(path).await, 404, "not_found").await;
+    assert_eq!(app.ttl("cache:countries:nobody:lock").await, -2, "the lock was released");
+    let before = app.db_queries();
+    for _ in 0..20 {
+        assert_error(app.get(path).await, 404, "not_found").await;
+    }
+    assert_eq!(app.db_queries() - before, 0, "known unknowns are answered from the cache");
+}
+
+/// Item 8: client-chosen methods and paths never become metric labels.
+#[tokio::test]
+async fn hostile_methods_and_paths_do_not_grow_metric_series() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let series = |text: &str| text.lines().filter(|l| l.starts_with("http_request")).count();
+    let warm = |app: &TestApp, m: Method, p: String| app.client.request(m, app.url(&p)).send();
+    warm(&app, Method::from_bytes(b"WARM").unwrap(), "/healthz".into()).await.unwrap();
+    warm(&app, Method::GET, "/warm-unknown".into()).await.unwrap();
+    let before = series(&app.get("/metrics").await.text().await.unwrap());
+    for i in 0..50 {
+        let method = Method::from_bytes(format!("Z{i}").as_bytes()).unwrap();
+        warm(&app, method, "/healthz".into()).await.unwrap();
+        warm(&app, Method::GET, format!("/nothing/{i}")).await.unwrap();
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(!text.contains("method=\"Z"), "a custom method became a label");
+    assert!(!text.contains("/nothing/"), "a raw path became a label");
+    assert_eq!(series(&text), before, "the series count grew with hostile input");
+}
+
+/// Item 12: every "dependency unavailable" answer is a 503 the client can act on.
+#[tokio::test]
+async fn a_database_outage_is_a_503_with_retry_after() {
+    let db = TestDb::new(None).await;
+    let dead = format!("postgres://postgres@127.0.0.1:{}/none", harness::spare_port());
+    let options = AppOptions::default()
+        .env("DATABASE_URL", &dead)
+        .env("DB_CONNECT_TIMEOUT_SECS", "1");
+    let app = TestApp::spawn(&db, options).await;
+    let resp = app.get("/v1/catalog/providers").await;
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    assert!(retry.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)), "Retry-After");
+    assert_error(resp, 503, "unavailable").await;
+    let creds = j!({"email": "a@b.co", "password": PASSWORD});
+    let resp = app.post_json("/v1/auth/login", &creds).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_error(resp, 503, "unavailable").await;
+}
+
+/// Item 13: request bodies with fields the API does not know are refused, not half-read.
+#[tokio::test]
+async fn unknown_fields_are_refused_everywhere() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let admin = app.admin("root@nexnum.test").await;
+    let (user, token) = app.user_with("u@example.com", 0).await;
+    let extra = j!({"email": "x@example.com", "password": PASSWORD, "role": "admin"});
+    assert_error(app.post_json("/v1/auth/register", &extra).await, 400, "bad_request").await;
+    assert_error(app.post_json("/v1/auth/login", &extra).await, 400, "bad_request").await;
+    let credit = format!("/v1/admin/users/{user}/credit");
+    let body = j!({"amount_cents": 5, "note": "x"});
+    assert_error(app.post_json_as(&admin, &credit, &body).await, 400, "bad_request").await;
+    let body = j!({"price_cents": 5, "stock": 1, "currency": "EUR"});
+    let path = "/v1/admin/prices/5sim/ad/whatsapp";
+    assert_error(app.put_json_as(&admin, path, &body).await, 400, "bad_request").await;
+    let body = j!({"provider": "5sim", "country": "ad", "service": "whatsapp", "price_cents": 0});
+    assert_error(app.buy(&token, &body, None).await, 400, "bad_request").await;
+}
+
+/// Item 13: a client-supplied request id is kept only when short and well formed.
+#[tokio::test]
+async fn malformed_request_ids_are_replaced() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let id_for = |sent: String| {
+        let req = app.client.get(app.url("/healthz")).header("x-request-id", sent);
+        async move {
+            let resp = req.send().await.unwrap();
+            resp.headers()["x-request-id"].to_str().unwrap().to_owned()
+        }
+    };
+    let good = "edge-7f3a9c01-trace".to_owned();
+    assert_eq!(id_for(good.clone()).await, good, "a well-formed id is propagated");
+    for bad in ["a".repeat(300), "<script>alert(1)</script>".into(), "id with spaces".into()] {
+        let got = id_for(bad.clone()).await;
+        assert_ne!(got, bad);
+        assert!(got.len() <= 64 && got.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    }
+}
+
+/// Item 3: whoever reads Redis (SCAN, MONITOR, a replica, an RDB file) finds no usable token.
+#[tokio::test]
+async fn session_tokens_are_never_stored_in_redis() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let (_, token) = app.user_with("u@example.com", 0).await;
+    assert_eq!(app.get_as(&token, "/v1/me/balance").await.status(), StatusCode::OK);
+    let stored = keys_and_values(&app).await;
+    assert!(stored.iter().any(|(k, _)| k.contains("session:")), "{stored:?}");
+    for (key, value) in &stored {
+        assert!(!key.contains(&token) && !value.contains(&token), "{key} holds the token");
+    }
+}
+
+/// Item 1: holding more sessions buys no more requests from one address, in any tier.
+#[tokio::test]
+async fn accounts_do_not_multiply_an_address_budget() {
+    let options = AppOptions::default().env("RATE_LIMITS", "api=6/60000,auth=6/60000");
+    let (_db, app) = app(options).await;
+    // Auth tier: two registrations and two sign-ins (4 of 6)...
+    let (_, first) = app.user_with("u1@example.com", 0).await;
+    let (_, second) = app.user_with("u2@example.com", 0).await;
+    // ...then a wrong password with each token (6 of 6): the address's budget is spent.
+    let guess = j!({"email": "victim@example.com", "password": "guess guess guess"});
+    for token in [&first, &second] {
+        let r = app.post_json_as(token, "/v1/auth/login", &guess).await;
+        assert_error(r, 401, "unauthorized").await;
+    }
+    let r = app.post_json("/v1/auth/login", &guess).await;
+    assert_error(r, 429, "rate_limited").await;
+    // API tier: three requests with each token use the address's six.
+    for token in [&first, &second, &first, &second, &first, &second] {
+        assert_eq!(app.get_as(token, "/v1/me/balance").await.status(), StatusCode::OK);
+    }
+    assert_error(app.get_as(&first, "/v1/me/balance").await, 429, "rate_limited").await;
+}
