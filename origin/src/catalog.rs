@@ -1,6 +1,8 @@
 //! The catalog read path: each public route's data, through the cache-aside helpers, as the
 //! exact JSON bytes of the response body.
 
+use std::future::Future;
+
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -77,9 +79,9 @@ impl Catalog {
         let db = self.db.clone();
         let key = keys::countries(&provider);
         let p = provider.clone();
-        let entry = self
+        let read = self
             .cache
-            .get_or_load(DataType::Countries, key, move || async move {
+            .get_or_load(DataType::Countries, key.clone(), move || async move {
                 let countries = db
                     .countries(&p)
                     .await?
@@ -89,8 +91,8 @@ impl Catalog {
                     countries,
                 })
                 .map(Some)
-            })
-            .await?;
+            });
+        let entry = self.remembering_unknowns(key, read).await?;
         entry.ok_or_else(|| CatalogError::NotFound(unknown_provider(&provider).to_string()))
     }
 
@@ -98,17 +100,17 @@ impl Catalog {
         let db = self.db.clone();
         let key = keys::services(&provider);
         let p = provider.clone();
-        let entry = self
+        let read = self
             .cache
-            .get_or_load(DataType::Services, key, move || async move {
+            .get_or_load(DataType::Services, key.clone(), move || async move {
                 let services = db.services(&p).await?.ok_or_else(|| unknown_provider(&p))?;
                 json(&ServicesResponse {
                     provider: p.to_string(),
                     services,
                 })
                 .map(Some)
-            })
-            .await?;
+            });
+        let entry = self.remembering_unknowns(key, read).await?;
         entry.ok_or_else(|| CatalogError::NotFound(unknown_provider(&provider).to_string()))
     }
 
@@ -116,7 +118,7 @@ impl Catalog {
         let db = self.db.clone();
         let key = keys::price(&product);
         let wanted = product.clone();
-        let entry = self
+        let read = self
             .cache
             .get_or_load(DataType::Prices, key, move || async move {
                 let (p, c) = (&wanted.provider, &wanted.country);
@@ -128,14 +130,33 @@ impl Catalog {
                     Some(price) => json(&price).map(Some),
                     None => Ok(None),
                 }
-            })
-            .await?;
+            });
+        // Not remembered as unknown: a price key's absence means "no price", and a bulk read
+        // served from such entries could not tell an unknown country from an unsold service.
+        let entry = read.await?;
         entry.ok_or_else(|| {
             CatalogError::NotFound(format!(
                 "provider '{}' has no price for service '{}' in country '{}'",
                 product.provider, product.service, product.country
             ))
         })
+    }
+
+    /// A cache read whose loader may find the provider (or country) unknown: that answer is
+    /// remembered in L1 (see [`Cache::remember_absent`]), so a flood of one made-up name stays
+    /// off PostgreSQL without parking junk in Redis.
+    async fn remembering_unknowns(
+        &self,
+        key: String,
+        read: impl Future<Output = Result<Option<Bytes>, LoadError<LoadFailure>>>,
+    ) -> Result<Option<Bytes>, CatalogError> {
+        match read.await {
+            Err(LoadError::Loader(failure)) if matches!(*failure, LoadFailure::Unknown(_)) => {
+                self.cache.remember_absent(key);
+                Err(LoadError::Loader(failure).into())
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Several prices of one provider in one country: one MGET over the per-service price keys,

@@ -83,6 +83,10 @@ fn describe_and_baseline() {
         "1 while L1's invalidation subscription is live"
     );
     describe_counter!("db_queries_total", "PostgreSQL queries by name");
+    describe_counter!(
+        "dependency_unavailable_total",
+        "Requests answered 503 because PostgreSQL or Redis was out of reach"
+    );
     describe_gauge!(
         "db_pool_connections",
         "This origin's PostgreSQL pool: open, idle, in_use"
@@ -129,6 +133,7 @@ fn describe_and_baseline() {
         metrics::counter!("redis_errors_total", "op" => "get", "kind" => kind).increment(0);
     }
     metrics::counter!("cache_invalidation_failures_total").increment(0);
+    metrics::counter!("dependency_unavailable_total").increment(0);
 }
 
 /// Hot-path counters registered once and reused: building a metric key (labels, hashing, a
@@ -164,6 +169,12 @@ pub fn cache_results(data: DataType, result: &'static str, n: u64) {
 pub fn cache_load(data: DataType, elapsed: Duration) {
     metrics::histogram!("cache_load_duration_seconds", "type" => data.as_str())
         .record(elapsed.as_secs_f64());
+}
+
+/// `dependency_unavailable_total`: requests answered 503 because PostgreSQL or Redis was out of
+/// reach (never a 500, which would page someone for an outage they cannot fix).
+pub fn dependency_unavailable() {
+    metrics::counter!("dependency_unavailable_total").increment(1);
 }
 
 pub fn cache_invalidation_failed() {
@@ -228,15 +239,32 @@ pub fn pg_connections(active: i64, max: i64) {
 /// cache hit's own work).
 #[derive(Default)]
 struct RouteSeries {
-    counts: Vec<(Method, u16, Counter)>,
-    latency: Vec<(Method, Histogram)>,
+    counts: Vec<(&'static str, u16, Counter)>,
+    latency: Vec<(&'static str, Histogram)>,
+}
+
+/// The method as a label: the standard ones by name, anything a client made up as `OTHER`, so a
+/// client cannot mint series.
+pub fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .iter()
+        .find(|m| **m == method.as_str())
+        .copied()
+        .unwrap_or("OTHER")
 }
 
 static HTTP_SERIES: OnceLock<RwLock<HashMap<String, RouteSeries>>> = OnceLock::new();
 
 /// `http_requests_total{route, method, status}` and `http_request_duration_seconds{route,
-/// method}`; `route` is the matched route template (never the raw path).
+/// method}`; `route` is the matched route template or `unmatched` (never the raw path).
 pub fn http_request(route: &str, method: &Method, status: u16, seconds: f64) {
+    record_http(route, method_label(method), status, seconds);
+}
+
+fn record_http(route: &str, method: &'static str, status: u16, seconds: f64) {
     let table = HTTP_SERIES.get_or_init(Default::default);
     {
         let read = table.read().unwrap_or_else(|p| p.into_inner());
@@ -244,8 +272,8 @@ pub fn http_request(route: &str, method: &Method, status: u16, seconds: f64) {
             let count = series
                 .counts
                 .iter()
-                .find(|(m, s, _)| m == method && *s == status);
-            let latency = series.latency.iter().find(|(m, _)| m == method);
+                .find(|(m, s, _)| *m == method && *s == status);
+            let latency = series.latency.iter().find(|(m, _)| *m == method);
             if let (Some((.., c)), Some((_, h))) = (count, latency) {
                 c.increment(1);
                 h.record(seconds);
@@ -258,21 +286,21 @@ pub fn http_request(route: &str, method: &Method, status: u16, seconds: f64) {
     if !series
         .counts
         .iter()
-        .any(|(m, s, _)| m == method && *s == status)
+        .any(|(m, s, _)| *m == method && *s == status)
     {
         let labels = [
             ("route", route.to_owned()),
-            ("method", method.to_string()),
+            ("method", method.to_owned()),
             ("status", status.to_string()),
         ];
         let c = metrics::counter!("http_requests_total", &labels);
-        series.counts.push((method.clone(), status, c));
+        series.counts.push((method, status, c));
     }
-    if !series.latency.iter().any(|(m, _)| m == method) {
-        let labels = [("route", route.to_owned()), ("method", method.to_string())];
+    if !series.latency.iter().any(|(m, _)| *m == method) {
+        let labels = [("route", route.to_owned()), ("method", method.to_owned())];
         let h = metrics::histogram!("http_request_duration_seconds", &labels);
-        series.latency.push((method.clone(), h));
+        series.latency.push((method, h));
     }
     drop(write);
-    http_request(route, method, status, seconds);
+    record_http(route, method, status, seconds);
 }

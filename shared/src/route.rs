@@ -148,8 +148,9 @@ fn services_from_query(query: Option<&str>) -> Result<Option<Vec<Slug>>, RouteEr
     found.map(parse_services_param).transpose()
 }
 
-/// Parses `a,b,c` (commas may arrive as `%2C`): each item a slug, no empties, duplicates
-/// dropped keeping the first, at most [`MAX_BULK_SERVICES`].
+/// Parses `a,b,c` (commas may arrive as `%2C`): at most [`MAX_BULK_SERVICES`] items, each a
+/// slug, no empties, duplicates dropped keeping the first. The items are counted before any is
+/// parsed and duplicates are found with a set, so a hostile list costs linear time before its 400.
 pub fn parse_services_param(raw: &str) -> Result<Vec<Slug>, RouteError> {
     let decoded = raw.replace("%2C", ",").replace("%2c", ",");
     if decoded.is_empty() {
@@ -157,17 +158,18 @@ pub fn parse_services_param(raw: &str) -> Result<Vec<Slug>, RouteError> {
             "must list at least one service".into(),
         ));
     }
-    let mut out: Vec<Slug> = Vec::new();
-    for item in decoded.split(',') {
-        let s = Slug::parse(item).map_err(|e| RouteError::Services(format!("item {e}")))?;
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    if out.len() > MAX_BULK_SERVICES {
+    if decoded.split(',').nth(MAX_BULK_SERVICES).is_some() {
         return Err(RouteError::Services(format!(
             "must list at most {MAX_BULK_SERVICES} services"
         )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<Slug> = Vec::new();
+    for item in decoded.split(',') {
+        let s = Slug::parse(item).map_err(|e| RouteError::Services(format!("item {e}")))?;
+        if seen.insert(item) {
+            out.push(s);
+        }
     }
     Ok(out)
 }

@@ -93,6 +93,7 @@ impl ErrorBody {
 
 /// `POST /v1/auth/register` and `POST /v1/auth/login`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub email: String,
     pub password: String,
@@ -146,6 +147,7 @@ pub struct ActivationPage {
 
 /// `PUT /v1/admin/prices/{provider}/{country}/{service}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SetPriceRequest {
     pub price_cents: i64,
     pub stock: i64,
@@ -153,6 +155,7 @@ pub struct SetPriceRequest {
 
 /// `POST /v1/admin/users/{id}/credit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreditRequest {
     pub amount_cents: i64,
 }

@@ -1,11 +1,15 @@
 //! Sessions in Redis under `session:{id}`: 15 minutes that slide on every authenticated request,
 //! in one atomic `GETEX key EX 900` (never GET then EXPIRE, which could resurrect a session
-//! deleted in between). The id is 256 bits from the OS CSPRNG, hex-encoded.
+//! deleted in between). The token is 256 bits from the OS CSPRNG, hex-encoded, and only the
+//! client holds it: the `{id}` in Redis is its SHA-256 ([`session_id`]), so whoever can read
+//! Redis (SCAN, MONITOR, a replica, an RDB file) finds no token that authenticates. A plain hash
+//! suffices (no salt, no slow hash): the token is 256 random bits, not a guessable password.
 //!
 //! Unlike the catalog, sessions fail closed: if Redis errors or is slow, authenticated requests
 //! are refused as unavailable — nobody is let in without a check, and nobody's session is dropped.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use shared::{DataType, keys};
 
 use crate::redis::{Redis, RedisError};
@@ -32,6 +36,14 @@ pub enum SessionError {
 pub struct Sessions {
     redis: Redis,
     ttl_secs: u32,
+}
+
+/// The id a token is stored under: its SHA-256, hex.
+pub fn session_id(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Only well-formed tokens reach Redis.
@@ -62,7 +74,12 @@ impl Sessions {
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let value = serde_json::to_vec(&user).unwrap_or_default();
         self.redis
-            .set_new("session_set", &keys::session(&token), &value, self.ttl_secs)
+            .set_new(
+                "session_set",
+                &keys::session(&session_id(&token)),
+                &value,
+                self.ttl_secs,
+            )
             .await?;
         Ok(token)
     }
@@ -74,7 +91,11 @@ impl Sessions {
         }
         let value = self
             .redis
-            .get_and_expire("session_getex", &keys::session(token), self.ttl_secs)
+            .get_and_expire(
+                "session_getex",
+                &keys::session(&session_id(token)),
+                self.ttl_secs,
+            )
             .await?;
         Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
     }
@@ -84,7 +105,7 @@ impl Sessions {
             return Ok(());
         }
         self.redis
-            .delete("session_del", &[keys::session(token)])
+            .delete("session_del", &[keys::session(&session_id(token))])
             .await?;
         Ok(())
     }

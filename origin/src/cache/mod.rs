@@ -37,6 +37,8 @@ static FILL: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("fill.lua")));
 static STORE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("store.lua")));
+static RELEASE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
 
 /// How long a fill lock is held at most: a load takes milliseconds; if its holder dies, waiters
 /// take over after this.
@@ -194,7 +196,16 @@ impl Cache {
             }
         }
         let started = Instant::now();
-        let value = load().await?;
+        let value = match load().await {
+            Ok(value) => value,
+            Err(e) => {
+                // Whatever went wrong, the lock goes now: waiters must not sit out its lease.
+                if locked {
+                    let _ = self.release(&lock, &owner).await;
+                }
+                return Err(e);
+            }
+        };
         meters::cache_load(data, started.elapsed());
         let bytes = value.clone().unwrap_or(Bytes::from_static(NULL));
         let ttl = self.entry_ttl(data, value.is_some());
@@ -233,6 +244,22 @@ impl Cache {
         self.redis
             .eval("store", &STORE, &[key, lock], (owner, bytes.as_ref(), ttl))
             .await
+    }
+
+    async fn release(&self, lock: &str, owner: &str) -> Result<(), RedisError> {
+        self.redis
+            .eval::<i64>("release", &RELEASE, &[lock], owner)
+            .await
+            .map(|_| ())
+    }
+
+    /// Remembers in L1 only (never in Redis) that `key` names nothing, for L1's short TTL: a
+    /// flood of requests for one made-up name then costs one database probe per key per TTL per
+    /// process, and made-up names never take room in the shared Redis.
+    pub fn remember_absent(&self, key: String) {
+        if let Some(l1) = &self.l1 {
+            l1.insert(key, None, l1.generation());
+        }
     }
 
     /// Copies an entry into L1 (if on, and nothing was invalidated meanwhile).

@@ -17,9 +17,21 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::config::Settings;
 
 /// Whether a database error means "the database is out of reach right now" (retry later), as
-/// opposed to a bug in a query.
+/// opposed to a bug in a query: no pooled connection in time, the connection refused, reset or
+/// closed, or the server saying it is shutting down, starting up or out of connections
+/// (SQLSTATE class 08, 57P01–57P03, 53300).
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::PoolTimedOut)
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 /// The pool plus a count of the queries issued through it, so tests and metrics can prove

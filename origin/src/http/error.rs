@@ -81,9 +81,21 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        json_error(status, self.code(), &message)
+        let mut resp = json_error(status, self.code(), &message);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // A dependency is out of reach: tell well-behaved clients when to come back.
+            crate::meters::dependency_unavailable();
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        resp
     }
 }
+
+/// `Retry-After` of a 503: long enough for a restart or a failover to finish.
+const RETRY_AFTER_SECS: &str = "2";
 
 /// A JSON error response. Errors are never cached by anyone.
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {

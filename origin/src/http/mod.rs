@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::map_request(drop_malformed_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -110,6 +111,25 @@ pub fn router(state: AppState) -> Router {
                 })),
         )
         .with_state(state)
+}
+
+/// A client's `X-Request-Id` is kept only when it is 1–64 characters of `A-Z a-z 0-9 - _ .`;
+/// anything else (log injection, megabyte ids) is dropped here and a fresh one is made.
+async fn drop_malformed_request_id(mut req: Request) -> Request {
+    let well_formed = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        (1..=64).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+    };
+    if req
+        .headers()
+        .get(&REQUEST_ID)
+        .is_some_and(|v| !well_formed(v))
+    {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    req
 }
 
 /// One span per request: method, path and request id.

@@ -1,6 +1,7 @@
-//! The rate-limit middleware: picks the tier from the route group (`shared::ratelimit`), the
-//! identity (the user id when the request carries a live session, else the client address,
-//! IPv6 by /64), asks [`crate::ratelimit::Limiter`], and answers 429 or adds the IETF headers
+//! The rate-limit middleware: picks the tier from the route group (`shared::ratelimit`), counts
+//! the request against the client address (IPv6 by /64) and, on every tier but Auth, also
+//! against the user of a live session, asks [`crate::ratelimit::Limiter`], and answers 429 or
+//! adds the IETF headers
 //! (draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy: "api";q=1000;w=60`,
 //! `RateLimit: "api";r=412;t=37`) to every limited route's response.
 //!
@@ -26,26 +27,36 @@ pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) 
     let Some(tier) = Tier::for_path(req.uri().path()).filter(|_| state.limiter.is_enabled()) else {
         return next.run(req).await;
     };
-    // A live session makes the user the identity; a failing session store leaves the auth
-    // extractor to answer 503 and limits by address meanwhile.
-    let mut identity = None;
-    if let Some(token) = token(req.headers())
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    let address = match resolve(state.settings.edge_secret.as_ref(), req.headers(), peer) {
+        Some(ip) => format!("ip:{}", ip_key(ip)),
+        None => "ip:unknown".to_owned(),
+    };
+    // The sign-in routes are limited by address alone: a token must not buy more guesses. On
+    // the other tiers a live session is looked up once (the auth extractor reuses it); a failing
+    // session store leaves that extractor to answer 503.
+    let mut user = None;
+    if tier != Tier::Auth
+        && let Some(token) = token(req.headers())
         && let Ok(session) = state.accounts.sessions.touch(&token).await
     {
-        identity = session.map(|user| format!("user:{}", user.user_id));
+        user = session.map(|u| format!("user:{}", u.user_id));
         req.extensions_mut().insert(ResolvedSession(session));
     }
-    let identity = identity.unwrap_or_else(|| {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| a.ip());
-        match resolve(state.settings.edge_secret.as_ref(), req.headers(), peer) {
-            Some(ip) => format!("ip:{}", ip_key(ip)),
-            None => "ip:unknown".to_owned(),
+    // Every request counts against its address; a signed-in one against its user too, so
+    // holding more accounts never multiplies what one address may send.
+    let mut decision = state.limiter.check(tier, &address).await;
+    if decision.allowed
+        && let Some(user) = user
+    {
+        let by_user = state.limiter.check(tier, &user).await;
+        if !by_user.allowed || by_user.remaining < decision.remaining {
+            decision = by_user;
         }
-    });
-    let decision = state.limiter.check(tier, &identity).await;
+    }
     if !decision.allowed {
         let mut resp = json_error(
             StatusCode::TOO_MANY_REQUESTS,

@@ -50,6 +50,7 @@ async fn hostile_methods_and_paths_do_not_grow_metric_series() {
     let warm = |app: &TestApp, m: Method, p: String| app.client.request(m, app.url(&p)).send();
     warm(&app, Method::from_bytes(b"WARM").unwrap(), "/healthz".into()).await.unwrap();
     warm(&app, Method::GET, "/warm-unknown".into()).await.unwrap();
+    app.get("/metrics").await; // the scrape's own series
     let before = series(&app.get("/metrics").await.text().await.unwrap());
     for i in 0..50 {
         let method = Method::from_bytes(format!("Z{i}").as_bytes()).unwrap();
@@ -67,9 +68,8 @@ async fn hostile_methods_and_paths_do_not_grow_metric_series() {
 async fn a_database_outage_is_a_503_with_retry_after() {
     let db = TestDb::new(None).await;
     let dead = format!("postgres://postgres@127.0.0.1:{}/none", harness::spare_port());
-    let options = AppOptions::default()
-        .env("DATABASE_URL", &dead)
-        .env("DB_CONNECT_TIMEOUT_SECS", "1");
+    let options =
+        AppOptions::default().env("DATABASE_URL", &dead).env("DB_CONNECT_TIMEOUT_SECS", "1");
     let app = TestApp::spawn(&db, options).await;
     let resp = app.get("/v1/catalog/providers").await;
     let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());

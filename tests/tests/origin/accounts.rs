@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harness::{AppOptions, PASSWORD, TestApp, TestDb, assert_error, json};
+use origin::accounts::sessions::session_id;
 use origin::seed::Scale;
 use reqwest::StatusCode;
 use serde_json::{Value, json as j};
@@ -101,7 +102,7 @@ async fn login_sets_a_strict_cookie_and_refuses_alike() {
 async fn sessions_slide_on_use_and_cookies_authenticate() {
     let s = seeded(AppOptions::default()).await;
     let (_, token) = s.app.user_with("ann@example.com", 0).await;
-    let key = format!("{}session:{token}", s.app.prefix);
+    let key = format!("{}session:{}", s.app.prefix, session_id(&token));
     let _: () = redis_cmd(&s.app, &["EXPIRE", &key, "100"]).await;
     assert_eq!(balance(&s.app, &token).await, 0);
     let ttl: i64 = redis_cmd(&s.app, &["TTL", &key]).await;
@@ -115,7 +116,7 @@ async fn sessions_slide_on_use_and_cookies_authenticate() {
 async fn expired_unknown_malformed_and_missing_sessions_are_401() {
     let s = seeded(AppOptions::default()).await;
     let (_, expired) = s.app.user_with("ann@example.com", 0).await;
-    let key = format!("{}session:{expired}", s.app.prefix);
+    let key = format!("{}session:{}", s.app.prefix, session_id(&expired));
     let _: () = redis_cmd(&s.app, &["PEXPIRE", &key, "30"]).await;
     tokio::time::sleep(Duration::from_millis(80)).await;
     for token in [expired, "0".repeat(64), "not-a-token".to_owned()] {
@@ -131,7 +132,7 @@ async fn logout_ends_the_session() {
     let (_, token) = s.app.user_with("ann@example.com", 0).await;
     let out = s.app.post_json_as(&token, "/v1/auth/logout", &j!({})).await;
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
-    let key = format!("{}session:{token}", s.app.prefix);
+    let key = format!("{}session:{}", s.app.prefix, session_id(&token));
     assert!(!redis_cmd::<bool>(&s.app, &["EXISTS", &key]).await);
     let r = s.app.get_as(&token, "/v1/me/balance").await;
     assert_error(r, 401, "unauthorized").await;

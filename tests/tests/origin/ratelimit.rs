@@ -208,16 +208,19 @@ async fn each_address_has_its_budget_and_forged_addresses_get_none() {
 }
 
 #[tokio::test]
-async fn signed_in_users_have_budgets_of_their_own() {
+async fn a_signed_in_user_is_limited_across_addresses() {
     let (_db, app) = app_with("api=5/2000,auth=100/2000", AppOptions::default()).await;
-    let (_, first) = app.user_with("u1@example.com", 0).await;
-    let (_, second) = app.user_with("u2@example.com", 0).await;
-    for _ in 0..5 {
-        assert_eq!(app.get_as(&first, "/v1/me/balance").await.status(), StatusCode::OK);
+    let (_, token) = app.user_with("u1@example.com", 0).await;
+    let from = |ip: String| {
+        let req = app.client.get(app.url("/v1/me/balance")).bearer_auth(&token);
+        req.header("x-edge-secret", SECRET).header("x-client-ip", ip).send()
+    };
+    for i in 0..5 {
+        assert_eq!(from(format!("198.51.100.{i}")).await.unwrap().status(), StatusCode::OK);
     }
-    let r = app.get_as(&first, "/v1/me/balance").await;
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(app.get_as(&second, "/v1/me/balance").await.status(), StatusCode::OK);
+    let r = from("203.0.113.9".into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the user's budget holds everywhere");
+    assert_eq!(via_edge(&app, "203.0.113.9").await, StatusCode::OK, "the address has its own");
 }
 
 #[tokio::test]
