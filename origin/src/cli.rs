@@ -41,12 +41,16 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Create an admin (or make an existing user admin, with this password).
+    /// Create an admin account. An existing account is refused unless --promote is given.
     Create {
         #[arg(long)]
         email: String,
         #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
         password: String,
+        /// Make an existing account admin: its password is replaced and every session it holds
+        /// is ended (needs REDIS_URL too).
+        #[arg(long)]
+        promote: bool,
     },
 }
 
@@ -119,12 +123,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
 /// `origin admin …`: needs only PostgreSQL.
 async fn admin(command: AdminCommand) -> anyhow::Result<()> {
     match command {
-        AdminCommand::Create { email, password } => {
+        AdminCommand::Create {
+            email,
+            password,
+            promote,
+        } => {
             let pool = connect_for_admin().await?;
             crate::MIGRATOR.run(&pool).await?;
             let db = crate::db::Db::from_pool(pool);
             let creds = shared::types::Credentials { email, password };
-            let user = crate::accounts::create_admin(&db, creds).await?;
+            let user = if promote {
+                let settings = Settings::from_env()?;
+                let sessions = crate::accounts::sessions::Sessions::new(
+                    crate::redis::Redis::from_settings(&settings)?,
+                    settings.cache_ttl_divisor,
+                    settings.session_max_age,
+                );
+                crate::accounts::promote_admin(&db, &sessions, creds).await?
+            } else {
+                crate::accounts::create_admin(&db, creds).await?
+            };
             println!("admin {} (id {})", user.email, user.id);
             Ok(())
         }

@@ -45,6 +45,8 @@ pub struct Settings {
     /// `EDGE_SECRET` (optional): the secret the edge presents; without it, forwarded client
     /// addresses are never trusted.
     pub edge_secret: Option<SecretString>,
+    /// `SESSION_MAX_AGE_SECS` (default 43200, 12 h): absolute session lifetime, however active.
+    pub session_max_age: Duration,
     /// `CACHE_TTL_DIVISOR` (default 1): divides every policy duration (tests only).
     pub cache_ttl_divisor: u32,
     /// `L1_CACHE` (default `on`): L1 in front of Redis (`off` to disable).
@@ -97,6 +99,8 @@ impl Settings {
         positive("DB_CONNECT_TIMEOUT_SECS", connect)?;
         let redis_ms: u64 = parse_or(&get, "REDIS_TIMEOUT_MS", Some(50))?;
         positive("REDIS_TIMEOUT_MS", redis_ms)?;
+        let session_max_age: u64 = parse_or(&get, "SESSION_MAX_AGE_SECS", Some(12 * 3600))?;
+        positive("SESSION_MAX_AGE_SECS", session_max_age)?;
         let divisor: u32 = parse_or(&get, "CACHE_TTL_DIVISOR", Some(1))?;
         positive("CACHE_TTL_DIVISOR", divisor.into())?;
 
@@ -155,6 +159,7 @@ impl Settings {
             redis_timeout: Duration::from_millis(redis_ms),
             redis_key_prefix,
             edge_secret: edge_secret.map(Into::into),
+            session_max_age: Duration::from_secs(session_max_age),
             cache_ttl_divisor: divisor,
             l1_enabled,
             l1_ttl: Duration::from_millis(l1_ttl_ms),

@@ -68,7 +68,11 @@ impl Application {
             accounts: Accounts::new(
                 db.clone(),
                 cache.clone(),
-                Sessions::new(redis.clone(), settings.cache_ttl_divisor),
+                Sessions::new(
+                    redis.clone(),
+                    settings.cache_ttl_divisor,
+                    settings.session_max_age,
+                ),
             ),
             limiter: if settings.rate_limit_enabled {
                 Limiter::new(redis.clone(), settings.rate_limits.clone())

@@ -10,7 +10,8 @@
 //! | balance | `cache:balance:{userId}` | 30 s |
 //! | session | `session:{id}` | 15 min, sliding |
 //!
-//! Beside them: the fleet fill lock of a cache key (`{key}:lock`, 2 s), the rate-limit state of
+//! Beside them: each user's set of session ids (`sessions:user:{userId}`, the absolute session
+//! lifetime), the fleet fill lock of a cache key (`{key}:lock`, 2 s), the rate-limit state of
 //! an identity (`ratelimit:{tier}:{identity}`, one window) and the invalidation channel
 //! (`cache:invalidate`). Codes are [`Slug`]s, so a key segment can never contain `:` and two
 //! keys never collide.
@@ -44,6 +45,11 @@ pub fn balance(user_id: i64) -> String {
 
 pub fn session(id: &str) -> String {
     format!("session:{id}")
+}
+
+/// The ids of every live session of one user (a set), so all of them can be ended at once.
+pub fn user_sessions(user_id: i64) -> String {
+    format!("sessions:user:{user_id}")
 }
 
 /// The fleet-wide fill lock of a cache key: held by the one origin loading it.

@@ -294,14 +294,44 @@ impl Accounts {
     }
 }
 
-/// Creates an admin, or promotes an existing user (`origin admin create`). Needs only PostgreSQL.
+/// Creates a new admin account (`origin admin create`). An existing account is never taken over
+/// silently: whoever registered that email first may be holding a session (see
+/// [`promote_admin`]). Needs only PostgreSQL.
 pub async fn create_admin(db: &Db, creds: Credentials) -> Result<UserResponse, AccountsError> {
     let email = normalize_email(&creds.email)?;
     if let Some(why) = password::weakness(&creds.password) {
         return Err(AccountsError::Invalid(why));
     }
     let hash = password::hash(creds.password).await?;
-    let id = db.upsert_admin(&email, &hash).await?;
+    match db.create_user(&email, &hash, Role::Admin).await {
+        Ok(id) => Ok(UserResponse { id, email }),
+        Err(e) if is_unique_violation(&e) => Err(AccountsError::Conflict(
+            "an account with this email exists; pass --promote to make it admin (its password \
+             is replaced and every session it holds is ended)"
+                .into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes an existing account admin with a new password (`origin admin create --promote`), and
+/// ends every session it holds: a session opened before the promotion (perhaps by whoever
+/// registered the email first) must not inherit the new rights.
+pub async fn promote_admin(
+    db: &Db,
+    sessions: &Sessions,
+    creds: Credentials,
+) -> Result<UserResponse, AccountsError> {
+    let email = normalize_email(&creds.email)?;
+    if let Some(why) = password::weakness(&creds.password) {
+        return Err(AccountsError::Invalid(why));
+    }
+    let hash = password::hash(creds.password).await?;
+    let id = db
+        .promote_to_admin(&email, &hash)
+        .await?
+        .ok_or_else(|| AccountsError::NotFound(format!("no account {email}")))?;
+    sessions.revoke_all(id).await?;
     Ok(UserResponse { id, email })
 }
 

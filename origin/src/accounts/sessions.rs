@@ -1,12 +1,21 @@
-//! Sessions in Redis under `session:{id}`: 15 minutes that slide on every authenticated request,
-//! in one atomic `GETEX key EX 900` (never GET then EXPIRE, which could resurrect a session
-//! deleted in between). The token is 256 bits from the OS CSPRNG, hex-encoded, and only the
-//! client holds it: the `{id}` in Redis is its SHA-256 ([`session_id`]), so whoever can read
-//! Redis (SCAN, MONITOR, a replica, an RDB file) finds no token that authenticates. A plain hash
-//! suffices (no salt, no slow hash): the token is 256 random bits, not a guessable password.
+//! Sessions in Redis under `session:{id}` (OWASP ASVS V3):
+//!
+//! - The token is 256 bits from the OS CSPRNG, hex-encoded, and only the client holds it: the
+//!   `{id}` in Redis is its SHA-256 ([`session_id`]), so whoever can read Redis (SCAN, MONITOR, a
+//!   replica, an RDB file) finds no token that authenticates. A plain hash suffices (no salt, no
+//!   slow hash): the token is 256 random bits, not a guessable password.
+//! - Idle timeout: 15 minutes that slide on every authenticated request, in one atomic
+//!   `GETEX key EX 900` (never GET then EXPIRE, which could resurrect a session deleted in
+//!   between).
+//! - Absolute lifetime: `SESSION_MAX_AGE_SECS` (12 h) after sign-in the session ends however
+//!   active it is; the session records when it began.
+//! - Revocation: each user's session ids are listed in `sessions:user:{userId}`, so a role change,
+//!   a password reset or "log out everywhere" ends all of them ([`Sessions::revoke_all`]).
 //!
 //! Unlike the catalog, sessions fail closed: if Redis errors or is slow, authenticated requests
 //! are refused as unavailable — nobody is let in without a check, and nobody's session is dropped.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -14,11 +23,21 @@ use shared::{DataType, keys};
 
 use crate::redis::{Redis, RedisError};
 
-/// What a session holds. (The role is not kept: admin routes read it from PostgreSQL on every
+/// Who a session belongs to. (The role is not kept: admin routes read it from PostgreSQL on every
 /// request, so a demotion takes effect at once.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionUser {
     pub user_id: i64,
+}
+
+/// What Redis holds for a session.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    user_id: i64,
+    /// Unix seconds of the sign-in (absent in sessions written before it was recorded: those
+    /// count as begun now, so they end by the idle timeout or at most one lifetime later).
+    #[serde(default)]
+    created_at: Option<u64>,
 }
 
 const TOKEN_BYTES: usize = 32;
@@ -36,14 +55,22 @@ pub enum SessionError {
 pub struct Sessions {
     redis: Redis,
     ttl_secs: u32,
+    max_age: Duration,
 }
 
 /// The id a token is stored under: its SHA-256, hex.
 pub fn session_id(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Only well-formed tokens reach Redis.
@@ -55,57 +82,103 @@ pub fn well_formed(token: &str) -> bool {
 }
 
 impl Sessions {
-    /// `ttl_divisor` divides the policy's 15 minutes (`CACHE_TTL_DIVISOR`, tests only).
-    pub fn new(redis: Redis, ttl_divisor: u32) -> Self {
+    /// `ttl_divisor` divides the policy's 15 minutes (`CACHE_TTL_DIVISOR`, tests only);
+    /// `max_age` is the absolute lifetime (`SESSION_MAX_AGE_SECS`).
+    pub fn new(redis: Redis, ttl_divisor: u32, max_age: Duration) -> Self {
         let ttl_secs = DataType::Session
             .policy()
             .scaled_down(ttl_divisor)
             .redis_ttl;
-        Sessions { redis, ttl_secs }
+        Sessions {
+            redis,
+            ttl_secs,
+            max_age,
+        }
     }
 
+    /// Idle timeout, seconds.
     pub fn ttl_secs(&self) -> u32 {
         self.ttl_secs
+    }
+
+    /// Absolute lifetime, seconds.
+    pub fn max_age_secs(&self) -> u64 {
+        self.max_age.as_secs()
     }
 
     pub async fn create(&self, user: SessionUser) -> Result<String, SessionError> {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| SessionError::Randomness(e.to_string()))?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let value = serde_json::to_vec(&user).unwrap_or_default();
+        let token = hex(&bytes);
+        let id = session_id(&token);
+        let stored = Stored {
+            user_id: user.user_id,
+            created_at: Some(now_secs()),
+        };
+        let value = serde_json::to_vec(&stored).unwrap_or_default();
+        // Listed first: a session that exists is always revocable.
+        let index = keys::user_sessions(user.user_id);
         self.redis
-            .set_new(
-                "session_set",
-                &keys::session(&session_id(&token)),
-                &value,
-                self.ttl_secs,
-            )
+            .add_to_set("session_index", &index, &id, self.max_age.as_secs().max(1))
+            .await?;
+        self.redis
+            .set_new("session_set", &keys::session(&id), &value, self.ttl_secs)
             .await?;
         Ok(token)
     }
 
-    /// The session's user, sliding its expiry; `None` if unknown or expired.
+    /// The session's user, sliding its expiry; `None` if unknown, idle too long or past its
+    /// absolute lifetime.
     pub async fn touch(&self, token: &str) -> Result<Option<SessionUser>, SessionError> {
         if !well_formed(token) {
             return Ok(None);
         }
+        let id = session_id(token);
         let value = self
             .redis
-            .get_and_expire(
-                "session_getex",
-                &keys::session(&session_id(token)),
-                self.ttl_secs,
-            )
+            .get_and_expire("session_getex", &keys::session(&id), self.ttl_secs)
             .await?;
-        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+        let Some(stored) = value.and_then(|v| serde_json::from_slice::<Stored>(&v).ok()) else {
+            return Ok(None);
+        };
+        let age = now_secs().saturating_sub(stored.created_at.unwrap_or_else(now_secs));
+        if age >= self.max_age.as_secs() {
+            self.end(&id, stored.user_id).await?;
+            return Ok(None);
+        }
+        Ok(Some(SessionUser {
+            user_id: stored.user_id,
+        }))
     }
 
+    /// Ends the session of `token` (nothing happens for an unknown one).
     pub async fn delete(&self, token: &str) -> Result<(), SessionError> {
         if !well_formed(token) {
             return Ok(());
         }
+        let id = session_id(token);
+        let value = self.redis.get(&keys::session(&id)).await?;
+        match value.and_then(|v| serde_json::from_slice::<Stored>(&v).ok()) {
+            Some(stored) => self.end(&id, stored.user_id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Ends every session of a user ("log out everywhere", a role change, a password reset).
+    /// Returns how many there were.
+    pub async fn revoke_all(&self, user_id: i64) -> Result<usize, SessionError> {
+        let index = keys::user_sessions(user_id);
+        let ids = self.redis.set_members("session_index", &index).await?;
+        let mut doomed: Vec<String> = ids.iter().map(|id| keys::session(id)).collect();
+        doomed.push(index);
+        self.redis.delete("session_revoke", &doomed).await?;
+        Ok(ids.len())
+    }
+
+    async fn end(&self, id: &str, user_id: i64) -> Result<(), SessionError> {
+        let index = keys::user_sessions(user_id);
         self.redis
-            .delete("session_del", &[keys::session(&session_id(token))])
+            .delete_and_unlist("session_del", &[keys::session(id)], &index, id)
             .await?;
         Ok(())
     }

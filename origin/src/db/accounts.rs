@@ -103,20 +103,21 @@ impl Db {
         .await
     }
 
-    /// Creates the user as an admin, or makes an existing one admin with this password.
-    pub async fn upsert_admin(&self, email: &str, password_hash: &str) -> Result<i64, sqlx::Error> {
-        self.count("upsert_admin");
-        let updated: Option<i64> = sqlx::query_scalar(
-            "UPDATE users SET role = 'admin', password_hash = $2 WHERE lower(email) = lower($1) RETURNING id",
+    /// Makes an existing user admin with this password. `None`: no such user.
+    pub async fn promote_to_admin(
+        &self,
+        email: &str,
+        password_hash: &str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        self.count("promote_to_admin");
+        sqlx::query_scalar(
+            "UPDATE users SET role = 'admin', password_hash = $2
+              WHERE lower(email) = lower($1) RETURNING id",
         )
         .bind(email)
         .bind(password_hash)
         .fetch_optional(&self.pool)
-        .await?;
-        match updated {
-            Some(id) => Ok(id),
-            None => self.create_user(email, password_hash, Role::Admin).await,
-        }
+        .await
     }
 
     pub async fn login_row(&self, email: &str) -> Result<Option<LoginRow>, sqlx::Error> {

@@ -10,7 +10,7 @@ use shared::Product;
 use shared::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use shared::types::{Credentials, CreditRequest, LoginResponse, PurchaseRequest, SetPriceRequest};
 
-use super::auth::{AdminUser, AuthUser, SESSION_COOKIE, token};
+use super::auth::{AdminUser, AuthUser, SESSION_COOKIE, tokens};
 use super::error::ApiError;
 use super::extract::{ValidJson, ValidPath, ValidQuery};
 use crate::state::AppState;
@@ -29,8 +29,12 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let token = state.accounts.login(creds).await?;
     let ttl = state.accounts.sessions.ttl_secs();
-    let cookie =
-        format!("{SESSION_COOKIE}={token}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age={ttl}");
+    // The cookie lives as long as the session may (its absolute lifetime): the 15-minute idle
+    // timeout is the server's to enforce, so an active browser is never logged out by it.
+    let max_age = state.accounts.sessions.max_age_secs();
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age={max_age}"
+    );
     let mut resp = Json(LoginResponse {
         token,
         expires_in: ttl,
@@ -42,18 +46,36 @@ pub async fn login(
     Ok(resp)
 }
 
+/// Ends every session the request presents (a bearer token and a cookie may name two).
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let token = token(&headers).ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
-    state.accounts.sessions.delete(&token).await?;
-    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let presented = tokens(&headers);
+    if presented.is_empty() {
+        return Err(ApiError::Unauthorized("sign in first".into()));
+    }
+    for token in presented {
+        state.accounts.sessions.delete(&token).await?;
+    }
+    Ok(expire_cookie(StatusCode::NO_CONTENT.into_response()))
+}
+
+/// "Log out everywhere": ends every session of the signed-in user.
+pub async fn logout_all(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Response, ApiError> {
+    state.accounts.sessions.revoke_all(user.user_id).await?;
+    Ok(expire_cookie(StatusCode::NO_CONTENT.into_response()))
+}
+
+fn expire_cookie(mut resp: Response) -> Response {
     let expire = format!("{SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0");
     if let Ok(v) = HeaderValue::from_str(&expire) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
-    Ok(resp)
+    resp
 }
 
 pub async fn balance(

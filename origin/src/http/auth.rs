@@ -16,15 +16,27 @@ use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "session";
 
-/// The session token of a request, if it carries one.
+/// The session token a request authenticates with: the bearer token, else the cookie.
 pub fn token(headers: &HeaderMap) -> Option<String> {
-    if let Some(bearer) = headers
+    bearer(headers).or_else(|| cookie(headers))
+}
+
+/// Every session token a request presents (both, when it carries a bearer token and a cookie).
+pub fn tokens(headers: &HeaderMap) -> Vec<String> {
+    let mut all: Vec<String> = bearer(headers).into_iter().chain(cookie(headers)).collect();
+    all.dedup();
+    all
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(bearer.trim().to_owned());
-    }
+        .map(|t| t.trim().to_owned())
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()

@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/register", post(accounts::register))
         .route("/v1/auth/login", post(accounts::login))
         .route("/v1/auth/logout", post(accounts::logout))
+        .route("/v1/auth/logout-all", post(accounts::logout_all))
         .route("/v1/me/balance", get(accounts::balance))
         .route(
             "/v1/activations",

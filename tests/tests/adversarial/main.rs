@@ -155,3 +155,64 @@ async fn accounts_do_not_multiply_an_address_budget() {
     }
     assert_error(app.get_as(&first, "/v1/me/balance").await, 429, "rate_limited").await;
 }
+
+/// Item 2: `origin admin create` never hands admin rights to an account someone else may hold;
+/// `--promote` does it deliberately and ends every session the account had.
+#[tokio::test]
+async fn admin_create_never_takes_over_a_live_account() {
+    let (db, app) = app(AppOptions::default()).await;
+    let (user, squatter) = app.user_with("ops@example.com", 0).await;
+    let credit = format!("/v1/admin/users/{user}/credit");
+    let env = [("DATABASE_URL", db.url.clone())];
+    let create = ["admin", "create", "--email", "ops@example.com", "--password", PASSWORD];
+    let out = harness::process::run_origin(&create, &env);
+    assert!(!out.status.success(), "an existing account is not taken over silently");
+    let r = app.post_json_as(&squatter, &credit, &j!({"amount_cents": 1000000})).await;
+    assert_error(r, 403, "forbidden").await;
+
+    let env = [
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", app.redis_url.clone()),
+        ("REDIS_KEY_PREFIX", app.prefix.clone()),
+    ];
+    let out = harness::process::run_origin(&[&create[..], &["--promote"]].concat(), &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = app.get_as(&squatter, "/v1/me/balance").await;
+    assert_error(r, 401, "unauthorized").await;
+    let admin = app.login("ops@example.com").await;
+    let r = app.post_json_as(&admin, &credit, &j!({"amount_cents": 5})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Item 3: logout ends every session the request presents; "log out everywhere" ends them all.
+#[tokio::test]
+async fn logout_ends_every_presented_session_and_logout_all_ends_the_rest() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let (_, bearer) = app.user_with("u@example.com", 0).await;
+    let cookie = app.login("u@example.com").await;
+    let req = app.client.post(app.url("/v1/auth/logout")).bearer_auth(&bearer);
+    let r = req.header("cookie", format!("session={cookie}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for token in [&bearer, &cookie] {
+        assert_error(app.get_as(token, "/v1/me/balance").await, 401, "unauthorized").await;
+    }
+    let (first, second) = (app.login("u@example.com").await, app.login("u@example.com").await);
+    let r = app.post_json_as(&first, "/v1/auth/logout-all", &j!({})).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for token in [&first, &second] {
+        assert_error(app.get_as(token, "/v1/me/balance").await, 401, "unauthorized").await;
+    }
+}
+
+/// Item 3: a session ends at its absolute lifetime however actively it is used.
+#[tokio::test]
+async fn sessions_end_at_their_absolute_lifetime() {
+    let (_db, app) = app(AppOptions::default().env("SESSION_MAX_AGE_SECS", "2")).await;
+    let (_, token) = app.user_with("u@example.com", 0).await;
+    for _ in 0..3 {
+        assert_eq!(app.get_as(&token, "/v1/me/balance").await.status(), StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_error(app.get_as(&token, "/v1/me/balance").await, 401, "unauthorized").await;
+}
