@@ -45,6 +45,9 @@ pub struct Settings {
     /// `EDGE_SECRET` (optional): the secret the edge presents; without it, forwarded client
     /// addresses are never trusted.
     pub edge_secret: Option<SecretString>,
+    /// `PASSWORD_QUEUE_TIMEOUT_MS` (default 2000): longest a sign-in or registration waits for a
+    /// password-hashing slot (one per core) before it is answered 503.
+    pub password_queue_timeout: Duration,
     /// `SESSION_MAX_AGE_SECS` (default 43200, 12 h): absolute session lifetime, however active.
     pub session_max_age: Duration,
     /// `CACHE_TTL_DIVISOR` (default 1): divides every policy duration (tests only).
@@ -99,6 +102,8 @@ impl Settings {
         positive("DB_CONNECT_TIMEOUT_SECS", connect)?;
         let redis_ms: u64 = parse_or(&get, "REDIS_TIMEOUT_MS", Some(50))?;
         positive("REDIS_TIMEOUT_MS", redis_ms)?;
+        let password_wait: u64 = parse_or(&get, "PASSWORD_QUEUE_TIMEOUT_MS", Some(2000))?;
+        positive("PASSWORD_QUEUE_TIMEOUT_MS", password_wait)?;
         let session_max_age: u64 = parse_or(&get, "SESSION_MAX_AGE_SECS", Some(12 * 3600))?;
         positive("SESSION_MAX_AGE_SECS", session_max_age)?;
         let divisor: u32 = parse_or(&get, "CACHE_TTL_DIVISOR", Some(1))?;
@@ -160,6 +165,7 @@ impl Settings {
             redis_key_prefix,
             edge_secret: edge_secret.map(Into::into),
             session_max_age: Duration::from_secs(session_max_age),
+            password_queue_timeout: Duration::from_millis(password_wait),
             cache_ttl_divisor: divisor,
             l1_enabled,
             l1_ttl: Duration::from_millis(l1_ttl_ms),

@@ -85,7 +85,7 @@ fn describe_and_baseline() {
     describe_counter!("db_queries_total", "PostgreSQL queries by name");
     describe_counter!(
         "dependency_unavailable_total",
-        "Requests answered 503 because PostgreSQL or Redis was out of reach"
+        "Requests answered 503 because a dependency (PostgreSQL, Redis, the hashing pool) was out of reach"
     );
     describe_gauge!(
         "db_pool_connections",

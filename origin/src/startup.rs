@@ -73,6 +73,7 @@ impl Application {
                     settings.cache_ttl_divisor,
                     settings.session_max_age,
                 ),
+                settings.password_queue_timeout,
             ),
             limiter: if settings.rate_limit_enabled {
                 Limiter::new(redis.clone(), settings.rate_limits.clone())

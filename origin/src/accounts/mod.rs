@@ -9,6 +9,7 @@ pub mod password;
 pub mod sessions;
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use bytes::Bytes;
 use shared::types::{
@@ -63,7 +64,12 @@ pub struct Accounts {
     db: Db,
     cache: Cache,
     pub sessions: Sessions,
+    /// `PASSWORD_QUEUE_TIMEOUT_MS`: longest a sign-in waits for a hashing slot before a 503.
+    password_wait: Duration,
 }
+
+/// The hashing wait of the command line (`origin admin create`): nothing else competes there.
+const CLI_PASSWORD_WAIT: Duration = Duration::from_secs(60);
 
 /// A purchase's answer and whether it is the replay of an earlier one.
 pub struct Purchase {
@@ -91,11 +97,12 @@ pub fn normalize_email(raw: &str) -> Result<String, AccountsError> {
 }
 
 impl Accounts {
-    pub fn new(db: Db, cache: Cache, sessions: Sessions) -> Self {
+    pub fn new(db: Db, cache: Cache, sessions: Sessions, password_wait: Duration) -> Self {
         Accounts {
             db,
             cache,
             sessions,
+            password_wait,
         }
     }
 
@@ -104,7 +111,7 @@ impl Accounts {
         if let Some(why) = password::weakness(&creds.password) {
             return Err(AccountsError::Invalid(why));
         }
-        let hash = password::hash(creds.password).await?;
+        let hash = password::hash(creds.password, self.password_wait).await?;
         match self.db.create_user(&email, &hash, Role::User).await {
             Ok(id) => Ok(UserResponse { id, email }),
             Err(e) if is_unique_violation(&e) => Err(AccountsError::Conflict(
@@ -117,12 +124,16 @@ impl Accounts {
     /// A new session token. Unknown email and wrong password answer alike, after the same work.
     pub async fn login(&self, creds: Credentials) -> Result<String, AccountsError> {
         let email = normalize_email(&creds.email).map_err(|_| AccountsError::BadCredentials)?;
+        // No password longer than registration accepts can match: refuse it without hashing.
+        if creds.password.chars().count() > password::MAX_LEN {
+            return Err(AccountsError::BadCredentials);
+        }
         let row = self.db.login_row(&email).await?;
         let stored = match &row {
             Some(r) => r.password_hash.clone(),
-            None => dummy_hash().await?,
+            None => dummy_hash(self.password_wait).await?,
         };
-        let ok = password::verify(creds.password, stored).await?;
+        let ok = password::verify(creds.password, stored, self.password_wait).await?;
         match row {
             Some(r) if ok => Ok(self.sessions.create(SessionUser { user_id: r.id }).await?),
             _ => Err(AccountsError::BadCredentials),
@@ -302,7 +313,7 @@ pub async fn create_admin(db: &Db, creds: Credentials) -> Result<UserResponse, A
     if let Some(why) = password::weakness(&creds.password) {
         return Err(AccountsError::Invalid(why));
     }
-    let hash = password::hash(creds.password).await?;
+    let hash = password::hash(creds.password, CLI_PASSWORD_WAIT).await?;
     match db.create_user(&email, &hash, Role::Admin).await {
         Ok(id) => Ok(UserResponse { id, email }),
         Err(e) if is_unique_violation(&e) => Err(AccountsError::Conflict(
@@ -326,7 +337,7 @@ pub async fn promote_admin(
     if let Some(why) = password::weakness(&creds.password) {
         return Err(AccountsError::Invalid(why));
     }
-    let hash = password::hash(creds.password).await?;
+    let hash = password::hash(creds.password, CLI_PASSWORD_WAIT).await?;
     let id = db
         .promote_to_admin(&email, &hash)
         .await?
@@ -337,11 +348,11 @@ pub async fn promote_admin(
 
 /// A real argon2 hash of nothing in particular, so a login for an unknown email costs the
 /// same verification work as one for a known email.
-async fn dummy_hash() -> Result<String, PasswordError> {
+async fn dummy_hash(wait: Duration) -> Result<String, PasswordError> {
     static DUMMY: OnceLock<String> = OnceLock::new();
     if let Some(h) = DUMMY.get() {
         return Ok(h.clone());
     }
-    let h = password::hash("not-a-real-password-for-timing".into()).await?;
+    let h = password::hash("not-a-real-password-for-timing".into(), wait).await?;
     Ok(DUMMY.get_or_init(|| h).clone())
 }

@@ -10,6 +10,7 @@ use shared::policy::PRIVATE_NO_STORE;
 use shared::types::ErrorBody;
 
 use crate::accounts::AccountsError;
+use crate::accounts::password::PasswordError;
 use crate::accounts::sessions::SessionError;
 use crate::cache::LoadError;
 use crate::catalog::{CatalogError, LoadFailure};
@@ -31,6 +32,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -47,6 +50,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -61,6 +65,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -169,6 +174,9 @@ impl From<AccountsError> for ApiError {
             AccountsError::Conflict(m) => ApiError::Conflict(m),
             e @ AccountsError::InsufficientFunds => ApiError::PaymentRequired(e.to_string()),
             AccountsError::Session(e) => e.into(),
+            AccountsError::Password(PasswordError::Busy) => {
+                ApiError::Unavailable("password hashing is saturated".into())
+            }
             AccountsError::Password(e) => ApiError::Internal(e.to_string()),
             AccountsError::Database(e) => database(&e),
             AccountsError::Load(LoadError::Loader(e)) => database(&e),

@@ -216,3 +216,28 @@ async fn sessions_end_at_their_absolute_lifetime() {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_error(app.get_as(&token, "/v1/me/balance").await, 401, "unauthorized").await;
 }
+
+/// Item 7: a sign-in flood waits a bounded time for a hashing slot, then gets a 503 it can retry.
+#[tokio::test]
+async fn a_login_flood_is_shed_with_503_not_queued_without_bound() {
+    let options = AppOptions::default()
+        .env("PASSWORD_QUEUE_TIMEOUT_MS", "1")
+        .env("RATE_LIMITS", "auth=1000/60000");
+    let (_db, app) = app(options).await;
+    let guess = j!({"email": "victim@example.com", "password": "guess guess guess"});
+    let flood = (0..24).map(|_| async { app.post_json("/v1/auth/login", &guess).await });
+    let answers = futures::future::join_all(flood).await;
+    let shed: Vec<_> = answers.iter().filter(|r| r.status() == 503).collect();
+    assert!(!shed.is_empty(), "24 concurrent sign-ins on a 1 ms wait: some are shed");
+    assert!(shed.iter().all(|r| r.headers().contains_key("retry-after")));
+    assert!(answers.iter().all(|r| [401, 503].contains(&r.status().as_u16())));
+}
+
+/// Item 5: request bodies are bounded (a few KB of fields, never megabytes).
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let huge = j!({"email": "a@example.com", "password": "x".repeat(100_000)});
+    assert_error(app.post_json("/v1/auth/login", &huge).await, 413, "payload_too_large").await;
+    assert_error(app.post_json("/v1/auth/register", &huge).await, 413, "payload_too_large").await;
+}
