@@ -45,6 +45,14 @@ pub struct Settings {
     /// `EDGE_SECRET` (optional): the secret the edge presents; without it, forwarded client
     /// addresses are never trusted.
     pub edge_secret: Option<SecretString>,
+    /// `HEADER_READ_TIMEOUT_MS` (default 5000): a client must send a whole request head within
+    /// this; it is also how long an idle kept-alive connection is kept.
+    pub header_read_timeout: Duration,
+    /// `REQUEST_TIMEOUT_MS` (default 10000): longest a request may take; past it, 504.
+    pub request_timeout: Duration,
+    /// `MAX_CONCURRENT_REQUESTS` (default 2048): requests in flight at once; beyond, 503 at once
+    /// (load shedding) rather than an unbounded queue.
+    pub max_concurrent_requests: usize,
     /// `PASSWORD_QUEUE_TIMEOUT_MS` (default 2000): longest a sign-in or registration waits for a
     /// password-hashing slot (one per core) before it is answered 503.
     pub password_queue_timeout: Duration,
@@ -102,6 +110,12 @@ impl Settings {
         positive("DB_CONNECT_TIMEOUT_SECS", connect)?;
         let redis_ms: u64 = parse_or(&get, "REDIS_TIMEOUT_MS", Some(50))?;
         positive("REDIS_TIMEOUT_MS", redis_ms)?;
+        let header_read: u64 = parse_or(&get, "HEADER_READ_TIMEOUT_MS", Some(5000))?;
+        positive("HEADER_READ_TIMEOUT_MS", header_read)?;
+        let request_timeout: u64 = parse_or(&get, "REQUEST_TIMEOUT_MS", Some(10_000))?;
+        positive("REQUEST_TIMEOUT_MS", request_timeout)?;
+        let max_concurrent: usize = parse_or(&get, "MAX_CONCURRENT_REQUESTS", Some(2048))?;
+        positive("MAX_CONCURRENT_REQUESTS", max_concurrent as u64)?;
         let password_wait: u64 = parse_or(&get, "PASSWORD_QUEUE_TIMEOUT_MS", Some(2000))?;
         positive("PASSWORD_QUEUE_TIMEOUT_MS", password_wait)?;
         let session_max_age: u64 = parse_or(&get, "SESSION_MAX_AGE_SECS", Some(12 * 3600))?;
@@ -166,6 +180,9 @@ impl Settings {
             edge_secret: edge_secret.map(Into::into),
             session_max_age: Duration::from_secs(session_max_age),
             password_queue_timeout: Duration::from_millis(password_wait),
+            header_read_timeout: Duration::from_millis(header_read),
+            request_timeout: Duration::from_millis(request_timeout),
+            max_concurrent_requests: max_concurrent,
             cache_ttl_divisor: divisor,
             l1_enabled,
             l1_ttl: Duration::from_millis(l1_ttl_ms),

@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: every environment variable, read and validated once.
 //! - [`startup`]: boot steps, the listener, graceful shutdown.
+//! - [`server`]: the hyper accept loop with connection limits (header timeout, head size).
 //! - [`http`]: the router, handlers, extractors, response headers, and [`http::error::ApiError`]
 //!   (the only place a lower layer's error becomes a status).
 //! - [`catalog`]: the catalog read path (route data as response bytes).
@@ -35,6 +36,7 @@ pub mod policies;
 pub mod ratelimit;
 pub mod redis;
 pub mod seed;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -19,6 +19,7 @@ use crate::meters;
 use crate::policies::HeaderPolicies;
 use crate::ratelimit::Limiter;
 use crate::redis::Redis;
+use crate::server;
 use crate::state::{AppState, Services};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -112,8 +113,12 @@ impl Application {
             tracing::info!("shutdown requested; draining");
             let _ = stopping_tx.send(());
         };
-        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(signal);
+        let header_read_timeout = self.state.settings.header_read_timeout;
+        let app = http::router(self.state);
+        let server = async move {
+            server::serve(self.listener, app, header_read_timeout, signal).await;
+            Ok(())
+        };
         let deadline = async move {
             if stopping_rx.await.is_ok() {
                 tokio::time::sleep(SHUTDOWN_GRACE).await;

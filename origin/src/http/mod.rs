@@ -25,12 +25,14 @@ pub mod respond;
 use std::time::Instant;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -91,6 +93,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             ratelimit::limit,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.settings.request_timeout,
+            request_timeout,
+        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    state.settings.max_concurrent_requests,
+                )),
+        )
         .layer(tower::util::option_layer(
             metrics_on.then(|| middleware::from_fn(record_metrics)),
         ))
@@ -115,6 +129,36 @@ pub fn router(state: AppState) -> Router {
                 })),
         )
         .with_state(state)
+}
+
+/// Past `REQUEST_TIMEOUT_MS` the work is dropped (a purchase's transaction rolls back) and the
+/// client gets a JSON 504.
+async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => json_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the request took too long",
+        ),
+    }
+}
+
+/// More requests in flight than `MAX_CONCURRENT_REQUESTS`: refuse at once (503 + Retry-After)
+/// rather than queue without bound.
+async fn overloaded(_: tower::BoxError) -> Response {
+    let mut resp = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "too many requests in flight; retry shortly",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 /// A client's `X-Request-Id` is kept only when it is 1–64 characters of `A-Z a-z 0-9 - _ .`;

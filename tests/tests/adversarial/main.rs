@@ -2,6 +2,8 @@
 //! checks the system holds (each failed against the code before its fix). Real PostgreSQL, real
 //! Redis, the real origin on a real port.
 
+use std::time::Duration;
+
 use harness::{AppOptions, PASSWORD, TestApp, TestDb, assert_error};
 use origin::seed::Scale;
 use reqwest::{Method, StatusCode};
@@ -240,4 +242,62 @@ async fn oversized_bodies_are_413() {
     let huge = j!({"email": "a@example.com", "password": "x".repeat(100_000)});
     assert_error(app.post_json("/v1/auth/login", &huge).await, 413, "payload_too_large").await;
     assert_error(app.post_json("/v1/auth/register", &huge).await, 413, "payload_too_large").await;
+}
+
+/// Reads from `stream` until the server closes it (or sends something); `None` if it is still
+/// open after `guard`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, guard: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(guard, stream.read_to_end(&mut got)).await;
+    read.ok().map(|_| got)
+}
+
+/// Item 6: a half-sent request head, or an idle kept-alive connection, is not held for long.
+#[tokio::test]
+async fn slow_and_idle_connections_are_dropped() {
+    use tokio::io::AsyncWriteExt;
+    let (_db, app) = app(AppOptions::default().env("HEADER_READ_TIMEOUT_MS", "500")).await;
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    assert!(closed_within(&mut slow, Duration::from_secs(5)).await.is_some(), "half head held");
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answer = closed_within(&mut idle, Duration::from_secs(5)).await.expect("idle held");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+}
+
+/// Item 5: an oversized request head is refused by the server itself.
+#[tokio::test]
+async fn oversized_request_heads_are_431() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let req = app.client.get(app.url("/healthz")).header("x-junk", "j".repeat(64 * 1024));
+    assert_eq!(req.send().await.unwrap().status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
+
+/// Item 6: a request stuck on the database is cut at the request timeout (504), and requests
+/// beyond the concurrency bound are shed at once (503 + Retry-After) instead of queueing.
+#[tokio::test]
+async fn stuck_requests_time_out_and_excess_is_shed() {
+    let options = AppOptions::default()
+        .env("REQUEST_TIMEOUT_MS", "1500")
+        .env("MAX_CONCURRENT_REQUESTS", "1")
+        .env("L1_CACHE", "off");
+    let (db, app) = app(options).await;
+    let mut blocker = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE prices IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let stuck = app.get("/v1/catalog/5sim/prices/ad/whatsapp");
+    let shed = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.get("/healthz").await
+    };
+    // Bounded here too: without a request timeout the stuck request would wait for the lock.
+    let both = tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(stuck, shed) });
+    let (stuck, shed) = both.await.expect("the stuck request was never cut");
+    assert!(shed.headers().contains_key("retry-after"));
+    assert_error(shed, 503, "overloaded").await;
+    assert_error(stuck, 504, "timeout").await;
+    blocker.rollback().await.unwrap();
+    let r = app.get("/v1/catalog/5sim/prices/ad/whatsapp").await;
+    assert_eq!(r.status(), StatusCode::OK, "served again once the database is free");
 }
