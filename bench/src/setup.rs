@@ -319,6 +319,7 @@ async fn workers(origin: &Proc, body: &[u8]) -> anyhow::Result<Vec<Proc>> {
         "ORIGIN_URL": format!("http://127.0.0.1:{}", origin.port),
         "RATE_LIMIT_PER_MINUTE": "1000000000",
         "RATE_LIMIT_BURST": "1000000000",
+        "EDGE_INSECURE_DEV": "true",
     });
     let port = spare_port()?;
     let mut cmd = Command::new("node");

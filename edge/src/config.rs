@@ -8,7 +8,9 @@ use crate::cors::AllowedOrigins;
 pub struct EdgeConfig {
     /// `ORIGIN_URL` (required): scheme, host and port of the origin, no trailing slash.
     pub origin_url: String,
-    /// `EDGE_SECRET` (optional, a secret): sent to the origin so it trusts our client IP.
+    /// `EDGE_SECRET` (a secret): sent to the origin so it trusts our client IP. Required, except
+    /// under `EDGE_INSECURE_DEV=true` (local runs only: the origin then sees the edge's own
+    /// address for every client, and one client's flood limits everyone).
     pub edge_secret: Option<String>,
     /// `ORIGIN_TIMEOUT_MS` (default 3000): past it, stale-if-error or 504.
     pub origin_timeout_ms: u32,
@@ -45,9 +47,18 @@ impl EdgeConfig {
                 },
             }
         };
+        let edge_secret = get("EDGE_SECRET").filter(|s| !s.is_empty());
+        let insecure_dev = get("EDGE_INSECURE_DEV").is_some_and(|v| v.trim() == "true");
+        if edge_secret.is_none() && !insecure_dev {
+            return Err(
+                "EDGE_SECRET is required (wrangler secret put EDGE_SECRET); only a local \
+                        run may go without it, with EDGE_INSECURE_DEV=true"
+                    .into(),
+            );
+        }
         Ok(EdgeConfig {
             origin_url,
-            edge_secret: get("EDGE_SECRET").filter(|s| !s.is_empty()),
+            edge_secret,
             origin_timeout_ms: number("ORIGIN_TIMEOUT_MS", 3000)?,
             rate_per_minute: number("RATE_LIMIT_PER_MINUTE", 600)?,
             rate_burst: number("RATE_LIMIT_BURST", 100)?,
@@ -72,7 +83,11 @@ mod tests {
 
     #[test]
     fn defaults_and_errors() {
-        let c = cfg(&[("ORIGIN_URL", "http://127.0.0.1:8080/")]).unwrap();
+        let c = cfg(&[
+            ("ORIGIN_URL", "http://127.0.0.1:8080/"),
+            ("EDGE_INSECURE_DEV", "true"),
+        ])
+        .unwrap();
         assert_eq!(c.origin_url, "http://127.0.0.1:8080");
         assert_eq!(
             (
@@ -90,7 +105,19 @@ mod tests {
                 .unwrap_err()
                 .contains("ORIGIN_URL")
         );
-        let err = cfg(&[("ORIGIN_URL", "http://x"), ("RATE_LIMIT_BURST", "lots")]).unwrap_err();
+        let err = cfg(&[
+            ("ORIGIN_URL", "http://x"),
+            ("EDGE_SECRET", "s"),
+            ("RATE_LIMIT_BURST", "lots"),
+        ])
+        .unwrap_err();
         assert!(err.contains("RATE_LIMIT_BURST"), "{err}");
+    }
+
+    #[test]
+    fn a_production_edge_needs_its_secret() {
+        let err = cfg(&[("ORIGIN_URL", "http://x")]).unwrap_err();
+        assert!(err.contains("EDGE_SECRET"), "{err}");
+        assert!(cfg(&[("ORIGIN_URL", "http://x"), ("EDGE_SECRET", "s")]).is_ok());
     }
 }

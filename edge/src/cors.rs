@@ -36,10 +36,16 @@ impl AllowedOrigins {
         }
     }
 
-    /// Headers for an actual (non-preflight) response to a request from `origin`.
+    /// Headers for an actual (non-preflight) response to a request from `origin`. `*` answers
+    /// `Access-Control-Allow-Origin: *` and never allows credentials: any site could otherwise
+    /// read a signed-in user's answers (browsers refuse the pair anyway).
     pub fn response_headers(&self, origin: Option<&str>) -> Vec<(&'static str, String)> {
-        match origin {
-            Some(o) if self.allows(o) => vec![
+        match (self, origin) {
+            (AllowedOrigins::Any, _) => vec![
+                ("Access-Control-Allow-Origin", "*".to_owned()),
+                ("Access-Control-Expose-Headers", EXPOSE_HEADERS.to_owned()),
+            ],
+            (_, Some(o)) if self.allows(o) => vec![
                 ("Access-Control-Allow-Origin", o.to_owned()),
                 ("Access-Control-Allow-Credentials", "true".to_owned()),
                 ("Access-Control-Expose-Headers", EXPOSE_HEADERS.to_owned()),
@@ -56,13 +62,19 @@ impl AllowedOrigins {
         if !self.allows(origin) || !method_ok {
             return None;
         }
-        Some(vec![
-            ("Access-Control-Allow-Origin", origin.to_owned()),
-            ("Access-Control-Allow-Credentials", "true".to_owned()),
+        let mut headers = vec![
             ("Access-Control-Allow-Methods", ALLOW_METHODS.to_owned()),
             ("Access-Control-Allow-Headers", ALLOW_HEADERS.to_owned()),
             ("Access-Control-Max-Age", MAX_AGE_SECS.to_string()),
-        ])
+        ];
+        match self {
+            AllowedOrigins::Any => headers.push(("Access-Control-Allow-Origin", "*".to_owned())),
+            AllowedOrigins::List(_) => {
+                headers.push(("Access-Control-Allow-Origin", origin.to_owned()));
+                headers.push(("Access-Control-Allow-Credentials", "true".to_owned()));
+            }
+        }
+        Some(headers)
     }
 }
 
@@ -95,5 +107,20 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(list.response_headers(Some("https://nexnum.app")).len(), 3);
+    }
+
+    #[test]
+    fn a_wildcard_never_allows_credentials() {
+        let any = AllowedOrigins::parse("*");
+        let actual = any.response_headers(Some("https://evil.example"));
+        let preflight = any.preflight("https://evil.example", "POST").unwrap();
+        for headers in [actual, preflight] {
+            assert!(headers.contains(&("Access-Control-Allow-Origin", "*".to_owned())));
+            let names: Vec<&str> = headers.iter().map(|(n, _)| *n).collect();
+            assert!(
+                !names.contains(&"Access-Control-Allow-Credentials"),
+                "{names:?}"
+            );
+        }
     }
 }

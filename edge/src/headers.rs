@@ -72,12 +72,6 @@ pub fn storable(status: u16, cache_control: Option<&str>, has_set_cookie: bool) 
     cc.contains("public") && !forbidden.iter().any(|f| cc.contains(f))
 }
 
-/// Whether a request carries credentials; such requests are never answered from or stored in
-/// the shared cache.
-pub fn has_credentials(authorization: Option<&str>, cookie: Option<&str>) -> bool {
-    authorization.is_some_and(|v| !v.is_empty()) || cookie.is_some_and(|v| !v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,8 +98,5 @@ mod tests {
         assert!(!storable(200, Some("private, no-store"), false));
         assert!(!storable(200, Some("public, no-cache"), false));
         assert!(!storable(200, None, false));
-        assert!(has_credentials(Some("Bearer x"), None));
-        assert!(has_credentials(None, Some("session=1")));
-        assert!(!has_credentials(None, None));
     }
 }

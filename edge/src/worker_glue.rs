@@ -1,10 +1,12 @@
 //! The Workers-runtime side: the fetch handler. Order of work for every request:
 //! 1. configuration (vars and secrets), CORS preflight answered here;
 //! 2. the coarse per-IP limit;
-//! 3. catalog GETs without credentials: edge cache (fresh → HIT; within stale-while-revalidate →
+//! 3. operator endpoints (`/metrics`, `/readyz`): 404 here, never forwarded;
+//! 4. catalog GETs, whatever cookies or credentials they carry (the catalog is public; they are
+//!    forwarded without them): edge cache (fresh → HIT; within stale-while-revalidate →
 //!    STALE plus one background refresh per key; within stale-if-error → origin first, STALE if
 //!    it fails), else the origin (MISS, stored after replying);
-//! 4. everything else: forwarded to the origin, never cached (BYPASS).
+//! 5. everything else: forwarded to the origin, never cached (BYPASS).
 //!
 //! Errors are mapped to JSON responses, never panics: a panic would reset the isolate and
 //! its limiter.
@@ -25,9 +27,7 @@ use worker::{
 use crate::clock::{JsClock, now_ms};
 use crate::config::EdgeConfig;
 use crate::freshness::{Freshness, age_secs, classify};
-use crate::headers::{
-    CacheStatus, STORED_AT, client_headers, has_credentials, storable, stored_headers,
-};
+use crate::headers::{CacheStatus, STORED_AT, client_headers, storable, stored_headers};
 use crate::limiter::{Decision, IpLimiter, client_key};
 
 thread_local! {
@@ -35,6 +35,7 @@ thread_local! {
     static LIMITER: RefCell<Option<(u32, u32, IpLimiter<JsClock>)>> = const { RefCell::new(None) };
     /// Cache keys being refreshed in the background: at most one refresh per key per isolate.
     static REFRESHING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    static WARNED_INSECURE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -66,6 +67,9 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Result<Response> 
             return error_response(500, "misconfigured", "edge misconfigured", &[]);
         }
     };
+    if cfg.edge_secret.is_none() {
+        warn_insecure_once();
+    }
     let origin = req.headers().get("Origin")?;
     let preflight_method = match req.method() {
         Method::Options => req.headers().get("Access-Control-Request-Method")?,
@@ -89,13 +93,15 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Result<Response> 
     }
 
     let url = req.url()?;
-    let credentials = has_credentials(
-        req.headers().get("Authorization")?.as_deref(),
-        req.headers().get("Cookie")?.as_deref(),
-    );
+    if is_operator_path(url.path()) {
+        let resp = error_response(404, "not_found", "no such route", &[])?;
+        return with_headers(resp, &cors);
+    }
     let resp = match CatalogRoute::parse(url.path(), url.query()) {
         Err(e) => error_response(400, "bad_request", &e.to_string(), &[])?,
-        Ok(Some(route)) if req.method() == Method::Get && !credentials => {
+        // The catalog is public: a cookie or token changes nothing in the answer, so it is
+        // served from the shared cache regardless and fetched from the origin without them.
+        Ok(Some(route)) if req.method() == Method::Get => {
             let inm = req.headers().get("If-None-Match")?;
             serve_catalog(
                 &route,
@@ -110,6 +116,22 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Result<Response> 
         _ => forward(req, &url, &cfg, client_ip.as_deref()).await?,
     };
     with_headers(resp, &cors)
+}
+
+/// Once per isolate: running without `EDGE_SECRET` is for local runs only.
+fn warn_insecure_once() {
+    WARNED_INSECURE.with(|warned| {
+        if !warned.replace(true) {
+            worker::console_warn!(
+                "EDGE_INSECURE_DEV: forwarding without EDGE_SECRET; the origin cannot tell clients apart"
+            );
+        }
+    });
+}
+
+/// Operator endpoints are the origin's business alone: never answered through the edge.
+fn is_operator_path(path: &str) -> bool {
+    matches!(path, "/metrics" | "/readyz")
 }
 
 fn preflight(cfg: &EdgeConfig, origin: &str, method: &str) -> Result<Response> {
@@ -189,8 +211,12 @@ async fn serve_catalog(
             Freshness::StaleWhileRevalidate => {
                 if begin_refresh(&cache_key) {
                     let (cfg, key) = (cfg.clone(), cache_key.clone());
+                    let refresh_ip = client_ip.map(str::to_owned);
                     ctx.wait_until(async move {
-                        if let Ok(resp) = fetch_origin(&cfg, &canonical, None).await {
+                        // On behalf of the client that found it stale: refreshes do not all
+                        // share the edge's own identity at the origin's rate limiter.
+                        let ip = refresh_ip;
+                        if let Ok(resp) = fetch_origin(&cfg, &canonical, ip.as_deref()).await {
                             let _ = store_response(resp, &key, &policy).await;
                         }
                         end_refresh(&key);

@@ -135,6 +135,16 @@ impl Settings {
             });
         }
         let edge_secret = get("EDGE_SECRET").filter(|v| !v.is_empty());
+        let local = get("ORIGIN_ENV").is_some_and(|v| v.trim() == "local");
+        if edge_secret.as_deref() == Some(EXAMPLE_EDGE_SECRET) && !local {
+            return Err(ConfigError::Invalid {
+                name: "EDGE_SECRET",
+                value: "<redacted>".into(),
+                reason: "is the published example from .dev.vars.example; set a secret of your \
+                         own (or ORIGIN_ENV=local for a local run)"
+                    .into(),
+            });
+        }
         if edge_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(ConfigError::Invalid {
                 name: "EDGE_SECRET",
@@ -266,6 +276,10 @@ pub fn tier_limits(overrides: &str) -> Result<Vec<TierLimit>, String> {
     Ok(limits)
 }
 
+/// The secret `.dev.vars.example` publishes: anyone can send it, so it is refused outside a
+/// local run (`ORIGIN_ENV=local`).
+pub const EXAMPLE_EDGE_SECRET: &str = "dev-only-edge-secret-change-me";
+
 /// `DATABASE_URL` alone, for the subcommands that only touch the database (`migrate`, `seed`).
 pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
     let name = "DATABASE_URL";
@@ -381,6 +395,16 @@ mod tests {
             .map(|_| ())
             .unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_published_example_secret_is_refused_outside_local_runs() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("EDGE_SECRET", EXAMPLE_EDGE_SECRET));
+        let err = settings(&pairs).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("EDGE_SECRET"), "{err}");
+        pairs.push(("ORIGIN_ENV", "local"));
+        assert!(settings(&pairs).is_ok());
     }
 
     #[test]

@@ -2,12 +2,10 @@
 //! PostgreSQL and Redis) or, where a test needs an origin that misbehaves, a tiny local one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::HeaderMap;
-use axum::routing::get;
 use harness::edge::EdgeWorker;
 use harness::{AppOptions, TestApp, TestDb, json};
 use origin::seed::Scale;
@@ -218,6 +216,7 @@ async fn origin_timeout_is_a_504() {
     let edge = EdgeWorker::start(&[
         ("ORIGIN_URL", format!("http://{addr}")),
         ("ORIGIN_TIMEOUT_MS", "500".into()),
+        ("EDGE_INSECURE_DEV", "true".into()),
     ])
     .await;
     let started = Instant::now();
@@ -256,14 +255,17 @@ async fn per_ip_limit_answers_429_with_retry_after() {
     assert_eq!(ask("2001:db8:1:2:abcd::1").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
-/// A fake origin answering every catalog path with a fixed header set; counts requests.
-async fn fake_origin(extra: &'static [(&'static str, &'static str)]) -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let app = Router::new().fallback(get(move || {
-        let counter = counter.clone();
+/// A fake origin answering every path with `{"providers":[]}` and a fixed header set; it keeps
+/// the headers of every request it receives.
+async fn fake_origin(
+    extra: &'static [(&'static str, &'static str)],
+) -> (String, Arc<std::sync::Mutex<Vec<HeaderMap>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = Router::new().fallback(move |request_headers: HeaderMap| {
+        let log = log.clone();
         async move {
-            counter.fetch_add(1, Ordering::SeqCst);
+            log.lock().unwrap().push(request_headers);
             let mut h = HeaderMap::new();
             h.insert("content-type", "application/json".parse().unwrap());
             for (k, v) in extra {
@@ -271,55 +273,35 @@ async fn fake_origin(extra: &'static [(&'static str, &'static str)]) -> (String,
             }
             (h, "{\"providers\":[]}")
         }
-    }));
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, hits)
+    (url, seen)
+}
+
+fn hits(seen: &Arc<std::sync::Mutex<Vec<HeaderMap>>>) -> usize {
+    seen.lock().unwrap().len()
 }
 
 #[tokio::test]
-async fn personal_requests_and_responses_are_never_cached() {
-    // A Set-Cookie response, even marked public, is never stored.
-    let (url, hits) =
-        fake_origin(&[("cache-control", "public, max-age=60, s-maxage=60"), ("set-cookie", "a=b")])
-            .await;
-    let edge = EdgeWorker::start(&[("ORIGIN_URL", url)]).await;
-    for _ in 0..3 {
-        let r = reqwest::get(edge.url("/v1/catalog/providers")).await.unwrap();
-        assert_eq!(header(&r, "x-cache"), "MISS");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+async fn personal_responses_are_never_cached() {
+    // A Set-Cookie response, even marked public, is never stored; nor is Cache-Control: private.
+    let public_with_cookie =
+        &[("cache-control", "public, max-age=60, s-maxage=60"), ("set-cookie", "a=b")];
+    for extra in [&public_with_cookie[..], &[("cache-control", "private, max-age=60")]] {
+        let (url, seen) = fake_origin(extra).await;
+        let edge = EdgeWorker::start(&[("ORIGIN_URL", url), ("EDGE_SECRET", SECRET.into())]).await;
+        for _ in 0..3 {
+            let r = reqwest::get(edge.url("/v1/catalog/providers")).await.unwrap();
+            assert_eq!(header(&r, "x-cache"), "MISS");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(hits(&seen), 3);
+        edge.stop().await;
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 3);
-    edge.stop().await;
-
-    // Cache-Control: private is never stored either.
-    let (url, hits) = fake_origin(&[("cache-control", "private, max-age=60")]).await;
-    let edge = EdgeWorker::start(&[("ORIGIN_URL", url)]).await;
-    for _ in 0..3 {
-        assert_eq!(
-            header(&reqwest::get(edge.url("/v1/catalog/providers")).await.unwrap(), "x-cache"),
-            "MISS"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(hits.load(Ordering::SeqCst), 3);
-    edge.stop().await;
-
-    // A request with Authorization or a cookie bypasses the cache both ways.
-    let s = stack(&[], Some(SECRET)).await;
-    let (path, ..) = s.price_path(4).await;
-    for (name, value) in [("authorization", "Bearer abc"), ("cookie", "session=abc")] {
-        let r = s.http.get(s.edge.url(&path)).header(name, value).send().await.unwrap();
-        assert_eq!(header(&r, "x-cache"), "BYPASS", "{name}");
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        header(&s.get(&path).await, "x-cache"),
-        "MISS",
-        "nothing was stored from the credentialed requests"
-    );
     // Non-catalog routes are forwarded and never cached.
+    let s = stack(&[], Some(SECRET)).await;
     for _ in 0..2 {
         let r = s.get("/healthz").await;
         assert_eq!(r.status(), StatusCode::OK);
@@ -328,6 +310,69 @@ async fn personal_requests_and_responses_are_never_cached() {
     let unknown = s.get("/v1/nothing").await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert_eq!(header(&unknown, "x-cache"), "BYPASS");
+}
+
+/// Hardening item 11: the catalog is public, so a site's cookies (or a token) neither split nor
+/// bypass the edge cache, and they are never sent on to the origin with a catalog fetch.
+#[tokio::test]
+async fn catalog_requests_with_cookies_are_cached_and_forwarded_without_them() {
+    let (url, seen) = fake_origin(&[("cache-control", "public, max-age=60, s-maxage=60")]).await;
+    let edge = EdgeWorker::start(&[("ORIGIN_URL", url), ("EDGE_SECRET", SECRET.into())]).await;
+    let http = reqwest::Client::new();
+    let get = |name: &'static str, value: &'static str| {
+        http.get(edge.url("/v1/catalog/providers")).header(name, value).send()
+    };
+    assert_eq!(
+        header(&get("cookie", "_ga=GA1.2.3; session=abc").await.unwrap(), "x-cache"),
+        "MISS"
+    );
+    let (mut misses, deadline) = (1, Instant::now() + Duration::from_secs(3));
+    loop {
+        match header(&get("authorization", "Bearer abc").await.unwrap(), "x-cache").as_str() {
+            "HIT" => break,
+            "MISS" => misses += 1,
+            other => panic!("a credentialed catalog request was {other}"),
+        }
+        assert!(Instant::now() < deadline, "a credentialed catalog request never hit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = get("cookie", "other=1").await.unwrap();
+    assert_eq!(header(&r, "x-cache"), "HIT", "another cookie does not split the cache");
+    assert_eq!(hits(&seen), misses, "only misses reach the origin");
+    for request in seen.lock().unwrap().iter() {
+        assert!(request.get("cookie").is_none() && request.get("authorization").is_none());
+    }
+}
+
+/// Hardening items 9 and 11: operator endpoints are never answered through the edge, and a
+/// background refresh reaches the origin on behalf of the client that found the entry stale.
+#[tokio::test]
+async fn operator_paths_stay_private_and_refreshes_carry_the_client() {
+    let (url, seen) = fake_origin(&[("cache-control", "public, max-age=1, s-maxage=1")]).await;
+    let vars =
+        [("ORIGIN_URL", url), ("EDGE_SECRET", SECRET.into()), ("CACHE_TTL_DIVISOR", "30".into())];
+    let edge = EdgeWorker::start(&vars).await;
+    let http = reqwest::Client::new();
+    for path in ["/metrics", "/readyz"] {
+        let r = http.get(edge.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(hits(&seen), 0, "nothing reached the origin");
+    let from = |ip: &'static str| {
+        http.get(edge.url("/v1/catalog/acme/prices/us/whatsapp"))
+            .header("CF-Connecting-IP", ip)
+            .send()
+    };
+    assert_eq!(header(&from("198.51.100.1").await.unwrap(), "x-cache"), "MISS");
+    tokio::time::sleep(Duration::from_millis(1300)).await; // past s-maxage (1 s at divisor 30)
+    assert_eq!(header(&from("198.51.100.2").await.unwrap(), "x-cache"), "STALE");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while hits(&seen) < 2 {
+        assert!(Instant::now() < deadline, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refresh = seen.lock().unwrap()[1].clone();
+    assert_eq!(refresh.get("x-client-ip").map(|v| v.to_str().unwrap()), Some("198.51.100.2"));
 }
 
 #[tokio::test]
