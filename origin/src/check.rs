@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::db::Db;
-use crate::monitor::{pg_connections, redis_memory, request_totals};
+use crate::monitor::{pg_connections, redis_eviction_policy, redis_memory, request_totals};
 use crate::redis::Redis;
 
 /// Checklist thresholds, in percent; the defaults are the guide's.
@@ -51,6 +51,29 @@ pub struct Row {
     pub threshold: String,
     pub status: Status,
     pub note: String,
+}
+
+/// What Redis may evict when full. Every key this system writes expires; the cache entries expire
+/// soonest (prices 60 s, made-up codes' nulls ≤ 30 s) and sessions last (15 min sliding), so
+/// `volatile-ttl` sheds cache first and sessions last. The LRU/LFU policies may log users out to
+/// keep a hot cache entry; `noeviction` keeps everything and refuses new sign-ins when full; the
+/// `allkeys-*` and random policies can drop any session or rate-limit window at any time.
+pub fn eviction_grade(policy: &str) -> (Status, &'static str) {
+    match policy {
+        "volatile-ttl" => (Status::Pass, "cache entries go first, sessions last"),
+        "volatile-lru" | "volatile-lfu" => (
+            Status::Warn,
+            "may evict sessions (users signed out) to keep cache entries",
+        ),
+        "noeviction" => (
+            Status::Warn,
+            "nothing is evicted: when full, cache writes fail and sign-ins answer 503",
+        ),
+        _ => (
+            Status::Fail,
+            "may evict any session or rate-limit window: set maxmemory-policy volatile-ttl",
+        ),
+    }
 }
 
 /// Under 85% of the threshold: PASS; up to it: WARN; at or over it: FAIL.
@@ -115,6 +138,25 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
                     "maxmemory is 0 and the host's memory is unknown",
                 ),
             },
+        },
+    };
+    rows.push(row);
+
+    let threshold = "volatile-ttl".to_owned();
+    let row = match Redis::from_settings(settings) {
+        Err(e) => failed("redis eviction policy", threshold, e),
+        Ok(redis) => match redis_eviction_policy(&redis).await {
+            Err(e) => failed("redis eviction policy", threshold, e),
+            Ok(policy) => {
+                let (status, note) = eviction_grade(&policy);
+                Row {
+                    check: "redis eviction policy".into(),
+                    value: policy,
+                    threshold,
+                    status,
+                    note: note.into(),
+                }
+            }
         },
     };
     rows.push(row);
@@ -239,5 +281,21 @@ mod tests {
         assert_eq!(grade(60.0, 70.0), Status::Warn);
         assert_eq!(grade(70.0, 70.0), Status::Fail);
         assert_eq!(grade(0.0, 1.0), Status::Pass);
+    }
+
+    #[test]
+    fn eviction_policies() {
+        assert_eq!(eviction_grade("volatile-ttl").0, Status::Pass);
+        assert_eq!(eviction_grade("noeviction").0, Status::Warn);
+        assert_eq!(eviction_grade("volatile-lru").0, Status::Warn);
+        for bad in [
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "volatile-random",
+            "x",
+        ] {
+            assert_eq!(eviction_grade(bad).0, Status::Fail, "{bad}");
+        }
     }
 }

@@ -16,6 +16,17 @@ pub struct RedisMemory {
     pub host_total: Option<u64>,
 }
 
+/// `maxmemory_policy` from `INFO memory` (`noeviction`, `volatile-ttl`, …).
+pub async fn redis_eviction_policy(redis: &Redis) -> Result<String, RedisError> {
+    let info = redis.info("memory").await?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+        .unwrap_or("unknown")
+        .trim()
+        .to_owned())
+}
+
 impl RedisMemory {
     /// The limit used for the ratio: `maxmemory`, else the host's memory.
     pub fn limit(&self) -> Option<u64> {

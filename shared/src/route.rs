@@ -105,7 +105,7 @@ impl CatalogRoute {
     }
 
     /// The route as one canonical path and query: unknown query parameters dropped, the
-    /// `services` list deduplicated and kept in the asked order (the answer follows it).
+    /// `services` list as its sorted set (the answer follows that order).
     /// Two URLs that must get the same answer map to the same string; it is the edge cache key.
     pub fn canonical(&self) -> String {
         match self {
@@ -149,8 +149,9 @@ fn services_from_query(query: Option<&str>) -> Result<Option<Vec<Slug>>, RouteEr
 }
 
 /// Parses `a,b,c` (commas may arrive as `%2C`): at most [`MAX_BULK_SERVICES`] items, each a
-/// slug, no empties, duplicates dropped keeping the first. The items are counted before any is
-/// parsed and duplicates are found with a set, so a hostile list costs linear time before its 400.
+/// slug, no empties; the answer is the set, sorted by code, so every ordering of one list is one
+/// request (one edge cache entry, one answer). The items are counted before any is parsed, so a
+/// hostile list costs n log n at most before its 400.
 pub fn parse_services_param(raw: &str) -> Result<Vec<Slug>, RouteError> {
     let decoded = raw.replace("%2C", ",").replace("%2c", ",");
     if decoded.is_empty() {
@@ -163,15 +164,11 @@ pub fn parse_services_param(raw: &str) -> Result<Vec<Slug>, RouteError> {
             "must list at most {MAX_BULK_SERVICES} services"
         )));
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<Slug> = Vec::new();
+    let mut set = std::collections::BTreeSet::new();
     for item in decoded.split(',') {
-        let s = Slug::parse(item).map_err(|e| RouteError::Services(format!("item {e}")))?;
-        if seen.insert(item) {
-            out.push(s);
-        }
+        set.insert(Slug::parse(item).map_err(|e| RouteError::Services(format!("item {e}")))?);
     }
-    Ok(out)
+    Ok(set.into_iter().collect())
 }
 
 #[cfg(test)]
@@ -249,10 +246,16 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_are_dropped_keeping_the_first() {
+    fn lists_are_sets_sorted_by_code() {
         let got = parse_services_param("b,a,b,c,a").unwrap();
         let got: Vec<&str> = got.iter().map(Slug::as_str).collect();
-        assert_eq!(got, ["b", "a", "c"]);
+        assert_eq!(got, ["a", "b", "c"]);
+        let one = CatalogRoute::parse("/v1/catalog/p/prices/us", Some("services=wa,tg")).unwrap();
+        let other = CatalogRoute::parse("/v1/catalog/p/prices/us", Some("services=tg,wa,tg"));
+        assert_eq!(
+            one.map(|r| r.canonical()),
+            other.unwrap().map(|r| r.canonical())
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub struct Price {
 pub struct BulkPricesResponse<P = Price> {
     pub provider: String,
     pub country: String,
-    /// In the order the services were asked for (or by service code when none were named).
+    /// Sorted by service code.
     pub prices: Vec<P>,
     /// Asked-for services the provider does not sell in this country.
     pub unavailable: Vec<String>,

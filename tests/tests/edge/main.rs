@@ -136,7 +136,7 @@ async fn miss_then_hit_with_policy_headers_and_304s() {
     loop {
         let again = s
             .get(&format!(
-                "/v1/catalog/{p}/prices/{c}?utm_source=x&services=whatsapp,telegram,whatsapp"
+                "/v1/catalog/{p}/prices/{c}?utm_source=x&services=telegram,whatsapp,telegram"
             ))
             .await;
         if header(&again, "x-cache") == "HIT" {

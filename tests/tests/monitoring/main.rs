@@ -145,6 +145,16 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
         report["checks"].as_array().unwrap().iter().find(|r| r["check"] == "redis memory").unwrap();
     assert_eq!(row["status"], "FAIL", "{row}");
 
+    // The eviction policy: one that may drop sessions or rate-limit windows at will fails.
+    for (policy, want) in [("allkeys-lru", "FAIL"), ("volatile-ttl", "PASS")] {
+        let redis = RedisServer::start_with(&["--maxmemory-policy", policy]);
+        let o = run_origin(&["check", "--json"], &env_for(&db, redis.url(), &[]));
+        let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let checks = report["checks"].as_array().unwrap();
+        let row = checks.iter().find(|r| r["check"] == "redis eviction policy").unwrap();
+        assert_eq!((row["value"].as_str(), row["status"].as_str()), (Some(policy), Some(want)));
+    }
+
     // Redis without maxmemory is compared with the host's memory, and says so.
     let unlimited = RedisServer::start();
     let o = run_origin(&["check", "--json"], &env_for(&db, unlimited.url(), &[]));

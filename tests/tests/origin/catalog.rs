@@ -121,7 +121,8 @@ async fn bulk_prices_route() {
     let priced = priced_services(&s.db.pool, &p, &c).await;
     let (ap, ac, absent) = absent_price(&s.db.pool).await;
 
-    // Named services keep the asked order; unknown or unpriced ones are listed as unavailable.
+    // Named services come back sorted by code, whatever the asked order (one answer per set);
+    // unknown or unpriced ones are listed as unavailable.
     let asked = format!("{},{},no-such-service,{}", priced[2], priced[0], priced[1]);
     let body = check_cacheable(
         &s.app,
@@ -131,10 +132,13 @@ async fn bulk_prices_route() {
     .await;
     let got: Vec<&str> =
         body["prices"].as_array().unwrap().iter().map(|x| x["service"].as_str().unwrap()).collect();
-    assert_eq!(got, [priced[2].as_str(), priced[0].as_str(), priced[1].as_str()]);
+    assert_eq!(got, [priced[0].as_str(), priced[1].as_str(), priced[2].as_str()]);
     assert_eq!(body["unavailable"], serde_json::json!(["no-such-service"]));
     let single = json(s.app.get(&format!("/v1/catalog/{p}/prices/{c}/{}", priced[0])).await).await;
-    assert_eq!(body["prices"][1], single, "bulk elements equal the single-price bodies");
+    assert_eq!(body["prices"][0], single, "bulk elements equal the single-price bodies");
+    let reordered = format!("{},no-such-service,{},{}", priced[1], priced[0], priced[2]);
+    let again = s.app.get(&format!("/v1/catalog/{p}/prices/{c}?services={reordered}")).await;
+    assert_eq!(json(again).await, body, "every ordering of one set is one answer");
 
     // Without a list: every service the provider prices in that country.
     let all = json(s.app.get(&format!("/v1/catalog/{p}/prices/{c}")).await).await;
