@@ -1,16 +1,15 @@
 //! The catalog read path: each public route's data, through the cache-aside helpers, as the
 //! exact JSON bytes of the response body.
 
-use std::future::Future;
-
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use shared::types::{BulkPricesResponse, CountriesResponse, ProvidersResponse, ServicesResponse};
 use shared::{DataType, Product, Slug, keys};
 
-use crate::cache::{Cache, LoadError};
+use crate::cache::{Cache, LoadError, Loaded};
 use crate::db::Db;
+use crate::db::catalog::PriceLookup;
 
 /// Why a catalog read has no answer.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +28,7 @@ pub enum CatalogError {
 /// What a catalog loader can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadFailure {
-    /// The provider (or country) does not exist: answered as a 404, not cached.
+    /// The provider or country of a price does not exist: answered as a 404, not cached.
     #[error("{0}")]
     Unknown(String),
     #[error("database: {0}")]
@@ -58,6 +57,15 @@ fn json(value: &impl Serialize) -> Result<Bytes, LoadFailure> {
     Ok(Bytes::from(serde_json::to_vec(value)?))
 }
 
+/// What the cache keeps for one price lookup.
+fn loaded(lookup: PriceLookup) -> Result<Loaded, LoadFailure> {
+    Ok(match lookup {
+        PriceLookup::Priced(price) => Loaded::Found(json(&price)?),
+        PriceLookup::NotSold => Loaded::Absent,
+        PriceLookup::NoSuchService => Loaded::Unknown,
+    })
+}
+
 impl Catalog {
     pub fn new(db: Db, cache: Cache) -> Self {
         Catalog { db, cache }
@@ -69,94 +77,88 @@ impl Catalog {
             .cache
             .get_or_load(DataType::Providers, keys::providers(), move || async move {
                 let providers = db.providers().await?;
-                json(&ProvidersResponse { providers }).map(Some)
+                Ok::<_, LoadFailure>(Loaded::Found(json(&ProvidersResponse { providers })?))
             })
             .await?;
         entry.ok_or_else(|| CatalogError::NotFound("no providers".into()))
     }
 
+    /// An unknown provider is a [`Loaded::Unknown`]: remembered in L1 only, so a flood of one
+    /// made-up name costs one probe per L1 lifetime and parks nothing in Redis.
     pub async fn countries(&self, provider: Slug) -> Result<Bytes, CatalogError> {
         let db = self.db.clone();
-        let key = keys::countries(&provider);
         let p = provider.clone();
-        let read = self
+        let entry = self
             .cache
-            .get_or_load(DataType::Countries, key.clone(), move || async move {
-                let countries = db
-                    .countries(&p)
-                    .await?
-                    .ok_or_else(|| unknown_provider(&p))?;
-                json(&CountriesResponse {
-                    provider: p.to_string(),
-                    countries,
-                })
-                .map(Some)
-            });
-        let entry = self.remembering_unknowns(key, read).await?;
+            .get_or_load(
+                DataType::Countries,
+                keys::countries(&provider),
+                move || async move {
+                    Ok::<_, LoadFailure>(match db.countries(&p).await? {
+                        Some(countries) => Loaded::Found(json(&CountriesResponse {
+                            provider: p.to_string(),
+                            countries,
+                        })?),
+                        None => Loaded::Unknown,
+                    })
+                },
+            )
+            .await?;
         entry.ok_or_else(|| CatalogError::NotFound(unknown_provider(&provider).to_string()))
     }
 
     pub async fn services(&self, provider: Slug) -> Result<Bytes, CatalogError> {
         let db = self.db.clone();
-        let key = keys::services(&provider);
         let p = provider.clone();
-        let read = self
+        let entry = self
             .cache
-            .get_or_load(DataType::Services, key.clone(), move || async move {
-                let services = db.services(&p).await?.ok_or_else(|| unknown_provider(&p))?;
-                json(&ServicesResponse {
-                    provider: p.to_string(),
-                    services,
-                })
-                .map(Some)
-            });
-        let entry = self.remembering_unknowns(key, read).await?;
+            .get_or_load(
+                DataType::Services,
+                keys::services(&provider),
+                move || async move {
+                    Ok::<_, LoadFailure>(match db.services(&p).await? {
+                        Some(services) => Loaded::Found(json(&ServicesResponse {
+                            provider: p.to_string(),
+                            services,
+                        })?),
+                        None => Loaded::Unknown,
+                    })
+                },
+            )
+            .await?;
         entry.ok_or_else(|| CatalogError::NotFound(unknown_provider(&provider).to_string()))
     }
 
+    /// An unknown provider or country is a 404 that is not cached at all (under a price key an
+    /// absence means "no such price", and a bulk read served from such entries could not tell an
+    /// unknown country from an unsold service); an unknown service is [`Loaded::Unknown`].
     pub async fn price(&self, product: Product) -> Result<Bytes, CatalogError> {
         let db = self.db.clone();
-        let key = keys::price(&product);
         let wanted = product.clone();
-        let read = self
+        let entry = self
             .cache
-            .get_or_load(DataType::Prices, key, move || async move {
-                let (p, c) = (&wanted.provider, &wanted.country);
-                let mut rows = db
-                    .prices(p, c, std::slice::from_ref(&wanted.service))
-                    .await?
-                    .ok_or_else(|| unknown_provider_or_country(p, c))?;
-                match rows.pop().flatten() {
-                    Some(price) => json(&price).map(Some),
-                    None => Ok(None),
-                }
-            });
-        // Not remembered as unknown: a price key's absence means "no price", and a bulk read
-        // served from such entries could not tell an unknown country from an unsold service.
-        let entry = read.await?;
+            .get_or_load(
+                DataType::Prices,
+                keys::price(&product),
+                move || async move {
+                    let (p, c) = (&wanted.provider, &wanted.country);
+                    let rows = db
+                        .prices(p, c, std::slice::from_ref(&wanted.service))
+                        .await?
+                        .ok_or_else(|| unknown_provider_or_country(p, c))?;
+                    match rows.into_iter().next() {
+                        Some(lookup) => loaded(lookup),
+                        None => Ok(Loaded::Unknown),
+                    }
+                },
+            )
+            .await?;
         entry.ok_or_else(|| {
             CatalogError::NotFound(format!(
                 "provider '{}' has no price for service '{}' in country '{}'",
                 product.provider, product.service, product.country
             ))
         })
-    }
-
-    /// A cache read whose loader may find the provider (or country) unknown: that answer is
-    /// remembered in L1 (see [`Cache::remember_absent`]), so a flood of one made-up name stays
-    /// off PostgreSQL without parking junk in Redis.
-    async fn remembering_unknowns(
-        &self,
-        key: String,
-        read: impl Future<Output = Result<Option<Bytes>, LoadError<LoadFailure>>>,
-    ) -> Result<Option<Bytes>, CatalogError> {
-        match read.await {
-            Err(LoadError::Loader(failure)) if matches!(*failure, LoadFailure::Unknown(_)) => {
-                self.cache.remember_absent(key);
-                Err(LoadError::Loader(failure).into())
-            }
-            other => Ok(other?),
-        }
     }
 
     /// Several prices of one provider in one country: one MGET over the per-service price keys,
@@ -192,9 +194,7 @@ impl Catalog {
                         .prices(p, c, &wanted)
                         .await?
                         .ok_or_else(|| unknown_provider_or_country(p, c))?;
-                    rows.iter()
-                        .map(|row| row.as_ref().map(json).transpose())
-                        .collect::<Result<Vec<_>, _>>()
+                    rows.into_iter().map(loaded).collect::<Result<Vec<_>, _>>()
                 }
             })
             .await?;

@@ -17,7 +17,7 @@ use shared::types::{
 };
 use shared::{DataType, Product, keys};
 
-use crate::cache::{Cache, LoadError};
+use crate::cache::{Cache, LoadError, Loaded};
 use crate::db::Db;
 use crate::db::accounts::{PurchaseOutcome, Role, is_unique_violation};
 use password::PasswordError;
@@ -150,10 +150,15 @@ impl Accounts {
                 keys::balance(user_id),
                 move || async move {
                     let balance = db.balance(user_id).await?;
-                    Ok(balance.map(|balance_cents| {
-                        let body = BalanceResponse { balance_cents };
-                        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
-                    }))
+                    Ok::<_, sqlx::Error>(match balance {
+                        Some(balance_cents) => {
+                            let body = BalanceResponse { balance_cents };
+                            Loaded::Found(Bytes::from(
+                                serde_json::to_vec(&body).unwrap_or_default(),
+                            ))
+                        }
+                        None => Loaded::Absent,
+                    })
                 },
             )
             .await?;

@@ -49,6 +49,28 @@ const FILL_POLL: Duration = Duration::from_millis(10);
 /// A cached value: the JSON bytes, or `None` for a known absence.
 pub type Entry = Option<Bytes>;
 
+/// What a loader found for one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Loaded {
+    /// The value: stored with the data type's TTL.
+    Found(Bytes),
+    /// Nothing, for a name that exists (a real service not sold there): stored as `null` for at
+    /// most [`NEGATIVE_TTL_SECS`].
+    Absent,
+    /// Nothing, for a name nobody knows (a made-up code): remembered in L1 only, never written
+    /// to Redis, so made-up names cannot crowd the shared Redis (sessions live there too).
+    Unknown,
+}
+
+impl Loaded {
+    fn entry(&self) -> Entry {
+        match self {
+            Loaded::Found(bytes) => Some(bytes.clone()),
+            Loaded::Absent | Loaded::Unknown => None,
+        }
+    }
+}
+
 /// Longest a known absence is remembered: short, so a new price shows up quickly, and so
 /// requests for made-up codes cannot park data in Redis for an hour.
 const NEGATIVE_TTL_SECS: u32 = 30;
@@ -111,8 +133,7 @@ impl Cache {
 
     /// The cache-aside read of `key` (built by `shared::keys`): L1, then Redis;
     /// on a miss (or Redis trouble) one `load` per key per process and, through the fill lock,
-    /// per fleet, written back with the data type's TTL. `load` answers the JSON bytes, or
-    /// `None` for a known absence.
+    /// per fleet, written back with the data type's TTL (see [`Loaded`] for what is written).
     pub async fn get_or_load<E, F, Fut>(
         &self,
         data: DataType,
@@ -122,7 +143,7 @@ impl Cache {
     where
         E: Send + Sync + 'static,
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Option<Bytes>, E>> + Send + 'static,
+        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
     {
         if let Some(entry) = self.l1.as_ref().and_then(|l1| l1.get(&key)) {
             meters::cache_results(data, "hit", 1);
@@ -172,7 +193,7 @@ impl Cache {
     ) -> Result<Entry, E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<Bytes>, E>>,
+        Fut: Future<Output = Result<Loaded, E>>,
     {
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let lock = keys::fill_lock(key);
@@ -196,8 +217,8 @@ impl Cache {
             }
         }
         let started = Instant::now();
-        let value = match load().await {
-            Ok(value) => value,
+        let loaded = match load().await {
+            Ok(loaded) => loaded,
             Err(e) => {
                 // Whatever went wrong, the lock goes now: waiters must not sit out its lease.
                 if locked {
@@ -207,15 +228,18 @@ impl Cache {
             }
         };
         meters::cache_load(data, started.elapsed());
-        let bytes = value.clone().unwrap_or(Bytes::from_static(NULL));
-        let ttl = self.entry_ttl(data, value.is_some());
         // A failed write-back is counted by the Redis module and otherwise harmless.
-        let _ = if locked {
-            self.store_and_unlock(key, &lock, &owner, &bytes, ttl).await
-        } else {
-            self.redis.set_many(&[(key.to_owned(), bytes, ttl)]).await
+        let _ = match (self.stored_form(data, &loaded), locked) {
+            (Some((bytes, ttl)), true) => {
+                self.store_and_unlock(key, &lock, &owner, &bytes, ttl).await
+            }
+            (Some((bytes, ttl)), false) => {
+                self.redis.set_many(&[(key.to_owned(), bytes, ttl)]).await
+            }
+            (None, true) => self.release(&lock, &owner).await,
+            (None, false) => Ok(()),
         };
-        Ok(value)
+        Ok(loaded.entry())
     }
 
     async fn try_fill(&self, key: &str, lock: &str, owner: &str) -> Result<Fill, RedisError> {
@@ -253,15 +277,6 @@ impl Cache {
             .map(|_| ())
     }
 
-    /// Remembers in L1 only (never in Redis) that `key` names nothing, for L1's short TTL: a
-    /// flood of requests for one made-up name then costs one database probe per key per TTL per
-    /// process, and made-up names never take room in the shared Redis.
-    pub fn remember_absent(&self, key: String) {
-        if let Some(l1) = &self.l1 {
-            l1.insert(key, None, l1.generation());
-        }
-    }
-
     /// Copies an entry into L1 (if on, and nothing was invalidated meanwhile).
     fn keep(&self, key: String, entry: Entry, generation: u64) {
         if let Some(l1) = &self.l1 {
@@ -280,7 +295,7 @@ impl Cache {
     ) -> Result<Vec<Entry>, LoadError<E>>
     where
         F: FnOnce(Vec<usize>) -> Fut,
-        Fut: Future<Output = Result<Vec<Option<Bytes>>, E>>,
+        Fut: Future<Output = Result<Vec<Loaded>, E>>,
     {
         let generation = self.l1.as_ref().map_or(0, L1::generation);
         let mut found: Vec<Option<Entry>> = match &self.l1 {
@@ -321,17 +336,16 @@ impl Cache {
                 )));
             }
             let mut writes = Vec::with_capacity(missing.len());
-            for (&i, entry) in missing.iter().zip(loaded) {
-                let bytes = entry.clone().unwrap_or(Bytes::from_static(NULL));
-                writes.push((
-                    keys[i].clone(),
-                    bytes,
-                    self.entry_ttl(data, entry.is_some()),
-                ));
-                self.keep(keys[i].clone(), entry.clone(), generation);
-                found[i] = Some(entry);
+            for (&i, loaded) in missing.iter().zip(loaded) {
+                if let Some((bytes, ttl)) = self.stored_form(data, &loaded) {
+                    writes.push((keys[i].clone(), bytes, ttl));
+                }
+                self.keep(keys[i].clone(), loaded.entry(), generation);
+                found[i] = Some(loaded.entry());
             }
-            let _ = self.redis.set_many(&writes).await;
+            if !writes.is_empty() {
+                let _ = self.redis.set_many(&writes).await;
+            }
         }
         Ok(found.into_iter().map(Option::flatten).collect())
     }
@@ -367,12 +381,13 @@ impl Cache {
         Ok(deleted)
     }
 
-    fn entry_ttl(&self, data: DataType, present: bool) -> u32 {
+    /// What goes to Redis for a loaded value, and for how long; `None`: nothing.
+    fn stored_form(&self, data: DataType, loaded: &Loaded) -> Option<(Bytes, u32)> {
         let ttl = self.ttl(data);
-        if present {
-            ttl
-        } else {
-            ttl.min(NEGATIVE_TTL_SECS)
+        match loaded {
+            Loaded::Found(bytes) => Some((bytes.clone(), ttl)),
+            Loaded::Absent => Some((Bytes::from_static(NULL), ttl.min(NEGATIVE_TTL_SECS))),
+            Loaded::Unknown => None,
         }
     }
 }

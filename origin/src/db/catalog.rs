@@ -33,8 +33,9 @@ pub const SERVICES_SQL: &str = "SELECT s.code, s.name
               ORDER BY s.code";
 
 /// `$1` provider, `$2` country, `$3` service codes. One row per asked code, in order, with NULL
-/// price where not sold; no row at all for an unknown provider or country.
-pub const PRICES_SQL: &str = "SELECT want.code, p.price_cents, p.stock
+/// price where not sold (and `known` false for a code that is no service at all); no row at all
+/// for an unknown provider or country.
+pub const PRICES_SQL: &str = "SELECT want.code, s.id IS NOT NULL, p.price_cents, p.stock
                FROM providers pr
                JOIN countries c ON c.code = $2
               CROSS JOIN unnest($3::text[]) WITH ORDINALITY AS want(code, ord)
@@ -77,17 +78,16 @@ impl Db {
     }
 
     /// Prices of several services of one provider in one country, in one query. `None`: no such
-    /// provider or country. Otherwise one entry per asked service, in order; `None` where the
-    /// provider does not sell it there (or the service does not exist).
+    /// provider or country. Otherwise one entry per asked service, in order.
     pub async fn prices(
         &self,
         provider: &Slug,
         country: &Slug,
         services: &[Slug],
-    ) -> Result<Option<Vec<Option<Price>>>, sqlx::Error> {
+    ) -> Result<Option<Vec<PriceLookup>>, sqlx::Error> {
         self.count("prices");
         let wanted: Vec<&str> = services.iter().map(Slug::as_str).collect();
-        let rows: Vec<(String, Option<i64>, Option<i64>)> = sqlx::query_as(PRICES_SQL)
+        let rows: Vec<(String, bool, Option<i64>, Option<i64>)> = sqlx::query_as(PRICES_SQL)
             .bind(provider.as_str())
             .bind(country.as_str())
             .bind(&wanted)
@@ -98,18 +98,32 @@ impl Db {
         }
         Ok(Some(
             rows.into_iter()
-                .map(|(service, price_cents, stock)| {
-                    Some(Price {
-                        provider: provider.to_string(),
-                        country: country.to_string(),
-                        service,
-                        price_cents: price_cents?,
-                        stock: stock?,
-                    })
-                })
+                .map(
+                    |(service, known, price_cents, stock)| match (price_cents, stock) {
+                        (Some(price_cents), Some(stock)) => PriceLookup::Priced(Price {
+                            provider: provider.to_string(),
+                            country: country.to_string(),
+                            service,
+                            price_cents,
+                            stock,
+                        }),
+                        _ if known => PriceLookup::NotSold,
+                        _ => PriceLookup::NoSuchService,
+                    },
+                )
                 .collect(),
         ))
     }
+}
+
+/// One asked service's price.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PriceLookup {
+    Priced(Price),
+    /// A real service the provider does not sell in that country.
+    NotSold,
+    /// A code that is no service at all (a client made it up).
+    NoSuchService,
 }
 
 /// Rows of a `LEFT JOIN LATERAL`: none means the parent was not found; a single all-NULL row

@@ -34,6 +34,7 @@ async fn keys_and_values(app: &TestApp) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_failed_load_releases_the_fill_lock_and_404_floods_stay_off_the_database() {
     let (_db, app) = app(AppOptions::default()).await;
+    app.wait_for_l1().await;
     let path = "/v1/catalog/nobody/countries";
     assert_error(app.get(path).await, 404, "not_found").await;
     assert_eq!(app.ttl("cache:countries:nobody:lock").await, -2, "the lock was released");
@@ -300,4 +301,22 @@ async fn stuck_requests_time_out_and_excess_is_shed() {
     blocker.rollback().await.unwrap();
     let r = app.get("/v1/catalog/5sim/prices/ad/whatsapp").await;
     assert_eq!(r.status(), StatusCode::OK, "served again once the database is free");
+}
+
+/// Item 10: made-up service codes are answered (as unavailable) without parking anything in the
+/// shared Redis, where sessions and rate-limit windows live.
+#[tokio::test]
+async fn made_up_codes_never_reach_redis() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let junk: Vec<String> = (0..50).map(|i| format!("madeup{i}")).collect();
+    let r = app.get(&format!("/v1/catalog/5sim/prices/ad?services={}", junk.join(","))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["unavailable"].as_array().unwrap().len(), 50);
+    assert_error(app.get("/v1/catalog/5sim/prices/ad/madeup0").await, 404, "not_found").await;
+    assert_error(app.get("/v1/catalog/nobody/services").await, 404, "not_found").await;
+    let stored = keys_and_values(&app).await;
+    let junk_keys: Vec<_> =
+        stored.iter().filter(|(k, _)| k.contains("madeup") || k.contains("nobody")).collect();
+    assert!(junk_keys.is_empty(), "{junk_keys:?}");
 }
