@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use origin::db::Db;
+use origin::db::accounts::CreditOutcome;
 use origin::seed::Scale;
 use origin::state::AppState;
 use origin::{Application, Settings};
@@ -360,11 +361,8 @@ impl TestApp {
     pub async fn user_with(&self, email: &str, cents: i64) -> (i64, String) {
         let id = self.register(email).await;
         if cents > 0 {
-            Db::from_pool(self.pool.clone())
-                .credit(id, cents)
-                .await
-                .expect("credit")
-                .expect("user exists");
+            let credited = Db::from_pool(self.pool.clone()).credit(id, cents, None, None).await;
+            assert!(matches!(credited, Ok(CreditOutcome::Credited(_))), "credit {email}");
         }
         (id, self.login(email).await)
     }

@@ -19,7 +19,7 @@ use shared::{DataType, Product, keys};
 
 use crate::cache::{Cache, LoadError, Loaded};
 use crate::db::Db;
-use crate::db::accounts::{PurchaseOutcome, Role, is_unique_violation};
+use crate::db::accounts::{CreditOutcome, PurchaseOutcome, Role, is_unique_violation};
 use password::PasswordError;
 use sessions::{SessionError, SessionUser, Sessions};
 
@@ -75,6 +75,17 @@ const CLI_PASSWORD_WAIT: Duration = Duration::from_secs(60);
 pub struct Purchase {
     pub activation: Activation,
     pub replayed: bool,
+}
+
+/// An `Idempotency-Key` is 1–64 visible ASCII characters.
+fn check_idempotency_key(key: Option<&str>) -> Result<(), AccountsError> {
+    if key.is_some_and(|k| k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(AccountsError::Invalid(
+            "Idempotency-Key must be 1-64 visible ASCII characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Lower-cased, trimmed, one `@`, a dot in the domain, no spaces, at most 254 characters.
@@ -171,13 +182,7 @@ impl Accounts {
         product: Product,
         idempotency_key: Option<String>,
     ) -> Result<Purchase, AccountsError> {
-        if idempotency_key.as_ref().is_some_and(|k| {
-            k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_graphic())
-        }) {
-            return Err(AccountsError::Invalid(
-                "Idempotency-Key must be 1-64 visible ASCII characters".into(),
-            ));
-        }
+        check_idempotency_key(idempotency_key.as_deref())?;
         let outcome = self
             .db
             .purchase(user_id, &product, idempotency_key.as_deref())
@@ -281,23 +286,46 @@ impl Accounts {
         Ok(price)
     }
 
+    /// An admin's credit to a user, recorded with the admin as its actor; with an
+    /// `Idempotency-Key`, a retry lands once. Returns the balance and whether it is a replay.
     pub async fn credit(
         &self,
+        actor: i64,
         user_id: i64,
         amount_cents: i64,
-    ) -> Result<BalanceResponse, AccountsError> {
+        idempotency_key: Option<String>,
+    ) -> Result<(BalanceResponse, bool), AccountsError> {
         if !(1..=MAX_CREDIT_CENTS).contains(&amount_cents) {
             return Err(AccountsError::Invalid(format!(
                 "amount_cents must be between 1 and {MAX_CREDIT_CENTS}"
             )));
         }
-        let balance_cents = self
+        check_idempotency_key(idempotency_key.as_deref())?;
+        let outcome = self
             .db
-            .credit(user_id, amount_cents)
-            .await?
-            .ok_or_else(|| AccountsError::NotFound(format!("no user {user_id}")))?;
-        self.invalidate(&[keys::balance(user_id)]).await;
-        Ok(BalanceResponse { balance_cents })
+            .credit(
+                user_id,
+                amount_cents,
+                Some(actor),
+                idempotency_key.as_deref(),
+            )
+            .await?;
+        let (balance_cents, replayed) = match outcome {
+            CreditOutcome::Credited(balance) => {
+                self.invalidate(&[keys::balance(user_id)]).await;
+                (balance, false)
+            }
+            CreditOutcome::Replayed(balance) => (balance, true),
+            CreditOutcome::KeyReused => {
+                return Err(AccountsError::Conflict(
+                    "Idempotency-Key was already used for a different credit".into(),
+                ));
+            }
+            CreditOutcome::NoSuchUser => {
+                return Err(AccountsError::NotFound(format!("no user {user_id}")));
+            }
+        };
+        Ok((BalanceResponse { balance_cents }, replayed))
     }
 
     /// Deletes stale keys after a commit. A failure is logged and counted: the value then

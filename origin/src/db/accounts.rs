@@ -40,6 +40,16 @@ pub struct LoginRow {
     pub role: Role,
 }
 
+pub enum CreditOutcome {
+    /// Credited: the balance after.
+    Credited(i64),
+    /// The same `Idempotency-Key` credited this before: the balance it answered then.
+    Replayed(i64),
+    /// The key was used before for another user or amount.
+    KeyReused,
+    NoSuchUser,
+}
+
 pub enum PurchaseOutcome {
     Created {
         activation: Activation,
@@ -352,13 +362,23 @@ impl Db {
         Ok(rows.into_iter().map(activation).collect())
     }
 
-    /// Adds money and records it in the ledger, atomically. `None`: no such user.
+    /// Adds money and records it in the ledger with who did it, atomically. With an
+    /// `Idempotency-Key` (unique per actor) a retry lands once and answers what the first did,
+    /// like a purchase's (see the module documentation).
     pub async fn credit(
         &self,
         user_id: i64,
         amount_cents: i64,
-    ) -> Result<Option<i64>, sqlx::Error> {
+        actor: Option<i64>,
+        idempotency_key: Option<&str>,
+    ) -> Result<CreditOutcome, sqlx::Error> {
         self.count("credit");
+        if let Some(replay) = self
+            .earlier_credit(user_id, amount_cents, actor, idempotency_key)
+            .await?
+        {
+            return Ok(replay);
+        }
         let mut tx = self.pool.begin().await?;
         let balance: Option<i64> = sqlx::query_scalar(
             "UPDATE users SET balance_cents = balance_cents + $2 WHERE id = $1 RETURNING balance_cents",
@@ -367,17 +387,62 @@ impl Db {
         .bind(amount_cents)
         .fetch_optional(&mut *tx)
         .await?;
-        if balance.is_some() {
-            sqlx::query(
-                "INSERT INTO transactions (user_id, type, amount_cents) VALUES ($1, 'credit', $2)",
-            )
-            .bind(user_id)
-            .bind(amount_cents)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
+        let Some(balance) = balance else {
+            return Ok(CreditOutcome::NoSuchUser);
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO transactions (user_id, type, amount_cents, actor_id, idempotency_key,
+                                       balance_after)
+             VALUES ($1, 'credit', $2, $3, $4, $5)",
+        )
+        .bind(user_id)
+        .bind(amount_cents)
+        .bind(actor)
+        .bind(idempotency_key)
+        .bind(balance)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(CreditOutcome::Credited(balance))
+            }
+            // A concurrent retry with the same key committed first: ours rolls back.
+            Err(e) if is_unique_violation(&e) => {
+                drop(tx);
+                let earlier = self.earlier_credit(user_id, amount_cents, actor, idempotency_key);
+                earlier.await?.ok_or(e)
+            }
+            Err(e) => Err(e),
         }
-        Ok(balance)
+    }
+
+    /// The credit an earlier request with the same actor and key made, if any.
+    async fn earlier_credit(
+        &self,
+        user_id: i64,
+        amount_cents: i64,
+        actor: Option<i64>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Option<CreditOutcome>, sqlx::Error> {
+        let Some(key) = idempotency_key else {
+            return Ok(None);
+        };
+        let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT user_id, amount_cents, balance_after FROM transactions
+              WHERE actor_id IS NOT DISTINCT FROM $1 AND idempotency_key = $2",
+        )
+        .bind(actor)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(user, amount, balance_after)| {
+            if user == user_id && amount == amount_cents {
+                CreditOutcome::Replayed(balance_after.unwrap_or_default())
+            } else {
+                CreditOutcome::KeyReused
+            }
+        }))
     }
 
     /// Sets (or creates) one price. `None`: unknown provider, country or service. The flag says

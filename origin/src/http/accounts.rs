@@ -92,21 +92,10 @@ pub async fn purchase(
     headers: HeaderMap,
     ValidJson(req): ValidJson<PurchaseRequest>,
 ) -> Result<Response, ApiError> {
-    let key = headers
-        .get(IDEMPOTENCY_KEY)
-        .map(|v| {
-            v.to_str()
-                .map(str::to_owned)
-                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))
-        })
-        .transpose()?;
+    let key = idempotency_key(&headers)?;
     let purchase = state.accounts.purchase(user.user_id, req, key).await?;
-    let mut resp = (StatusCode::CREATED, Json(purchase.activation)).into_response();
-    if purchase.replayed {
-        resp.headers_mut()
-            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    }
-    Ok(resp)
+    let resp = (StatusCode::CREATED, Json(purchase.activation)).into_response();
+    Ok(replay_marked(resp, purchase.replayed))
 }
 
 #[derive(Deserialize)]
@@ -145,10 +134,36 @@ pub struct UserPath {
 
 pub async fn credit(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
+    headers: HeaderMap,
     ValidPath(path): ValidPath<UserPath>,
     ValidJson(req): ValidJson<CreditRequest>,
 ) -> Result<Response, ApiError> {
-    let balance = state.accounts.credit(path.id, req.amount_cents).await?;
-    Ok(Json(balance).into_response())
+    let key = idempotency_key(&headers)?;
+    let (balance, replayed) = state
+        .accounts
+        .credit(admin.user_id, path.id, req.amount_cents, key)
+        .await?;
+    Ok(replay_marked(Json(balance).into_response(), replayed))
+}
+
+/// The request's `Idempotency-Key`, if any (validated further by the accounts layer).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))
+        })
+        .transpose()
+}
+
+/// `Idempotent-Replayed: true` on the answer to a retried request.
+fn replay_marked(mut resp: Response, replayed: bool) -> Response {
+    if replayed {
+        resp.headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    resp
 }

@@ -320,3 +320,34 @@ async fn made_up_codes_never_reach_redis() {
         stored.iter().filter(|(k, _)| k.contains("madeup") || k.contains("nobody")).collect();
     assert!(junk_keys.is_empty(), "{junk_keys:?}");
 }
+
+/// Item 13: an admin's credit is recorded with the admin who made it, and a retried credit
+/// (same `Idempotency-Key`) lands once.
+#[tokio::test]
+async fn admin_credits_are_idempotent_and_name_their_actor() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let admin = app.admin("root@nexnum.test").await;
+    let (user, _) = app.user_with("u@example.com", 0).await;
+    let credit = |amount: i64, key: &'static str| {
+        let req = app.client.post(app.url(&format!("/v1/admin/users/{user}/credit")));
+        req.bearer_auth(&admin).header("Idempotency-Key", key).json(&j!({"amount_cents": amount}))
+    };
+    let first = credit(500, "credit-1").send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let again = credit(500, "credit-1").send().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap()["balance_cents"], 500);
+    assert_error(credit(900, "credit-1").send().await.unwrap(), 409, "conflict").await;
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT t.amount_cents, t.actor_id FROM transactions t WHERE t.user_id = $1",
+    )
+    .bind(user)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let admin_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'root@nexnum.test'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, [(500, Some(admin_id))], "one ledger row, naming its admin");
+}
