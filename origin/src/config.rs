@@ -56,6 +56,9 @@ pub struct Settings {
     /// `PASSWORD_QUEUE_TIMEOUT_MS` (default 2000): longest a sign-in or registration waits for a
     /// password-hashing slot (one per core) before it is answered 503.
     pub password_queue_timeout: Duration,
+    /// `LOGIN_MAX_FAILURES` (default 10): failed sign-ins per account in 15 minutes, from any
+    /// address, before that account's sign-ins are refused until the window ends.
+    pub login_max_failures: u64,
     /// `SESSION_MAX_AGE_SECS` (default 43200, 12 h): absolute session lifetime, however active.
     pub session_max_age: Duration,
     /// `CACHE_TTL_DIVISOR` (default 1): divides every policy duration (tests only).
@@ -118,6 +121,8 @@ impl Settings {
         positive("MAX_CONCURRENT_REQUESTS", max_concurrent as u64)?;
         let password_wait: u64 = parse_or(&get, "PASSWORD_QUEUE_TIMEOUT_MS", Some(2000))?;
         positive("PASSWORD_QUEUE_TIMEOUT_MS", password_wait)?;
+        let login_max_failures: u64 = parse_or(&get, "LOGIN_MAX_FAILURES", Some(10))?;
+        positive("LOGIN_MAX_FAILURES", login_max_failures)?;
         let session_max_age: u64 = parse_or(&get, "SESSION_MAX_AGE_SECS", Some(12 * 3600))?;
         positive("SESSION_MAX_AGE_SECS", session_max_age)?;
         let divisor: u32 = parse_or(&get, "CACHE_TTL_DIVISOR", Some(1))?;
@@ -189,6 +194,7 @@ impl Settings {
             redis_key_prefix,
             edge_secret: edge_secret.map(Into::into),
             session_max_age: Duration::from_secs(session_max_age),
+            login_max_failures,
             password_queue_timeout: Duration::from_millis(password_wait),
             header_read_timeout: Duration::from_millis(header_read),
             request_timeout: Duration::from_millis(request_timeout),

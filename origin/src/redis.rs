@@ -227,6 +227,46 @@ impl Redis {
             .await
     }
 
+    /// `INCR key` and `EXPIRE key ttl NX` (the window starts at the first increment), in one
+    /// round trip; returns the count.
+    pub async fn count_up(
+        &self,
+        op: &'static str,
+        key: &str,
+        ttl_secs: u64,
+    ) -> Result<u64, RedisError> {
+        let full = self.full(key);
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(&full);
+        pipe.cmd("EXPIRE")
+            .arg(&full)
+            .arg(ttl_secs)
+            .arg("NX")
+            .ignore();
+        let mut conn = self.conn.clone();
+        let (count,): (u64,) = self
+            .bounded(op, async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(count)
+    }
+
+    /// A counter's value and its seconds to live (`None` when absent).
+    pub async fn counter(
+        &self,
+        op: &'static str,
+        key: &str,
+    ) -> Result<Option<(u64, i64)>, RedisError> {
+        let full = self.full(key);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(&full);
+        pipe.cmd("TTL").arg(&full);
+        let mut conn = self.conn.clone();
+        let (count, ttl): (Option<u64>, i64) = self
+            .bounded(op, async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(count.map(|c| (c, ttl)))
+    }
+
     pub async fn delete(&self, op: &'static str, keys: &[String]) -> Result<(), RedisError> {
         if keys.is_empty() {
             return Ok(());

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::accounts::Accounts;
 use crate::accounts::sessions::Sessions;
+use crate::accounts::throttle::LoginThrottle;
 use crate::cache::Cache;
 use crate::catalog::Catalog;
 use crate::config::Settings;
@@ -74,6 +75,7 @@ impl Application {
                     settings.cache_ttl_divisor,
                     settings.session_max_age,
                 ),
+                LoginThrottle::new(redis.clone(), settings.login_max_failures),
                 settings.password_queue_timeout,
             ),
             limiter: if settings.rate_limit_enabled {

@@ -52,6 +52,11 @@ pub fn user_sessions(user_id: i64) -> String {
     format!("sessions:user:{user_id}")
 }
 
+/// Failed sign-ins for one account (`id`: a hash of the normalised email), in a fixed window.
+pub fn login_failures(id: &str) -> String {
+    format!("login_failures:{id}")
+}
+
 /// The fleet-wide fill lock of a cache key: held by the one origin loading it.
 pub fn fill_lock(key: &str) -> String {
     format!("{key}:lock")

@@ -3,10 +3,12 @@
 //! purchase"), so the next read shows the new value instead of waiting out a TTL.
 //!
 //! - [`password`]: argon2id hashing and the strength rule.
-//! - [`sessions`]: `session:{id}` in Redis, sliding, failing closed.
+//! - [`sessions`]: `session:{id}` in Redis, sliding, failing closed, revocable per user.
+//! - [`throttle`]: failed sign-ins counted per account, across addresses.
 
 pub mod password;
 pub mod sessions;
+pub mod throttle;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use crate::db::Db;
 use crate::db::accounts::{CreditOutcome, PurchaseOutcome, Role, is_unique_violation};
 use password::PasswordError;
 use sessions::{SessionError, SessionUser, Sessions};
+use throttle::LoginThrottle;
 
 /// Largest single credit: guards against a typo adding a fortune (10 000 $).
 pub const MAX_CREDIT_CENTS: i64 = 1_000_000;
@@ -41,6 +44,9 @@ pub enum AccountsError {
     Invalid(String),
     #[error("wrong email or password")]
     BadCredentials,
+    /// Too many failed sign-ins for this account lately: retry after this many seconds.
+    #[error("too many failed sign-ins for this account; retry later")]
+    Throttled(u64),
     #[error("the account no longer exists")]
     Gone,
     #[error("{0}")]
@@ -64,6 +70,7 @@ pub struct Accounts {
     db: Db,
     cache: Cache,
     pub sessions: Sessions,
+    throttle: LoginThrottle,
     /// `PASSWORD_QUEUE_TIMEOUT_MS`: longest a sign-in waits for a hashing slot before a 503.
     password_wait: Duration,
 }
@@ -108,11 +115,18 @@ pub fn normalize_email(raw: &str) -> Result<String, AccountsError> {
 }
 
 impl Accounts {
-    pub fn new(db: Db, cache: Cache, sessions: Sessions, password_wait: Duration) -> Self {
+    pub fn new(
+        db: Db,
+        cache: Cache,
+        sessions: Sessions,
+        throttle: LoginThrottle,
+        password_wait: Duration,
+    ) -> Self {
         Accounts {
             db,
             cache,
             sessions,
+            throttle,
             password_wait,
         }
     }
@@ -139,6 +153,9 @@ impl Accounts {
         if creds.password.chars().count() > password::MAX_LEN {
             return Err(AccountsError::BadCredentials);
         }
+        if let Some(wait) = self.throttle.refused_for(&email).await {
+            return Err(AccountsError::Throttled(wait));
+        }
         let row = self.db.login_row(&email).await?;
         let stored = match &row {
             Some(r) => r.password_hash.clone(),
@@ -146,8 +163,14 @@ impl Accounts {
         };
         let ok = password::verify(creds.password, stored, self.password_wait).await?;
         match row {
-            Some(r) if ok => Ok(self.sessions.create(SessionUser { user_id: r.id }).await?),
-            _ => Err(AccountsError::BadCredentials),
+            Some(r) if ok => {
+                self.throttle.succeeded(&email).await;
+                Ok(self.sessions.create(SessionUser { user_id: r.id }).await?)
+            }
+            _ => {
+                self.throttle.failed(&email).await;
+                Err(AccountsError::BadCredentials)
+            }
         }
     }
 

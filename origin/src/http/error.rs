@@ -34,6 +34,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// Refused for now: retry after this many seconds.
+    #[error("{0}")]
+    TooManyRequests(String, u64),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -66,6 +70,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooManyRequests(..) => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -87,6 +92,11 @@ impl IntoResponse for ApiError {
             self.to_string()
         };
         let mut resp = json_error(status, self.code(), &message);
+        if let ApiError::TooManyRequests(_, retry_after) = &self
+            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // A dependency is out of reach: tell well-behaved clients when to come back.
             crate::meters::dependency_unavailable();
@@ -170,6 +180,7 @@ impl From<AccountsError> for ApiError {
             e @ (AccountsError::BadCredentials | AccountsError::Gone) => {
                 ApiError::Unauthorized(e.to_string())
             }
+            e @ AccountsError::Throttled(wait) => ApiError::TooManyRequests(e.to_string(), wait),
             AccountsError::NotFound(m) => ApiError::NotFound(m),
             AccountsError::Conflict(m) => ApiError::Conflict(m),
             e @ AccountsError::InsufficientFunds => ApiError::PaymentRequired(e.to_string()),

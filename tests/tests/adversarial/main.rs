@@ -351,3 +351,31 @@ async fn admin_credits_are_idempotent_and_name_their_actor() {
         .unwrap();
     assert_eq!(rows, [(500, Some(admin_id))], "one ledger row, naming its admin");
 }
+
+/// Item 1: guesses at one account from many addresses (credential stuffing) are throttled per
+/// account, before any hashing; other accounts are untouched.
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_account_across_addresses() {
+    const SECRET: &str = "adversarial-edge-secret-0123456789";
+    let options = AppOptions::default()
+        .env("LOGIN_MAX_FAILURES", "3")
+        .env("EDGE_SECRET", SECRET)
+        .env("RATE_LIMITS", "auth=1000/60000");
+    let (_db, app) = app(options).await;
+    app.register("victim@example.com").await;
+    app.register("bystander@example.com").await;
+    let login = |email: &str, password: &str, ip: String| {
+        let req = app.client.post(app.url("/v1/auth/login"));
+        let req = req.header("x-edge-secret", SECRET).header("x-client-ip", ip);
+        req.json(&j!({"email": email, "password": password})).send()
+    };
+    for i in 0..3 {
+        let r = login("victim@example.com", "guess guess guess", format!("198.51.100.{i}"));
+        assert_error(r.await.unwrap(), 401, "unauthorized").await;
+    }
+    let r = login("victim@example.com", PASSWORD, "203.0.113.9".into()).await.unwrap();
+    assert!(r.headers().get("retry-after").is_some_and(|v| v.to_str().unwrap() != "0"));
+    assert_error(r, 429, "rate_limited").await;
+    let r = login("bystander@example.com", PASSWORD, "203.0.113.9".into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "other accounts are untouched");
+}
