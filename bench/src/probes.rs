@@ -33,7 +33,8 @@ pub async fn stampede(
 ) -> anyhow::Result<serde_json::Value> {
     let path = format!("/v1/catalog/{}/prices/{}/{}", key.0, key.1, key.2);
     let series = "db_queries_total{query=\"prices\"}";
-    let before = scrape(client, s1.port, series).await + scrape(client, s2.port, series).await;
+    let before =
+        scrape(client, s1.ops_port, series).await + scrape(client, s2.ops_port, series).await;
     let wide = reqwest::Client::builder()
         .pool_max_idle_per_host(600)
         .build()?;
@@ -69,7 +70,8 @@ pub async fn stampede(
     }
     let wall = started.elapsed();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = scrape(client, s1.port, series).await + scrape(client, s2.port, series).await;
+    let after =
+        scrape(client, s1.ops_port, series).await + scrape(client, s2.ops_port, series).await;
     lat.sort_by(f64::total_cmp);
     Ok(serde_json::json!({
         "requests": 1000,

@@ -12,6 +12,8 @@ use anyhow::{Context, bail};
 /// A child killed on drop.
 pub struct Proc {
     pub port: u16,
+    /// An origin's operator listener (`/metrics`); 0 for other servers.
+    pub ops_port: u16,
     child: Child,
 }
 
@@ -59,7 +61,11 @@ pub async fn start(
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {name}"))?;
-    let proc = Proc { port, child };
+    let proc = Proc {
+        port,
+        ops_port: 0,
+        child,
+    };
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

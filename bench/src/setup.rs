@@ -40,19 +40,22 @@ impl BenchEnv {
         prefix: &str,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Proc> {
-        let port = spare_port()?;
+        let (port, ops_port) = (spare_port()?, spare_port()?);
         let mut cmd = Command::new(&self.bin);
         cmd.arg("serve")
             .env("DATABASE_URL", db)
             .env("REDIS_URL", &self.redis)
             .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
+            .env("METRICS_ADDR", format!("127.0.0.1:{ops_port}"))
             .env("REDIS_KEY_PREFIX", prefix)
             .env("RATE_LIMITS", "api=1000000000/60000")
             .env("RUST_LOG", "warn");
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        start(name, cmd, port, "/readyz").await
+        let mut proc = start(name, cmd, port, "/healthz").await?;
+        proc.ops_port = ops_port;
+        Ok(proc)
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Settings {
     pub redis_url: SecretString,
     /// `ORIGIN_ADDR` (default `127.0.0.1:8080`); port 0 picks a free port.
     pub addr: SocketAddr,
+    /// `METRICS_ADDR` (default `127.0.0.1:9091`): the operator listener (`/metrics`, `/readyz`,
+    /// `/healthz`). Keep it off the public network; port 0 picks a free port.
+    pub metrics_addr: SocketAddr,
     /// `DB_MAX_CONNECTIONS` (default 10, the guide's per-container maximum).
     pub db_max_connections: u32,
     /// `DB_IDLE_TIMEOUT_SECS` (default 30).
@@ -106,6 +109,7 @@ impl Settings {
         )?;
 
         let addr = parse_or(&get, "ORIGIN_ADDR", "127.0.0.1:8080".parse().ok())?;
+        let metrics_addr = parse_or(&get, "METRICS_ADDR", "127.0.0.1:9091".parse().ok())?;
         let db_max_connections: u32 = parse_or(&get, "DB_MAX_CONNECTIONS", Some(10))?;
         positive("DB_MAX_CONNECTIONS", db_max_connections.into())?;
         let idle: u64 = parse_or(&get, "DB_IDLE_TIMEOUT_SECS", Some(30))?;
@@ -187,6 +191,7 @@ impl Settings {
             database_url: database_url.into(),
             redis_url: redis_url.into(),
             addr,
+            metrics_addr,
             db_max_connections,
             db_idle_timeout: Duration::from_secs(idle),
             db_connect_timeout: Duration::from_secs(connect),

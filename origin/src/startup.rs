@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -32,8 +33,9 @@ pub enum StartupError {
     Database(#[from] sqlx::Error),
     #[error("REDIS_URL is not a usable Redis URL: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("cannot listen on ORIGIN_ADDR {addr}: {source}")]
+    #[error("cannot listen on {name} {addr}: {source}")]
     Bind {
+        name: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -41,7 +43,15 @@ pub enum StartupError {
 
 pub struct Application {
     listener: TcpListener,
+    /// The operator listener (`METRICS_ADDR`).
+    ops_listener: TcpListener,
     state: AppState,
+}
+
+async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { name, addr, source })
 }
 
 impl Application {
@@ -58,13 +68,8 @@ impl Application {
             cache.enable_l1(settings.l1_max_bytes, settings.l1_ttl);
         }
         let metrics = settings.metrics_enabled.then(meters::handle);
-        let listener =
-            TcpListener::bind(settings.addr)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: settings.addr,
-                    source,
-                })?;
+        let listener = bind("ORIGIN_ADDR", settings.addr).await?;
+        let ops_listener = bind("METRICS_ADDR", settings.metrics_addr).await?;
         let state = AppState::new(Services {
             catalog: Catalog::new(db.clone(), cache.clone()),
             accounts: Accounts::new(
@@ -89,14 +94,26 @@ impl Application {
             redis,
             cache,
             metrics,
+            draining: AtomicBool::new(false),
         });
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            ops_listener,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| self.state.settings.addr)
+    }
+
+    /// Where the operator listener (`/metrics`, `/readyz`) answers.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.settings.metrics_addr)
     }
 
     pub fn state(&self) -> &AppState {
@@ -110,15 +127,39 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+        let state = self.state.clone();
         let signal = async move {
             shutdown.await;
             tracing::info!("shutdown requested; draining");
+            state.draining.store(true, Ordering::Release);
+            let _ = drain_tx.send(true);
             let _ = stopping_tx.send(());
         };
+        let drained = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|draining| *draining).await;
+        };
         let header_read_timeout = self.state.settings.header_read_timeout;
-        let app = http::router(self.state);
+        let app = http::router(self.state.clone());
+        let ops = http::ops_router(self.state);
+        // The operator listener outlives the public one: `/readyz` keeps answering "draining"
+        // to the load balancer until the last public request is done.
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+        let public = async move {
+            server::serve(self.listener, app, header_read_timeout, drained(drain_rx)).await;
+            let _ = done_tx.send(true);
+        };
         let server = async move {
-            server::serve(self.listener, app, header_read_timeout, signal).await;
+            tokio::join!(
+                signal,
+                public,
+                server::serve(
+                    self.ops_listener,
+                    ops,
+                    header_read_timeout,
+                    drained(done_rx)
+                ),
+            );
             Ok(())
         };
         let deadline = async move {

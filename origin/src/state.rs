@@ -3,6 +3,7 @@
 //! handle inside (the Redis client alone owns strings).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -42,4 +43,6 @@ pub struct Services {
     pub headers: HeaderPolicies,
     /// `None` when `METRICS=off`.
     pub metrics: Option<PrometheusHandle>,
+    /// Set on the shutdown signal: `/readyz` fails from then on.
+    pub draining: AtomicBool,
 }

@@ -249,6 +249,8 @@ impl AppOptions {
 /// A running origin on a real port.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The operator listener (`/metrics`, `/readyz`).
+    pub ops_addr: SocketAddr,
     pub state: AppState,
     pub client: reqwest::Client,
     pub redis_url: String,
@@ -279,6 +281,7 @@ impl TestApp {
             ("DATABASE_URL".into(), db.url.clone()),
             ("REDIS_URL".into(), redis_url.clone()),
             ("ORIGIN_ADDR".into(), "127.0.0.1:0".into()),
+            ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
             ("REDIS_KEY_PREFIX".into(), prefix.clone()),
             ("DB_MAX_CONNECTIONS".into(), "10".into()),
         ]);
@@ -286,6 +289,7 @@ impl TestApp {
         let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
         let app = Application::build(settings).await.expect("build origin");
         let addr = app.local_addr();
+        let ops_addr = app.ops_addr();
         let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async move {
@@ -293,6 +297,7 @@ impl TestApp {
         }));
         TestApp {
             addr,
+            ops_addr,
             state,
             client: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
             redis_url,
@@ -315,6 +320,11 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         send(self.client.get(self.url(path))).await
+    }
+
+    /// `GET` on the operator listener (`/metrics`, `/readyz`, `/healthz`).
+    pub async fn ops_get(&self, path: &str) -> reqwest::Response {
+        send(self.client.get(format!("http://{}{path}", self.ops_addr))).await
     }
 
     /// `GET` with `Authorization: Bearer <token>`.

@@ -31,19 +31,21 @@ pub fn run_origin(args: &[&str], env: &[(&str, String)]) -> Output {
         .expect("run origin")
 }
 
-/// `origin serve` on a spare port, killed on drop.
+/// `origin serve` on a spare port (and its operator listener on another), killed on drop.
 pub struct OriginProcess {
     pub port: u16,
+    pub ops_port: u16,
     child: Child,
 }
 
 impl OriginProcess {
     pub async fn start(env: &[(&str, String)]) -> OriginProcess {
-        let port = crate::spare_port();
+        let (port, ops_port) = (crate::spare_port(), crate::spare_port());
         let child = tokio::process::Command::new(origin_binary())
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
+            .env("METRICS_ADDR", format!("127.0.0.1:{ops_port}"))
             .env("RUST_LOG", std::env::var("TEST_ORIGIN_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -60,11 +62,16 @@ impl OriginProcess {
             assert!(Instant::now() < deadline, "origin serve did not come up on {port}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        OriginProcess { port, child }
+        OriginProcess { port, ops_port, child }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A URL on the operator listener (`/metrics`, `/readyz`).
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ops_port)
     }
 
     /// SIGKILL (a crash), then wait.
@@ -85,7 +92,7 @@ impl OriginProcess {
 
     /// The value of one sample line (`name{labels}`) in `/metrics`, 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics"))
+        let text = reqwest::get(self.ops_url("/metrics"))
             .await
             .expect("scrape")
             .text()

@@ -20,8 +20,14 @@ pub async fn healthz() -> Response {
     no_store(Json(json!({"status": "ok"})).into_response())
 }
 
-/// Ready: PostgreSQL and Redis both answer within a second.
+/// Ready: PostgreSQL and Redis both answer within a second, and the origin is not draining (after
+/// SIGTERM it fails readiness at once, so a load balancer stops sending new requests while the
+/// ones in flight finish).
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        let body = json!({"status": "draining"});
+        return no_store((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
+    }
     let bound = Duration::from_secs(1);
     let (pg, redis) = tokio::join!(
         tokio::time::timeout(bound, state.db.ping()),

@@ -82,8 +82,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/client-ip", get(health::client_ip))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -178,6 +176,18 @@ async fn drop_malformed_request_id(mut req: Request) -> Request {
         req.headers_mut().remove(&REQUEST_ID);
     }
     req
+}
+
+/// The operator listener (`METRICS_ADDR`, loopback by default): liveness, readiness and metrics,
+/// never on the public listener, so neither a client nor the edge can read route counts, Redis
+/// memory or PostgreSQL connections, or make `/readyz` take a pooled connection per call.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .with_state(state)
 }
 
 /// One span per request: method, path and request id.

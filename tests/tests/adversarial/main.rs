@@ -53,14 +53,14 @@ async fn hostile_methods_and_paths_do_not_grow_metric_series() {
     let warm = |app: &TestApp, m: Method, p: String| app.client.request(m, app.url(&p)).send();
     warm(&app, Method::from_bytes(b"WARM").unwrap(), "/healthz".into()).await.unwrap();
     warm(&app, Method::GET, "/warm-unknown".into()).await.unwrap();
-    app.get("/metrics").await; // the scrape's own series
-    let before = series(&app.get("/metrics").await.text().await.unwrap());
+    app.ops_get("/metrics").await; // the scrape's own series
+    let before = series(&app.ops_get("/metrics").await.text().await.unwrap());
     for i in 0..50 {
         let method = Method::from_bytes(format!("Z{i}").as_bytes()).unwrap();
         warm(&app, method, "/healthz".into()).await.unwrap();
         warm(&app, Method::GET, format!("/nothing/{i}")).await.unwrap();
     }
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(!text.contains("method=\"Z"), "a custom method became a label");
     assert!(!text.contains("/nothing/"), "a raw path became a label");
     assert_eq!(series(&text), before, "the series count grew with hostile input");
@@ -378,4 +378,14 @@ async fn failed_sign_ins_are_throttled_per_account_across_addresses() {
     assert_error(r, 429, "rate_limited").await;
     let r = login("bystander@example.com", PASSWORD, "203.0.113.9".into()).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "other accounts are untouched");
+}
+
+/// Item 9: operator endpoints answer on the operator listener only, never on the public one.
+#[tokio::test]
+async fn operator_endpoints_are_not_public() {
+    let (_db, app) = app(AppOptions::default()).await;
+    for path in ["/metrics", "/readyz"] {
+        assert_error(app.get(path).await, 404, "not_found").await;
+        assert_eq!(app.ops_get(path).await.status(), StatusCode::OK, "{path} for operators");
+    }
 }

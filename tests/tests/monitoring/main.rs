@@ -76,7 +76,7 @@ async fn metrics_move_with_requests() {
         4.0
     );
 
-    let text = reqwest::get(origin.url("/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(origin.ops_url("/metrics")).await.unwrap().text().await.unwrap();
     let ok = sample(
         &text,
         "http_requests_total{route=\"/v1/catalog/{provider}/countries\",method=\"GET\",status=\"200\"}",
@@ -99,7 +99,7 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
     let roomy = RedisServer::start_with(&["--maxmemory", "256mb"]);
     let origin = OriginProcess::start(&env_for(&db, roomy.url(), &[])).await;
     let env = env_for(&db, roomy.url(), &[]);
-    let base = origin.url("");
+    let base = origin.ops_url("");
 
     let healthy = run_origin(&["check", "--origin", &base, "--sample-secs", "0"], &env);
     let out = stdout(&healthy);
@@ -180,7 +180,7 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
         );
     }
     let o = run_origin(
-        &["check", "--json", "--origin", &failing.url(""), "--sample-secs", "0"],
+        &["check", "--json", "--origin", &failing.ops_url(""), "--sample-secs", "0"],
         &env_for(&broken_db, roomy.url(), &[]),
     );
     assert!(!o.status.success());
@@ -325,7 +325,7 @@ async fn alert_rules_are_valid_and_name_only_real_metrics() {
     ] {
         let _ = reqwest::get(origin.url(path)).await.unwrap();
     }
-    let text = reqwest::get(origin.url("/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(origin.ops_url("/metrics")).await.unwrap().text().await.unwrap();
     for name in &names {
         let present = text.lines().any(|l| {
             l.strip_prefix(name.as_str())

@@ -10,7 +10,7 @@ async fn healthz_and_readyz() {
     let resp = app.get("/healthz").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(json(resp).await["status"], "ok");
-    let resp = app.get("/readyz").await;
+    let resp = app.ops_get("/readyz").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body = json(resp).await;
     assert_eq!((body["postgres"].as_str(), body["redis"].as_str()), (Some("ok"), Some("ok")));
@@ -33,7 +33,7 @@ async fn readyz_reports_an_unreachable_database() {
         },
     )
     .await;
-    let resp = app.get("/readyz").await;
+    let resp = app.ops_get("/readyz").await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = json(resp).await;
     assert_eq!(
