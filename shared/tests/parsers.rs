@@ -1,0 +1,67 @@
+//! Property tests for every parser that sees client input: whatever the input, they never panic
+//! and either answer a valid value (that survives its own round trip) or a client error.
+
+use proptest::prelude::*;
+use shared::etag::{if_none_match_matches, strong_etag};
+use shared::route::{CatalogRoute, MAX_BULK_SERVICES, parse_services_param};
+use shared::{Product, Slug};
+
+/// Strings a hostile client might send: anything, plus near-misses of valid codes and lists.
+fn hostile() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[a-z0-9_,%C2-]{0,300}",
+        "[a-zA-Z0-9/?&=,.%:{}*-]{0,120}",
+    ]
+}
+
+proptest! {
+    #[test]
+    fn slugs_are_valid_or_refused(raw in hostile()) {
+        if let Ok(slug) = Slug::parse(&raw) {
+            prop_assert_eq!(slug.as_str(), raw.as_str());
+            prop_assert!(!raw.is_empty() && raw.len() <= 32);
+            prop_assert!(!raw.contains(':') && !raw.contains('*'), "a key separator in a slug");
+        }
+    }
+
+    #[test]
+    fn service_lists_are_bounded_sorted_sets_or_refused(raw in hostile()) {
+        if let Ok(list) = parse_services_param(&raw) {
+            prop_assert!(!list.is_empty() && list.len() <= MAX_BULK_SERVICES);
+            prop_assert!(list.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+        }
+    }
+
+    #[test]
+    fn catalog_urls_parse_to_their_canonical_form_or_are_refused(
+        path in prop_oneof![hostile(), "/v1/catalog/[a-z0-9/_-]{0,80}".prop_map(String::from)],
+        query in proptest::option::of(hostile()),
+    ) {
+        if let Ok(Some(route)) = CatalogRoute::parse(&path, query.as_deref()) {
+            let canonical = route.canonical();
+            let (p, q) = match canonical.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (canonical.as_str(), None),
+            };
+            let again = CatalogRoute::parse(p, q);
+            prop_assert_eq!(again, Ok(Some(route)), "the canonical form parses to itself");
+        }
+    }
+
+    #[test]
+    fn products_are_valid_or_name_their_bad_field(a in hostile(), b in hostile(), c in hostile()) {
+        match Product::parse(&a, &b, &c) {
+            Ok(p) => prop_assert_eq!(p.to_string(), format!("{a}/{b}/{c}")),
+            Err((field, _)) => prop_assert!(["provider", "country", "service"].contains(&field)),
+        }
+    }
+
+    #[test]
+    fn if_none_match_never_panics_and_matches_its_own_tag(header in hostile(), body in any::<Vec<u8>>()) {
+        let tag = strong_etag(&body);
+        let _ = if_none_match_matches(&header, &tag);
+        let listed = format!("{header}, {tag}");
+        prop_assert!(if_none_match_matches(&listed, &tag));
+    }
+}
