@@ -147,6 +147,7 @@ async fn run(
         &servers.accounts,
     )
     .await?;
+    probes["login_flood"] = probes::catalog_during_login_flood(&servers.full, &paths.price).await?;
 
     // 3. The report.
     let results = report::summarise(&scenarios, samples);

@@ -133,3 +133,100 @@ pub async fn balance_latency(
         "cold_p99_ms": percentile(&cold, 0.99),
     }))
 }
+
+/// Catalog hit latency (p50/p99 over 16 concurrent readers, 3 s) with nothing else running, and
+/// again while 64 clients flood sign-ins with wrong passwords for made-up emails (each one an
+/// argon2 verification): password hashing must not starve the catalog.
+pub async fn catalog_during_login_flood(
+    origin: &Proc,
+    price_path: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let base = format!("http://127.0.0.1:{}", origin.port);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()?;
+    let idle = catalog_latencies(&client, &base, price_path).await?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..64)
+        .map(|i| {
+            let (client, url, stop) = (
+                client.clone(),
+                format!("{base}/v1/auth/login"),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let (mut answered, mut shed) = (0u64, 0u64);
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let creds = serde_json::json!({
+                        "email": format!("flood-{i}-{n}@example.com"),
+                        "password": "not the password at all",
+                    });
+                    match client
+                        .post(&url)
+                        .json(&creds)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                    {
+                        Ok(401) => answered += 1,
+                        Ok(503) => shed += 1,
+                        _ => {}
+                    }
+                }
+                (answered, shed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let flooded = catalog_latencies(&client, &base, price_path).await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut answered, mut shed) = (0, 0);
+    for task in flood {
+        let (a, s) = task.await?;
+        answered += a;
+        shed += s;
+    }
+    Ok(serde_json::json!({
+        "idle_p50_ms": percentile(&idle, 0.5),
+        "idle_p99_ms": percentile(&idle, 0.99),
+        "flood_p50_ms": percentile(&flooded, 0.5),
+        "flood_p99_ms": percentile(&flooded, 0.99),
+        "logins_refused_401": answered,
+        "logins_shed_503": shed,
+    }))
+}
+
+/// Sorted latencies (ms) of catalog hits from 16 concurrent readers for 3 s; every one a 200.
+async fn catalog_latencies(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+) -> anyhow::Result<Vec<f64>> {
+    let until = Instant::now() + Duration::from_secs(3);
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, url) = (client.clone(), format!("{base}{path}"));
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    let r = client.get(&url).send().await?;
+                    if !r.status().is_success() {
+                        bail!("catalog read failed: {}", r.status());
+                    }
+                    r.bytes().await?;
+                    out.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                Ok(out)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for reader in readers {
+        all.extend(reader.await??);
+    }
+    all.sort_by(f64::total_cmp);
+    Ok(all)
+}

@@ -246,6 +246,18 @@ fn render(r: &Report) -> String {
         f(&st["p50_ms"]),
         f(&st["p99_ms"])
     ));
+    let lf = &st["login_flood"];
+    let g = |k: &str| lf[k].as_f64().unwrap_or(0.0);
+    s.push_str(&format!(
+        "catalog hits (16 readers): idle p50 {:.3} ms p99 {:.3} ms; during a 64-client login flood \
+         p50 {:.3} ms p99 {:.3} ms ({} sign-ins answered 401, {} shed with 503)\n",
+        g("idle_p50_ms"),
+        g("idle_p99_ms"),
+        g("flood_p50_ms"),
+        g("flood_p99_ms"),
+        lf["logins_refused_401"],
+        lf["logins_shed_503"]
+    ));
     let bl = &st["balance_latency"];
     let f = |k: &str| bl[k].as_f64().unwrap_or(0.0);
     s.push_str(&format!(

@@ -48,7 +48,7 @@ impl BenchEnv {
             .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
             .env("METRICS_ADDR", format!("127.0.0.1:{ops_port}"))
             .env("REDIS_KEY_PREFIX", prefix)
-            .env("RATE_LIMITS", "api=1000000000/60000")
+            .env("RATE_LIMITS", "api=1000000000/60000,auth=1000000000/60000")
             .env("RUST_LOG", "warn");
         for (k, v) in extra {
             cmd.env(k, v);
