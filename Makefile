@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge dev test bench stop lint fmt seed seed-large
+.PHONY: help setup edge dev test bench stop lint fmt seed seed-large fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -58,6 +58,10 @@ bench: setup edge ## benchmarks (release, loopback, a few minutes): table + benc
 	$(CARGO) build --release -p origin -p bench; \
 	ulimit -n 8192 2>/dev/null || true; \
 	target/release/bench run
+
+fuzz: ## fuzz the shared parsers for 60 s (needs the nightly toolchain and cargo-fuzz; not in CI)
+	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "error: install with: rustup toolchain install nightly --profile minimal && cargo +nightly install cargo-fuzz --locked" >&2; exit 1; }
+	cd fuzz && cargo +nightly fuzz run parsers -- -max_total_time=$${FUZZ_SECS:-60}
 
 seed: ## migrate and seed the small catalog into DATABASE_URL
 	@$(SERVICES); $(CARGO) run -q -p origin -- seed --scale small
