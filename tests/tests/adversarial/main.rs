@@ -268,12 +268,15 @@ async fn slow_and_idle_connections_are_dropped() {
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
 }
 
-/// Item 5: an oversized request head is refused by the server itself.
+/// Item 5: an oversized request head (headers or request line) is refused by the server itself.
 #[tokio::test]
 async fn oversized_request_heads_are_431() {
     let (_db, app) = app(AppOptions::default()).await;
     let req = app.client.get(app.url("/healthz")).header("x-junk", "j".repeat(64 * 1024));
     assert_eq!(req.send().await.unwrap().status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let long = format!("/v1/catalog/5sim/prices/ad?services={}", "a,".repeat(20 * 1024));
+    let status = app.get(&long).await.status().as_u16();
+    assert!([414, 431].contains(&status), "a 40 KB request line: {status}");
 }
 
 /// Item 6: a request stuck on the database is cut at the request timeout (504), and requests
@@ -388,4 +391,43 @@ async fn operator_endpoints_are_not_public() {
         assert_error(app.get(path).await, 404, "not_found").await;
         assert_eq!(app.ops_get(path).await.status(), StatusCode::OK, "{path} for operators");
     }
+}
+
+/// Item 12: a purchase whose database connection is killed mid-flight (the server shutting it
+/// down) answers 503 with Retry-After and charges nothing; never a 500.
+#[tokio::test]
+async fn a_purchase_cut_off_from_the_database_is_a_503_and_charges_nothing() {
+    let (db, app) = app(AppOptions::default()).await;
+    let (user, token) = app.user_with("u@example.com", 10_000).await;
+    let product = j!({"provider": "5sim", "country": "ad", "service": "whatsapp"});
+    let mut blocker = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE prices IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let purchase = app.buy(&token, &product, Some("cut-off-1"));
+    let cut = async {
+        // The purchase's backend, waiting on the lock: terminate it, as a failover would.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let killed: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+            if killed.contains(&true) || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (resp, ()) = tokio::join!(purchase, cut);
+    blocker.rollback().await.unwrap();
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_error(resp, 503, "unavailable").await;
+    let balance: i64 = sqlx::query_scalar("SELECT balance_cents FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(balance, 10_000, "nothing charged");
 }
