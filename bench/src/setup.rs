@@ -438,6 +438,8 @@ async fn accounts_setup(
     )
     .execute(pool)
     .await?;
+    // Fresh statistics, or the planner may scan the grown pools on every purchase.
+    sqlx::query("ANALYZE numbers").execute(pool).await?;
     let user_b: i64 =
         sqlx::query_scalar("SELECT id FROM users WHERE email = 'bench-0@example.com'")
             .fetch_one(pool)

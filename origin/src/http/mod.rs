@@ -22,19 +22,17 @@ pub mod ops;
 pub mod ratelimit;
 pub mod respond;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
@@ -46,6 +44,10 @@ const REQUEST_ID: HeaderName = HeaderName::from_static(shared::headers::REQUEST_
 
 pub fn router(state: AppState) -> Router {
     let metrics_on = state.metrics.is_some();
+    let admission = Arc::new(Admission {
+        in_flight: tokio::sync::Semaphore::new(state.settings.max_concurrent_requests),
+        timeout: state.settings.request_timeout,
+    });
     // Personal and mutating routes: never stored by any cache.
     let private = Router::new()
         .route("/v1/auth/register", post(accounts::register))
@@ -91,25 +93,13 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             ratelimit::limit,
         ))
-        .layer(middleware::from_fn_with_state(
-            state.settings.request_timeout,
-            request_timeout,
-        ))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(overloaded))
-                .load_shed()
-                .layer(GlobalConcurrencyLimitLayer::new(
-                    state.settings.max_concurrent_requests,
-                )),
-        )
+        .layer(middleware::from_fn_with_state(admission, admit))
         .layer(tower::util::option_layer(
             metrics_on.then(|| middleware::from_fn(record_metrics)),
         ))
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::map_request(drop_malformed_request_id))
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(middleware::from_fn(request_id))
                 .layer(
                     TraceLayer::new_for_http()
                         // 5xx causes are logged once, at ERROR, by `ApiError`; the trace layer
@@ -117,7 +107,6 @@ pub fn router(state: AppState) -> Router {
                         .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN))
                         .make_span_with(request_span),
                 )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(|_| {
                     json_error(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -129,14 +118,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Past `REQUEST_TIMEOUT_MS` the work is dropped (a purchase's transaction rolls back) and the
-/// client gets a JSON 504.
-async fn request_timeout(
-    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+/// What a request must get past before any work: a slot among `MAX_CONCURRENT_REQUESTS` in
+/// flight (none free: 503 + Retry-After at once, load shedding rather than an unbounded queue),
+/// and `REQUEST_TIMEOUT_MS` to finish (past it the work is dropped, a purchase's transaction
+/// rolls back, and the client gets a JSON 504). One layer, so the hot path pays for one.
+struct Admission {
+    in_flight: tokio::sync::Semaphore,
+    timeout: std::time::Duration,
+}
+
+async fn admit(
+    axum::extract::State(admission): axum::extract::State<Arc<Admission>>,
     req: Request,
     next: Next,
 ) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+    let Ok(_slot) = admission.in_flight.try_acquire() else {
+        let mut resp = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in flight; retry shortly",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    };
+    match tokio::time::timeout(admission.timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => json_error(
             StatusCode::GATEWAY_TIMEOUT,
@@ -146,36 +152,28 @@ async fn request_timeout(
     }
 }
 
-/// More requests in flight than `MAX_CONCURRENT_REQUESTS`: refuse at once (503 + Retry-After)
-/// rather than queue without bound.
-async fn overloaded(_: tower::BoxError) -> Response {
-    let mut resp = json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
-        "too many requests in flight; retry shortly",
-    );
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    resp
-}
-
-/// A client's `X-Request-Id` is kept only when it is 1–64 characters of `A-Z a-z 0-9 - _ .`;
-/// anything else (log injection, megabyte ids) is dropped here and a fresh one is made.
-async fn drop_malformed_request_id(mut req: Request) -> Request {
+/// Every request carries an `X-Request-Id` (its span and its response too). A client's is kept
+/// only when it is 1–64 characters of `A-Z a-z 0-9 - _ .`; anything else (log injection,
+/// megabyte ids) is replaced by a fresh UUID.
+async fn request_id(mut req: Request, next: Next) -> Response {
     let well_formed = |v: &HeaderValue| {
         let b = v.as_bytes();
         (1..=64).contains(&b.len())
             && b.iter()
                 .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
     };
-    if req
-        .headers()
-        .get(&REQUEST_ID)
-        .is_some_and(|v| !well_formed(v))
-    {
-        req.headers_mut().remove(&REQUEST_ID);
-    }
-    req
+    let id = match req.headers().get(&REQUEST_ID) {
+        Some(v) if well_formed(v) => v.clone(),
+        _ => {
+            let fresh = uuid::Uuid::new_v4().hyphenated().to_string();
+            let v = HeaderValue::from_str(&fresh).unwrap_or(HeaderValue::from_static("-"));
+            req.headers_mut().insert(REQUEST_ID, v.clone());
+            v
+        }
+    };
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(REQUEST_ID, id);
+    resp
 }
 
 /// The operator listener (`METRICS_ADDR`, loopback by default): liveness, readiness and metrics,
