@@ -30,18 +30,22 @@ dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080 and the 
 	trap 'kill $$origin_pid 2>/dev/null' EXIT INT TERM; \
 	WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787
 
-test: setup edge ## every test: unit, origin and edge end-to-end (real PostgreSQL, Redis, workerd)
+test: setup edge ## every test: unit, origin and edge end-to-end (real PostgreSQL, Redis, workerd), the origin suites again through PgBouncer
 	@$(SERVICES); mkdir -p .local; \
 	$(CARGO) build -p origin; \
 	$(CARGO) test --workspace --all-targets 2>&1 | tee .local/test.log; \
+	[ -n "$${PGBOUNCER_URL:-}" ] || { echo "error: no PgBouncer (Debian: apt-get install pgbouncer)" >&2; exit 1; }; \
+	echo "the origin suites again, through PgBouncer in transaction mode:"; \
+	TEST_DB_BACKEND=pgbouncer $(CARGO) test -p nexnum-tests --test origin 2>&1 | tee -a .local/test.log; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' .local/test.log
 
-stop: ## stop the private PostgreSQL/Redis that setup may have started under .local/
+stop: ## stop the private PostgreSQL/Redis/PgBouncer that setup may have started under .local/
 	@if [ -s .local/postgres/PG_VERSION ]; then \
 	  pg_ctl=$$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | head -1); \
 	  if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- $$pg_ctl -D .local/postgres stop; else $$pg_ctl -D .local/postgres stop; fi; \
 	fi; \
-	if [ -s .local/redis/redis.pid ]; then kill $$(cat .local/redis/redis.pid) 2>/dev/null || true; fi
+	if [ -s .local/redis/redis.pid ]; then kill $$(cat .local/redis/redis.pid) 2>/dev/null || true; fi; \
+	if [ -s .local/pgbouncer/pgbouncer.pid ]; then kill $$(cat .local/pgbouncer/pgbouncer.pid) 2>/dev/null || true; fi
 
 lint: ## formatting, clippy (warnings are errors), wasm32 build of shared and edge
 	$(CARGO) fmt --all --check

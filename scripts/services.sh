@@ -75,7 +75,33 @@ _ensure_redis() {
   _fail "private Redis did not answer on $rport"
 }
 
-_ensure_postgres && _ensure_redis && {
+# A private PgBouncer (transaction pooling, ops/pgbouncer.ini) in front of that PostgreSQL, for the
+# suites that run behind it. Optional: without the binary PGBOUNCER_URL stays unset and those
+# runs say so.
+_ensure_pgbouncer() {
+  local bin; bin="$(command -v pgbouncer || ls /usr/sbin/pgbouncer 2>/dev/null)" || return 0
+  [ -x "$bin" ] || return 0
+  local dir="$_local/pgbouncer" lport=56432
+  read -r host port <<<"$(_hostport "$PG_ADMIN_URL")"
+  export PGBOUNCER_URL="postgres://postgres@127.0.0.1:$lport/postgres"
+  _tcp_up 127.0.0.1 "$lport" && return 0
+  mkdir -p "$dir"
+  sed -e "s|@PG_HOST@|$host|; s|@PG_PORT@|$port|; s|@LISTEN_PORT@|$lport|; s|@DIR@|$dir|g" \
+    "$_root/ops/pgbouncer.ini" > "$dir/pgbouncer.ini"
+  echo '"postgres" ""' > "$dir/users.txt"
+  local runas=()
+  if [ "$(id -u)" = 0 ]; then
+    # PgBouncer refuses to run as root.
+    id postgres >/dev/null 2>&1 || { unset PGBOUNCER_URL; return 0; }
+    chown -R postgres "$dir"; runas=(-u postgres)
+  fi
+  echo "starting a private PgBouncer on port $lport" >&2
+  "$bin" -d "${runas[@]}" "$dir/pgbouncer.ini" >/dev/null 2>&1 || { echo "warning: PgBouncer did not start; see $dir/pgbouncer.log" >&2; unset PGBOUNCER_URL; return 0; }
+  local i; for i in $(seq 50); do _tcp_up 127.0.0.1 "$lport" && return 0; sleep 0.1; done
+  echo "warning: PgBouncer did not answer on $lport" >&2; unset PGBOUNCER_URL
+}
+
+_ensure_postgres && _ensure_redis && _ensure_pgbouncer && {
   # The development database lives beside the admin one on the same server.
   export DATABASE_URL="${DATABASE_URL:-${PG_ADMIN_URL%/*}/nexnum}"
   echo "PostgreSQL: ${PG_ADMIN_URL%/*}  Redis: $REDIS_URL" >&2

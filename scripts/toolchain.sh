@@ -21,3 +21,13 @@ if ! command -v promtool >/dev/null 2>&1; then
     echo "error: promtool not found. Install it (Debian: sudo apt-get install prometheus)." >&2; exit 1
   fi
 fi
+# PgBouncer: the origin suites run a second time through it (transaction pooling).
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing PgBouncer (Debian package pgbouncer)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer >/dev/null; }
+  else
+    echo "error: pgbouncer not found. Install it (Debian: sudo apt-get install pgbouncer)." >&2; exit 1
+  fi
+fi

@@ -32,6 +32,9 @@ pub struct Settings {
     /// `METRICS_ADDR` (default `127.0.0.1:9091`): the operator listener (`/metrics`, `/readyz`,
     /// `/healthz`). Keep it off the public network; port 0 picks a free port.
     pub metrics_addr: SocketAddr,
+    /// `DB_POOLER` (default `none`; or `pgbouncer-transaction`): `DATABASE_URL` points at a
+    /// transaction-mode pooler, so nothing may depend on session state (see `db`).
+    pub db_behind_transaction_pooler: bool,
     /// `DB_MAX_CONNECTIONS` (default 10, the guide's per-container maximum).
     pub db_max_connections: u32,
     /// `DB_IDLE_TIMEOUT_SECS` (default 30).
@@ -110,6 +113,17 @@ impl Settings {
 
         let addr = parse_or(&get, "ORIGIN_ADDR", "127.0.0.1:8080".parse().ok())?;
         let metrics_addr = parse_or(&get, "METRICS_ADDR", "127.0.0.1:9091".parse().ok())?;
+        let db_behind_transaction_pooler = match get("DB_POOLER").as_deref().map(str::trim) {
+            None | Some("") | Some("none") => false,
+            Some("pgbouncer-transaction") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "DB_POOLER",
+                    value: other.to_owned(),
+                    reason: "must be none or pgbouncer-transaction".into(),
+                });
+            }
+        };
         let db_max_connections: u32 = parse_or(&get, "DB_MAX_CONNECTIONS", Some(10))?;
         positive("DB_MAX_CONNECTIONS", db_max_connections.into())?;
         let idle: u64 = parse_or(&get, "DB_IDLE_TIMEOUT_SECS", Some(30))?;
@@ -192,6 +206,7 @@ impl Settings {
             redis_url: redis_url.into(),
             addr,
             metrics_addr,
+            db_behind_transaction_pooler,
             db_max_connections,
             db_idle_timeout: Duration::from_secs(idle),
             db_connect_timeout: Duration::from_secs(connect),
@@ -291,13 +306,21 @@ pub fn tier_limits(overrides: &str) -> Result<Vec<TierLimit>, String> {
 /// local run (`ORIGIN_ENV=local`).
 pub const EXAMPLE_EDGE_SECRET: &str = "dev-only-edge-secret-change-me";
 
-/// `DATABASE_URL` alone, for the subcommands that only touch the database (`migrate`, `seed`).
+/// The database URL of the subcommands that change the schema or bulk-load (`migrate`, `seed`,
+/// `admin`): `MIGRATE_DATABASE_URL` when set (PostgreSQL itself, when `DATABASE_URL` points at a
+/// transaction-mode pooler, which cannot run migrations), else `DATABASE_URL`.
 pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
-    let name = "DATABASE_URL";
-    let url = std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .ok_or(ConfigError::Missing { name })?;
+    let set = |name: &'static str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (name, v))
+    };
+    let (name, url) = set("MIGRATE_DATABASE_URL")
+        .or_else(|| set("DATABASE_URL"))
+        .ok_or(ConfigError::Missing {
+            name: "DATABASE_URL",
+        })?;
     check_scheme(name, &url, &["postgres://", "postgresql://"])?;
     Ok(url.into())
 }

@@ -62,17 +62,9 @@ pub async fn redis_memory(redis: &Redis) -> Result<RedisMemory, RedisError> {
 
 /// Client connections to the PostgreSQL server (all databases) and its `max_connections`.
 pub async fn pg_connections(db: &Db) -> Result<(i64, i64), sqlx::Error> {
-    let row: (i64, i64) = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_as(
-            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
-                    current_setting('max_connections')::bigint",
-        )
-        .fetch_one(db.pool()),
-    )
-    .await
-    .map_err(|_| sqlx::Error::PoolTimedOut)??;
-    Ok(row)
+    tokio::time::timeout(Duration::from_secs(2), db.server_connections())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
 }
 
 /// Sums `http_requests_total` from Prometheus text: (all requests, 5xx requests).

@@ -53,6 +53,22 @@ fn with_database(url: &str, db: &str) -> String {
     }
 }
 
+/// Where the apps under test reach PostgreSQL: directly, or through the private PgBouncer in
+/// transaction mode (`TEST_DB_BACKEND=pgbouncer`, as `make test`'s second pass sets it; the
+/// database is created, migrated and seeded directly either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbBackend {
+    Direct,
+    PgBouncer,
+}
+
+pub fn db_backend() -> DbBackend {
+    match std::env::var("TEST_DB_BACKEND").as_deref() {
+        Ok("pgbouncer") => DbBackend::PgBouncer,
+        _ => DbBackend::Direct,
+    }
+}
+
 /// A fresh, migrated (and optionally seeded) database, dropped on `Drop`.
 pub struct TestDb {
     pub url: String,
@@ -82,6 +98,20 @@ impl TestDb {
             origin::seed::seed(&pool, scale).await.expect("seed");
         }
         TestDb { url, pool, name }
+    }
+}
+
+impl TestDb {
+    /// The URL an app under test uses for this database (through PgBouncer for that backend).
+    pub fn app_url(&self) -> String {
+        match db_backend() {
+            DbBackend::Direct => self.url.clone(),
+            DbBackend::PgBouncer => {
+                let bouncer = std::env::var("PGBOUNCER_URL")
+                    .expect("TEST_DB_BACKEND=pgbouncer needs PGBOUNCER_URL (make test sets it)");
+                with_database(&bouncer, &self.name)
+            }
+        }
     }
 }
 
@@ -278,13 +308,16 @@ impl TestApp {
             None => options.redis_url.clone().unwrap_or_else(shared_redis_url),
         };
         let mut env: HashMap<String, String> = HashMap::from([
-            ("DATABASE_URL".into(), db.url.clone()),
+            ("DATABASE_URL".into(), db.app_url()),
             ("REDIS_URL".into(), redis_url.clone()),
             ("ORIGIN_ADDR".into(), "127.0.0.1:0".into()),
             ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
             ("REDIS_KEY_PREFIX".into(), prefix.clone()),
             ("DB_MAX_CONNECTIONS".into(), "10".into()),
         ]);
+        if db_backend() == DbBackend::PgBouncer {
+            env.insert("DB_POOLER".into(), "pgbouncer-transaction".into());
+        }
         env.extend(options.env.iter().cloned());
         let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
         let app = Application::build(settings).await.expect("build origin");

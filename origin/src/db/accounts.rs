@@ -103,14 +103,18 @@ impl Db {
         role: Role,
     ) -> Result<i64, sqlx::Error> {
         self.count("create_user");
-        sqlx::query_scalar(
+        let mut conn = self.conn().await?;
+        let id = sqlx::query_scalar(
             "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, $3) RETURNING id",
         )
+        .persistent(self.persistent())
         .bind(email)
         .bind(password_hash)
         .bind(role.as_str())
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(&mut *conn)
+        .await?;
+        conn.done().await?;
+        Ok(id)
     }
 
     /// Makes an existing user admin with this password. `None`: no such user.
@@ -120,24 +124,31 @@ impl Db {
         password_hash: &str,
     ) -> Result<Option<i64>, sqlx::Error> {
         self.count("promote_to_admin");
-        sqlx::query_scalar(
+        let mut conn = self.conn().await?;
+        let id = sqlx::query_scalar(
             "UPDATE users SET role = 'admin', password_hash = $2
               WHERE lower(email) = lower($1) RETURNING id",
         )
+        .persistent(self.persistent())
         .bind(email)
         .bind(password_hash)
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(&mut *conn)
+        .await?;
+        conn.done().await?;
+        Ok(id)
     }
 
     pub async fn login_row(&self, email: &str) -> Result<Option<LoginRow>, sqlx::Error> {
         self.count("login_row");
+        let mut conn = self.conn().await?;
         let row: Option<(i64, String, String)> = sqlx::query_as(
             "SELECT id, password_hash, role FROM users WHERE lower(email) = lower($1)",
         )
+        .persistent(self.persistent())
         .bind(email)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
+        conn.done().await?;
         Ok(row.map(|(id, password_hash, role)| LoginRow {
             id,
             password_hash,
@@ -147,28 +158,37 @@ impl Db {
 
     pub async fn balance(&self, user_id: i64) -> Result<Option<i64>, sqlx::Error> {
         self.count("balance");
-        sqlx::query_scalar("SELECT balance_cents FROM users WHERE id = $1")
+        let mut conn = self.conn().await?;
+        let balance = sqlx::query_scalar("SELECT balance_cents FROM users WHERE id = $1")
+            .persistent(self.persistent())
             .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await
+            .fetch_optional(&mut *conn)
+            .await?;
+        conn.done().await?;
+        Ok(balance)
     }
 
     pub async fn role(&self, user_id: i64) -> Result<Option<Role>, sqlx::Error> {
         self.count("role");
+        let mut conn = self.conn().await?;
         let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+            .persistent(self.persistent())
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
+        conn.done().await?;
         Ok(role.as_deref().map(Role::parse))
     }
 
     async fn activation_by_key(
+        &self,
         conn: &mut PgConnection,
         user_id: i64,
         key: &str,
     ) -> Result<Option<Activation>, sqlx::Error> {
         let sql = format!("{ACTIVATION_SELECT} WHERE a.user_id = $1 AND a.idempotency_key = $2");
         let row: Option<ActivationRow> = sqlx::query_as(&sql)
+            .persistent(self.persistent())
             .bind(user_id)
             .bind(key)
             .fetch_optional(conn)
@@ -191,7 +211,7 @@ impl Db {
         };
         let mut tx = self.pool.begin().await?;
         if let Some(key) = idempotency_key
-            && let Some(existing) = Self::activation_by_key(&mut tx, user_id, key).await?
+            && let Some(existing) = self.activation_by_key(&mut tx, user_id, key).await?
         {
             return Ok(if same_product(&existing) {
                 PurchaseOutcome::Replayed(existing)
@@ -199,7 +219,10 @@ impl Db {
                 PurchaseOutcome::KeyReused
             });
         }
-        match Self::purchase_in(&mut tx, user_id, product, idempotency_key).await {
+        match self
+            .purchase_in(&mut tx, user_id, product, idempotency_key)
+            .await
+        {
             Ok(PurchaseOutcome::Created {
                 activation,
                 balance_cents,
@@ -214,9 +237,11 @@ impl Db {
             Err(e) if is_unique_violation(&e) && idempotency_key.is_some() => {
                 // A concurrent retry with the same key committed first: ours rolls back, theirs stands.
                 drop(tx);
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.conn().await?;
                 let key = idempotency_key.unwrap_or_default();
-                match Self::activation_by_key(&mut conn, user_id, key).await? {
+                let earlier = self.activation_by_key(&mut conn, user_id, key).await?;
+                conn.done().await?;
+                match earlier {
                     Some(a) if same_product(&a) => Ok(PurchaseOutcome::Replayed(a)),
                     Some(_) => Ok(PurchaseOutcome::KeyReused),
                     None => Err(e),
@@ -227,6 +252,7 @@ impl Db {
     }
 
     async fn purchase_in(
+        &self,
         tx: &mut Transaction<'static, Postgres>,
         user_id: i64,
         product: &Product,
@@ -247,6 +273,7 @@ impl Db {
               WHERE pr.code = $1 AND c.code = $2 AND s.code = $3
                 FOR UPDATE OF p",
         )
+        .persistent(self.persistent())
         .bind(provider.as_str())
         .bind(country.as_str())
         .bind(service.as_str())
@@ -262,6 +289,7 @@ impl Db {
             "UPDATE users SET balance_cents = balance_cents - $2
               WHERE id = $1 AND balance_cents >= $2 RETURNING balance_cents",
         )
+        .persistent(self.persistent())
         .bind(user_id)
         .bind(price)
         .fetch_optional(&mut **tx)
@@ -274,6 +302,7 @@ impl Db {
               WHERE provider_id = $1 AND country_id = $2 AND status = 'available'
               ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
         )
+        .persistent(self.persistent())
         .bind(pid)
         .bind(cid)
         .fetch_optional(&mut **tx)
@@ -282,6 +311,7 @@ impl Db {
             return Ok(PurchaseOutcome::OutOfStock);
         };
         sqlx::query("UPDATE numbers SET status = 'assigned' WHERE id = $1")
+            .persistent(self.persistent())
             .bind(number_id)
             .execute(&mut **tx)
             .await?;
@@ -289,6 +319,7 @@ impl Db {
             "UPDATE prices SET stock = stock - 1, updated_at = now()
               WHERE provider_id = $1 AND country_id = $2 AND service_id = $3",
         )
+        .persistent(self.persistent())
         .bind(pid)
         .bind(cid)
         .bind(sid)
@@ -302,6 +333,7 @@ impl Db {
              RETURNING id, status,
                        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
         )
+        .persistent(self.persistent())
         .bind(user_id)
         .bind(number_id)
         .bind(pid)
@@ -316,6 +348,7 @@ impl Db {
             "INSERT INTO transactions (user_id, type, amount_cents, activation_id)
              VALUES ($1, 'purchase', $2, $3)",
         )
+        .persistent(self.persistent())
         .bind(user_id)
         .bind(-price)
         .bind(id)
@@ -352,13 +385,16 @@ impl Db {
                 AND ($3::bigint IS NULL OR a.id < $3)
               ORDER BY a.id DESC LIMIT $4"
         );
+        let mut conn = self.conn().await?;
         let rows: Vec<ActivationRow> = sqlx::query_as(&sql)
+            .persistent(self.persistent())
             .bind(user_id)
             .bind(status)
             .bind(before_id)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.done().await?;
         Ok(rows.into_iter().map(activation).collect())
     }
 
@@ -383,6 +419,7 @@ impl Db {
         let balance: Option<i64> = sqlx::query_scalar(
             "UPDATE users SET balance_cents = balance_cents + $2 WHERE id = $1 RETURNING balance_cents",
         )
+        .persistent(self.persistent())
         .bind(user_id)
         .bind(amount_cents)
         .fetch_optional(&mut *tx)
@@ -395,6 +432,7 @@ impl Db {
                                        balance_after)
              VALUES ($1, 'credit', $2, $3, $4, $5)",
         )
+        .persistent(self.persistent())
         .bind(user_id)
         .bind(amount_cents)
         .bind(actor)
@@ -428,14 +466,17 @@ impl Db {
         let Some(key) = idempotency_key else {
             return Ok(None);
         };
+        let mut conn = self.conn().await?;
         let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
             "SELECT user_id, amount_cents, balance_after FROM transactions
               WHERE actor_id IS NOT DISTINCT FROM $1 AND idempotency_key = $2",
         )
+        .persistent(self.persistent())
         .bind(actor)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
+        conn.done().await?;
         Ok(row.map(|(user, amount, balance_after)| {
             if user == user_id && amount == amount_cents {
                 CreditOutcome::Replayed(balance_after.unwrap_or_default())
@@ -459,6 +500,7 @@ impl Db {
             country,
             service,
         } = product;
+        let mut conn = self.conn().await?;
         let row: Option<(i64, i64, bool)> = sqlx::query_as(
             "INSERT INTO prices (provider_id, country_id, service_id, price_cents, stock)
              SELECT pr.id, c.id, s.id, $4, $5
@@ -468,13 +510,15 @@ impl Db {
              DO UPDATE SET price_cents = EXCLUDED.price_cents, stock = EXCLUDED.stock, updated_at = now()
              RETURNING price_cents, stock, (xmax = 0) AS inserted",
         )
+        .persistent(self.persistent())
         .bind(provider.as_str())
         .bind(country.as_str())
         .bind(service.as_str())
         .bind(price_cents)
         .bind(stock)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
+        conn.done().await?;
         Ok(row.map(|(price_cents, stock, inserted)| {
             (
                 Price {

@@ -48,8 +48,12 @@ pub const PRICES_SQL: &str = "SELECT want.code, s.id IS NOT NULL, p.price_cents,
 impl Db {
     pub async fn providers(&self) -> Result<Vec<Provider>, sqlx::Error> {
         self.count("providers");
-        let rows: Vec<(String, String)> =
-            sqlx::query_as(PROVIDERS_SQL).fetch_all(&self.pool).await?;
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(PROVIDERS_SQL)
+            .persistent(self.persistent())
+            .fetch_all(&mut *conn)
+            .await?;
+        conn.done().await?;
         Ok(rows
             .into_iter()
             .map(|(code, name)| Provider { code, name })
@@ -60,20 +64,26 @@ impl Db {
     /// primary-key probe per country, never a scan of `prices`.
     pub async fn countries(&self, provider: &Slug) -> Result<Option<Vec<Country>>, sqlx::Error> {
         self.count("countries");
+        let mut conn = self.conn().await?;
         let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(COUNTRIES_SQL)
+            .persistent(self.persistent())
             .bind(provider.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.done().await?;
         Ok(collect_pairs(rows, |code, name| Country { code, name }))
     }
 
     /// `None`: no such provider. Services the provider prices in at least one country.
     pub async fn services(&self, provider: &Slug) -> Result<Option<Vec<Service>>, sqlx::Error> {
         self.count("services");
+        let mut conn = self.conn().await?;
         let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(SERVICES_SQL)
+            .persistent(self.persistent())
             .bind(provider.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.done().await?;
         Ok(collect_pairs(rows, |code, name| Service { code, name }))
     }
 
@@ -87,12 +97,15 @@ impl Db {
     ) -> Result<Option<Vec<PriceLookup>>, sqlx::Error> {
         self.count("prices");
         let wanted: Vec<&str> = services.iter().map(Slug::as_str).collect();
+        let mut conn = self.conn().await?;
         let rows: Vec<(String, bool, Option<i64>, Option<i64>)> = sqlx::query_as(PRICES_SQL)
+            .persistent(self.persistent())
             .bind(provider.as_str())
             .bind(country.as_str())
             .bind(&wanted)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.done().await?;
         if rows.is_empty() && !services.is_empty() {
             return Ok(None);
         }

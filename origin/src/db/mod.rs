@@ -3,16 +3,26 @@
 //!
 //! - [`accounts`]: users, balances, purchases, the ledger.
 //! - [`catalog`]: providers, countries, services and prices.
+//!
+//! **Behind PgBouncer in transaction mode** (`DB_POOLER=pgbouncer-transaction`) a server
+//! connection belongs to a client only for one transaction, so nothing may outlive one: no named
+//! prepared statements (sqlx's statement cache is off and every query is `persistent(false)`,
+//! an unnamed statement), and every query runs inside a transaction, because sqlx prepares
+//! (Parse/Describe, then Sync) and executes (Bind/Execute) in separate round trips that PgBouncer
+//! could otherwise send to two different servers. No session `SET`, advisory lock or `LISTEN` is
+//! used anywhere. [`Db::conn`] gives every query function the right kind of connection.
 
 pub mod accounts;
 pub mod catalog;
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::config::Settings;
 
@@ -41,25 +51,85 @@ pub struct Db {
     pool: PgPool,
     /// Shared by clones; one per `Db::connect`, so two origins in one test process count apart.
     queries: Arc<AtomicU64>,
+    /// False behind a transaction-mode pooler: unnamed statements, one transaction per use.
+    persistent: bool,
+}
+
+/// A connection for one unit of work: a pooled connection, or (behind a transaction-mode
+/// pooler) a transaction, committed by [`Conn::done`] and rolled back if dropped.
+pub enum Conn {
+    Pooled(PoolConnection<Postgres>),
+    Tx(Transaction<'static, Postgres>),
+}
+
+impl Conn {
+    pub async fn done(self) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Pooled(_) => Ok(()),
+            Conn::Tx(tx) => tx.commit().await,
+        }
+    }
+}
+
+impl Deref for Conn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Conn::Pooled(c) => c,
+            Conn::Tx(tx) => tx,
+        }
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Conn::Pooled(c) => c,
+            Conn::Tx(tx) => tx,
+        }
+    }
 }
 
 impl Db {
     /// Builds the pool without connecting: the origin starts (and `/readyz` says why it is not
     /// ready) even while PostgreSQL is still coming up.
     pub fn connect_lazy(settings: &Settings) -> Result<Db, sqlx::Error> {
-        let options: PgConnectOptions = settings.database_url.expose_secret().parse()?;
+        let mut options: PgConnectOptions = settings.database_url.expose_secret().parse()?;
+        let persistent = !settings.db_behind_transaction_pooler;
+        if !persistent {
+            options = options.statement_cache_capacity(0);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.db_max_connections)
             .idle_timeout(settings.db_idle_timeout)
             .acquire_timeout(settings.db_connect_timeout)
             .connect_lazy_with(options);
-        Ok(Db::from_pool(pool))
+        Ok(Db {
+            persistent,
+            ..Db::from_pool(pool)
+        })
     }
 
+    /// A `Db` over a direct connection pool (the command line, tests).
     pub fn from_pool(pool: PgPool) -> Db {
         Db {
             pool,
             queries: Arc::new(AtomicU64::new(0)),
+            persistent: true,
+        }
+    }
+
+    /// Whether queries may be named prepared statements (false behind a transaction pooler).
+    pub(crate) fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// A connection for one unit of work (see the module documentation).
+    pub async fn conn(&self) -> Result<Conn, sqlx::Error> {
+        if self.persistent {
+            Ok(Conn::Pooled(self.pool.acquire().await?))
+        } else {
+            Ok(Conn::Tx(self.pool.begin().await?))
         }
     }
 
@@ -78,11 +148,27 @@ impl Db {
         crate::meters::db_query(query);
     }
 
+    /// Client connections on the server (all databases) and its `max_connections`.
+    pub async fn server_connections(&self) -> Result<(i64, i64), sqlx::Error> {
+        let mut conn = self.conn().await?;
+        let row = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
+                    current_setting('max_connections')::bigint",
+        )
+        .persistent(self.persistent)
+        .fetch_one(&mut *conn)
+        .await?;
+        conn.done().await?;
+        Ok(row)
+    }
+
     /// `SELECT 1` for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        let mut conn = self.conn().await?;
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+            .persistent(self.persistent)
+            .execute(&mut *conn)
+            .await?;
+        conn.done().await
     }
 }
