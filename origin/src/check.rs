@@ -20,6 +20,10 @@ pub struct CheckArgs {
     /// PostgreSQL client connections vs max_connections, percent.
     #[arg(long, default_value_t = 80.0)]
     pub db_connections_max_pct: f64,
+    /// Origins expected to run at once (the fleet's size at its peak): their pools together
+    /// (`DB_MAX_CONNECTIONS` each) are compared with what PostgreSQL allows.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
     /// The origin's 5xx responses vs all responses, percent.
     #[arg(long, default_value_t = 1.0)]
     pub error_rate_max_pct: f64,
@@ -51,6 +55,40 @@ pub struct Row {
     pub threshold: String,
     pub status: Status,
     pub note: String,
+}
+
+/// The fleet's pools against PostgreSQL's `max_connections` (the guide: 10 per container; past a
+/// handful of containers, PgBouncer). Behind a transaction-mode pooler the pools count against
+/// PgBouncer's `max_client_conn` instead, which the origin cannot read: then it only says so.
+fn fleet_pools(settings: &Settings, args: &CheckArgs, max: Option<i64>) -> Row {
+    let planned = u64::from(args.replicas) * u64::from(settings.db_max_connections);
+    let threshold = format!("< {}% of max_connections", args.db_connections_max_pct);
+    let value = format!(
+        "{planned} ({} origins x DB_MAX_CONNECTIONS {})",
+        args.replicas, settings.db_max_connections
+    );
+    if settings.db_behind_transaction_pooler {
+        return Row {
+            check: "fleet pool budget".into(),
+            value,
+            threshold: "PgBouncer max_client_conn".into(),
+            status: Status::Skip,
+            note: "DB_POOLER: check PgBouncer's max_client_conn covers it".into(),
+        };
+    }
+    match max {
+        None => failed("fleet pool budget", threshold, "max_connections unreadable"),
+        Some(max) => {
+            let pct = planned as f64 * 100.0 / max.max(1) as f64;
+            Row {
+                check: "fleet pool budget".into(),
+                value,
+                threshold,
+                status: grade(pct, args.db_connections_max_pct),
+                note: format!("{pct:.0}% of max_connections {max}; past it, use PgBouncer"),
+            }
+        }
+    }
 }
 
 /// What Redis may evict when full. Every key this system writes expires; the cache entries expire
@@ -162,21 +200,27 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
     rows.push(row);
 
     let threshold = format!("< {}%", args.db_connections_max_pct);
-    let row = match Db::connect_lazy(settings) {
+    let reading = match Db::connect_lazy(settings) {
+        Err(e) => Err(e.to_string()),
+        Ok(db) => pg_connections(&db).await.map_err(|e| e.to_string()),
+    };
+    rows.push(fleet_pools(
+        settings,
+        args,
+        reading.as_ref().ok().map(|r| r.1),
+    ));
+    let row = match reading {
         Err(e) => failed("postgres connections", threshold, e),
-        Ok(db) => match pg_connections(&db).await {
-            Err(e) => failed("postgres connections", threshold, e),
-            Ok((active, max)) => {
-                let pct = active as f64 * 100.0 / max.max(1) as f64;
-                Row {
-                    check: "postgres connections".into(),
-                    value: format!("{pct:.1}% ({active} of {max})"),
-                    threshold,
-                    status: grade(pct, args.db_connections_max_pct),
-                    note: "client backends in pg_stat_activity vs max_connections".into(),
-                }
+        Ok((active, max)) => {
+            let pct = active as f64 * 100.0 / max.max(1) as f64;
+            Row {
+                check: "postgres connections".into(),
+                value: format!("{pct:.1}% ({active} of {max})"),
+                threshold,
+                status: grade(pct, args.db_connections_max_pct),
+                note: "client backends in pg_stat_activity vs max_connections".into(),
             }
-        },
+        }
     };
     rows.push(row);
 

@@ -8,7 +8,8 @@ use origin::config::{Settings, tier_limits};
 use origin::http::auth::{token, tokens};
 use proptest::prelude::*;
 
-const VARS: [&str; 16] = [
+const VARS: [&str; 17] = [
+    "DB_POOLER",
     "ORIGIN_ADDR",
     "METRICS_ADDR",
     "DB_MAX_CONNECTIONS",

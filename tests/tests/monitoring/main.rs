@@ -155,6 +155,21 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
         assert_eq!((row["value"].as_str(), row["status"].as_str()), (Some(policy), Some(want)));
     }
 
+    // The fleet's pools against max_connections: 9 origins x 10 exceed 80 % of a default 100.
+    let fleet = |replicas: &str| {
+        let o = run_origin(&["check", "--json", "--replicas", replicas], &env);
+        let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let checks = report["checks"].as_array().unwrap().clone();
+        checks.into_iter().find(|r| r["check"] == "fleet pool budget").unwrap()
+    };
+    let max: i64 = sqlx::query_scalar("SELECT current_setting('max_connections')::bigint")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let too_many = (max / 10 + 1).to_string();
+    assert_eq!(fleet(&too_many)["status"], "FAIL", "{too_many} origins x 10 vs {max}");
+    assert_eq!(fleet("1")["status"], "PASS");
+
     // Redis without maxmemory is compared with the host's memory, and says so.
     let unlimited = RedisServer::start();
     let o = run_origin(&["check", "--json"], &env_for(&db, unlimited.url(), &[]));
