@@ -11,23 +11,18 @@ if command -v rustup >/dev/null 2>&1; then
 else
   echo "warning: rustup not found; assuming the wasm32-unknown-unknown target is installed" >&2
 fi
+# Installs Debian package $2 when command $1 is missing (as root), or says what to install.
+need() {
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing $1 (Debian package $2)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >/dev/null; }
+  else
+    echo "error: $1 not found. Install it (Debian: sudo apt-get install $2)." >&2; exit 1
+  fi
+}
 # promtool validates ops/alerts.yml in the tests (Debian's prometheus package ships it).
-if ! command -v promtool >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing promtool (Debian package prometheus)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null \
-      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null; }
-  else
-    echo "error: promtool not found. Install it (Debian: sudo apt-get install prometheus)." >&2; exit 1
-  fi
-fi
+need promtool prometheus
 # PgBouncer: the origin suites run a second time through it (transaction pooling).
-if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing PgBouncer (Debian package pgbouncer)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer >/dev/null \
-      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer >/dev/null; }
-  else
-    echo "error: pgbouncer not found. Install it (Debian: sudo apt-get install pgbouncer)." >&2; exit 1
-  fi
-fi
+need pgbouncer pgbouncer

@@ -124,134 +124,101 @@ pub async fn measure_all(
     Ok(samples)
 }
 
-/// Every scenario, the ceiling first (ratios are taken to it).
-pub fn scenarios(s: &Servers, p: &Paths) -> Vec<Scenario> {
-    let url = |proc: &Proc, path: &str| format!("http://127.0.0.1:{}{path}", proc.port);
-    let mut scenarios = vec![
+impl Scenario {
+    /// A scenario of one URL on one server, with nothing else set.
+    fn on(key: &'static str, label: &'static str, server: &Proc, path: &str) -> Scenario {
         Scenario {
-            key: "ceiling",
-            label: "ceiling: static Axum, same bytes",
-            url: url(&s.ceiling, "/"),
+            key,
+            label,
+            url: format!("http://127.0.0.1:{}{path}", server.port),
             paths: None,
-            pid: s.ceiling.pid(),
+            pid: server.pid(),
             reset_prefix: None,
             wrk_env: Vec::new(),
-        },
-        Scenario {
-            key: "warm_full",
-            label: "warm hit, full path",
-            url: url(&s.full, &p.price),
-            paths: None,
-            pid: s.full.pid(),
-            reset_prefix: None,
-            wrk_env: Vec::new(),
-        },
-        Scenario {
-            key: "warm_redis",
-            label: "warm hit, L1 off",
-            url: url(&s.no_l1, &p.price),
-            paths: None,
-            pid: s.no_l1.pid(),
-            reset_prefix: None,
-            wrk_env: Vec::new(),
-        },
-        Scenario {
-            key: "warm_no_metrics",
-            label: "warm hit, metrics off",
-            url: url(&s.no_metrics, &p.price),
-            paths: None,
-            pid: s.no_metrics.pid(),
-            reset_prefix: None,
-            wrk_env: Vec::new(),
-        },
-        Scenario {
-            key: "warm_no_limiter",
-            label: "warm hit, rate limiter off",
-            url: url(&s.no_limiter, &p.price),
-            paths: None,
-            pid: s.no_limiter.pid(),
-            reset_prefix: None,
-            wrk_env: Vec::new(),
-        },
-        Scenario {
-            key: "warm_10k",
-            label: "warm hit, 10k-price catalog",
-            url: url(&s.small_catalog, &p.price),
-            paths: None,
-            pid: s.small_catalog.pid(),
-            reset_prefix: None,
-            wrk_env: Vec::new(),
-        },
-        Scenario {
-            key: "cold",
-            label: "cold miss (unique keys, layer off)",
-            url: url(&s.no_l1, "/"),
-            paths: Some(p.cold_file.clone()),
-            pid: s.no_l1.pid(),
-            reset_prefix: Some(s.no_l1_prefix().to_owned()),
-            wrk_env: Vec::new(),
-        },
-        Scenario {
-            key: "bulk100",
-            label: "bulk: 100 prices per request",
-            url: url(&s.full, &p.bulk),
-            paths: None,
-            pid: s.full.pid(),
-            reset_prefix: None,
-            wrk_env: Vec::new(),
-        },
-        Scenario {
-            key: "single100",
-            label: "single prices (the same 100)",
-            url: url(&s.full, "/"),
-            paths: Some(p.singles_file.clone()),
-            pid: s.full.pid(),
-            reset_prefix: None,
-            wrk_env: Vec::new(),
-        },
-    ];
-    scenarios.push(Scenario {
-        key: "purchases",
-        label: "purchases, 32 users concurrently",
-        url: url(&s.full, "/v1/activations"),
-        paths: None,
-        pid: s.full.pid(),
-        reset_prefix: None,
-        wrk_env: vec![
-            ("WRK_METHOD", "POST".into()),
-            ("WRK_TOKENS", s.accounts.tokens_a.display().to_string()),
-            ("WRK_BODIES", s.accounts.bodies.display().to_string()),
-        ],
-    });
-    scenarios.push(Scenario {
-        key: "balance",
-        label: "GET /v1/me/balance, 32 users (warm)",
-        url: url(&s.full, "/v1/me/balance"),
-        paths: None,
-        pid: s.full.pid(),
-        reset_prefix: None,
-        wrk_env: vec![("WRK_TOKENS", s.accounts.tokens_a.display().to_string())],
-    });
-    if let [edge, static_worker] = s.edges.as_slice() {
-        scenarios.push(Scenario {
-            key: "edge_hit",
-            label: "edge HIT (Rust worker, workerd)",
-            url: url(edge, &p.price),
-            paths: None,
-            pid: edge.pid(),
-            reset_prefix: None,
-            wrk_env: Vec::new(),
-        });
-        scenarios.push(Scenario {
-            key: "static_worker",
-            label: "static JS worker (workerd)",
-            url: url(static_worker, "/"),
-            paths: None,
-            pid: static_worker.pid(),
-            reset_prefix: None,
-            wrk_env: Vec::new(),
-        });
+        }
     }
 
+    /// Cycling through the paths in `file` instead of one URL.
+    fn cycling(mut self, file: &std::path::Path) -> Scenario {
+        self.paths = Some(file.to_owned());
+        self
+    }
+
+    fn with_env(mut self, env: Vec<(&'static str, String)>) -> Scenario {
+        self.wrk_env = env;
+        self
+    }
+}
+
+/// Every scenario, the ceiling first (ratios are taken to it).
+pub fn scenarios(s: &Servers, p: &Paths) -> Vec<Scenario> {
+    let tokens = s.accounts.tokens_a.display().to_string();
+    let mut cold = Scenario::on("cold", "cold miss (unique keys, layer off)", &s.no_l1, "/");
+    cold = cold.cycling(&p.cold_file);
+    cold.reset_prefix = Some(s.no_l1_prefix().to_owned());
+    let mut scenarios = vec![
+        Scenario::on(
+            "ceiling",
+            "ceiling: static Axum, same bytes",
+            &s.ceiling,
+            "/",
+        ),
+        Scenario::on("warm_full", "warm hit, full path", &s.full, &p.price),
+        Scenario::on("warm_redis", "warm hit, L1 off", &s.no_l1, &p.price),
+        Scenario::on(
+            "warm_no_metrics",
+            "warm hit, metrics off",
+            &s.no_metrics,
+            &p.price,
+        ),
+        Scenario::on(
+            "warm_no_limiter",
+            "warm hit, rate limiter off",
+            &s.no_limiter,
+            &p.price,
+        ),
+        Scenario::on(
+            "warm_10k",
+            "warm hit, 10k-price catalog",
+            &s.small_catalog,
+            &p.price,
+        ),
+        cold,
+        Scenario::on("bulk100", "bulk: 100 prices per request", &s.full, &p.bulk),
+        Scenario::on("single100", "single prices (the same 100)", &s.full, "/")
+            .cycling(&p.singles_file),
+        Scenario::on(
+            "purchases",
+            "purchases, 32 users concurrently",
+            &s.full,
+            "/v1/activations",
+        )
+        .with_env(vec![
+            ("WRK_METHOD", "POST".into()),
+            ("WRK_TOKENS", tokens.clone()),
+            ("WRK_BODIES", s.accounts.bodies.display().to_string()),
+        ]),
+        Scenario::on(
+            "balance",
+            "GET /v1/me/balance, 32 users (warm)",
+            &s.full,
+            "/v1/me/balance",
+        )
+        .with_env(vec![("WRK_TOKENS", tokens)]),
+    ];
+    if let [edge, static_worker] = s.edges.as_slice() {
+        scenarios.push(Scenario::on(
+            "edge_hit",
+            "edge HIT (Rust worker, workerd)",
+            edge,
+            &p.price,
+        ));
+        scenarios.push(Scenario::on(
+            "static_worker",
+            "static JS worker (workerd)",
+            static_worker,
+            "/",
+        ));
+    }
     scenarios
 }
