@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge dev test bench stop lint fmt seed seed-large fuzz
+.PHONY: help setup edge dev test fleet bench stop lint fmt seed seed-large fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,6 +38,11 @@ test: setup edge ## every test: unit, origin and edge end-to-end (real PostgreSQ
 	echo "the origin suites again, through PgBouncer in transaction mode:"; \
 	TEST_DB_BACKEND=pgbouncer $(CARGO) test -p nexnum-tests --test origin 2>&1 | tee -a .local/test.log; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' .local/test.log
+
+fleet: setup ## the fleet behind HAProxy and PgBouncer under load: a rolling restart, then a crash (about a minute)
+	@$(SERVICES); command -v haproxy >/dev/null || { echo "error: haproxy not found (Debian: apt-get install haproxy)" >&2; exit 1; }; \
+	$(CARGO) build -p origin; \
+	timeout 600 $(CARGO) test -p nexnum-tests --test lb -- --ignored --nocapture --test-threads 1
 
 stop: ## stop the private PostgreSQL/Redis/PgBouncer that setup may have started under .local/
 	@if [ -s .local/postgres/PG_VERSION ]; then \

@@ -26,3 +26,5 @@ need() {
 need promtool prometheus
 # PgBouncer: the origin suites run a second time through it (transaction pooling).
 need pgbouncer pgbouncer
+# HAProxy: the fleet scenario (make fleet) balances the origins with it.
+need haproxy haproxy

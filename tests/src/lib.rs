@@ -38,7 +38,8 @@ pub fn shared_redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-fn with_database(url: &str, db: &str) -> String {
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -102,6 +103,11 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The URL an app under test uses for this database (through PgBouncer for that backend).
     pub fn app_url(&self) -> String {
         match db_backend() {

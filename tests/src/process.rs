@@ -40,7 +40,11 @@ pub struct OriginProcess {
 
 impl OriginProcess {
     pub async fn start(env: &[(&str, String)]) -> OriginProcess {
-        let (port, ops_port) = (crate::spare_port(), crate::spare_port());
+        Self::start_on(env, crate::spare_port(), crate::spare_port()).await
+    }
+
+    /// `origin serve` on these ports (a replacement taking over a stopped origin's place).
+    pub async fn start_on(env: &[(&str, String)], port: u16, ops_port: u16) -> OriginProcess {
         let child = tokio::process::Command::new(origin_binary())
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
