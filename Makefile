@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge dev test fleet bench stop lint fmt seed seed-large fuzz
+.PHONY: help setup edge dev test fleet bench stop lint fmt seed seed-large fuzz image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,6 +43,9 @@ fleet: setup ## the fleet behind HAProxy and PgBouncer under load: a rolling res
 	@$(SERVICES); command -v haproxy >/dev/null || { echo "error: haproxy not found (Debian: apt-get install haproxy)" >&2; exit 1; }; \
 	$(CARGO) build -p origin; \
 	timeout 600 $(CARGO) test -p nexnum-tests --test lb -- --ignored --nocapture --test-threads 1
+
+image: ## the origin's container image (Containerfile, podman; FROM scratch, non-root)
+	@scripts/build-image.sh
 
 stop: ## stop the private PostgreSQL/Redis/PgBouncer that setup may have started under .local/
 	@if [ -s .local/postgres/PG_VERSION ]; then \

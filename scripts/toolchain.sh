@@ -28,3 +28,5 @@ need promtool prometheus
 need pgbouncer pgbouncer
 # HAProxy: the fleet scenario (make fleet) balances the origins with it.
 need haproxy haproxy
+# podman: `make image` builds the origin's container image with it.
+need podman podman

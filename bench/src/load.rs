@@ -206,6 +206,36 @@ pub fn scenarios(s: &Servers, p: &Paths) -> Vec<Scenario> {
         )
         .with_env(vec![("WRK_TOKENS", tokens)]),
     ];
+    if let Some((pooled, pooled_cold)) = &s.bouncer {
+        let mut cold = Scenario::on(
+            "cold_pgbouncer",
+            "cold miss through PgBouncer",
+            pooled_cold,
+            "/",
+        )
+        .cycling(&p.cold_file);
+        cold.reset_prefix = Some(s.bouncer_cold_prefix().to_owned());
+        scenarios.push(Scenario::on(
+            "warm_pgbouncer",
+            "warm hit through PgBouncer",
+            pooled,
+            &p.price,
+        ));
+        scenarios.push(cold);
+        scenarios.push(
+            Scenario::on(
+                "purchases_pgbouncer",
+                "purchases through PgBouncer",
+                pooled,
+                "/v1/activations",
+            )
+            .with_env(vec![
+                ("WRK_METHOD", "POST".into()),
+                ("WRK_TOKENS", s.accounts.tokens_a.display().to_string()),
+                ("WRK_BODIES", s.accounts.bodies.display().to_string()),
+            ]),
+        );
+    }
     if let [edge, static_worker] = s.edges.as_slice() {
         scenarios.push(Scenario::on(
             "edge_hit",

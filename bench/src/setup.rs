@@ -190,7 +190,12 @@ pub struct Servers {
     /// The edge worker and a static JS worker, unless `--skip-edge`.
     pub edges: Vec<Proc>,
     pub accounts: Accounts,
+    /// Through PgBouncer in transaction mode (when `PGBOUNCER_URL` is set): an origin sharing
+    /// `full`'s Redis namespace (its sessions) and an L1-off one with its own, for cold misses.
+    pub bouncer: Option<(Proc, Proc)>,
     pub prefixes: Vec<String>,
+    no_l1_prefix: String,
+    bouncer_cold_prefix: String,
 }
 
 impl Servers {
@@ -208,14 +213,16 @@ impl Servers {
             p
         };
         let large = catalogs.large.as_str();
+        let full_prefix = prefix("a");
         let full = env
-            .origin("origin (full path)", large, &prefix("a"), &[])
+            .origin("origin (full path)", large, &full_prefix, &[])
             .await?;
+        let no_l1_prefix = prefix("b");
         let no_l1 = env
             .origin(
                 "origin (L1 off)",
                 large,
-                &prefix("b"),
+                &no_l1_prefix,
                 &[("L1_CACHE", "off")],
             )
             .await?;
@@ -238,6 +245,26 @@ impl Servers {
         let small_catalog = env
             .origin("origin (10k catalog)", &catalogs.small, &prefix("t"), &[])
             .await?;
+        let bouncer_cold_prefix = prefix("c");
+        let bouncer = match std::env::var("PGBOUNCER_URL") {
+            Ok(url) => {
+                let db = db_url(&url, "nexnum_bench_large");
+                let pooled = [("DB_POOLER", "pgbouncer-transaction")];
+                let cold_env = [pooled[0], ("L1_CACHE", "off")];
+                Some((
+                    env.origin("origin (PgBouncer)", &db, &full_prefix, &pooled)
+                        .await?,
+                    env.origin(
+                        "origin (PgBouncer, L1 off)",
+                        &db,
+                        &bouncer_cold_prefix,
+                        &cold_env,
+                    )
+                    .await?,
+                ))
+            }
+            Err(_) => None,
+        };
         let shared_prefix = prefix("s");
         let stampede = [
             env.origin("stampede origin 1", large, &shared_prefix, &[])
@@ -263,14 +290,22 @@ impl Servers {
             ceiling,
             edges,
             accounts,
+            bouncer,
             prefixes,
+            no_l1_prefix,
+            bouncer_cold_prefix,
         })
     }
 
     /// The key prefix of the L1-off origin (its keys are dropped between reps of
     /// the cold scenario).
     pub fn no_l1_prefix(&self) -> &str {
-        &self.prefixes[1]
+        &self.no_l1_prefix
+    }
+
+    /// The same for the L1-off origin behind PgBouncer.
+    pub fn bouncer_cold_prefix(&self) -> &str {
+        &self.bouncer_cold_prefix
     }
 
     /// Deletes every key the run wrote.

@@ -32,6 +32,8 @@ enum Command {
     },
     /// Run the pre-traffic checklist against the live services (exit 1 on any FAIL).
     Check(crate::check::CheckArgs),
+    /// Exit 0 if this host's origin answers `/healthz` on METRICS_ADDR (a container health check).
+    Probe,
     /// Administer users.
     Admin {
         #[command(subcommand)]
@@ -93,6 +95,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(command).await,
+        Command::Probe => {
+            let addr = config::probe_addr()?;
+            let url = format!("http://{addr}/healthz");
+            let answer = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(2))
+                .build()?
+                .get(&url)
+                .send()
+                .await?;
+            anyhow::ensure!(answer.status().is_success(), "{url}: {}", answer.status());
+            Ok(())
+        }
         Command::Check(args) => {
             let settings = Settings::from_env()?;
             let rows = crate::check::run(&settings, &args).await;

@@ -325,6 +325,17 @@ pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
     Ok(url.into())
 }
 
+/// Where a health probe on this host reaches the operator listener: `METRICS_ADDR`, with an
+/// unspecified address (`0.0.0.0`) replaced by loopback.
+pub fn probe_addr() -> Result<SocketAddr, ConfigError> {
+    let get = |name: &str| std::env::var(name).ok();
+    let mut addr: SocketAddr = parse_or(&get, "METRICS_ADDR", "127.0.0.1:9091".parse().ok())?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok(addr)
+}
+
 /// `SENTRY_DSN` (optional): where 5xx errors and panics are reported; unset, nothing is sent.
 pub fn sentry_dsn() -> Option<String> {
     std::env::var("SENTRY_DSN")
