@@ -1,6 +1,7 @@
-//! The fleet behind a real load balancer (`make fleet`; ignored by plain `cargo test`): three
-//! `origin` processes → HAProxy (`ops/haproxy.cfg`) → PgBouncer → PostgreSQL, one Redis, under a
-//! bounded steady load. Every origin is restarted in turn (SIGTERM, then a new one on its
+//! The fleet behind a real load balancer (`make fleet`; ignored by plain `cargo test`): the edge
+//! worker in workerd → HAProxy (`ops/haproxy.cfg`) → three `origin` processes → PgBouncer →
+//! PostgreSQL, one Redis, under a bounded steady load (through the edge, forwarded and cached,
+//! and straight at HAProxy). Every origin is restarted in turn (SIGTERM, then a new one on its
 //! ports): no request may fail. Then one is killed (SIGKILL): at most its in-flight requests
 //! may fail.
 
@@ -9,12 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use harness::edge::EdgeWorker;
 use harness::process::OriginProcess;
 use harness::{TestDb, shared_redis_url, spare_port};
 use origin::seed::Scale;
 
 /// Concurrent clients of the steady load: the most requests that can be in flight at once.
 const CLIENTS: usize = 8;
+const SECRET: &str = "fleet-edge-secret-0123456789";
 
 struct Load {
     stop: Arc<AtomicBool>,
@@ -23,9 +26,8 @@ struct Load {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// `CLIENTS` clients asking for catalog answers through the load balancer, each at most one
-/// request at a time, until stopped.
-fn steady_load(url: String) -> Load {
+/// `CLIENTS` clients, each at most one request at a time, round-robin over `urls`, until stopped.
+fn steady_load(urls: Vec<String>) -> Load {
     let (stop, ok, failed) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
@@ -33,9 +35,10 @@ fn steady_load(url: String) -> Load {
     );
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let tasks = (0..CLIENTS)
-        .map(|_| {
-            let (stop, ok, failed, client, url) =
-                (stop.clone(), ok.clone(), failed.clone(), client.clone(), url.clone());
+        .map(|i| {
+            let url = urls[i % urls.len()].clone();
+            let (stop, ok, failed, client) =
+                (stop.clone(), ok.clone(), failed.clone(), client.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     match client.get(&url).send().await {
@@ -114,8 +117,9 @@ async fn a_rolling_restart_loses_nothing_and_a_crash_only_its_in_flight_requests
         ("DB_POOLER", "pgbouncer-transaction".to_owned()),
         ("REDIS_URL", shared_redis_url()),
         ("REDIS_KEY_PREFIX", prefix),
-        // One client address (HAProxy's) for the whole load: lift the API tier.
+        // One client address (HAProxy's or the edge's) for the whole load: lift the API tier.
         ("RATE_LIMITS", "api=100000000/60000".to_owned()),
+        ("EDGE_SECRET", SECRET.to_owned()),
     ];
     let ports: Vec<(u16, u16)> = (0..3).map(|_| (spare_port(), spare_port())).collect();
     let mut origins = Vec::new();
@@ -124,10 +128,25 @@ async fn a_rolling_restart_loses_nothing_and_a_crash_only_its_in_flight_requests
     }
     let listen = spare_port();
     let _lb = haproxy(listen, &ports);
-    let url = format!("http://127.0.0.1:{listen}/v1/catalog/5sim/prices/ad/whatsapp");
-    wait_for(&url).await;
+    let lb = format!("http://127.0.0.1:{listen}");
+    let price = "/v1/catalog/5sim/prices/ad/whatsapp";
+    wait_for(&format!("{lb}{price}")).await;
     tokio::time::sleep(Duration::from_millis(600)).await; // every server marked up (rise 2)
-    let load = steady_load(url);
+    let edge = EdgeWorker::start(&[
+        ("ORIGIN_URL", lb.clone()),
+        ("EDGE_SECRET", SECRET.into()),
+        ("RATE_LIMIT_PER_MINUTE", "100000000".into()),
+        ("RATE_LIMIT_BURST", "100000000".into()),
+    ])
+    .await;
+    // Through the edge: a forwarded route (every request reaches the fleet) and a cached one;
+    // and straight at HAProxy.
+    let load = steady_load(vec![
+        edge.url("/v1/client-ip"),
+        edge.url(price),
+        format!("{lb}{price}"),
+        edge.url("/v1/client-ip"),
+    ]);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Rolling restart: each origin in turn stops gracefully and a new one takes its ports.
