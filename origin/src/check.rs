@@ -146,10 +146,11 @@ fn gib(bytes: u64) -> String {
 pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
     let mut rows = Vec::new();
 
+    let redis = Redis::from_settings(settings).map_err(|e| e.to_string());
     let threshold = format!("< {}%", args.redis_memory_max_pct);
-    let row = match Redis::from_settings(settings) {
+    let row = match &redis {
         Err(e) => failed("redis memory", threshold, e),
-        Ok(redis) => match redis_memory(&redis).await {
+        Ok(redis) => match redis_memory(redis).await {
             Err(e) => failed("redis memory", threshold, e),
             Ok(m) => match (m.ratio(), m.limit()) {
                 (Some(ratio), Some(limit)) => {
@@ -181,9 +182,9 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
     rows.push(row);
 
     let threshold = "volatile-ttl".to_owned();
-    let row = match Redis::from_settings(settings) {
+    let row = match &redis {
         Err(e) => failed("redis eviction policy", threshold, e),
-        Ok(redis) => match redis_eviction_policy(&redis).await {
+        Ok(redis) => match redis_eviction_policy(redis).await {
             Err(e) => failed("redis eviction policy", threshold, e),
             Ok(policy) => {
                 let (status, note) = eviction_grade(&policy);
