@@ -30,13 +30,16 @@ dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080 and the 
 	trap 'kill $$origin_pid 2>/dev/null' EXIT INT TERM; \
 	WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787
 
-test: setup edge ## every test: unit, origin and edge end-to-end (real PostgreSQL, Redis, workerd), the origin suites again through PgBouncer
+test: setup edge ## every test: unit, origin and edge end-to-end (real PostgreSQL, Redis, workerd), the origin suites again through PgBouncer and against a Redis Cluster
 	@$(SERVICES); mkdir -p .local; \
 	$(CARGO) build -p origin; \
 	$(CARGO) test --workspace --all-targets 2>&1 | tee .local/test.log; \
 	[ -n "$${PGBOUNCER_URL:-}" ] || { echo "error: no PgBouncer (Debian: apt-get install pgbouncer)" >&2; exit 1; }; \
 	echo "the origin suites again, through PgBouncer in transaction mode:"; \
 	TEST_DB_BACKEND=pgbouncer $(CARGO) test -p nexnum-tests --test origin 2>&1 | tee -a .local/test.log; \
+	[ -n "$${REDIS_CLUSTER_URL:-}" ] || { echo "error: no Redis Cluster (needs redis-server and redis-cli; see .local/redis-cluster)" >&2; exit 1; }; \
+	echo "the origin suites again, against a Redis Cluster (3 masters, 3 replicas):"; \
+	REDIS_URL=$$REDIS_CLUSTER_URL $(CARGO) test -p nexnum-tests --test origin 2>&1 | tee -a .local/test.log; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' .local/test.log
 
 fleet: setup ## the fleet behind HAProxy and PgBouncer under load: a rolling restart, then a crash (about a minute)
@@ -53,7 +56,8 @@ stop: ## stop the private PostgreSQL/Redis/PgBouncer that setup may have started
 	  if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- $$pg_ctl -D .local/postgres stop; else $$pg_ctl -D .local/postgres stop; fi; \
 	fi; \
 	if [ -s .local/redis/redis.pid ]; then kill $$(cat .local/redis/redis.pid) 2>/dev/null || true; fi; \
-	if [ -s .local/pgbouncer/pgbouncer.pid ]; then kill $$(cat .local/pgbouncer/pgbouncer.pid) 2>/dev/null || true; fi
+	if [ -s .local/pgbouncer/pgbouncer.pid ]; then kill $$(cat .local/pgbouncer/pgbouncer.pid) 2>/dev/null || true; fi; \
+	for p in 57001 57002 57003 57004 57005 57006; do redis-cli -p $$p shutdown nosave >/dev/null 2>&1 || true; done
 
 lint: ## formatting, clippy (warnings are errors), wasm32 build of shared and edge
 	$(CARGO) fmt --all --check

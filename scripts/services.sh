@@ -3,6 +3,8 @@
 #   PG_ADMIN_URL   a superuser URL on the server (tests create their databases there)
 #   DATABASE_URL   the development database (make dev)
 #   REDIS_URL
+#   PGBOUNCER_URL      a private PgBouncer in transaction mode (when pgbouncer is installed)
+#   REDIS_CLUSTER_URL  a private 3+3 Redis Cluster (redis+cluster://…)
 # It uses the servers at DATABASE_URL/REDIS_URL (default: 127.0.0.1:5432 and :6379). When none
 # answers there, it starts private ones from the installed binaries under .local/ (gitignored),
 # or stops with a message naming exactly what to install. Idempotent: run it as often as you like.
@@ -101,7 +103,36 @@ _ensure_pgbouncer() {
   echo "warning: PgBouncer did not answer on $lport" >&2; unset PGBOUNCER_URL
 }
 
-_ensure_postgres && _ensure_redis && _ensure_pgbouncer && {
+# A private Redis Cluster (3 masters, 3 replicas) on 57001-57006, for the suites that run against
+# a cluster. Exports REDIS_CLUSTER_URL (redis+cluster://…). Started once; a half-made one (a node
+# down, slots unassigned) is torn down and made again.
+_cluster_ok() { [ "$(redis-cli -p 57001 cluster info 2>/dev/null | tr -d '\r' | sed -n 's/^cluster_state://p')" = ok ] \
+  && [ "$(redis-cli -p 57001 cluster info 2>/dev/null | tr -d '\r' | sed -n 's/^cluster_known_nodes://p')" = 6 ]; }
+_ensure_redis_cluster() {
+  command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || return 0
+  local dir="$_local/redis-cluster" p ports=(57001 57002 57003 57004 57005 57006) addrs=()
+  export REDIS_CLUSTER_URL="redis+cluster://127.0.0.1:57001,127.0.0.1:57002,127.0.0.1:57003"
+  _cluster_ok && return 0
+  echo "starting a private Redis Cluster on ${ports[0]}-${ports[5]} (3 masters, 3 replicas)" >&2
+  for p in "${ports[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+  rm -rf "$dir"
+  for p in "${ports[@]}"; do
+    mkdir -p "$dir/$p"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$p" --cluster-port $((p + 1000)) \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      --save "" --appendonly no --dir "$dir/$p" --logfile "$dir/$p/redis.log" \
+      --pidfile "$dir/$p/redis.pid" >/dev/null || { echo "warning: cluster node $p did not start" >&2; unset REDIS_CLUSTER_URL; return 0; }
+    addrs+=("127.0.0.1:$p")
+  done
+  local i
+  for p in "${ports[@]}"; do for i in $(seq 50); do _tcp_up 127.0.0.1 "$p" && break; sleep 0.1; done; done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
+    || { echo "warning: redis-cli --cluster create failed; see $dir/create.log" >&2; unset REDIS_CLUSTER_URL; return 0; }
+  for i in $(seq 100); do _cluster_ok && return 0; sleep 0.1; done
+  echo "warning: the Redis Cluster did not converge; see $dir/create.log" >&2; unset REDIS_CLUSTER_URL
+}
+
+_ensure_postgres && _ensure_redis && _ensure_pgbouncer && _ensure_redis_cluster && {
   # The development database lives beside the admin one on the same server.
   export DATABASE_URL="${DATABASE_URL:-${PG_ADMIN_URL%/*}/nexnum}"
   echo "PostgreSQL: ${PG_ADMIN_URL%/*}  Redis: $REDIS_URL" >&2

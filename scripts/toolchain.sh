@@ -30,3 +30,7 @@ need pgbouncer pgbouncer
 need haproxy haproxy
 # podman: `make image` builds the origin's container image with it.
 need podman podman
+# redis-server and redis-cli: the Redis Cluster the suites run against (and the failover tests)
+# is made with `redis-cli --cluster create`.
+need redis-server redis-server
+need redis-cli redis-tools

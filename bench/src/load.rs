@@ -19,7 +19,8 @@ pub struct Scenario {
     /// Process whose tree's CPU and memory are measured.
     pub pid: u32,
     /// Run before each rep (e.g. drop cached keys so a cold scenario stays cold).
-    pub reset_prefix: Option<String>,
+    /// (Redis URL, prefix) whose keys are dropped before each rep (cold scenarios).
+    pub reset_prefix: Option<(String, String)>,
     /// Extra wrk environment (`WRK_METHOD`, `WRK_BODIES`, `WRK_TOKENS`).
     pub wrk_env: Vec<(&'static str, String)>,
 }
@@ -99,7 +100,6 @@ pub async fn measure_all(
     reps: usize,
     secs: u64,
     connections: u32,
-    redis: &str,
 ) -> anyhow::Result<Vec<Vec<Sample>>> {
     for s in scenarios.iter().filter(|s| s.reset_prefix.is_none()) {
         wrk(&s.url, s.paths.as_deref(), &s.wrk_env, 1, connections)?;
@@ -107,7 +107,7 @@ pub async fn measure_all(
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scenarios.len()];
     for rep in 0..reps {
         for (i, s) in scenarios.iter().enumerate() {
-            if let Some(prefix) = &s.reset_prefix {
+            if let Some((redis, prefix)) = &s.reset_prefix {
                 delete_prefix(redis, prefix).await?;
             }
             let sample = measure(s, secs, connections)?;
@@ -151,11 +151,11 @@ impl Scenario {
 }
 
 /// Every scenario, the ceiling first (ratios are taken to it).
-pub fn scenarios(s: &Servers, p: &Paths) -> Vec<Scenario> {
+pub fn scenarios(s: &Servers, p: &Paths, redis: &str) -> Vec<Scenario> {
     let tokens = s.accounts.tokens_a.display().to_string();
     let mut cold = Scenario::on("cold", "cold miss (unique keys, layer off)", &s.no_l1, "/");
     cold = cold.cycling(&p.cold_file);
-    cold.reset_prefix = Some(s.no_l1_prefix().to_owned());
+    cold.reset_prefix = Some((redis.to_owned(), s.no_l1_prefix().to_owned()));
     let mut scenarios = vec![
         Scenario::on(
             "ceiling",
@@ -214,7 +214,7 @@ pub fn scenarios(s: &Servers, p: &Paths) -> Vec<Scenario> {
             "/",
         )
         .cycling(&p.cold_file);
-        cold.reset_prefix = Some(s.bouncer_cold_prefix().to_owned());
+        cold.reset_prefix = Some((redis.to_owned(), s.bouncer_cold_prefix().to_owned()));
         scenarios.push(Scenario::on(
             "warm_pgbouncer",
             "warm hit through PgBouncer",
@@ -232,6 +232,31 @@ pub fn scenarios(s: &Servers, p: &Paths) -> Vec<Scenario> {
             .with_env(vec![
                 ("WRK_METHOD", "POST".into()),
                 ("WRK_TOKENS", s.accounts.tokens_a.display().to_string()),
+                ("WRK_BODIES", s.accounts.bodies.display().to_string()),
+            ]),
+        );
+    }
+    if let Some(c) = &s.cluster {
+        let mut cold = Scenario::on("cold_cluster", "cold miss on a Redis Cluster", &c.cold, "/")
+            .cycling(&p.cold_file);
+        cold.reset_prefix = Some((c.url.clone(), c.cold_prefix.clone()));
+        scenarios.push(Scenario::on(
+            "warm_cluster",
+            "warm hit on a Redis Cluster",
+            &c.full,
+            &p.price,
+        ));
+        scenarios.push(cold);
+        scenarios.push(
+            Scenario::on(
+                "purchases_cluster",
+                "purchases on a Redis Cluster",
+                &c.full,
+                "/v1/activations",
+            )
+            .with_env(vec![
+                ("WRK_METHOD", "POST".into()),
+                ("WRK_TOKENS", c.tokens.display().to_string()),
                 ("WRK_BODIES", s.accounts.bodies.display().to_string()),
             ]),
         );

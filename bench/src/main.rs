@@ -134,8 +134,8 @@ async fn run(
     let servers = Servers::start(&env, &catalogs, &paths, &tmp, skip_edge).await?;
 
     // 2. Every scenario under wrk (interleaved reps), then the probes.
-    let scenarios = load::scenarios(&servers, &paths);
-    let samples = load::measure_all(&scenarios, reps, secs, connections, &env.redis).await?;
+    let scenarios = load::scenarios(&servers, &paths, &env.redis);
+    let samples = load::measure_all(&scenarios, reps, secs, connections).await?;
     let client = reqwest::Client::new();
     let [s1, s2] = &servers.stampede;
     let mut probes = probes::stampede(&client, s1, s2, &paths.stampede_key).await?;
@@ -152,7 +152,7 @@ async fn run(
     // 3. The report.
     let results = report::summarise(&scenarios, samples);
     Report::new(catalogs.large_seed_secs, results, probes).write(out)?;
-    servers.clean(&env.redis).await;
+    servers.clean().await;
     println!("bench took {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }

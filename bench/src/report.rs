@@ -189,6 +189,42 @@ fn targets(results: &[ScenarioResult], stampede: &serde_json::Value) -> Vec<Targ
     targets
 }
 
+/// The same three measurements on each back end, with ratios to the direct set-up (one
+/// PostgreSQL, one Redis) of this run.
+fn backends(results: &[ScenarioResult]) -> String {
+    let rps = |key: &str| results.iter().find(|r| r.key == key).map(|r| r.median.rps);
+    let rows = [
+        (
+            "direct (PostgreSQL, one Redis)",
+            ["warm_full", "cold", "purchases"],
+        ),
+        (
+            "PgBouncer (transaction mode)",
+            ["warm_pgbouncer", "cold_pgbouncer", "purchases_pgbouncer"],
+        ),
+        (
+            "Redis Cluster (3 masters, 3 replicas)",
+            ["warm_cluster", "cold_cluster", "purchases_cluster"],
+        ),
+    ];
+    let base = rows[0].1.map(rps);
+    let mut s = String::from(
+        "\n| back end | warm hit req/s | cold miss req/s | purchases/s |\n|---|---:|---:|---:|\n",
+    );
+    for (name, keys) in rows {
+        let cells: Vec<String> = keys
+            .iter()
+            .zip(base)
+            .map(|(k, b)| match (rps(k), b) {
+                (Some(v), Some(b)) => format!("{v:.0} ({:.2}x)", v / b),
+                _ => "not run".into(),
+            })
+            .collect();
+        s.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
+    }
+    s
+}
+
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -234,6 +270,7 @@ fn render(r: &Report) -> String {
             m.errors
         ));
     }
+    s.push_str(&backends(&r.scenarios));
     let st = &r.stampede;
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
     s.push_str(&format!(

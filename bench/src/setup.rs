@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -12,6 +13,8 @@ use crate::procs::{self, Proc, spare_port, start};
 pub struct BenchEnv {
     pub admin: String,
     pub redis: String,
+    /// A Redis Cluster (`REDIS_CLUSTER_URL`, as `make bench` starts one): the third back end.
+    pub redis_cluster: Option<String>,
     pub bin: PathBuf,
 }
 
@@ -27,7 +30,13 @@ impl BenchEnv {
             &bin,
             "make bench builds it (cargo build --release -p origin)",
         )?;
-        Ok(BenchEnv { admin, redis, bin })
+        let redis_cluster = std::env::var("REDIS_CLUSTER_URL").ok();
+        Ok(BenchEnv {
+            admin,
+            redis,
+            redis_cluster,
+            bin,
+        })
     }
 
     /// Starts `origin serve` on `db` with its own key prefix and `extra` settings. The bench is
@@ -193,9 +202,21 @@ pub struct Servers {
     /// Through PgBouncer in transaction mode (when `PGBOUNCER_URL` is set): an origin sharing
     /// `full`'s Redis namespace (its sessions) and an L1-off one with its own, for cold misses.
     pub bouncer: Option<(Proc, Proc)>,
-    pub prefixes: Vec<String>,
+    /// On a Redis Cluster (when `REDIS_CLUSTER_URL` is set): the full path, an L1-off one for
+    /// cold misses, and the bench users signed in there.
+    pub cluster: Option<ClusterServers>,
+    /// (Redis URL, prefix) of every namespace the run wrote.
+    pub prefixes: Vec<(String, String)>,
     no_l1_prefix: String,
     bouncer_cold_prefix: String,
+}
+
+pub struct ClusterServers {
+    pub url: String,
+    pub full: Proc,
+    pub cold: Proc,
+    pub cold_prefix: String,
+    pub tokens: PathBuf,
 }
 
 impl Servers {
@@ -209,7 +230,7 @@ impl Servers {
         let mut prefixes = Vec::new();
         let mut prefix = |name: &str| {
             let p = format!("bench:{name}:{}:", uuid::Uuid::new_v4().simple());
-            prefixes.push(p.clone());
+            prefixes.push((env.redis.clone(), p.clone()));
             p
         };
         let large = catalogs.large.as_str();
@@ -265,6 +286,25 @@ impl Servers {
             }
             Err(_) => None,
         };
+        let cluster = match &env.redis_cluster {
+            Some(url) => {
+                let (full_p, cold_p) = (prefix("k"), prefix("kc"));
+                let on_cluster = [("REDIS_URL", url.as_str())];
+                let cold_env = [on_cluster[0], ("L1_CACHE", "off")];
+                Some(ClusterServers {
+                    url: url.clone(),
+                    full: env
+                        .origin("origin (Redis Cluster)", large, &full_p, &on_cluster)
+                        .await?,
+                    cold: env
+                        .origin("origin (Redis Cluster, L1 off)", large, &cold_p, &cold_env)
+                        .await?,
+                    cold_prefix: cold_p,
+                    tokens: tmp.join("tokens-cluster.txt"),
+                })
+            }
+            None => None,
+        };
         let shared_prefix = prefix("s");
         let stampede = [
             env.origin("stampede origin 1", large, &shared_prefix, &[])
@@ -274,6 +314,11 @@ impl Servers {
         ];
         let client = reqwest::Client::new();
         let accounts = accounts_setup(&client, &full, &paths.large_pool, tmp).await?;
+        if let Some(c) = &cluster {
+            // The same users, signed in where their sessions live on the cluster.
+            let tokens = sign_in_all(&client, &c.full).await?;
+            std::fs::write(&c.tokens, tokens)?;
+        }
         let (ceiling, body) = ceiling(&client, &full, &paths.price, tmp).await?;
         let edges = if skip_edge {
             Vec::new()
@@ -291,6 +336,7 @@ impl Servers {
             edges,
             accounts,
             bouncer,
+            cluster,
             prefixes,
             no_l1_prefix,
             bouncer_cold_prefix,
@@ -309,8 +355,8 @@ impl Servers {
     }
 
     /// Deletes every key the run wrote.
-    pub async fn clean(&self, redis: &str) {
-        for p in &self.prefixes {
+    pub async fn clean(&self) {
+        for (redis, p) in &self.prefixes {
             let _ = delete_prefix(redis, p).await;
         }
     }
@@ -385,30 +431,10 @@ fn db_url(admin: &str, name: &str) -> String {
 }
 
 pub async fn delete_prefix(redis: &str, prefix: &str) -> anyhow::Result<()> {
-    let mut conn = redis::Client::open(redis)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(2000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let _: () = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    // The origin's own Redis module: SCAN + UNLINK on one server or on every cluster master.
+    let redis = origin::redis::Redis::connect_lazy(redis, prefix, Duration::from_secs(5))?;
+    redis.delete_matching("*").await?;
+    Ok(())
 }
 
 pub struct Accounts {
@@ -420,29 +446,19 @@ pub struct Accounts {
     pub bodies: PathBuf,
 }
 
-/// 32 funded users signed in on A, and purchase bodies for them.
-async fn accounts_setup(
-    client: &reqwest::Client,
-    a: &Proc,
-    pool: &sqlx::PgPool,
-    tmp: &Path,
-) -> anyhow::Result<Accounts> {
-    let password = "bench password 0123";
+const BENCH_USERS: usize = 32;
+
+fn bench_user(i: usize) -> serde_json::Value {
+    serde_json::json!({"email": format!("bench-{i}@example.com"), "password": "bench password 0123"})
+}
+
+/// Signs every bench user in on `origin`: their bearer tokens, one per line.
+async fn sign_in_all(client: &reqwest::Client, origin: &Proc) -> anyhow::Result<String> {
     let mut tokens = String::new();
-    for i in 0..32 {
-        let creds =
-            serde_json::json!({"email": format!("bench-{i}@example.com"), "password": password});
-        let r = client
-            .post(format!("http://127.0.0.1:{}/v1/auth/register", a.port))
-            .json(&creds)
-            .send()
-            .await?;
-        if !(r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT) {
-            bail!("registering a bench user: {}", r.status());
-        }
+    for i in 0..BENCH_USERS {
         let login: serde_json::Value = client
-            .post(format!("http://127.0.0.1:{}/v1/auth/login", a.port))
-            .json(&creds)
+            .post(format!("http://127.0.0.1:{}/v1/auth/login", origin.port))
+            .json(&bench_user(i))
             .send()
             .await?
             .json()
@@ -450,6 +466,27 @@ async fn accounts_setup(
         tokens.push_str(login["token"].as_str().context("login token")?);
         tokens.push('\n');
     }
+    Ok(tokens)
+}
+
+/// 32 funded users signed in on A, and purchase bodies for them.
+async fn accounts_setup(
+    client: &reqwest::Client,
+    a: &Proc,
+    pool: &sqlx::PgPool,
+    tmp: &Path,
+) -> anyhow::Result<Accounts> {
+    for i in 0..BENCH_USERS {
+        let r = client
+            .post(format!("http://127.0.0.1:{}/v1/auth/register", a.port))
+            .json(&bench_user(i))
+            .send()
+            .await?;
+        if !(r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT) {
+            bail!("registering a bench user: {}", r.status());
+        }
+    }
+    let tokens = sign_in_all(client, a).await?;
     // Funds through the ledger, as an admin credit would.
     sqlx::query(
         "INSERT INTO transactions (user_id, type, amount_cents)

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::db::Db;
-use crate::monitor::{pg_connections, redis_eviction_policy, redis_memory, request_totals};
+use crate::monitor::{
+    RedisMemory, pg_connections, redis_eviction_policy, redis_memory, request_totals,
+};
 use crate::redis::Redis;
 
 /// Checklist thresholds, in percent; the defaults are the guide's.
@@ -143,62 +145,83 @@ fn gib(bytes: u64) -> String {
     }
 }
 
+fn memory_row(check: String, threshold: String, m: &RedisMemory, args: &CheckArgs) -> Row {
+    match (m.ratio(), m.limit()) {
+        (Some(ratio), Some(limit)) => {
+            let pct = ratio * 100.0;
+            let note = if m.maxmemory == 0 {
+                format!(
+                    "maxmemory is 0 (unlimited): compared with the host's {}",
+                    gib(limit)
+                )
+            } else {
+                format!("maxmemory {}", gib(limit))
+            };
+            Row {
+                check,
+                value: format!("{pct:.1}% ({} used)", gib(m.used)),
+                threshold,
+                status: grade(pct, args.redis_memory_max_pct),
+                note,
+            }
+        }
+        _ => failed(
+            &check,
+            threshold,
+            "maxmemory is 0 and the host's memory is unknown",
+        ),
+    }
+}
+
 pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
     let mut rows = Vec::new();
 
     let redis = Redis::from_settings(settings).map_err(|e| e.to_string());
     let threshold = format!("< {}%", args.redis_memory_max_pct);
-    let row = match &redis {
-        Err(e) => failed("redis memory", threshold, e),
-        Ok(redis) => match redis_memory(redis).await {
-            Err(e) => failed("redis memory", threshold, e),
-            Ok(m) => match (m.ratio(), m.limit()) {
-                (Some(ratio), Some(limit)) => {
-                    let pct = ratio * 100.0;
-                    let note = if m.maxmemory == 0 {
-                        format!(
-                            "maxmemory is 0 (unlimited): compared with the host's {}",
-                            gib(limit)
-                        )
-                    } else {
-                        format!("maxmemory {}", gib(limit))
-                    };
-                    Row {
-                        check: "redis memory".into(),
-                        value: format!("{pct:.1}% ({} used)", gib(m.used)),
-                        threshold,
-                        status: grade(pct, args.redis_memory_max_pct),
-                        note,
-                    }
-                }
-                _ => failed(
-                    "redis memory",
-                    threshold,
-                    "maxmemory is 0 and the host's memory is unknown",
-                ),
-            },
-        },
+    let memories = match &redis {
+        Err(e) => Err(e.clone()),
+        Ok(redis) => redis_memory(redis).await.map_err(|e| e.to_string()),
     };
-    rows.push(row);
+    match memories {
+        Err(e) => rows.push(failed("redis memory", threshold.clone(), e)),
+        // One row per server that holds data: each cluster master fills up on its own.
+        Ok(memories) => {
+            for (node, m) in memories {
+                let check = match &node {
+                    Some(node) => format!("redis memory ({node})"),
+                    None => "redis memory".to_owned(),
+                };
+                rows.push(memory_row(check, threshold.clone(), &m, args));
+            }
+        }
+    }
 
     let threshold = "volatile-ttl".to_owned();
-    let row = match &redis {
-        Err(e) => failed("redis eviction policy", threshold, e),
-        Ok(redis) => match redis_eviction_policy(redis).await {
-            Err(e) => failed("redis eviction policy", threshold, e),
-            Ok(policy) => {
+    let policies = match &redis {
+        Err(e) => Err(e.clone()),
+        Ok(redis) => redis_eviction_policy(redis)
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    match policies {
+        Err(e) => rows.push(failed("redis eviction policy", threshold, e)),
+        Ok(policies) => {
+            for (node, policy) in policies {
                 let (status, note) = eviction_grade(&policy);
-                Row {
-                    check: "redis eviction policy".into(),
+                let check = match &node {
+                    Some(node) => format!("redis eviction policy ({node})"),
+                    None => "redis eviction policy".to_owned(),
+                };
+                rows.push(Row {
+                    check,
                     value: policy,
-                    threshold,
+                    threshold: threshold.clone(),
                     status,
                     note: note.into(),
-                }
+                });
             }
-        },
-    };
-    rows.push(row);
+        }
+    }
 
     let threshold = format!("< {}%", args.db_connections_max_pct);
     let reading = match Db::connect_lazy(settings) {

@@ -108,8 +108,15 @@ impl Settings {
         check_scheme(
             "REDIS_URL",
             &redis_url,
-            &["redis://", "rediss://", "unix://"],
+            &["redis://", "rediss://", "unix://", "redis+cluster://"],
         )?;
+        if let Err(reason) = redis_cluster_nodes(&redis_url) {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_URL",
+                value: "<redacted>".into(),
+                reason,
+            });
+        }
 
         let addr = parse_or(&get, "ORIGIN_ADDR", "127.0.0.1:8080".parse().ok())?;
         let metrics_addr = parse_or(&get, "METRICS_ADDR", "127.0.0.1:9091".parse().ok())?;
@@ -149,12 +156,13 @@ impl Settings {
         let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or_default();
         if redis_key_prefix
             .chars()
-            .any(|c| c.is_whitespace() || c == '*')
+            .any(|c| c.is_whitespace() || matches!(c, '*' | '{' | '}'))
         {
             return Err(ConfigError::Invalid {
                 name: "REDIS_KEY_PREFIX",
                 value: redis_key_prefix,
-                reason: "must not contain whitespace or '*'".into(),
+                // Braces would make a hash tag of the prefix: every key in one cluster slot.
+                reason: "must not contain whitespace, '*', '{' or '}'".into(),
             });
         }
         let edge_secret = get("EDGE_SECRET").filter(|v| !v.is_empty());
@@ -350,6 +358,33 @@ pub fn log_filter() -> String {
         .unwrap_or_else(|_| "info,sqlx::query=error,sqlx::postgres::notice=warn".to_owned())
 }
 
+/// The nodes a `redis+cluster://[user:password@]host:port,host:port,…` URL names, as one
+/// `redis://` URL each (credentials repeated); `Ok(None)` for any other URL (one server).
+/// The client learns the rest of the cluster from whichever of them answers first.
+pub fn redis_cluster_nodes(url: &str) -> Result<Option<Vec<String>>, String> {
+    let Some(rest) = url.strip_prefix("redis+cluster://") else {
+        return Ok(None);
+    };
+    let rest = rest.trim_end_matches('/');
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let mut nodes = Vec::new();
+    for host in hosts.split(',').map(str::trim) {
+        let valid = host
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !valid {
+            return Err(format!(
+                "a cluster URL lists host:port pairs separated by commas (got {host:?})"
+            ));
+        }
+        nodes.push(format!("redis://{auth}{host}"));
+    }
+    Ok(Some(nodes))
+}
+
 fn check_scheme(name: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
     if schemes.iter().any(|s| value.starts_with(s)) {
         Ok(())
@@ -476,5 +511,33 @@ mod tests {
         for bad in ["api", "api=5", "nope=1/1000", "api=0/1000", "api=5/x"] {
             assert!(tier_limits(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cluster_urls_name_every_node() {
+        assert_eq!(redis_cluster_nodes("redis://127.0.0.1:6379"), Ok(None));
+        assert_eq!(
+            redis_cluster_nodes("redis+cluster://:pw@10.0.0.1:7001,10.0.0.2:7002/"),
+            Ok(Some(vec![
+                "redis://:pw@10.0.0.1:7001".to_owned(),
+                "redis://:pw@10.0.0.2:7002".to_owned()
+            ]))
+        );
+        for bad in [
+            "redis+cluster://",
+            "redis+cluster://a:1,,b:2",
+            "redis+cluster://a:x",
+        ] {
+            assert!(redis_cluster_nodes(bad).is_err(), "{bad}");
+            let mut pairs = BASE.to_vec();
+            pairs[1] = ("REDIS_URL", bad);
+            assert!(settings(&pairs).is_err(), "{bad}");
+        }
+        let mut pairs = BASE.to_vec();
+        pairs.push(("REDIS_KEY_PREFIX", "{app}:"));
+        assert!(
+            settings(&pairs).is_err(),
+            "a braced prefix would be a hash tag"
+        );
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::db::Db;
-use crate::redis::{Redis, RedisError};
+use crate::redis::{Node, Redis, RedisError};
 
 /// Redis memory in bytes. `maxmemory` 0 means unlimited: the host's memory is the real limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,15 +16,24 @@ pub struct RedisMemory {
     pub host_total: Option<u64>,
 }
 
-/// `maxmemory_policy` from `INFO memory` (`noeviction`, `volatile-ttl`, …).
-pub async fn redis_eviction_policy(redis: &Redis) -> Result<String, RedisError> {
-    let info = redis.info("memory").await?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
-        .unwrap_or("unknown")
-        .trim()
-        .to_owned())
+/// `maxmemory_policy` from `INFO memory` (`noeviction`, `volatile-ttl`, …) of every server
+/// holding data (each cluster master; `None`: the one server).
+pub async fn redis_eviction_policy(
+    redis: &Redis,
+) -> Result<Vec<(Option<Node>, String)>, RedisError> {
+    let infos = redis.info("memory").await?;
+    Ok(infos
+        .into_iter()
+        .map(|(node, info)| {
+            let policy = info
+                .lines()
+                .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+                .unwrap_or("unknown")
+                .trim()
+                .to_owned();
+            (node, policy)
+        })
+        .collect())
 }
 
 impl RedisMemory {
@@ -50,13 +59,29 @@ fn info_field(info: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// `INFO memory`: `used_memory`, `maxmemory` and (Redis 7) `total_system_memory`.
-pub async fn redis_memory(redis: &Redis) -> Result<RedisMemory, RedisError> {
-    let info = redis.info("memory").await?;
-    Ok(RedisMemory {
-        used: info_field(&info, "used_memory").unwrap_or(0),
-        maxmemory: info_field(&info, "maxmemory").unwrap_or(0),
-        host_total: info_field(&info, "total_system_memory").filter(|t| *t > 0),
+/// `INFO memory` (`used_memory`, `maxmemory`, Redis 7's `total_system_memory`) of every server
+/// holding data: each cluster master fills up on its own.
+pub async fn redis_memory(redis: &Redis) -> Result<Vec<(Option<Node>, RedisMemory)>, RedisError> {
+    let infos = redis.info("memory").await?;
+    Ok(infos
+        .into_iter()
+        .map(|(node, info)| {
+            let memory = RedisMemory {
+                used: info_field(&info, "used_memory").unwrap_or(0),
+                maxmemory: info_field(&info, "maxmemory").unwrap_or(0),
+                host_total: info_field(&info, "total_system_memory").filter(|t| *t > 0),
+            };
+            (node, memory)
+        })
+        .collect())
+}
+
+/// The server closest to its limit (the one the alert is about).
+pub fn fullest(memories: &[(Option<Node>, RedisMemory)]) -> Option<RedisMemory> {
+    memories.iter().map(|(_, m)| *m).max_by(|a, b| {
+        a.ratio()
+            .unwrap_or(0.0)
+            .total_cmp(&b.ratio().unwrap_or(0.0))
     })
 }
 

@@ -9,20 +9,41 @@
 //! waits on a reconnect longer than the bound. Pub/sub needs a connection of its own, opened by
 //! [`Redis::subscribe`].
 //!
+//! `REDIS_URL=redis+cluster://h1:p1,h2:p2,…` selects Redis Cluster (redis-rs `cluster-async`,
+//! also lazy). Everything above this module is the same on both; what differs is here:
+//! - a script's keys share a slot: a key that opens with a hash tag (`{cache:x}:lock`, from
+//!   `shared::keys::fill_lock`) gets the prefix *inside* the tag, so the lock lands in the slot of
+//!   the key it guards;
+//! - a pipeline must stay in one slot, so multi-key pipelines are sent as concurrent commands
+//!   instead (and multi-key `MGET`/`DEL` are split per slot by the client, the parts sent
+//!   concurrently over each node's one multiplexed connection: a round trip per node, not per
+//!   key);
+//! - `SCAN` and `INFO` go to every master ([`Redis::masters`]);
+//! - invalidation uses plain `PUBLISH`, which a cluster broadcasts to every node: the
+//!   subscriber listens on any one node and moves to the next when that one goes away. Sharded
+//!   pub/sub would spare the cluster bus, but invalidations are a few small messages per price
+//!   change, and one channel per shard would tie the subscriber to slot ownership, which moves on
+//!   failover.
+//!
 //! Lua scripts belong to the module whose logic they are (`cache/fill.lua`, `ratelimit/*.lua`);
 //! they run through [`Redis::eval`] (EVALSHA, reloaded on NOSCRIPT by `redis::Script`).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::try_join_all;
 use futures::{Stream, StreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, Script, ToRedisArgs};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ToRedisArgs, Value};
 use secrecy::ExposeSecret;
 
-use crate::config::Settings;
+use crate::config::{Settings, redis_cluster_nodes};
 
 /// A Redis command that did not succeed within its bound.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +62,99 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Redis {
-    conn: ConnectionManager,
-    /// For connections that cannot be shared (pub/sub).
-    client: redis::Client,
+    conn: Conn,
+    /// Where pub/sub connections (which cannot be shared) are opened.
+    subscribe_to: Arc<SubscribeTargets>,
     /// `REDIS_KEY_PREFIX`: in front of every key and channel.
     prefix: Arc<str>,
     timeout: Duration,
+}
+
+/// The shared connection: one server, or a cluster (routing by slot, following redirects and
+/// failovers by itself).
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The servers a subscription may be opened on: the one server, or the cluster's seed nodes
+/// tried in turn (any node hears a cluster-wide `PUBLISH`).
+struct SubscribeTargets {
+    clients: Vec<redis::Client>,
+    next: AtomicUsize,
+}
+
+impl Conn {
+    /// Connects to `url` (one server, or `redis+cluster://…`) on first use; fails only on a
+    /// malformed URL. `timeout` bounds connecting and each reply.
+    pub fn open_lazy(
+        url: &str,
+        timeout: Duration,
+    ) -> Result<(Conn, Vec<redis::Client>), redis::RedisError> {
+        let connect_timeout = timeout.max(Duration::from_millis(250));
+        match redis_cluster_nodes(url).map_err(|reason| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "REDIS_URL", reason))
+        })? {
+            None => {
+                let client = redis::Client::open(url)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(timeout))
+                    .set_connection_timeout(Some(connect_timeout))
+                    // Reconnect attempts are cheap and bounded; requests never wait on them
+                    // because every command is also bounded by `timeout`.
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                let conn = client.get_connection_manager_lazy(config)?;
+                Ok((Conn::Single(conn), vec![client]))
+            }
+            Some(nodes) => {
+                let clients = nodes
+                    .iter()
+                    .map(|n| redis::Client::open(n.as_str()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let client = ClusterClientBuilder::new(nodes)
+                    // Redirects and retries during a failover stay inside the caller's bound.
+                    .retries(3)
+                    .min_retry_wait(50)
+                    .max_retry_wait(500)
+                    .build()?;
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(connect_timeout)
+                    .set_response_timeout(timeout);
+                let conn = client.get_pending_async_connection_with_config(config);
+                Ok((Conn::Cluster(conn), clients))
+            }
+        }
+    }
 }
 
 impl Redis {
@@ -56,21 +164,20 @@ impl Redis {
         prefix: &str,
         timeout: Duration,
     ) -> Result<Redis, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
-            // Reconnect attempts are cheap and bounded; requests never wait on them because every
-            // command below is also bounded by `timeout`.
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = client.get_connection_manager_lazy(config)?;
+        let (conn, clients) = Conn::open_lazy(url, timeout)?;
         Ok(Redis {
             conn,
-            client,
+            subscribe_to: Arc::new(SubscribeTargets {
+                clients,
+                next: AtomicUsize::new(0),
+            }),
             prefix: prefix.into(),
             timeout,
         })
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
     }
 
     /// The client `REDIS_URL`, `REDIS_KEY_PREFIX` and `REDIS_TIMEOUT_MS` describe.
@@ -82,12 +189,11 @@ impl Redis {
         )
     }
 
-    /// The full Redis name of a key or channel built by `shared::keys`.
+    /// The full Redis name of a key or channel built by `shared::keys`. A key that opens with a
+    /// hash tag keeps the tag around the prefixed name (`{cache:x}:lock` → `{p:cache:x}:lock`),
+    /// so it shares a slot with the key `p:cache:x`.
     fn full(&self, key: &str) -> String {
-        let mut s = String::with_capacity(self.prefix.len() + key.len());
-        s.push_str(&self.prefix);
-        s.push_str(key);
-        s
+        prefixed(&self.prefix, key)
     }
 
     pub async fn ping(&self) -> Result<(), RedisError> {
@@ -123,6 +229,19 @@ impl Redis {
 
     /// `SET key value EX ttl` for each entry, in one pipelined round trip.
     pub async fn set_many(&self, entries: &[(String, Bytes, u32)]) -> Result<(), RedisError> {
+        if self.is_cluster() {
+            // Keys in many slots: one command each, all in flight at once.
+            let sets = entries.iter().map(|(key, value, ttl)| {
+                let cmd = redis::cmd("SET")
+                    .arg(self.full(key))
+                    .arg(value.as_ref())
+                    .arg("EX")
+                    .arg(*ttl)
+                    .to_owned();
+                self.query::<()>("set", cmd)
+            });
+            return try_join_all(sets).await.map(|_| ());
+        }
         let mut pipe = redis::pipe();
         for (key, value, ttl) in entries {
             pipe.cmd("SET")
@@ -218,8 +337,17 @@ impl Redis {
         set: &str,
         member: &str,
     ) -> Result<(), RedisError> {
-        let mut pipe = redis::pipe();
         let full: Vec<String> = keys.iter().map(|k| self.full(k)).collect();
+        if self.is_cluster() {
+            let del = redis::cmd("DEL").arg(full).to_owned();
+            let srem = redis::cmd("SREM")
+                .arg(self.full(set))
+                .arg(member)
+                .to_owned();
+            let (_, _) = tokio::try_join!(self.query::<()>(op, del), self.query::<()>(op, srem))?;
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(full).ignore();
         pipe.cmd("SREM").arg(self.full(set)).arg(member).ignore();
         let mut conn = self.conn.clone();
@@ -285,8 +413,14 @@ impl Redis {
         channel: &str,
         message: &str,
     ) -> Result<(), RedisError> {
-        let mut pipe = redis::pipe();
         let full: Vec<String> = keys.iter().map(|k| self.full(k)).collect();
+        if self.is_cluster() {
+            // Deleted first, then announced: a replica that reloads on the message misses.
+            let del = redis::cmd("DEL").arg(full).to_owned();
+            self.query::<()>("del", del).await?;
+            return self.publish(channel, message).await;
+        }
+        let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(full).ignore();
         pipe.cmd("PUBLISH")
             .arg(self.full(channel))
@@ -314,36 +448,45 @@ impl Redis {
     }
 
     /// Deletes every key matching `pattern` (`*` allowed) with SCAN and UNLINK in batches, never
-    /// KEYS, so Redis keeps serving while it runs. Returns how many were deleted.
+    /// KEYS, so Redis keeps serving while it runs; on a cluster, on every master. Returns how
+    /// many were deleted.
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64, RedisError> {
         let full = self.full(pattern);
         let mut deleted = 0u64;
-        let mut cursor: u64 = 0;
-        loop {
-            let mut conn = self.conn.clone();
-            let scan = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&full)
-                .arg("COUNT")
-                .arg(1000)
-                .to_owned();
-            let (next, batch): (u64, Vec<String>) = self
-                .bounded("scan", async move { scan.query_async(&mut conn).await })
-                .await?;
-            if !batch.is_empty() {
-                let mut conn = self.conn.clone();
-                let unlink = redis::cmd("UNLINK").arg(batch).to_owned();
-                let n: u64 = self
-                    .bounded("unlink", async move { unlink.query_async(&mut conn).await })
-                    .await?;
-                deleted += n;
+        for node in self.masters().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let scan = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&full)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .to_owned();
+                let (next, batch): (u64, Vec<String>) = self.query_on(&node, "scan", scan).await?;
+                if !batch.is_empty() {
+                    let unlink = redis::cmd("UNLINK").arg(batch).to_owned();
+                    deleted += self.query::<u64>("unlink", unlink).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
         }
+        Ok(deleted)
+    }
+
+    /// The servers holding data: `None` for the one server, else each cluster master's
+    /// `host:port` (from `CLUSTER NODES`, so it follows failovers).
+    pub async fn masters(&self) -> Result<Vec<Option<Node>>, RedisError> {
+        if !self.is_cluster() {
+            return Ok(vec![None]);
+        }
+        let nodes: String = self
+            .query("cluster", redis::cmd("CLUSTER").arg("NODES").to_owned())
+            .await?;
+        Ok(cluster_masters(&nodes).into_iter().map(Some).collect())
     }
 
     /// Runs a Lua script (EVALSHA, loading it on NOSCRIPT) on `keys` with `args`.
@@ -364,33 +507,112 @@ impl Redis {
             .await
     }
 
-    /// `INFO <section>` as text.
-    pub async fn info(&self, section: &str) -> Result<String, RedisError> {
-        let mut conn = self.conn.clone();
-        let cmd = redis::cmd("INFO").arg(section).to_owned();
-        self.bounded("info", async move { cmd.query_async(&mut conn).await })
-            .await
+    /// `INFO <section>` as text from every server holding data, with its address (`None` for
+    /// the one server).
+    pub async fn info(&self, section: &str) -> Result<Vec<(Option<Node>, String)>, RedisError> {
+        let mut out = Vec::new();
+        for node in self.masters().await? {
+            let text: String = self
+                .query_on(&node, "info", redis::cmd("INFO").arg(section).to_owned())
+                .await?;
+            out.push((node, text));
+        }
+        Ok(out)
     }
 
     /// A subscription to `channel` on a connection of its own: the stream of its messages ends
     /// when the connection drops (the caller resubscribes).
+    ///
+    /// On a cluster it listens on the master of the channel's slot, where `PUBLISH` is routed:
+    /// that node hands the message to its own subscribers before it answers the publisher, so an
+    /// invalidation is delivered before the mutation's response, as on one server (any other
+    /// node hears it a cluster-bus hop later). When that master cannot be reached (mid-failover),
+    /// the seed nodes are tried in turn, starting after the last one tried.
     pub async fn subscribe(
         &self,
         channel: &str,
     ) -> Result<impl Stream<Item = String> + Send + 'static, RedisError> {
         let channel = self.full(channel);
-        let client = self.client.clone();
-        // Connecting and subscribing may take longer than one command: a bound of its own.
-        let pubsub = self
-            .bounded_by("subscribe", SUBSCRIBE_TIMEOUT, async move {
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(channel).await?;
-                Ok(pubsub)
-            })
-            .await?;
-        Ok(pubsub
-            .into_on_message()
-            .filter_map(|msg| async move { msg.get_payload::<String>().ok() }))
+        let mut candidates = Vec::new();
+        if self.is_cluster() {
+            let slot: Result<u16, _> = self
+                .query(
+                    "cluster",
+                    redis::cmd("CLUSTER")
+                        .arg("KEYSLOT")
+                        .arg(&channel)
+                        .to_owned(),
+                )
+                .await;
+            let nodes: Result<String, _> = self
+                .query("cluster", redis::cmd("CLUSTER").arg("NODES").to_owned())
+                .await;
+            if let Some(owner) = slot
+                .ok()
+                .zip(nodes.ok())
+                .and_then(|(s, n)| slot_owner(&n, s))
+            {
+                let url = format!("redis://{owner}");
+                if let Ok(client) = redis::Client::open(url.as_str()) {
+                    candidates.push(client);
+                }
+            }
+        }
+        let seeds = &self.subscribe_to.clients;
+        let start = self.subscribe_to.next.fetch_add(1, Ordering::Relaxed);
+        candidates.extend((0..seeds.len()).map(|i| seeds[(start + i) % seeds.len()].clone()));
+        let mut last_error = None;
+        for client in candidates {
+            let channel = channel.clone();
+            // Connecting and subscribing may take longer than one command: a bound of its own.
+            let subscribed = self
+                .bounded_by("subscribe", SUBSCRIBE_TIMEOUT, async move {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(channel).await?;
+                    Ok(pubsub)
+                })
+                .await;
+            match subscribed {
+                Ok(pubsub) => {
+                    return Ok(pubsub
+                        .into_on_message()
+                        .filter_map(|msg| async move { msg.get_payload::<String>().ok() }));
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or(RedisError::Timeout { op: "subscribe" }))
+    }
+
+    /// One command on the shared connection, bounded.
+    async fn query<T: FromRedisValue>(&self, op: &'static str, cmd: Cmd) -> Result<T, RedisError> {
+        let mut conn = self.conn.clone();
+        self.bounded(op, async move { cmd.query_async(&mut conn).await })
+            .await
+    }
+
+    /// One command on one cluster node (`None`: the one server), bounded.
+    async fn query_on<T: FromRedisValue>(
+        &self,
+        node: &Option<Node>,
+        op: &'static str,
+        cmd: Cmd,
+    ) -> Result<T, RedisError> {
+        match (&self.conn, node) {
+            (Conn::Cluster(conn), Some(node)) => {
+                let mut conn = conn.clone();
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: node.host.clone(),
+                    port: node.port,
+                });
+                self.bounded(op, async move {
+                    let value = conn.route_command(cmd, routing).await?;
+                    Ok(redis::from_redis_value(value)?)
+                })
+                .await
+            }
+            _ => self.query(op, cmd).await,
+        }
     }
 
     /// Runs one Redis call under the configured bound, counting failures by kind.
@@ -425,5 +647,123 @@ impl Redis {
                 Err(RedisError::Timeout { op })
             }
         }
+    }
+}
+
+/// `key` in the namespace `prefix`, the way [`Redis`] names it on the server: the prefix goes in
+/// front, or just inside a leading hash tag.
+pub fn prefixed(prefix: &str, key: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + key.len());
+    match key.strip_prefix('{') {
+        Some(rest) => {
+            s.push('{');
+            s.push_str(prefix);
+            s.push_str(rest);
+        }
+        None => {
+            s.push_str(prefix);
+            s.push_str(key);
+        }
+    }
+    s
+}
+
+/// A cluster node's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// The masters serving slots in `CLUSTER NODES` output (lines of `id host:port@bus flags master
+/// ping pong epoch link slot…`), skipping any flagged as failed, with the slot ranges each
+/// serves.
+fn masters_with_slots(nodes: &str) -> Vec<(Node, Vec<(u16, u16)>)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            let is_master = flags.split(',').any(|f| f == "master");
+            let failed = flags.split(',').any(|f| f == "fail" || f == "fail?");
+            // Ranges `a-b` or single slots; `[…]` entries are slots being migrated.
+            let slots: Vec<(u16, u16)> = fields
+                .iter()
+                .skip(8)
+                .filter_map(|r| match r.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => r.parse().ok().map(|s| (s, s)),
+                })
+                .collect();
+            if !is_master || failed || slots.is_empty() {
+                return None;
+            }
+            let addr = fields.get(1)?.split('@').next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            let node = Node {
+                host: host.to_owned(),
+                port: port.parse().ok()?,
+            };
+            Some((node, slots))
+        })
+        .collect()
+}
+
+fn cluster_masters(nodes: &str) -> Vec<Node> {
+    masters_with_slots(nodes)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect()
+}
+
+/// The master serving `slot`, if `CLUSTER NODES` names one.
+fn slot_owner(nodes: &str, slot: u16) -> Option<Node> {
+    masters_with_slots(nodes)
+        .into_iter()
+        .find(|(_, ranges)| ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+        .map(|(n, _)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_tagged_key_keeps_its_tag_around_the_prefix() {
+        let key = "cache:prices:a:b:c";
+        let lock = prefixed("p:", &shared::keys::fill_lock(key));
+        assert_eq!(lock, "{p:cache:prices:a:b:c}:lock");
+        let slot = |k: &str| redis::cluster_routing::Slot::for_key(k);
+        assert_eq!(
+            slot(&lock),
+            slot(&prefixed("p:", key)),
+            "a fill script's two keys must share a slot"
+        );
+        assert_ne!(slot(&lock), slot("p:cache:prices:a:b:d"));
+    }
+
+    #[test]
+    fn masters_are_read_from_cluster_nodes() {
+        let text = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7002@17002 master,fail - 0 0 2 connected 5461-10922
+a3 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+a4 127.0.0.1:7005@17005 master - 0 0 4 connected 10923-16383
+a5 127.0.0.1:7006@17006 master - 0 0 5 connected
+";
+        let masters: Vec<String> = cluster_masters(text)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(masters, ["127.0.0.1:7001", "127.0.0.1:7005"]);
+        assert_eq!(slot_owner(text, 0).map(|n| n.port), Some(7001));
+        assert_eq!(slot_owner(text, 12000).map(|n| n.port), Some(7005));
+        assert_eq!(slot_owner(text, 6000), None, "its master is down");
     }
 }

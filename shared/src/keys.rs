@@ -11,7 +11,7 @@
 //! | session | `session:{id}` | 15 min, sliding |
 //!
 //! Beside them: each user's set of session ids (`sessions:user:{userId}`, the absolute session
-//! lifetime), the fleet fill lock of a cache key (`{key}:lock`, 2 s), the rate-limit state of
+//! lifetime), the fleet fill lock of a cache key (`{<key>}:lock`, a hash tag, 2 s), the rate-limit state of
 //! an identity (`ratelimit:{tier}:{identity}`, one window) and the invalidation channel
 //! (`cache:invalidate`). Codes are [`Slug`]s, so a key segment can never contain `:` and two
 //! keys never collide.
@@ -57,9 +57,11 @@ pub fn login_failures(id: &str) -> String {
     format!("login_failures:{id}")
 }
 
-/// The fleet-wide fill lock of a cache key: held by the one origin loading it.
+/// The fleet-wide fill lock of a cache key: held by the one origin loading it. The key is a hash
+/// tag (`{…}`), so on Redis Cluster the lock lives in the key's own slot and one script can hold
+/// both.
 pub fn fill_lock(key: &str) -> String {
-    format!("{key}:lock")
+    format!("{{{key}}}:lock")
 }
 
 /// The rate-limit state of one identity (`user:42`, `ip:203.0.113.9`) in one tier.
@@ -107,7 +109,7 @@ mod tests {
         assert_eq!(session("abc"), "session:abc");
         assert_eq!(providers(), "cache:providers");
         assert_eq!(prices_of_provider_pattern(&s("x")), "cache:prices:x:*");
-        assert_eq!(fill_lock("cache:providers"), "cache:providers:lock");
+        assert_eq!(fill_lock("cache:providers"), "{cache:providers}:lock");
         assert_eq!(ratelimit("api", "ip:1.2.3.4"), "ratelimit:api:ip:1.2.3.4");
     }
 

@@ -4,7 +4,9 @@
 //!   dropped when the test ends;
 //! - every [`TestApp`] gets a unique `REDIS_KEY_PREFIX` on the shared Redis (never `FLUSHDB`),
 //!   or a [`RedisServer`] of its own on a spare port when the test must stop Redis or count its
-//!   commands.
+//!   commands. The shared Redis is `REDIS_URL`: one server, or a cluster (`redis+cluster://…`,
+//!   as `make test`'s third pass sets it); [`TestApp::redis`] speaks to either.
+//! - [`RedisCluster`] is a private cluster of the test's own, for failover tests.
 
 pub mod edge;
 pub mod process;
@@ -154,7 +156,7 @@ pub fn spare_port() -> u16 {
 /// A private `redis-server` on a spare port, for tests that stop Redis or count its commands.
 pub struct RedisServer {
     pub port: u16,
-    child: Option<Child>,
+    pub(crate) child: Option<Child>,
     dir: PathBuf,
     extra: Vec<String>,
 }
@@ -247,6 +249,117 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private Redis Cluster on spare ports (`masters` masters, one replica each), for tests that
+/// kill a master. `redis-cli --cluster create` assigns the slots; every node is a
+/// [`RedisServer`], killed when the cluster is dropped.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..masters * 2)
+            .map(|_| {
+                let bus = spare_port().to_string();
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    // Failover after 1 s without the master: short, so tests stay short.
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--cluster-port",
+                    &bus,
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli must be installed (Debian package redis-tools)");
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_healthy(Duration::from_secs(20));
+        cluster
+    }
+
+    /// `redis+cluster://` naming every node (the client finds the masters itself).
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> =
+            self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+        let out =
+            Command::new("redis-cli").arg("-p").arg(port.to_string()).args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).replace('\r', ""))
+    }
+
+    fn live(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes.iter().filter(|n| n.child.is_some())
+    }
+
+    /// Whether every live node sees all slots served, and every live replica has synced with
+    /// its master (a replica that never synced refuses to take over: its data is too old).
+    pub fn healthy(&self) -> bool {
+        self.live().all(|n| {
+            let served = self.cli(n.port, &["cluster", "info"]).is_some_and(|info| {
+                info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+            });
+            let synced = self.cli(n.port, &["info", "replication"]).is_some_and(|info| {
+                info.contains("role:master") || info.contains("master_link_status:up")
+            });
+            served && synced
+        })
+    }
+
+    pub fn wait_until_healthy(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.healthy() {
+            assert!(Instant::now() < deadline, "the Redis Cluster did not become healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The index in [`RedisCluster::nodes`] of the master now serving `key`.
+    pub fn master_of(&self, key: &str) -> usize {
+        let node = self.live().next().expect("a live node");
+        let slot: u16 = self
+            .cli(node.port, &["cluster", "keyslot", key])
+            .and_then(|s| s.trim().parse().ok())
+            .expect("CLUSTER KEYSLOT");
+        let nodes = self.cli(node.port, &["cluster", "nodes"]).expect("CLUSTER NODES");
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if !f.get(2).is_some_and(|flags| flags.contains("master")) {
+                continue;
+            }
+            let serves = f.iter().skip(8).any(|range| match range.split_once('-') {
+                Some((a, b)) => {
+                    (a.parse().unwrap_or(u16::MAX)..=b.parse().unwrap_or(0)).contains(&slot)
+                }
+                None => range.parse() == Ok(slot),
+            });
+            if serves {
+                let port: u16 = f[1]
+                    .split('@')
+                    .next()
+                    .and_then(|a| a.rsplit_once(':'))
+                    .and_then(|(_, p)| p.parse().ok())
+                    .expect("node port");
+                return self.nodes.iter().position(|n| n.port == port).expect("a node of ours");
+            }
+        }
+        panic!("no master serves slot {slot}");
     }
 }
 
@@ -449,23 +562,22 @@ impl TestApp {
         }
     }
 
-    /// A connection to the Redis this app uses, for reading keys back.
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis_url.as_str())
+    /// A connection to the Redis this app uses (one server or a cluster), for reading keys back.
+    pub async fn redis(&self) -> origin::redis::Conn {
+        origin::redis::Conn::open_lazy(&self.redis_url, Duration::from_secs(2))
             .expect("redis url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect redis")
+            .0
+    }
+
+    /// A key as `shared::keys` spells it, named the way this app stores it (prefix added).
+    pub fn key(&self, key: &str) -> String {
+        origin::redis::prefixed(&self.prefix, key)
     }
 
     /// `TTL` of a key as `shared::keys` spells it (this app's prefix added).
     pub async fn ttl(&self, key: &str) -> i64 {
         let mut conn = self.redis().await;
-        redis::cmd("TTL")
-            .arg(format!("{}{key}", self.prefix))
-            .query_async(&mut conn)
-            .await
-            .expect("TTL")
+        redis::cmd("TTL").arg(self.key(key)).query_async(&mut conn).await.expect("TTL")
     }
 
     /// Stops the server gracefully and waits for it.

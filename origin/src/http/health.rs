@@ -11,7 +11,7 @@ use serde_json::json;
 use super::client_ip::ClientIp;
 use super::error::ApiError;
 use crate::meters;
-use crate::monitor::{pg_connections, redis_memory};
+use crate::monitor::{fullest, pg_connections, redis_memory};
 use crate::state::AppState;
 
 /// Alive: the process answers. Checks nothing else, so a Redis or database outage never gets
@@ -68,7 +68,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     );
     // The checklist's server-side readings; a failed reading leaves the last value in place.
     let (redis, pg) = tokio::join!(redis_memory(&state.redis), pg_connections(&state.db));
-    if let Ok(m) = redis {
+    // On a cluster, the master closest to its limit: the one that evicts or refuses first.
+    if let Some(m) = redis.ok().as_deref().and_then(fullest) {
         meters::redis_memory(m.used, m.limit().unwrap_or(0));
     }
     if let Ok((active, max)) = pg {

@@ -37,7 +37,11 @@ async fn a_failed_load_releases_the_fill_lock_and_404_floods_stay_off_the_databa
     app.wait_for_l1().await;
     let path = "/v1/catalog/nobody/countries";
     assert_error(app.get(path).await, 404, "not_found").await;
-    assert_eq!(app.ttl("cache:countries:nobody:lock").await, -2, "the lock was released");
+    assert_eq!(
+        app.ttl(&shared::keys::fill_lock("cache:countries:nobody")).await,
+        -2,
+        "the lock was released"
+    );
     let before = app.db_queries();
     for _ in 0..20 {
         assert_error(app.get(path).await, 404, "not_found").await;

@@ -1,9 +1,11 @@
 //! The fleet behind a real load balancer (`make fleet`; ignored by plain `cargo test`): the edge
 //! worker in workerd → HAProxy (`ops/haproxy.cfg`) → three `origin` processes → PgBouncer →
-//! PostgreSQL, one Redis, under a bounded steady load (through the edge, forwarded and cached,
-//! and straight at HAProxy). Every origin is restarted in turn (SIGTERM, then a new one on its
-//! ports): no request may fail. Then one is killed (SIGKILL): at most its in-flight requests
-//! may fail.
+//! PostgreSQL, a Redis Cluster of 3 masters and 3 replicas, under a bounded steady load (through
+//! the edge, forwarded and cached, and straight at HAProxy). Every origin is restarted in turn
+//! (SIGTERM, then a new one on its ports): no request may fail. Then one is killed (SIGKILL): at
+//! most its in-flight requests may fail. Then the Redis master holding the hot price key is
+//! killed: no request may fail (the catalog falls back to PostgreSQL, the limiter fails open),
+//! and the time until the replica has taken over is reported.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use harness::edge::EdgeWorker;
 use harness::process::OriginProcess;
-use harness::{TestDb, shared_redis_url, spare_port};
+use harness::{RedisCluster, TestDb, spare_port};
 use origin::seed::Scale;
 
 /// Concurrent clients of the steady load: the most requests that can be in flight at once.
@@ -112,11 +114,12 @@ async fn a_rolling_restart_loses_nothing_and_a_crash_only_its_in_flight_requests
     let db = TestDb::new(Some(Scale::Small)).await;
     let bouncer = std::env::var("PGBOUNCER_URL").expect("PGBOUNCER_URL (make fleet sets it)");
     let prefix = format!("fleet:{}:", uuid::Uuid::new_v4().simple());
+    let mut cluster = RedisCluster::start(3);
     let env = vec![
         ("DATABASE_URL", harness::with_database(&bouncer, db.name())),
         ("DB_POOLER", "pgbouncer-transaction".to_owned()),
-        ("REDIS_URL", shared_redis_url()),
-        ("REDIS_KEY_PREFIX", prefix),
+        ("REDIS_URL", cluster.url()),
+        ("REDIS_KEY_PREFIX", prefix.clone()),
         // One client address (HAProxy's or the edge's) for the whole load: lift the API tier.
         ("RATE_LIMITS", "api=100000000/60000".to_owned()),
         ("EDGE_SECRET", SECRET.to_owned()),
@@ -166,7 +169,6 @@ async fn a_rolling_restart_loses_nothing_and_a_crash_only_its_in_flight_requests
     origins[1].take().unwrap().kill().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (ok_after, failed_after) = load.counts();
-    load.stop().await;
     let failed_crash = failed_after - failed_rolling;
     eprintln!("SIGKILL of one origin: {} more answered, {failed_crash} failed", ok_after - ok);
     assert!(ok_after > ok, "the others kept answering");
@@ -174,4 +176,30 @@ async fn a_rolling_restart_loses_nothing_and_a_crash_only_its_in_flight_requests
         failed_crash <= CLIENTS as u64,
         "{failed_crash} failed: more than the {CLIENTS} that could be in flight"
     );
+
+    // A Redis master dies: the one holding the hot price key.
+    let victim = cluster.master_of(&format!("{prefix}cache:prices:5sim:ad:whatsapp"));
+    let killed_at = Instant::now();
+    cluster.nodes[victim].stop();
+    let mut recovered = None;
+    while killed_at.elapsed() < Duration::from_secs(20) {
+        if cluster.healthy() {
+            recovered = Some(killed_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovered = recovered.expect("the replica never took over");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ok_end, failed_end) = load.counts();
+    load.stop().await;
+    let failed_master = failed_end - failed_after;
+    eprintln!(
+        "SIGKILL of a Redis master: replica promoted after {:.2} s; {} more answered, \
+         {failed_master} failed",
+        recovered.as_secs_f64(),
+        ok_end - ok_after
+    );
+    assert!(ok_end > ok_after, "the fleet kept answering");
+    assert_eq!(failed_master, 0, "a Redis master kill must cost no request");
 }
