@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge dev test fleet bench stop lint fmt seed seed-large fuzz image
+.PHONY: help setup edge dev test fleet bench stop lint fmt seed seed-large fuzz image openapi client schemathesis
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -64,6 +64,22 @@ lint: ## formatting, clippy (warnings are errors), wasm32 build of shared and ed
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --target wasm32-unknown-unknown -p nexnum-shared -p edge
 	$(CARGO) clippy --target wasm32-unknown-unknown -p nexnum-shared -p edge -- -D warnings
+	@$(MAKE) --no-print-directory client
+
+openapi: ## regenerate openapi.json from the code, and the TypeScript types from it
+	$(CARGO) run -q -p origin -- openapi > openapi.json
+	cd clients/ts && npm ci --no-audit --no-fund --silent && npm run -s generate
+
+client: ## the TypeScript client: its generated types are current, and it type-checks (tsc)
+	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20: apt-get install nodejs npm)" >&2; exit 1; }
+	cd clients/ts && npm ci --no-audit --no-fund --silent
+	cd clients/ts && npx openapi-typescript ../../openapi.json --output .schema.check.d.ts >/dev/null 2>&1 \
+	  && if cmp -s .schema.check.d.ts src/schema.d.ts; then rm -f .schema.check.d.ts; \
+	     else rm -f .schema.check.d.ts; echo "error: clients/ts/src/schema.d.ts is stale: run make openapi" >&2; exit 1; fi
+	cd clients/ts && npm run -s check
+
+schemathesis: ## Schemathesis (PyPI) against a real origin with openapi.json: every operation and check, bounded
+	@scripts/schemathesis.sh
 
 fmt: ## format the code
 	$(CARGO) fmt --all

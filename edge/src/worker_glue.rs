@@ -452,13 +452,19 @@ fn passthrough(resp: Response, status: CacheStatus) -> Result<Response> {
 }
 
 /// The same response with extra headers (fetched headers are immutable: copy, then rebuild).
+/// `resp` with `extra` headers set, and a `Date` when it has none (a cached copy keeps the one
+/// the origin sent, so `Date` + `Age` tell a browser how old it is).
 fn with_headers(resp: Response, extra: &[(&'static str, String)]) -> Result<Response> {
-    if extra.is_empty() {
+    let dated = resp.headers().has("Date")?;
+    if extra.is_empty() && dated {
         return Ok(resp);
     }
     let headers = resp.headers().clone();
     for (name, value) in extra {
         headers.set(name, value)?;
+    }
+    if !dated {
+        headers.set("Date", &crate::clock::http_date())?;
     }
     let code = resp.status_code();
     let (_, body) = resp.into_parts();

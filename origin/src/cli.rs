@@ -34,6 +34,8 @@ enum Command {
     Check(crate::check::CheckArgs),
     /// Exit 0 if this host's origin answers `/healthz` on METRICS_ADDR (a container health check).
     Probe,
+    /// Print the OpenAPI document (what `/openapi.json` serves; `make openapi` checks it in).
+    Openapi,
     /// Administer users.
     Admin {
         #[command(subcommand)]
@@ -95,6 +97,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(command).await,
+        Command::Openapi => {
+            print!("{}", crate::http::openapi_document());
+            Ok(())
+        }
         Command::Probe => {
             let addr = config::probe_addr()?;
             let url = format!("http://{addr}/healthz");

@@ -10,11 +10,24 @@ use crate::slug::{Slug, SlugError};
 /// `{"provider", "country", "service"}`, each a [`Slug`]: deserialising one validates all three
 /// (a bad code is refused naming its field).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Path))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({"provider": "5sim", "country": "ad", "service": "whatsapp"}))
+)]
 #[serde(deny_unknown_fields)]
 pub struct Product {
+    #[cfg_attr(feature = "openapi", schema(example = "5sim"), param(example = "5sim"))]
     pub provider: Slug,
+    #[cfg_attr(feature = "openapi", schema(example = "ad"), param(example = "ad"))]
     pub country: Slug,
     /// The service the number is for (`whatsapp`, `telegram`, …).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "whatsapp"),
+        param(example = "whatsapp")
+    )]
     pub service: Slug,
 }
 

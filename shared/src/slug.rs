@@ -15,6 +15,22 @@ pub const MAX_SLUG_LEN: usize = 32;
 #[serde(try_from = "String", into = "String")]
 pub struct Slug(String);
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Slug {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[a-z0-9][a-z0-9_-]{0,31}$"))
+            .min_length(Some(1))
+            .max_length(Some(32))
+            .examples(["whatsapp"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Slug {}
+
 impl TryFrom<String> for Slug {
     type Error = SlugError;
     fn try_from(raw: String) -> Result<Self, SlugError> {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Provider {
     pub code: String,
     pub name: String,
@@ -11,11 +12,13 @@ pub struct Provider {
 
 /// `GET /v1/catalog/providers`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProvidersResponse {
     pub providers: Vec<Provider>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Country {
     /// ISO 3166-1 alpha-2, lower case.
     pub code: String,
@@ -24,12 +27,14 @@ pub struct Country {
 
 /// `GET /v1/catalog/{provider}/countries`: the countries where the provider has at least one price.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CountriesResponse {
     pub provider: String,
     pub countries: Vec<Country>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Service {
     pub code: String,
     pub name: String,
@@ -37,6 +42,7 @@ pub struct Service {
 
 /// `GET /v1/catalog/{provider}/services`: the services the provider prices in at least one country.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServicesResponse {
     pub provider: String,
     pub services: Vec<Service>,
@@ -44,6 +50,7 @@ pub struct ServicesResponse {
 
 /// `GET /v1/catalog/{provider}/prices/{country}/{service}`, and one element of the bulk answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Price {
     pub provider: String,
     pub country: String,
@@ -57,6 +64,8 @@ pub struct Price {
 /// `GET /v1/catalog/{provider}/prices/{country}?services=a,b,c`. Generic over the element so the
 /// origin can assemble it from the cached JSON of each price without decoding them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(bound = "P: utoipa::ToSchema"))]
 pub struct BulkPricesResponse<P = Price> {
     pub provider: String,
     pub country: String,
@@ -68,11 +77,13 @@ pub struct BulkPricesResponse<P = Price> {
 
 /// Every 4xx/5xx body: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable machine-readable code (`bad_request`, `not_found`, `rate_limited`, …).
     pub code: String,
@@ -93,14 +104,32 @@ impl ErrorBody {
 
 /// `POST /v1/auth/register` and `POST /v1/auth/login`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
+    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254, example = "ada@example.com"))]
     pub email: String,
+    /// 10–128 characters, at least 4 of them different.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 10, max_length = 128, example = "correct horse battery")
+    )]
     pub password: String,
 }
 
+/// Limits the origin enforces (and the OpenAPI document states).
+pub const PASSWORD_MIN_CHARS: usize = 10;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+/// Largest single credit: guards against a typo adding a fortune (10 000 $).
+pub const MAX_CREDIT_CENTS: i64 = 1_000_000;
+/// Largest price an admin can set (1 000 $ per number).
+pub const MAX_PRICE_CENTS: i64 = 100_000;
+/// Largest stock an admin can set.
+pub const MAX_STOCK: i64 = 10_000_000;
+
 /// `201` of `POST /v1/auth/register`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserResponse {
     pub id: i64,
     pub email: String,
@@ -108,6 +137,7 @@ pub struct UserResponse {
 
 /// `200` of `POST /v1/auth/login`; the same token is also set as the `session` cookie.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     pub token: String,
     /// Seconds of inactivity before the session ends (it slides on every authenticated request).
@@ -116,6 +146,7 @@ pub struct LoginResponse {
 
 /// `GET /v1/me/balance`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BalanceResponse {
     pub balance_cents: i64,
 }
@@ -125,6 +156,7 @@ pub type PurchaseRequest = crate::product::Product;
 
 /// One purchased number (an activation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Activation {
     pub id: i64,
     pub provider: String,
@@ -140,6 +172,7 @@ pub struct Activation {
 
 /// `GET /v1/activations`: newest first; pass `next_cursor` back as `cursor` for the next page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActivationPage {
     pub items: Vec<Activation>,
     pub next_cursor: Option<String>,
@@ -147,15 +180,74 @@ pub struct ActivationPage {
 
 /// `PUT /v1/admin/prices/{provider}/{country}/{service}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetPriceRequest {
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
+    #[serde(deserialize_with = "whole")]
     pub price_cents: i64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10_000_000))]
+    #[serde(deserialize_with = "whole")]
     pub stock: i64,
 }
 
 /// `POST /v1/admin/users/{id}/credit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreditRequest {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
+    #[serde(deserialize_with = "whole")]
     pub amount_cents: i64,
+}
+
+/// An integer field of a request. JSON has one number type, and JSON Schema counts `5881.0` as
+/// the integer 5881, so it is accepted as exactly that; a fraction (`0.5`), or a float too large
+/// to be exact (beyond 2^53), is refused. Nothing is ever stored or computed as a float.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    struct Whole;
+    impl serde::de::Visitor<'_> for Whole {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom("integer out of range"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+            if v.fract() == 0.0 && v.abs() <= EXACT {
+                Ok(v as i64)
+            } else {
+                Err(E::custom("expected an integer, found a fraction"))
+            }
+        }
+    }
+    d.deserialize_any(Whole)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_fields_take_whole_numbers_in_either_spelling_and_nothing_else() {
+        let credit =
+            |json: &str| serde_json::from_str::<CreditRequest>(json).map(|c| c.amount_cents);
+        assert_eq!(credit(r#"{"amount_cents": 5881}"#).ok(), Some(5881));
+        assert_eq!(credit(r#"{"amount_cents": 5881.0}"#).ok(), Some(5881));
+        assert_eq!(credit(r#"{"amount_cents": -3e2}"#).ok(), Some(-300));
+        for bad in [
+            r#"{"amount_cents": 0.5}"#,
+            r#"{"amount_cents": 1e300}"#,
+            r#"{"amount_cents": "5"}"#,
+            r#"{"amount_cents": 18446744073709551615}"#,
+            r#"{"amount_cents": null}"#,
+        ] {
+            assert!(credit(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -26,10 +26,7 @@ use password::PasswordError;
 use sessions::{SessionError, SessionUser, Sessions};
 use throttle::LoginThrottle;
 
-/// Largest single credit: guards against a typo adding a fortune (10 000 $).
-pub const MAX_CREDIT_CENTS: i64 = 1_000_000;
-/// Largest price an admin can set (1 000 $ per number).
-pub const MAX_PRICE_CENTS: i64 = 100_000;
+pub use shared::types::{MAX_CREDIT_CENTS, MAX_PRICE_CENTS, MAX_STOCK};
 pub const MAX_PAGE: u32 = 100;
 pub const DEFAULT_PAGE: u32 = 20;
 pub const ACTIVATION_STATUSES: [&str; 5] =
@@ -287,10 +284,10 @@ impl Accounts {
                 "price_cents must be between 0 and {MAX_PRICE_CENTS}"
             )));
         }
-        if !(0..=10_000_000).contains(&req.stock) {
-            return Err(AccountsError::Invalid(
-                "stock must be between 0 and 10000000".into(),
-            ));
+        if !(0..=MAX_STOCK).contains(&req.stock) {
+            return Err(AccountsError::Invalid(format!(
+                "stock must be between 0 and {MAX_STOCK}"
+            )));
         }
         let (price, created) = self
             .db

@@ -52,8 +52,8 @@ fn argon2() -> Result<Argon2<'static>, PasswordError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-pub const MIN_LEN: usize = 10;
-pub const MAX_LEN: usize = 128;
+pub const MIN_LEN: usize = shared::types::PASSWORD_MIN_CHARS;
+pub const MAX_LEN: usize = shared::types::PASSWORD_MAX_CHARS;
 
 /// Why a password is refused, or `None` if acceptable.
 pub fn weakness(password: &str) -> Option<String> {

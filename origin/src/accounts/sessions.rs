@@ -152,15 +152,16 @@ impl Sessions {
     }
 
     /// Ends the session of `token` (nothing happens for an unknown one).
-    pub async fn delete(&self, token: &str) -> Result<(), SessionError> {
+    /// Ends the session `token` names; whether there was a live one.
+    pub async fn delete(&self, token: &str) -> Result<bool, SessionError> {
         if !well_formed(token) {
-            return Ok(());
+            return Ok(false);
         }
         let id = session_id(token);
         let value = self.redis.get(&keys::session(&id)).await?;
         match value.and_then(|v| serde_json::from_slice::<Stored>(&v).ok()) {
-            Some(stored) => self.end(&id, stored.user_id).await,
-            None => Ok(()),
+            Some(stored) => self.end(&id, stored.user_id).await.map(|()| true),
+            None => Ok(false),
         }
     }
 

@@ -8,13 +8,24 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::Product;
 use shared::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
-use shared::types::{Credentials, CreditRequest, LoginResponse, PurchaseRequest, SetPriceRequest};
+use shared::types::{
+    Activation, ActivationPage, BalanceResponse, Credentials, CreditRequest, ErrorBody,
+    LoginResponse, Price, PurchaseRequest, SetPriceRequest, UserResponse,
+};
+use utoipa::IntoParams;
 
 use super::auth::{AdminUser, AuthUser, SESSION_COOKIE, tokens};
 use super::error::ApiError;
 use super::extract::{ValidJson, ValidPath, ValidQuery};
 use crate::state::AppState;
 
+/// Creates an account.
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 201, description = "Created.", body = UserResponse),
+        (status = 400, description = "Malformed input (`bad_request`).", body = ErrorBody),
+        (status = 409, description = "The email is taken, in any letter case (`conflict`).", body = ErrorBody),
+    ))]
 pub async fn register(
     State(state): State<AppState>,
     ValidJson(creds): ValidJson<Credentials>,
@@ -23,6 +34,14 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
+/// Signs in: a session token, also set as an `HttpOnly` cookie.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in.", body = LoginResponse,
+            headers(("Set-Cookie" = String, description = "`session=<token>; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=<absolute lifetime>`."))),
+        (status = 400, description = "Malformed input (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "Wrong email or password (`unauthorized`).", body = ErrorBody),
+    ))]
 pub async fn login(
     State(state): State<AppState>,
     ValidJson(creds): ValidJson<Credentials>,
@@ -46,7 +65,14 @@ pub async fn login(
     Ok(resp)
 }
 
-/// Ends every session the request presents (a bearer token and a cookie may name two).
+/// Ends every session the request presents (a bearer token and a cookie may name two). A request
+/// that presents no live session is refused like any other unauthenticated one.
+/// Ends the presented session(s).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Ended; the cookie is cleared."),
+        (status = 401, description = "No live session presented (`unauthorized`).", body = ErrorBody),
+    ))]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -55,13 +81,23 @@ pub async fn logout(
     if presented.is_empty() {
         return Err(ApiError::Unauthorized("sign in first".into()));
     }
+    let mut ended = false;
     for token in presented {
-        state.accounts.sessions.delete(&token).await?;
+        ended |= state.accounts.sessions.delete(&token).await?;
+    }
+    if !ended {
+        return Err(ApiError::Unauthorized("no live session to end".into()));
     }
     Ok(expire_cookie(StatusCode::NO_CONTENT.into_response()))
 }
 
 /// "Log out everywhere": ends every session of the signed-in user.
+/// Ends every session of the signed-in user.
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth", security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Every session ended; the cookie is cleared."),
+        (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
+    ))]
 pub async fn logout_all(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -78,6 +114,12 @@ fn expire_cookie(mut resp: Response) -> Response {
     resp
 }
 
+/// The signed-in user's balance.
+#[utoipa::path(get, path = "/v1/me/balance", tag = "account", security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The balance (cached up to 30 s, dropped on every change).", body = BalanceResponse),
+        (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
+    ))]
 pub async fn balance(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -86,6 +128,17 @@ pub async fn balance(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// Buys a number: debits the balance and reserves a number, atomically.
+#[utoipa::path(post, path = "/v1/activations", tag = "account", security(("bearer" = []), ("session_cookie" = [])), request_body = PurchaseRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,64}$", description = "Makes a retry safe: the same key with the same request answers the first result again (with `Idempotent-Replayed: true`); with another request, 409. 1–64 visible ASCII characters.")),
+    responses(
+        (status = 201, description = "Bought.", body = Activation, headers(("Idempotent-Replayed" = String, description = "`true` when this answers a retried request with its key."))),
+        (status = 400, description = "Malformed input (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
+        (status = 402, description = "The balance is below the price (`insufficient_funds`).", body = ErrorBody),
+        (status = 404, description = "No such product (`not_found`).", body = ErrorBody),
+        (status = 409, description = "Out of stock, or the key was used for another request (`conflict`).", body = ErrorBody),
+    ))]
 pub async fn purchase(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -98,13 +151,27 @@ pub async fn purchase(
     Ok(replay_marked(resp, purchase.replayed))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Only activations in this state.
+    #[param(pattern = "^(pending|received|completed|cancelled|expired)$")]
     status: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     cursor: Option<String>,
+    /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
+/// The signed-in user's purchases, newest first.
+#[utoipa::path(get, path = "/v1/activations", tag = "account", security(("bearer" = []), ("session_cookie" = [])), params(HistoryQuery),
+    responses(
+        (status = 200, description = "One page.", body = ActivationPage),
+        (status = 400, description = "Malformed input (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
+    ))]
 pub async fn history(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -117,6 +184,16 @@ pub async fn history(
     Ok(Json(page).into_response())
 }
 
+/// Sets a product's price and stock (admin).
+#[utoipa::path(put, path = "/v1/admin/prices/{provider}/{country}/{service}", tag = "admin", security(("bearer" = []), ("session_cookie" = [])),
+    params(Product), request_body = SetPriceRequest,
+    responses(
+        (status = 200, description = "The new price; its cached copies are dropped fleet-wide.", body = Price),
+        (status = 400, description = "Malformed input (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
+        (status = 403, description = "Not an admin (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "Unknown provider, country or service (`not_found`).", body = ErrorBody),
+    ))]
 pub async fn set_price(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -127,11 +204,25 @@ pub async fn set_price(
     Ok(Json(price).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct UserPath {
+    /// The user's id.
+    #[param(minimum = 1)]
     id: i64,
 }
 
+/// Credits a user's balance through the ledger (admin).
+#[utoipa::path(post, path = "/v1/admin/users/{id}/credit", tag = "admin", security(("bearer" = []), ("session_cookie" = [])),
+    params(UserPath, ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,64}$", description = "Makes a retry safe: the same key with the same request answers the first result again (with `Idempotent-Replayed: true`); with another request, 409. 1–64 visible ASCII characters.")), request_body = CreditRequest,
+    responses(
+        (status = 200, description = "The user's new balance.", body = BalanceResponse, headers(("Idempotent-Replayed" = String, description = "`true` when this answers a retried request with its key."))),
+        (status = 400, description = "Malformed input (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
+        (status = 403, description = "Not an admin (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "No such user (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The key was used for another request (`conflict`).", body = ErrorBody),
+    ))]
 pub async fn credit(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,

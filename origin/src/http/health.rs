@@ -10,12 +10,15 @@ use serde_json::json;
 
 use super::client_ip::ClientIp;
 use super::error::ApiError;
+use super::openapi::{ClientIpResponse, HealthResponse};
 use crate::meters;
 use crate::monitor::{fullest, pg_connections, redis_memory};
 use crate::state::AppState;
 
 /// Alive: the process answers. Checks nothing else, so a Redis or database outage never gets
 /// the process restarted.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, description = "The process answers.", body = HealthResponse)))]
 pub async fn healthz() -> Response {
     no_store(Json(json!({"status": "ok"})).into_response())
 }
@@ -51,6 +54,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// The address the origin attributes this request to (after edge trust): lets the frontend and
 /// operators check what the limits and logs see.
+#[utoipa::path(get, path = "/v1/client-ip", tag = "meta",
+    responses((status = 200, description = "The client's address as the origin sees it.", body = ClientIpResponse)))]
 pub async fn client_ip(ClientIp(ip): ClientIp) -> Response {
     no_store(Json(json!({"ip": ip.to_string()})).into_response())
 }

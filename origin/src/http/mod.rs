@@ -6,6 +6,7 @@
 //! - [`ratelimit`]: the tier check in front of every `/v1/` route.
 //! - [`ops`]: operator actions (the Ops tier).
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`openapi`]: the OpenAPI document, built from the handlers as they are routed.
 //! - [`respond`]: `Cache-Control`, `ETag` and `304` for cacheable responses.
 //! - [`client_ip`]: the client address, trusting the edge's forwarded one only with its secret.
 //! - [`extract`]: extractors whose rejections are the JSON 400 every route promises.
@@ -18,6 +19,7 @@ pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
 pub mod ops;
 pub mod ratelimit;
 pub mod respond;
@@ -30,11 +32,15 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::get;
+use bytes::Bytes;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::meters;
 use crate::state::AppState;
@@ -42,48 +48,57 @@ use error::{ApiError, json_error};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static(shared::headers::REQUEST_ID);
 
+/// Every documented route, registered from its handler's `#[utoipa::path]` (path and method
+/// come from the annotation, so the document and the router cannot disagree).
+fn api_router() -> OpenApiRouter<AppState> {
+    // Personal and mutating routes: never stored by any cache.
+    let private = OpenApiRouter::new()
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::logout_all))
+        .routes(routes!(accounts::balance))
+        .routes(routes!(accounts::purchase, accounts::history))
+        .routes(routes!(accounts::set_price))
+        .routes(routes!(accounts::credit))
+        .routes(routes!(ops::invalidate))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(shared::policy::PRIVATE_NO_STORE),
+        ));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(private)
+        .routes(routes!(catalog::providers))
+        .routes(routes!(catalog::countries))
+        .routes(routes!(catalog::services))
+        .routes(routes!(catalog::bulk_prices))
+        .routes(routes!(catalog::price))
+        .routes(routes!(health::client_ip))
+        .routes(routes!(health::healthz))
+}
+
+/// The OpenAPI document of [`router`], as `/openapi.json` serves it.
+pub fn openapi_document() -> String {
+    openapi::document(&openapi::complete(api_router().into_openapi()))
+}
+
 pub fn router(state: AppState) -> Router {
     let metrics_on = state.metrics.is_some();
     let admission = Arc::new(Admission {
         in_flight: tokio::sync::Semaphore::new(state.settings.max_concurrent_requests),
         timeout: state.settings.request_timeout,
     });
-    // Personal and mutating routes: never stored by any cache.
-    let private = Router::new()
-        .route("/v1/auth/register", post(accounts::register))
-        .route("/v1/auth/login", post(accounts::login))
-        .route("/v1/auth/logout", post(accounts::logout))
-        .route("/v1/auth/logout-all", post(accounts::logout_all))
-        .route("/v1/me/balance", get(accounts::balance))
-        .route(
-            "/v1/activations",
-            post(accounts::purchase).get(accounts::history),
-        )
-        .route(
-            "/v1/admin/prices/{provider}/{country}/{service}",
-            put(accounts::set_price),
-        )
-        .route("/v1/admin/users/{id}/credit", post(accounts::credit))
-        .route("/v1/ops/cache/invalidate", post(ops::invalidate))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(shared::policy::PRIVATE_NO_STORE),
-        ));
+    let (api, spec) = api_router().split_for_parts();
+    let spec = Bytes::from(openapi::document(&openapi::complete(spec)));
     Router::new()
-        .merge(private)
-        .route("/v1/catalog/providers", get(catalog::providers))
-        .route("/v1/catalog/{provider}/countries", get(catalog::countries))
-        .route("/v1/catalog/{provider}/services", get(catalog::services))
+        .merge(api)
         .route(
-            "/v1/catalog/{provider}/prices/{country}",
-            get(catalog::bulk_prices),
+            "/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], spec) }
+            }),
         )
-        .route(
-            "/v1/catalog/{provider}/prices/{country}/{service}",
-            get(catalog::price),
-        )
-        .route("/v1/client-ip", get(health::client_ip))
-        .route("/healthz", get(health::healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -413,6 +413,10 @@ async fn cors_preflight_and_vary() {
         .unwrap();
     assert_eq!(header(&ok, "access-control-allow-origin"), "https://nexnum.app");
     assert!(header(&ok, "vary").contains("Origin"));
+    // The page may read timings and sizes of our answers (Performance API), and knows their age.
+    assert_eq!(header(&ok, "timing-allow-origin"), "https://nexnum.app");
+    let date = header(&ok, "date");
+    assert!(date.ends_with(" GMT") && date.len() == 29, "an IMF-fixdate: {date:?}");
     let other = s
         .http
         .get(s.edge.url("/v1/catalog/providers"))
@@ -421,7 +425,9 @@ async fn cors_preflight_and_vary() {
         .await
         .unwrap();
     assert_eq!(header(&other, "access-control-allow-origin"), "");
+    assert_eq!(header(&other, "timing-allow-origin"), "");
     assert!(header(&other, "vary").contains("Origin"));
+    assert!(header(&other, "date").ends_with(" GMT"), "a cached answer is dated too");
 }
 
 #[tokio::test]

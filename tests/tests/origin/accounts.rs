@@ -137,6 +137,9 @@ async fn logout_ends_the_session() {
     assert!(!redis_cmd::<bool>(&s.app, &["EXISTS", &key]).await);
     let r = s.app.get_as(&token, "/v1/me/balance").await;
     assert_error(r, 401, "unauthorized").await;
+    // Ending it again: there is no live session to end.
+    let again = s.app.post_json_as(&token, "/v1/auth/logout", &j!({})).await;
+    assert_error(again, 401, "unauthorized").await;
 }
 
 #[tokio::test]

@@ -45,3 +45,13 @@ async fn readyz_reports_an_unreachable_database() {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(resp).await["error"]["code"], "unavailable");
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_as_generated() {
+    let db = TestDb::new(None).await;
+    let app = TestApp::spawn(&db, AppOptions::default()).await;
+    let resp = app.get("/openapi.json").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(resp.text().await.unwrap(), origin::http::openapi_document());
+}

@@ -1,0 +1,61 @@
+/**
+ * The typed client of the NexNum API. `schema.d.ts` is generated from the repository's
+ * `openapi.json` (`npm run generate`, run by `make openapi`); this file adds the few things every
+ * caller needs on top of openapi-fetch: the wire types by name, the error body, and an
+ * Idempotency-Key maker.
+ */
+import createClient, { type ClientOptions } from "openapi-fetch";
+import type { components, paths } from "./schema";
+
+export type { components, paths };
+
+type Schemas = components["schemas"];
+export type Provider = Schemas["Provider"];
+export type Country = Schemas["Country"];
+export type Service = Schemas["Service"];
+export type Price = Schemas["Price"];
+export type BulkPrices = Schemas["BulkPricesResponse_Price"];
+export type Activation = Schemas["Activation"];
+export type ActivationPage = Schemas["ActivationPage"];
+export type Balance = Schemas["BalanceResponse"];
+export type Credentials = Schemas["Credentials"];
+export type PurchaseRequest = Schemas["Product"];
+/** Every 4xx/5xx body: `{"error": {"code", "message"}}`. */
+export type ErrorBody = Schemas["ErrorBody"];
+
+/** Stable error codes the API answers with (`ErrorBody.error.code`). */
+export type ErrorCode =
+  | "bad_request"
+  | "unauthorized"
+  | "insufficient_funds"
+  | "forbidden"
+  | "not_found"
+  | "conflict"
+  | "method_not_allowed"
+  | "payload_too_large"
+  | "rate_limited"
+  | "unavailable"
+  | "timeout"
+  | "internal";
+
+/**
+ * A client for `baseUrl` (the edge, e.g. `https://api.example.com`, or `http://localhost:8787`
+ * under `wrangler dev`). In a browser, `credentials: "include"` sends the `session` cookie
+ * cross-origin; the edge allows it only for its configured origins.
+ */
+export function createNexnumClient(baseUrl: string, options: Omit<ClientOptions, "baseUrl"> = {}) {
+  return createClient<paths>({ baseUrl, credentials: "include", ...options });
+}
+
+export type NexnumClient = ReturnType<typeof createNexnumClient>;
+
+/** A fresh `Idempotency-Key` for one purchase attempt: reuse it for retries of that attempt. */
+export function idempotencyKey(): string {
+  return crypto.randomUUID();
+}
+
+/** The error code of an error body, or `undefined` when the body is not one. */
+export function errorCode(body: unknown): ErrorCode | undefined {
+  const code = (body as ErrorBody | undefined)?.error?.code;
+  return typeof code === "string" ? (code as ErrorCode) : undefined;
+}
