@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge dev test fleet bench stop lint fmt seed seed-large fuzz image openapi client schemathesis
+.PHONY: help setup edge dev test fleet bench stop lint fmt seed seed-large fuzz image openapi client schemathesis example browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -77,6 +77,14 @@ client: ## the TypeScript client: its generated types are current, and it type-c
 	  && if cmp -s .schema.check.d.ts src/schema.d.ts; then rm -f .schema.check.d.ts; \
 	     else rm -f .schema.check.d.ts; echo "error: clients/ts/src/schema.d.ts is stale: run make openapi" >&2; exit 1; fi
 	cd clients/ts && npm run -s check
+
+example: ## the Next.js example on http://localhost:3000 against the edge of a running `make dev`
+	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20)" >&2; exit 1; }
+	cd clients/ts && npm ci --no-audit --no-fund --silent
+	cd examples/nextjs && npm ci --no-audit --no-fund --silent && EDGE_URL=$${EDGE_URL:-http://localhost:8787} npx next dev --port 3000
+
+browser: setup edge ## the example in headless Chromium against origin + wrangler dev: CORS, cookies, browser cache, 304, double-click, 429 (about a minute)
+	@scripts/browser-test.sh
 
 schemathesis: ## Schemathesis (PyPI) against a real origin with openapi.json: every operation and check, bounded
 	@scripts/schemathesis.sh

@@ -34,3 +34,6 @@ need podman podman
 # is made with `redis-cli --cluster create`.
 need redis-server redis-server
 need redis-cli redis-tools
+# Chromium: the browser test (make browser) drives Debian's build with playwright-core (browser
+# downloads are not possible here).
+need chromium chromium

@@ -1,0 +1,32 @@
+/**
+ * Where the edge is, and how long the catalog may be reused: the revalidation periods are the
+ * `max-age` of the policy table (`shared/src/policy.rs`, README "Catalog API"), so the server
+ * renders no staler than a browser would cache.
+ */
+import type { components } from "@nexnum/api-client";
+
+/** The edge, as the Next.js server reaches it. */
+export const EDGE_URL = process.env.EDGE_URL ?? "http://localhost:8787";
+/** The edge, as the browser reaches it (read at request time and handed to the client
+ * components as a prop, so one build runs against any edge). */
+export const PUBLIC_EDGE_URL = process.env.PUBLIC_EDGE_URL ?? EDGE_URL;
+
+export const REVALIDATE = {
+  /** providers, countries, services: `max-age=300` */
+  lists: 300,
+  /** prices: `max-age=15` */
+  prices: 15,
+} as const;
+
+export type Schemas = components["schemas"];
+
+/** A server-side catalog read through the edge, cached by Next.js for `revalidate` seconds. */
+export async function catalog<T>(path: string, revalidate: number): Promise<T> {
+  const response = await fetch(`${EDGE_URL}${path}`, { next: { revalidate } });
+  if (!response.ok) {
+    throw new Error(`GET ${path}: ${response.status}`);
+  }
+  return (await response.json()) as T;
+}
+
+export { dollars } from "./format";

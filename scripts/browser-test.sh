@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `make browser`: the Next.js example (examples/nextjs) in real headless Chromium against the real
+# origin and the edge under `wrangler dev`. Starts everything on spare loopback ports, runs
+# examples/nextjs/e2e/browser.test.mjs, stops everything. Artifacts (screenshots, logs) go to
+# .local/browser/. Bounded: BROWSER_TEST_SECS (default 600) for the whole run.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+command -v chromium >/dev/null || [ -x /usr/bin/chromium ] \
+  || { echo "error: chromium not found (Debian: apt-get install chromium; scripts/toolchain.sh does)" >&2; exit 1; }
+art="$root/.local/browser"
+rm -rf "$art"; mkdir -p "$art"
+
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+cargo build -q -p origin
+(cd clients/ts && npm ci --no-audit --no-fund --silent)
+(cd examples/nextjs && npm ci --no-audit --no-fund --silent && npx next build >"$art/next-build.log" 2>&1) \
+  || { echo "error: next build failed; see $art/next-build.log" >&2; exit 1; }
+
+spare() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+origin_port=$(spare); ops_port=$(spare); edge_port=$(spare); web_port=$(spare)
+secret="browser-test-edge-secret-$$"
+db=nexnum_browser
+export DATABASE_URL="${PG_ADMIN_URL%/*}/$db"
+psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+target/debug/origin seed --scale small >/dev/null
+admin_password="browser admin password"
+ADMIN_PASSWORD="$admin_password" target/debug/origin admin create --email admin@example.com >/dev/null
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+wait_for() { for _ in $(seq 600); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "error: $1 never answered" >&2; return 1; }
+
+ORIGIN_ADDR="127.0.0.1:$origin_port" METRICS_ADDR="127.0.0.1:$ops_port" REDIS_KEY_PREFIX="browser:$$:" \
+  EDGE_SECRET="$secret" LOGIN_MAX_FAILURES=3 RUST_LOG=warn \
+  target/debug/origin serve >"$art/origin.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$origin_port/healthz"
+
+# The user the page signs in as, funded through the admin API.
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
+user_password="browser user password"
+user_id=$(curl -sf "http://127.0.0.1:$origin_port/v1/auth/register" -H 'content-type: application/json' \
+  -d "{\"email\":\"shopper@example.com\",\"password\":\"$user_password\"}" | json id)
+admin_token=$(curl -sf "http://127.0.0.1:$origin_port/v1/auth/login" -H 'content-type: application/json' \
+  -d "{\"email\":\"admin@example.com\",\"password\":\"$admin_password\"}" | json token)
+curl -sf -o /dev/null "http://127.0.0.1:$origin_port/v1/admin/users/$user_id/credit" \
+  -H "authorization: Bearer $admin_token" -H 'content-type: application/json' -d '{"amount_cents":100000}'
+
+WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port "$edge_port" \
+  --var "ORIGIN_URL:http://127.0.0.1:$origin_port" --var "EDGE_SECRET:$secret" \
+  --var "CORS_ALLOWED_ORIGINS:http://localhost:$web_port" >"$art/wrangler.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$edge_port/v1/catalog/providers"
+
+(cd examples/nextjs && EDGE_URL="http://localhost:$edge_port" PORT="$web_port" \
+  exec npx next start --port "$web_port" --hostname 127.0.0.1 >"$art/next.log" 2>&1) &
+pids+=($!)
+wait_for "http://127.0.0.1:$web_port/"
+
+cd examples/nextjs
+WEB_URL="http://localhost:$web_port" EDGE_URL="http://localhost:$edge_port" \
+  ORIGIN_URL="http://127.0.0.1:$origin_port" USER_EMAIL=shopper@example.com \
+  USER_PASSWORD="$user_password" ARTIFACTS="$art" \
+  timeout "${BROWSER_TEST_SECS:-600}" node --test --test-reporter=spec e2e/browser.test.mjs
+echo "screenshots: $art/example.png, $art/rate-limited.png"
