@@ -66,6 +66,9 @@ enum Cmd {
         /// Skip the edge scenarios (no node / no built worker).
         #[arg(long)]
         skip_edge: bool,
+        /// Length of the refresh-ahead run over hot keys (0: skip it).
+        #[arg(long, default_value_t = 180)]
+        refresh_secs: u64,
     },
 }
 
@@ -87,7 +90,8 @@ fn main() -> anyhow::Result<()> {
             connections,
             out,
             skip_edge,
-        } => rt.block_on(run(reps, secs, connections, &out, skip_edge)),
+            refresh_secs,
+        } => rt.block_on(run(reps, secs, connections, &out, skip_edge, refresh_secs)),
     }
 }
 
@@ -122,6 +126,7 @@ async fn run(
     connections: u32,
     out: &Path,
     skip_edge: bool,
+    refresh_secs: u64,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let env = BenchEnv::from_environment()?;
@@ -131,7 +136,7 @@ async fn run(
     // 1. Set-up: the catalogs, the requests, the servers.
     let catalogs = setup::seed_catalogs(&env).await?;
     let paths = Paths::build(&catalogs, &tmp).await?;
-    let servers = Servers::start(&env, &catalogs, &paths, &tmp, skip_edge).await?;
+    let mut servers = Servers::start(&env, &catalogs, &paths, &tmp, skip_edge).await?;
 
     // 2. Every scenario under wrk (interleaved reps), then the probes.
     let scenarios = load::scenarios(&servers, &paths, &env.redis);
@@ -148,6 +153,25 @@ async fn run(
     )
     .await?;
     probes["login_flood"] = probes::catalog_during_login_flood(&servers.full, &paths.price).await?;
+    if refresh_secs > 0 {
+        // Prices live 60 s / 12 = 5 s here: the run crosses a TTL boundary every 5 s.
+        let divisor = 12;
+        let origin = env
+            .origin(
+                "origin (refresh ahead, TTL / 12)",
+                &catalogs.large,
+                &servers.extra_prefix("r"),
+                &[("CACHE_TTL_DIVISOR", "12")],
+            )
+            .await?;
+        let hot: Vec<String> = std::fs::read_to_string(&paths.singles_file)?
+            .lines()
+            .take(20)
+            .map(str::to_owned)
+            .collect();
+        probes["refresh_ahead"] =
+            probes::refresh_ahead(&origin, &hot, 60 / divisor, refresh_secs).await?;
+    }
 
     // 3. The report.
     let results = report::summarise(&scenarios, samples);

@@ -230,3 +230,109 @@ async fn catalog_latencies(
     all.sort_by(f64::total_cmp);
     Ok(all)
 }
+
+/// Refresh ahead under a steady load: `clients` clients read `paths` (hot price keys) for `secs`
+/// on an origin whose price TTL is shortened to `ttl_secs`, so the run crosses dozens of TTL
+/// boundaries. Reported per TTL-long window after a warm-up of two TTLs: p99 and max latency (flat
+/// when no request pays for an expiry), the requests that waited on a database load after the
+/// warm-up (`cache_requests_total` miss/coalesced/error; the goal is 0), and the refreshes.
+pub async fn refresh_ahead(
+    origin: &Proc,
+    paths: &[String],
+    ttl_secs: u64,
+    secs: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let clients = 16;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let base = format!("http://127.0.0.1:{}", origin.port);
+    for p in paths {
+        client.get(format!("{base}{p}")).send().await?;
+    }
+    let waited = |client: reqwest::Client| async move {
+        let mut sum = 0.0;
+        for result in ["miss", "coalesced", "error"] {
+            let series = format!("cache_requests_total{{type=\"prices\",result=\"{result}\"}}");
+            sum += scrape(&client, origin.ops_port, &series).await;
+        }
+        sum
+    };
+    let started = Instant::now();
+    let warmup = Duration::from_secs(2 * ttl_secs);
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let (client, base) = (client.clone(), base.clone());
+            let paths = paths.to_vec();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let mut n = i;
+                while started.elapsed() < Duration::from_secs(secs) {
+                    let t = Instant::now();
+                    let at = started.elapsed();
+                    let url = format!("{base}{}", paths[n % paths.len()]);
+                    let ok = client
+                        .get(url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    samples.push((at, t.elapsed(), ok));
+                    n += 1;
+                }
+                samples
+            })
+        })
+        .collect();
+    tokio::time::sleep(warmup).await;
+    let waited_at_warmup = waited(client.clone()).await;
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await?);
+    }
+    let waited_after = waited(client.clone()).await - waited_at_warmup;
+    let refreshed = scrape(
+        &client,
+        origin.ops_port,
+        "cache_refresh_total{type=\"prices\",outcome=\"refreshed\"}",
+    )
+    .await;
+    let failures = samples.iter().filter(|(_, _, ok)| !ok).count();
+    let window = Duration::from_secs(ttl_secs);
+    let mut windows: Vec<Vec<f64>> = Vec::new();
+    for (at, latency, _) in samples.iter().filter(|(at, ..)| *at >= warmup) {
+        let w = ((*at - warmup).as_secs_f64() / window.as_secs_f64()) as usize;
+        if windows.len() <= w {
+            windows.resize(w + 1, Vec::new());
+        }
+        windows[w].push(latency.as_secs_f64() * 1000.0);
+    }
+    let stats: Vec<(f64, f64)> = windows
+        .iter_mut()
+        .filter(|w| w.len() > 100)
+        .map(|w| {
+            w.sort_by(f64::total_cmp);
+            (percentile(w, 0.99), w.last().copied().unwrap_or(0.0))
+        })
+        .collect();
+    let p99s: Vec<f64> = stats.iter().map(|s| s.0).collect();
+    let maxes: Vec<f64> = stats.iter().map(|s| s.1).collect();
+    let fold = |v: &[f64], f: fn(f64, f64) -> f64, init| v.iter().copied().fold(init, f);
+    let counted = samples.iter().filter(|(at, ..)| *at >= warmup).count();
+    let mut sorted_max = maxes.clone();
+    sorted_max.sort_by(f64::total_cmp);
+    let max_ms_median = percentile(&sorted_max, 0.5);
+    Ok(serde_json::json!({
+        "secs": secs,
+        "ttl_secs": ttl_secs,
+        "hot_keys": paths.len(),
+        "requests": counted,
+        "failures": failures,
+        "windows": stats.len(),
+        "p99_ms_min": fold(&p99s, f64::min, f64::INFINITY),
+        "p99_ms_max": fold(&p99s, f64::max, 0.0),
+        "max_ms_median": max_ms_median,
+        "max_ms_max": fold(&maxes, f64::max, 0.0),
+        "waited_after_warmup": waited_after,
+        "refreshed": refreshed,
+    }))
+}

@@ -207,6 +207,7 @@ pub struct Servers {
     pub cluster: Option<ClusterServers>,
     /// (Redis URL, prefix) of every namespace the run wrote.
     pub prefixes: Vec<(String, String)>,
+    redis: String,
     no_l1_prefix: String,
     bouncer_cold_prefix: String,
 }
@@ -338,6 +339,7 @@ impl Servers {
             bouncer,
             cluster,
             prefixes,
+            redis: env.redis.clone(),
             no_l1_prefix,
             bouncer_cold_prefix,
         })
@@ -352,6 +354,14 @@ impl Servers {
     /// The same for the L1-off origin behind PgBouncer.
     pub fn bouncer_cold_prefix(&self) -> &str {
         &self.bouncer_cold_prefix
+    }
+
+    /// A fresh key prefix on the shared Redis for a server started later (cleaned up with the
+    /// rest).
+    pub fn extra_prefix(&mut self, name: &str) -> String {
+        let p = format!("bench:{name}:{}:", uuid::Uuid::new_v4().simple());
+        self.prefixes.push((self.redis.clone(), p.clone()));
+        p
     }
 
     /// Deletes every key the run wrote.

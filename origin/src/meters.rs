@@ -68,7 +68,11 @@ fn describe_and_baseline() {
     );
     describe_counter!(
         "cache_requests_total",
-        "Cache-aside reads by data type and result (hit, miss, error, coalesced)"
+        "Cache-aside reads by data type and result (hit, miss, error, coalesced); all but hit waited on a database load"
+    );
+    describe_counter!(
+        "cache_refresh_total",
+        "Refresh-ahead reloads by data type and outcome (refreshed, skipped, superseded, failed)"
     );
     describe_histogram!(
         "cache_load_duration_seconds",
@@ -163,6 +167,13 @@ pub fn cache_results(data: DataType, result: &'static str, n: u64) {
     if n > 0 {
         cache_counter(data, result).increment(n);
     }
+}
+
+/// `cache_refresh_total{type, outcome}`: refresh-ahead attempts (`refreshed`, `skipped`: another
+/// process holds the key's lock, `superseded`: a mutation came first, `failed`).
+pub fn cache_refresh(data: DataType, outcome: &'static str) {
+    metrics::counter!("cache_refresh_total", "type" => data.as_str(), "outcome" => outcome)
+        .increment(1);
 }
 
 /// `cache_load_duration_seconds{type}`.

@@ -214,6 +214,20 @@ impl Redis {
         .map(|v| v.map(Bytes::from))
     }
 
+    /// `GET key` and `PTTL key` in one round trip: the value and its milliseconds to live
+    /// (negative when the key is absent or never expires).
+    pub async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, i64), RedisError> {
+        let full = self.full(key);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(&full);
+        pipe.cmd("PTTL").arg(&full);
+        let mut conn = self.conn.clone();
+        let (value, pttl): (Option<Vec<u8>>, i64) = self
+            .bounded("get", async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok((value.map(Bytes::from), pttl))
+    }
+
     /// One `MGET` for all `keys`, values in the same order.
     pub async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, RedisError> {
         let mut conn = self.conn.clone();

@@ -40,6 +40,7 @@ pub struct L1 {
     live: Arc<AtomicBool>,
     /// Bumped on every invalidation seen (local or from the bus).
     generation: Arc<AtomicU64>,
+    ttl: Duration,
 }
 
 impl L1 {
@@ -56,7 +57,13 @@ impl L1 {
             entries,
             live: Arc::new(AtomicBool::new(false)),
             generation: Arc::new(AtomicU64::new(0)),
+            ttl,
         }
+    }
+
+    /// Longest an entry lives here.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     pub fn get(&self, key: &str) -> Option<Entry> {

@@ -7,7 +7,12 @@
 //!   dead holder's lease simply expires), written back with the policy TTL, counted.
 //! - [`Cache::get_multiple`] is the guide's `cacheGetMultiple`: one MGET, one load for every
 //!   missing key, one pipelined write-back.
-//! - [`Cache::invalidate`] deletes keys after a mutation; [`Cache::delete_matching`] by pattern.
+//! - Refresh ahead: a hit on a value in the last part of its Redis TTL ([`refresh_window`])
+//!   reloads it in the background, under the same fleet-wide lock, and stores it with a fresh
+//!   TTL; the request is served the current value at once. A key read steadily therefore never
+//!   expires, and no request waits on a database load for it after the first.
+//! - [`Cache::invalidate`] deletes keys (and their fill locks, so a refresh in flight cannot put
+//!   an old value back) after a mutation; [`Cache::delete_matching`] by pattern.
 //!
 //! Values are stored as the exact JSON bytes the client gets, so a hit is served without
 //! decoding. A known absence (no such price) is stored as `null` with a short TTL, so repeated
@@ -39,6 +44,8 @@ static STORE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("store.lua")));
 static RELEASE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
+static REFRESH: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("refresh.lua")));
 
 /// How long a fill lock is held at most: a load takes milliseconds; if its holder dies, waiters
 /// take over after this.
@@ -94,6 +101,25 @@ pub struct Cache {
     flights: Flights,
     /// L1, when enabled ([`Cache::enable_l1`]).
     l1: Option<L1>,
+    /// Keys this process is refreshing ahead now (one refresh per key per process).
+    refreshing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    stats: Arc<Stats>,
+}
+
+/// What a test (or an operator reading `/metrics`) needs to know about loads.
+#[derive(Default)]
+pub struct Stats {
+    /// Requests that waited on a database load (a miss, a coalesced wait, or Redis trouble).
+    pub waited: std::sync::atomic::AtomicU64,
+    /// Values reloaded and stored ahead of their expiry.
+    pub refreshed: std::sync::atomic::AtomicU64,
+}
+
+/// When a hit starts a refresh: in the last fifth of the Redis TTL, but never less than twice
+/// L1's lifetime (a hot key is read from Redis only when its L1 copy ends, so the window must
+/// hold at least one such read), and never more than half the TTL.
+pub fn refresh_window(ttl: Duration, l1_ttl: Duration) -> Duration {
+    (ttl / 5).max(l1_ttl * 2).min(ttl / 2)
 }
 
 /// What a fleet-wide fill attempt found.
@@ -111,7 +137,13 @@ impl Cache {
             ttl_divisor,
             flights: Flights::default(),
             l1: None,
+            refreshing: Arc::default(),
+            stats: Arc::default(),
         }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// Turns on L1 and its invalidation subscriber (needs a Tokio runtime).
@@ -150,16 +182,22 @@ impl Cache {
             return Ok(entry);
         }
         let generation = self.l1.as_ref().map_or(0, L1::generation);
-        let redis_ok = match self.redis.get(&key).await {
-            Ok(Some(bytes)) => {
+        let redis_ok = match self.redis.get_with_ttl(&key).await {
+            Ok((Some(bytes), pttl)) => {
                 meters::cache_results(data, "hit", 1);
                 let entry = decode(bytes);
+                if entry.is_some() && self.refresh_due(data, pttl) {
+                    self.refresh_ahead(data, key.clone(), load);
+                }
                 self.keep(key, entry.clone(), generation);
                 return Ok(entry);
             }
-            Ok(None) => true,
+            Ok((None, _)) => true,
             Err(_) => false,
         };
+        self.stats
+            .waited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let this = self.clone();
         let flight_key = key.clone();
         let (result, role) = self
@@ -180,6 +218,88 @@ impl Cache {
         };
         meters::cache_results(data, outcome, 1);
         result
+    }
+
+    /// Whether a hit with `pttl_ms` left should be refreshed ahead.
+    fn refresh_due(&self, data: DataType, pttl_ms: i64) -> bool {
+        let ttl = Duration::from_secs(self.ttl(data).into());
+        let l1_ttl = self.l1.as_ref().map_or(Duration::ZERO, L1::ttl);
+        pttl_ms > 0 && (pttl_ms as u128) < refresh_window(ttl, l1_ttl).as_millis()
+    }
+
+    /// Reloads `key` in the background (one refresh per key per process, and through the fill
+    /// lock one per fleet); the caller does not wait.
+    fn refresh_ahead<E, F, Fut>(&self, data: DataType, key: String, load: F)
+    where
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
+    {
+        let fresh = self
+            .refreshing
+            .lock()
+            .map(|mut set| set.insert(key.clone()))
+            .unwrap_or(false);
+        if !fresh {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let outcome = this.refresh(data, &key, load).await;
+            if let Ok(mut set) = this.refreshing.lock() {
+                set.remove(&key);
+            }
+            meters::cache_refresh(data, outcome);
+        });
+    }
+
+    async fn refresh<E, F, Fut>(&self, data: DataType, key: &str, load: F) -> &'static str
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Loaded, E>>,
+    {
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let lock = keys::fill_lock(key);
+        let lease = FILL_LEASE.as_secs() as u32;
+        match self
+            .redis
+            .set_new("refresh", &lock, owner.as_bytes(), lease)
+            .await
+        {
+            Ok(true) => {}
+            // Another process is loading it: nothing to do.
+            Ok(false) => return "skipped",
+            Err(_) => return "failed",
+        }
+        let started = Instant::now();
+        let Ok(loaded) = load().await else {
+            let _ = self.release(&lock, &owner).await;
+            return "failed";
+        };
+        meters::cache_load(data, started.elapsed());
+        let Some((bytes, ttl)) = self.stored_form(data, &loaded) else {
+            let _ = self.release(&lock, &owner).await;
+            return "skipped";
+        };
+        let stored = self
+            .redis
+            .eval::<i64>(
+                "refresh",
+                &REFRESH,
+                &[key, &lock],
+                (&owner, bytes.as_ref(), ttl),
+            )
+            .await;
+        match stored {
+            Ok(1) => {
+                self.stats
+                    .refreshed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                "refreshed"
+            }
+            Ok(_) => "superseded",
+            Err(_) => "failed",
+        }
     }
 
     /// The leader's side of a miss: take the fleet's fill lock (or wait for whoever holds it and
@@ -323,6 +443,9 @@ impl Cache {
         meters::cache_results(data, "hit", (keys.len() - missing.len()) as u64);
         if !missing.is_empty() {
             meters::cache_results(data, "miss", missing.len() as u64);
+            self.stats
+                .waited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let started = Instant::now();
             let loaded = load_missing(missing.clone())
                 .await
@@ -359,9 +482,15 @@ impl Cache {
         if let Some(l1) = &self.l1 {
             l1.remove(keys);
         }
-        // Delete, and tell every replica to drop its in-process copy, in one round trip.
+        // Delete (with the fill locks: a refresh in flight loaded what is now old, and must not
+        // store it), and tell every replica to drop its in-process copy, in one round trip.
+        let with_locks: Vec<String> = keys
+            .iter()
+            .cloned()
+            .chain(keys.iter().map(|k| keys::fill_lock(k)))
+            .collect();
         self.redis
-            .delete_and_publish(keys, keys::INVALIDATION_CHANNEL, &keys.join("\n"))
+            .delete_and_publish(&with_locks, keys::INVALIDATION_CHANNEL, &keys.join("\n"))
             .await
     }
 
@@ -397,5 +526,24 @@ fn decode(bytes: Bytes) -> Entry {
         None
     } else {
         Some(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refresh_window_holds_an_l1_lifetime_twice_and_at_most_half_the_ttl() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // Prices: 60 s in Redis, 2 s in L1: the last 12 s.
+        assert_eq!(refresh_window(s(60), s(2)), s(12));
+        // Lists: 1 h: the last 12 min.
+        assert_eq!(refresh_window(s(3600), s(2)), s(720));
+        // A TTL shortened to 5 s: L1's 2 s twice would be 4 s, capped at half the TTL.
+        assert_eq!(refresh_window(s(5), s(2)), ms(2500));
+        // L1 off: a fifth of the TTL.
+        assert_eq!(refresh_window(s(3), Duration::ZERO), ms(600));
     }
 }

@@ -154,3 +154,45 @@ async fn known_absences_are_cached_briefly() {
     );
     assert_eq!(s.app.ttl(&format!("cache:prices:nobody:{c}:{sv}")).await, -2);
 }
+
+/// Refresh ahead: a price read steadily across several of its TTLs never expires in Redis, and
+/// no request after the first waits on a database load (the reloads happen in the background).
+#[tokio::test]
+async fn a_steadily_read_key_is_refreshed_ahead_and_never_expires() {
+    // Prices live 60 s / 20 = 3 s; L1 off, so every read goes to Redis and sees the TTL.
+    let options = AppOptions::default().env("CACHE_TTL_DIVISOR", "20").env("L1_CACHE", "off");
+    let s = seeded(options).await;
+    let (p, c, sv, ..) = some_price(&s.db.pool, 3).await;
+    let (path, key) = (format!("/v1/catalog/{p}/prices/{c}/{sv}"), price_key(&p, &c, &sv));
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(8) {
+        assert_eq!(s.app.get(&path).await.status(), StatusCode::OK);
+        assert!(s.app.ttl(&key).await > 0, "the key expired after {:?}", started.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let stats = s.app.state.cache.stats();
+    let waited = stats.waited.load(std::sync::atomic::Ordering::Relaxed);
+    let refreshed = stats.refreshed.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(waited, 1, "only the very first read waited on a database load");
+    assert!(refreshed >= 2, "8 s over a 3 s TTL takes at least 2 refreshes: {refreshed}");
+}
+
+/// A mutation during a refresh wins: the key and its lock go together, so a reload that read the
+/// old row cannot store it back.
+#[tokio::test]
+async fn invalidation_removes_the_fill_lock_with_the_key() {
+    let s = seeded(AppOptions::default()).await;
+    let key = price_key("5sim", "ad", "whatsapp");
+    let lock = keys::fill_lock(&key);
+    let mut conn = s.app.redis().await;
+    let _: () = redis::cmd("SET")
+        .arg(s.app.key(&lock))
+        .arg("someone")
+        .arg("EX")
+        .arg(5)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    s.app.state.cache.invalidate(std::slice::from_ref(&key)).await.unwrap();
+    assert_eq!(s.app.ttl(&lock).await, -2, "the lock went with the key");
+}
