@@ -206,6 +206,23 @@ pub fn scenarios(s: &Servers, p: &Paths, redis: &str) -> Vec<Scenario> {
         )
         .with_env(vec![("WRK_TOKENS", tokens)]),
     ];
+    // The large catalog's services list of one provider (tens of KB), as it is and compressed.
+    let services = "/v1/catalog/5sim/services";
+    scenarios.push(Scenario::on(
+        "services_identity",
+        "services list (large), uncompressed",
+        &s.full,
+        services,
+    ));
+    scenarios.push(
+        Scenario::on(
+            "services_br",
+            "services list (large), brotli",
+            &s.full,
+            services,
+        )
+        .with_env(vec![("WRK_ACCEPT_ENCODING", "br".into())]),
+    );
     if let Some((pooled, pooled_cold)) = &s.bouncer {
         let mut cold = Scenario::on(
             "cold_pgbouncer",

@@ -336,3 +336,27 @@ pub async fn refresh_ahead(
         "refreshed": refreshed,
     }))
 }
+
+/// Bytes on the wire for one body in each coding (the services list of the large catalog).
+pub async fn compressed_sizes(origin: &Proc, path: &str) -> anyhow::Result<serde_json::Value> {
+    let client = reqwest::Client::new();
+    let mut sizes = serde_json::Map::new();
+    for coding in ["identity", "gzip", "br"] {
+        let r = client
+            .get(format!("http://127.0.0.1:{}{path}", origin.port))
+            .header("accept-encoding", coding)
+            .send()
+            .await?;
+        let sent = r
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("identity")
+            .to_owned();
+        if sent != coding {
+            bail!("asked for {coding}, got {sent}");
+        }
+        sizes.insert(coding.into(), r.bytes().await?.len().into());
+    }
+    Ok(serde_json::Value::Object(sizes))
+}

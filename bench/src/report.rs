@@ -312,6 +312,14 @@ fn render(r: &Report) -> String {
         "GET /v1/me/balance one at a time (L1 off): warm p50 {:.3} ms p99 {:.3} ms; cold p50 {:.3} ms p99 {:.3} ms\n",
         f("warm_p50_ms"), f("warm_p99_ms"), f("cold_p50_ms"), f("cold_p99_ms")
     ));
+    let cs = &st["compressed_sizes"];
+    if cs.is_object() {
+        s.push_str(&format!(
+            "services list (large catalog, one provider): {} bytes as JSON, {} gzip, {} brotli \
+             (compressed once per entry)\n",
+            cs["identity"], cs["gzip"], cs["br"]
+        ));
+    }
     let ra = &st["refresh_ahead"];
     if ra.is_object() {
         let f = |k: &str| ra[k].as_f64().unwrap_or(0.0);

@@ -3,6 +3,7 @@
 --   WRK_METHOD  request method (default GET)
 --   WRK_BODIES  file of request bodies, one per line (JSON), cycled
 --   WRK_TOKENS  file of bearer tokens, one per line, cycled
+--   WRK_ACCEPT_ENCODING  an Accept-Encoding to send (compressed catalog bodies)
 local function lines(name)
   local file = os.getenv(name)
   if not file or file == "" then return nil end
@@ -11,6 +12,7 @@ local function lines(name)
   return out
 end
 local paths, bodies, tokens = lines("WRK_PATHS"), lines("WRK_BODIES"), lines("WRK_TOKENS")
+local accept_encoding = os.getenv("WRK_ACCEPT_ENCODING")
 local method = os.getenv("WRK_METHOD")
 if not method or method == "" then method = "GET" end
 local i = 0
@@ -18,6 +20,7 @@ request = function()
   i = i + 1
   local headers = {}
   if tokens then headers["Authorization"] = "Bearer " .. tokens[(i - 1) % #tokens + 1] end
+  if accept_encoding and accept_encoding ~= "" then headers["Accept-Encoding"] = accept_encoding end
   local body = nil
   if bodies then
     body = bodies[(i - 1) % #bodies + 1]

@@ -367,6 +367,9 @@ async fn fetch_origin(
     let build = || -> Result<Request> {
         let headers = Headers::new();
         headers.set("Accept", "application/json")?;
+        // The edge keeps and serves the JSON as it is (compression is the CDN's own layer):
+        // never a compressed representation, whose ETag names other bytes.
+        headers.set("Accept-Encoding", "identity")?;
         add_trust_headers(&headers, cfg, client_ip)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Get).with_headers(headers);

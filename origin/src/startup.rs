@@ -89,6 +89,8 @@ impl Application {
                 Limiter::disabled(redis.clone(), settings.rate_limits.clone())
             },
             headers: HeaderPolicies::new(settings.cache_ttl_divisor),
+            // As large as L1: every body L1 holds can have its compressed forms beside it.
+            compressed: crate::http::compress::Compressed::new(settings.l1_max_bytes),
             settings: Arc::new(settings),
             db,
             redis,

@@ -41,6 +41,8 @@ pub struct Services {
     pub accounts: Accounts,
     pub limiter: Limiter,
     pub headers: HeaderPolicies,
+    /// Compressed catalog bodies, made once per entry.
+    pub compressed: crate::http::compress::Compressed,
     /// `None` when `METRICS=off`.
     pub metrics: Option<PrometheusHandle>,
     /// Set on the shutdown signal: `/readyz` fails from then on.

@@ -1280,6 +1280,8 @@ export interface operations {
             header?: {
                 /** @description The `ETag` of a copy the client holds: `304 Not Modified` when it is still current. */
                 "If-None-Match"?: string | null;
+                /** @description `br` or `gzip`: bodies of 1 KiB or more come compressed (each coding has its own `ETag`). */
+                "Accept-Encoding"?: string | null;
             };
             path?: never;
             cookie?: never;
@@ -1291,8 +1293,12 @@ export interface operations {
                 headers: {
                     /** @description The policy table's directives for this data type. */
                     "Cache-Control"?: string;
-                    /** @description Strong validator of this body (xxh3). */
+                    /** @description `br` or `gzip` when the body is compressed. */
+                    "Content-Encoding"?: string;
+                    /** @description Strong validator of this representation (xxh3 of the JSON; `-br`/`-gzip` appended for a compressed one). */
                     ETag?: string;
+                    /** @description `Accept-Encoding`. */
+                    Vary?: string;
                     /** @description The tier's remaining quota, `"<tier>";r=<remaining>;t=<seconds to reset>` (IETF draft RateLimit header). */
                     ratelimit?: string;
                     /** @description The tier's quota, `"<tier>";q=<limit>;w=<window seconds>`. */
@@ -1353,6 +1359,8 @@ export interface operations {
             header?: {
                 /** @description The `ETag` of a copy the client holds: `304 Not Modified` when it is still current. */
                 "If-None-Match"?: string | null;
+                /** @description `br` or `gzip`: bodies of 1 KiB or more come compressed (each coding has its own `ETag`). */
+                "Accept-Encoding"?: string | null;
             };
             path: {
                 /**
@@ -1370,8 +1378,12 @@ export interface operations {
                 headers: {
                     /** @description The policy table's directives for this data type. */
                     "Cache-Control"?: string;
-                    /** @description Strong validator of this body (xxh3). */
+                    /** @description `br` or `gzip` when the body is compressed. */
+                    "Content-Encoding"?: string;
+                    /** @description Strong validator of this representation (xxh3 of the JSON; `-br`/`-gzip` appended for a compressed one). */
                     ETag?: string;
+                    /** @description `Accept-Encoding`. */
+                    Vary?: string;
                     /** @description The tier's remaining quota, `"<tier>";r=<remaining>;t=<seconds to reset>` (IETF draft RateLimit header). */
                     ratelimit?: string;
                     /** @description The tier's quota, `"<tier>";q=<limit>;w=<window seconds>`. */
@@ -1457,6 +1469,8 @@ export interface operations {
             header?: {
                 /** @description The `ETag` of a copy the client holds: `304 Not Modified` when it is still current. */
                 "If-None-Match"?: string | null;
+                /** @description `br` or `gzip`: bodies of 1 KiB or more come compressed (each coding has its own `ETag`). */
+                "Accept-Encoding"?: string | null;
             };
             path: {
                 /**
@@ -1479,8 +1493,12 @@ export interface operations {
                 headers: {
                     /** @description The policy table's directives for this data type. */
                     "Cache-Control"?: string;
-                    /** @description Strong validator of this body (xxh3). */
+                    /** @description `br` or `gzip` when the body is compressed. */
+                    "Content-Encoding"?: string;
+                    /** @description Strong validator of this representation (xxh3 of the JSON; `-br`/`-gzip` appended for a compressed one). */
                     ETag?: string;
+                    /** @description `Accept-Encoding`. */
+                    Vary?: string;
                     /** @description The tier's remaining quota, `"<tier>";r=<remaining>;t=<seconds to reset>` (IETF draft RateLimit header). */
                     ratelimit?: string;
                     /** @description The tier's quota, `"<tier>";q=<limit>;w=<window seconds>`. */
@@ -1559,6 +1577,8 @@ export interface operations {
             header?: {
                 /** @description The `ETag` of a copy the client holds: `304 Not Modified` when it is still current. */
                 "If-None-Match"?: string | null;
+                /** @description `br` or `gzip`: bodies of 1 KiB or more come compressed (each coding has its own `ETag`). */
+                "Accept-Encoding"?: string | null;
             };
             path: {
                 /** @example 5sim */
@@ -1580,8 +1600,12 @@ export interface operations {
                 headers: {
                     /** @description The policy table's directives for this data type. */
                     "Cache-Control"?: string;
-                    /** @description Strong validator of this body (xxh3). */
+                    /** @description `br` or `gzip` when the body is compressed. */
+                    "Content-Encoding"?: string;
+                    /** @description Strong validator of this representation (xxh3 of the JSON; `-br`/`-gzip` appended for a compressed one). */
                     ETag?: string;
+                    /** @description `Accept-Encoding`. */
+                    Vary?: string;
                     /** @description The tier's remaining quota, `"<tier>";r=<remaining>;t=<seconds to reset>` (IETF draft RateLimit header). */
                     ratelimit?: string;
                     /** @description The tier's quota, `"<tier>";q=<limit>;w=<window seconds>`. */
@@ -1660,6 +1684,8 @@ export interface operations {
             header?: {
                 /** @description The `ETag` of a copy the client holds: `304 Not Modified` when it is still current. */
                 "If-None-Match"?: string | null;
+                /** @description `br` or `gzip`: bodies of 1 KiB or more come compressed (each coding has its own `ETag`). */
+                "Accept-Encoding"?: string | null;
             };
             path: {
                 /**
@@ -1677,8 +1703,12 @@ export interface operations {
                 headers: {
                     /** @description The policy table's directives for this data type. */
                     "Cache-Control"?: string;
-                    /** @description Strong validator of this body (xxh3). */
+                    /** @description `br` or `gzip` when the body is compressed. */
+                    "Content-Encoding"?: string;
+                    /** @description Strong validator of this representation (xxh3 of the JSON; `-br`/`-gzip` appended for a compressed one). */
                     ETag?: string;
+                    /** @description `Accept-Encoding`. */
+                    Vary?: string;
                     /** @description The tier's remaining quota, `"<tier>";r=<remaining>;t=<seconds to reset>` (IETF draft RateLimit header). */
                     ratelimit?: string;
                     /** @description The tier's quota, `"<tier>";q=<limit>;w=<window seconds>`. */

@@ -14,7 +14,7 @@ use shared::types::{
 use utoipa::IntoParams;
 
 use super::error::ApiError;
-use super::extract::{IfNoneMatch, ValidPath, ValidQuery};
+use super::extract::{Negotiation, ValidPath, ValidQuery};
 use super::respond::cacheable;
 use crate::state::AppState;
 
@@ -49,7 +49,7 @@ pub struct BulkQuery {
     services: Option<String>,
 }
 
-/// The request header every catalog route honours.
+/// The request headers every catalog route honours.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // only its description is used
@@ -57,6 +57,9 @@ pub struct Conditional {
     /// The `ETag` of a copy the client holds: `304 Not Modified` when it is still current.
     #[param(rename = "If-None-Match")]
     if_none_match: Option<String>,
+    /// `br` or `gzip`: bodies of 1 KiB or more come compressed (each coding has its own `ETag`).
+    #[param(rename = "Accept-Encoding")]
+    accept_encoding: Option<String>,
 }
 
 /// Every provider.
@@ -68,7 +71,9 @@ pub struct Conditional {
     responses(
         (status = 200, description = "The current answer; cacheable per the policy table.", body = ProvidersResponse,
             headers(
-                ("ETag" = String, description = "Strong validator of this body (xxh3)."),
+                ("ETag" = String, description = "Strong validator of this representation (xxh3 of the JSON; `-br`/`-gzip` appended for a compressed one)."),
+                ("Vary" = String, description = "`Accept-Encoding`."),
+                ("Content-Encoding" = String, description = "`br` or `gzip` when the body is compressed."),
                 ("Cache-Control" = String, description = "The policy table's directives for this data type."),
             )),
         (status = 304, description = "The `If-None-Match` copy is current (no body)."),
@@ -77,13 +82,14 @@ pub struct Conditional {
 )]
 pub async fn providers(
     State(state): State<AppState>,
-    inm: IfNoneMatch,
+    request: Negotiation,
 ) -> Result<Response, ApiError> {
     let body = state.catalog.providers().await?;
     Ok(cacheable(
         &state.headers,
+        &state.compressed,
         DataType::Providers,
-        inm.0.as_ref(),
+        &request,
         body,
     ))
 }
@@ -97,7 +103,9 @@ pub async fn providers(
     responses(
         (status = 200, description = "The current answer; cacheable per the policy table.", body = CountriesResponse,
             headers(
-                ("ETag" = String, description = "Strong validator of this body (xxh3)."),
+                ("ETag" = String, description = "Strong validator of this representation (xxh3 of the JSON; `-br`/`-gzip` appended for a compressed one)."),
+                ("Vary" = String, description = "`Accept-Encoding`."),
+                ("Content-Encoding" = String, description = "`br` or `gzip` when the body is compressed."),
                 ("Cache-Control" = String, description = "The policy table's directives for this data type."),
             )),
         (status = 304, description = "The `If-None-Match` copy is current (no body)."),
@@ -108,13 +116,14 @@ pub async fn providers(
 pub async fn countries(
     State(state): State<AppState>,
     ValidPath(path): ValidPath<ProviderPath>,
-    inm: IfNoneMatch,
+    request: Negotiation,
 ) -> Result<Response, ApiError> {
     let body = state.catalog.countries(path.provider).await?;
     Ok(cacheable(
         &state.headers,
+        &state.compressed,
         DataType::Countries,
-        inm.0.as_ref(),
+        &request,
         body,
     ))
 }
@@ -128,7 +137,9 @@ pub async fn countries(
     responses(
         (status = 200, description = "The current answer; cacheable per the policy table.", body = ServicesResponse,
             headers(
-                ("ETag" = String, description = "Strong validator of this body (xxh3)."),
+                ("ETag" = String, description = "Strong validator of this representation (xxh3 of the JSON; `-br`/`-gzip` appended for a compressed one)."),
+                ("Vary" = String, description = "`Accept-Encoding`."),
+                ("Content-Encoding" = String, description = "`br` or `gzip` when the body is compressed."),
                 ("Cache-Control" = String, description = "The policy table's directives for this data type."),
             )),
         (status = 304, description = "The `If-None-Match` copy is current (no body)."),
@@ -139,13 +150,14 @@ pub async fn countries(
 pub async fn services(
     State(state): State<AppState>,
     ValidPath(path): ValidPath<ProviderPath>,
-    inm: IfNoneMatch,
+    request: Negotiation,
 ) -> Result<Response, ApiError> {
     let body = state.catalog.services(path.provider).await?;
     Ok(cacheable(
         &state.headers,
+        &state.compressed,
         DataType::Services,
-        inm.0.as_ref(),
+        &request,
         body,
     ))
 }
@@ -159,7 +171,9 @@ pub async fn services(
     responses(
         (status = 200, description = "The current answer; cacheable per the policy table.", body = Price,
             headers(
-                ("ETag" = String, description = "Strong validator of this body (xxh3)."),
+                ("ETag" = String, description = "Strong validator of this representation (xxh3 of the JSON; `-br`/`-gzip` appended for a compressed one)."),
+                ("Vary" = String, description = "`Accept-Encoding`."),
+                ("Content-Encoding" = String, description = "`br` or `gzip` when the body is compressed."),
                 ("Cache-Control" = String, description = "The policy table's directives for this data type."),
             )),
         (status = 304, description = "The `If-None-Match` copy is current (no body)."),
@@ -170,13 +184,14 @@ pub async fn services(
 pub async fn price(
     State(state): State<AppState>,
     ValidPath(product): ValidPath<Product>,
-    inm: IfNoneMatch,
+    request: Negotiation,
 ) -> Result<Response, ApiError> {
     let body = state.catalog.price(product).await?;
     Ok(cacheable(
         &state.headers,
+        &state.compressed,
         DataType::Prices,
-        inm.0.as_ref(),
+        &request,
         body,
     ))
 }
@@ -190,7 +205,9 @@ pub async fn price(
     responses(
         (status = 200, description = "The current answer; cacheable per the policy table.", body = BulkPricesResponse<Price>,
             headers(
-                ("ETag" = String, description = "Strong validator of this body (xxh3)."),
+                ("ETag" = String, description = "Strong validator of this representation (xxh3 of the JSON; `-br`/`-gzip` appended for a compressed one)."),
+                ("Vary" = String, description = "`Accept-Encoding`."),
+                ("Content-Encoding" = String, description = "`br` or `gzip` when the body is compressed."),
                 ("Cache-Control" = String, description = "The policy table's directives for this data type."),
             )),
         (status = 304, description = "The `If-None-Match` copy is current (no body)."),
@@ -202,7 +219,7 @@ pub async fn bulk_prices(
     State(state): State<AppState>,
     ValidPath(path): ValidPath<CountryPath>,
     ValidQuery(query): ValidQuery<BulkQuery>,
-    inm: IfNoneMatch,
+    request: Negotiation,
 ) -> Result<Response, ApiError> {
     let services = query
         .services
@@ -216,8 +233,9 @@ pub async fn bulk_prices(
         .await?;
     Ok(cacheable(
         &state.headers,
+        &state.compressed,
         DataType::Prices,
-        inm.0.as_ref(),
+        &request,
         body,
     ))
 }

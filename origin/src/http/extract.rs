@@ -22,16 +22,21 @@ pub struct ValidQuery<T>(pub T);
 #[from_request(via(Json), rejection(ApiError))]
 pub struct ValidJson<T>(pub T);
 
-/// The request's `If-None-Match`, without copying the rest of the headers.
-pub struct IfNoneMatch(pub Option<HeaderValue>);
+/// What a cacheable answer depends on besides the route: the request's `If-None-Match` and
+/// `Accept-Encoding`, without copying the rest of the headers.
+pub struct Negotiation {
+    pub if_none_match: Option<HeaderValue>,
+    pub accept_encoding: Option<HeaderValue>,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+impl<S: Send + Sync> FromRequestParts<S> for Negotiation {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(IfNoneMatch(
-            parts.headers.get(header::IF_NONE_MATCH).cloned(),
-        ))
+        Ok(Negotiation {
+            if_none_match: parts.headers.get(header::IF_NONE_MATCH).cloned(),
+            accept_encoding: parts.headers.get(header::ACCEPT_ENCODING).cloned(),
+        })
     }
 }
 

@@ -7,7 +7,8 @@
 //! - [`ops`]: operator actions (the Ops tier).
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`openapi`]: the OpenAPI document, built from the handlers as they are routed.
-//! - [`respond`]: `Cache-Control`, `ETag` and `304` for cacheable responses.
+//! - [`respond`]: `Cache-Control`, `ETag` and `304` for cacheable responses; [`compress`]: their
+//!   brotli/gzip forms, made once per entry.
 //! - [`client_ip`]: the client address, trusting the edge's forwarded one only with its secret.
 //! - [`extract`]: extractors whose rejections are the JSON 400 every route promises.
 //! - [`error`]: [`ApiError`], the one mapping of every layer's errors to responses.
@@ -16,6 +17,7 @@ pub mod accounts;
 pub mod auth;
 pub mod catalog;
 pub mod client_ip;
+pub mod compress;
 pub mod error;
 pub mod extract;
 pub mod health;

@@ -213,3 +213,56 @@ async fn unknown_things_are_json_404s() {
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(json(resp).await["error"]["code"], "method_not_allowed");
 }
+
+/// Large bodies come brotli- or gzip-compressed as the client asks, compressed once per entry,
+/// each representation with its own strong ETag (and its own 304); small ones stay as they are.
+#[tokio::test]
+async fn large_bodies_come_compressed_once_per_entry_with_their_own_etag() {
+    let s = seeded(AppOptions::default()).await;
+    let path = "/v1/catalog/5sim/prices/ad"; // every service: a few KB
+    let plain = s.app.get(path).await;
+    assert_eq!(plain.headers()["vary"], "Accept-Encoding");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let etag = plain.headers()["etag"].to_str().unwrap().to_owned();
+    let plain = plain.bytes().await.unwrap();
+    assert!(plain.len() >= 1024, "{} bytes", plain.len());
+    let get = |coding: &'static str, inm: Option<String>| {
+        let mut req = s.app.client.get(s.app.url(path)).header("accept-encoding", coding);
+        if let Some(v) = inm {
+            req = req.header("if-none-match", v);
+        }
+        req.send()
+    };
+    for coding in ["br", "gzip"] {
+        for _ in 0..3 {
+            let r = get(coding, None).await.unwrap();
+            assert_eq!(r.headers()["content-encoding"], coding);
+            let tagged = r.headers()["etag"].to_str().unwrap().to_owned();
+            assert_eq!(tagged, format!("{}-{coding}\"", etag.trim_end_matches('"')));
+            let bytes = r.bytes().await.unwrap();
+            assert!(bytes.len() * 3 < plain.len(), "{coding}: {} of {}", bytes.len(), plain.len());
+            let mut decoded = Vec::new();
+            match coding {
+                "br" => brotli::BrotliDecompress(&mut &bytes[..], &mut decoded).unwrap(),
+                _ => {
+                    let mut d = flate2::read::GzDecoder::new(&bytes[..]);
+                    std::io::Read::read_to_end(&mut d, &mut decoded).unwrap();
+                }
+            }
+            assert_eq!(decoded, plain.to_vec(), "{coding} decodes to the same JSON");
+            let again = get(coding, Some(tagged)).await.unwrap();
+            assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        }
+        // The identity ETag names other bytes: no 304 for a compressed representation.
+        assert_eq!(get(coding, Some(etag.clone())).await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(s.app.state.compressed.made(), 2, "once per coding, not per request");
+    // A single price is small: sent as it is, whatever the client accepts.
+    let (p, c, sv, ..) = some_price(&s.db.pool, 3).await;
+    let small = get_as_coding(&s.app, &format!("/v1/catalog/{p}/prices/{c}/{sv}"), "br").await;
+    assert!(small.headers().get("content-encoding").is_none());
+}
+
+async fn get_as_coding(app: &harness::TestApp, path: &str, coding: &str) -> reqwest::Response {
+    app.client.get(app.url(path)).header("accept-encoding", coding).send().await.unwrap()
+}
