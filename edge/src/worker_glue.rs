@@ -21,7 +21,8 @@ use shared::policy::PRIVATE_NO_STORE;
 use shared::route::CatalogRoute;
 use shared::types::ErrorBody;
 use worker::{
-    Cache, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result, Url,
+    Cache, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody,
+    Result, Url,
 };
 
 use crate::clock::{JsClock, now_ms};
@@ -203,10 +204,12 @@ async fn serve_catalog(
             .unwrap_or(0);
         let etag = hit.headers().get("ETag")?.unwrap_or_default();
         let age = age_secs(stored_at, now_ms());
-        let body = hit.bytes().await?;
         match classify(age, &policy) {
+            // A hit hands the cached body on as it is (a stream the runtime passes through):
+            // it is never copied into wasm and back.
             Freshness::Fresh => {
-                return answer(&policy, body, &etag, CacheStatus::Hit, age, if_none_match);
+                let (_, body) = hit.into_parts();
+                return answer_with(&policy, body, &etag, CacheStatus::Hit, age, if_none_match);
             }
             Freshness::StaleWhileRevalidate => {
                 if begin_refresh(&cache_key) {
@@ -222,9 +225,13 @@ async fn serve_catalog(
                         end_refresh(&key);
                     });
                 }
-                return answer(&policy, body, &etag, CacheStatus::Stale, age, if_none_match);
+                let (_, body) = hit.into_parts();
+                return answer_with(&policy, body, &etag, CacheStatus::Stale, age, if_none_match);
             }
-            Freshness::StaleIfError => stale = Some(Stale { body, etag, age }),
+            Freshness::StaleIfError => {
+                let body = hit.bytes().await?;
+                stale = Some(Stale { body, etag, age });
+            }
             Freshness::Expired => {}
         }
     }
@@ -306,6 +313,23 @@ fn stored_copy(policy: &CachePolicy, body: &[u8], etag: &str) -> Result<Response
             now_ms(),
         ))?),
     )
+}
+
+/// [`answer`] with a body that is already a stream (a cache hit's): passed on, never read.
+fn answer_with(
+    policy: &CachePolicy,
+    body: ResponseBody,
+    etag: &str,
+    status: CacheStatus,
+    age: u64,
+    if_none_match: Option<&str>,
+) -> Result<Response> {
+    let headers = to_headers(&client_headers(policy, etag, status, age))?;
+    if !etag.is_empty() && if_none_match.is_some_and(|v| if_none_match_matches(v, etag)) {
+        headers.delete("Content-Type")?;
+        return Ok(Response::empty()?.with_status(304).with_headers(headers));
+    }
+    Ok(Response::builder().with_headers(headers).body(body))
 }
 
 /// A catalog answer with the policy's headers, or 304 when the client's tag matches.
