@@ -211,14 +211,14 @@ pub fn scenarios(s: &Servers, p: &Paths, redis: &str) -> Vec<Scenario> {
     scenarios.push(Scenario::on(
         "services_identity",
         "services list (large), uncompressed",
-        &s.full,
+        &s.lists,
         services,
     ));
     scenarios.push(
         Scenario::on(
             "services_br",
             "services list (large), brotli",
-            &s.full,
+            &s.lists,
             services,
         )
         .with_env(vec![("WRK_ACCEPT_ENCODING", "br".into())]),

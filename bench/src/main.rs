@@ -154,7 +154,7 @@ async fn run(
     .await?;
     probes["login_flood"] = probes::catalog_during_login_flood(&servers.full, &paths.price).await?;
     probes["compressed_sizes"] =
-        probes::compressed_sizes(&servers.full, "/v1/catalog/5sim/services").await?;
+        probes::compressed_sizes(&servers.lists, "/v1/catalog/5sim/services").await?;
     if refresh_secs > 0 {
         // Prices live 60 s / 12 = 5 s here: the run crosses a TTL boundary every 5 s.
         let divisor = 12;

@@ -194,6 +194,9 @@ pub struct Servers {
     pub no_metrics: Proc,
     pub no_limiter: Proc,
     pub small_catalog: Proc,
+    /// The full path again, for the large services lists: their 29 KB bodies would otherwise
+    /// raise the warm-hit origin's memory high-water mark, which a target reads.
+    pub lists: Proc,
     pub stampede: [Proc; 2],
     pub ceiling: Proc,
     /// The edge worker and a static JS worker, unless `--skip-edge`.
@@ -264,6 +267,9 @@ impl Servers {
                 &[("RATE_LIMIT", "off")],
             )
             .await?;
+        let lists = env
+            .origin("origin (services lists)", large, &prefix("l"), &[])
+            .await?;
         let small_catalog = env
             .origin("origin (10k catalog)", &catalogs.small, &prefix("t"), &[])
             .await?;
@@ -332,6 +338,7 @@ impl Servers {
             no_metrics,
             no_limiter,
             small_catalog,
+            lists,
             stampede,
             ceiling,
             edges,
