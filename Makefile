@@ -81,7 +81,7 @@ client: ## the TypeScript client: its generated types are current, and it type-c
 example: ## the Next.js example on http://localhost:3000 against the edge of a running `make dev`
 	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20)" >&2; exit 1; }
 	cd clients/ts && npm ci --no-audit --no-fund --silent
-	cd examples/nextjs && npm ci --no-audit --no-fund --silent && EDGE_URL=$${EDGE_URL:-http://localhost:8787} npx next dev --port 3000
+	cd examples/nextjs && npm ci --no-audit --no-fund --silent && NEXT_TELEMETRY_DISABLED=1 EDGE_URL=$${EDGE_URL:-http://localhost:8787} npx next dev --port 3000
 
 browser: setup edge ## the example in headless Chromium against origin + wrangler dev: CORS, cookies, browser cache, 304, double-click, 429 (about a minute)
 	@scripts/browser-test.sh

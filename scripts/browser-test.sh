@@ -4,6 +4,8 @@
 # examples/nextjs/e2e/browser.test.mjs, stops everything. Artifacts (screenshots, logs) go to
 # .local/browser/. Bounded: BROWSER_TEST_SECS (default 600) for the whole run.
 set -euo pipefail
+# Nothing leaves loopback: no usage reports from Next.js or wrangler.
+export NEXT_TELEMETRY_DISABLED=1 WRANGLER_SEND_METRICS=false
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 command -v chromium >/dev/null || [ -x /usr/bin/chromium ] \
