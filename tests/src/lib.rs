@@ -168,18 +168,26 @@ impl RedisServer {
 
     /// Starts with extra `redis-server` arguments (e.g. `["--maxmemory", "1mb"]`).
     pub fn start_with(extra: &[&str]) -> RedisServer {
-        let port = spare_port();
-        let dir = std::env::temp_dir()
-            .join(format!("nexnum-redis-{port}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut server = RedisServer {
-            port,
-            child: None,
-            dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        server.restart();
-        server
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_with_ports(|| extra.clone())
+    }
+
+    /// Starts on a spare port with the arguments `extra()` gives (asked again on every attempt,
+    /// so arguments naming ports can pick fresh ones). A spare port is only free when chosen:
+    /// another test may take it first, and then the server exits at once; it is tried again on
+    /// another port, a few times.
+    pub fn start_with_ports(extra: impl Fn() -> Vec<String>) -> RedisServer {
+        for _ in 0..5 {
+            let port = spare_port();
+            let dir = std::env::temp_dir()
+                .join(format!("nexnum-redis-{port}-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).expect("redis dir");
+            let mut server = RedisServer { port, child: None, dir, extra: extra() };
+            if server.try_start() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 spare ports");
     }
 
     pub fn url(&self) -> String {
@@ -188,6 +196,11 @@ impl RedisServer {
 
     /// Starts the server again on the same port (after [`RedisServer::stop`]).
     pub fn restart(&mut self) {
+        assert!(self.try_start(), "redis-server did not start on {}", self.port);
+    }
+
+    /// Starts the server; false if it exited (its port was taken) or never answered.
+    fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args([
@@ -210,9 +223,21 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on {}", self.port);
+            let exited = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || Instant::now() >= deadline {
+                self.stop();
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Whoever answered may be another test's server on a port ours failed to bind (ours then
+        // exits at once): ours must still be running a moment later.
+        std::thread::sleep(Duration::from_millis(50));
+        if self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+            self.stop();
+            return false;
+        }
+        true
     }
 
     /// Kills the server (SIGKILL: no goodbye to clients, like a crash).
@@ -263,18 +288,21 @@ impl RedisCluster {
     pub fn start(masters: usize) -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..masters * 2)
             .map(|_| {
-                let bus = spare_port().to_string();
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    // Failover after 1 s without the master: short, so tests stay short.
-                    "--cluster-node-timeout",
-                    "1000",
-                    "--cluster-port",
-                    &bus,
-                ])
+                RedisServer::start_with_ports(|| {
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        // Failover after 1 s without the master: short, so tests stay short.
+                        "--cluster-node-timeout",
+                        "1000",
+                        "--cluster-port",
+                        &spare_port().to_string(),
+                    ]
+                    .map(str::to_owned)
+                    .to_vec()
+                })
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();

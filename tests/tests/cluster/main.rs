@@ -67,7 +67,11 @@ async fn a_killed_master_fails_only_its_slots_and_the_origin_recovers() {
     let mut cluster = RedisCluster::start(3);
     let db = TestDb::new(Some(Scale::Small)).await;
     // L1 off: every catalog read asks Redis, so keys in the lost slots must come from PostgreSQL.
-    let app = TestApp::spawn(&db, on_cluster(&cluster).env("L1_CACHE", "off")).await;
+    // The API tier is lifted so the steady load is never refused for its volume: a limiter that
+    // failed closed on the lost slot would still show as refusals.
+    let options =
+        on_cluster(&cluster).env("L1_CACHE", "off").env("RATE_LIMITS", "api=100000000/60000");
+    let app = TestApp::spawn(&db, options).await;
 
     // The victim: the master holding this client's rate-limit state, so the limiter must fail
     // open. One signed-in user whose session lives there, one whose session does not.
