@@ -315,7 +315,7 @@ fn stored_copy(policy: &CachePolicy, body: &[u8], etag: &str) -> Result<Response
     )
 }
 
-/// [`answer`] with a body that is already a stream (a cache hit's): passed on, never read.
+/// [`answer`] with any body: a cache hit's stream is passed on, never read into wasm.
 fn answer_with(
     policy: &CachePolicy,
     body: ResponseBody,
@@ -341,12 +341,8 @@ fn answer(
     age: u64,
     if_none_match: Option<&str>,
 ) -> Result<Response> {
-    let headers = to_headers(&client_headers(policy, etag, status, age))?;
-    if !etag.is_empty() && if_none_match.is_some_and(|v| if_none_match_matches(v, etag)) {
-        headers.delete("Content-Type")?;
-        return Ok(Response::empty()?.with_status(304).with_headers(headers));
-    }
-    Ok(Response::from_bytes(body)?.with_headers(headers))
+    let body = ResponseBody::Body(body);
+    answer_with(policy, body, etag, status, age, if_none_match)
 }
 
 enum OriginFailure {
