@@ -549,17 +549,27 @@ impl Redis {
         let channel = self.full(channel);
         let mut candidates = Vec::new();
         if self.is_cluster() {
+            // The first subscription is made at start-up, while the cluster connection is still
+            // learning the topology: these two get the subscription's bound, not one command's,
+            // or a cold start would fall back to an arbitrary node (a bus hop behind PUBLISH).
+            let mut conn = self.conn.clone();
+            let keyslot = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(&channel)
+                .to_owned();
             let slot: Result<u16, _> = self
-                .query(
-                    "cluster",
-                    redis::cmd("CLUSTER")
-                        .arg("KEYSLOT")
-                        .arg(&channel)
-                        .to_owned(),
-                )
+                .bounded_by("cluster", SUBSCRIBE_TIMEOUT, async move {
+                    keyslot.query_async(&mut conn).await
+                })
                 .await;
+            let mut conn = self.conn.clone();
             let nodes: Result<String, _> = self
-                .query("cluster", redis::cmd("CLUSTER").arg("NODES").to_owned())
+                .bounded_by("cluster", SUBSCRIBE_TIMEOUT, async move {
+                    redis::cmd("CLUSTER")
+                        .arg("NODES")
+                        .query_async(&mut conn)
+                        .await
+                })
                 .await;
             if let Some(owner) = slot
                 .ok()
