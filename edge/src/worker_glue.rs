@@ -12,7 +12,12 @@
 //! its limiter.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::future::{Either, select};
 
 use shared::CachePolicy;
 use shared::etag::{if_none_match_matches, strong_etag};
@@ -37,6 +42,72 @@ thread_local! {
     /// Cache keys being refreshed in the background: at most one refresh per key per isolate.
     static REFRESHING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
     static WARNED_INSECURE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The configuration, read once per isolate: vars and secrets are fixed for a deployment
+    /// (a new version runs in new isolates), and reading them costs a dozen calls into JS.
+    static CONFIG: RefCell<Option<Rc<EdgeConfig>>> = const { RefCell::new(None) };
+    /// Cache keys being fetched from the origin after a miss, with the requests waiting for
+    /// that answer: concurrent misses of one key in an isolate cost one origin fetch.
+    static FETCHING: RefCell<HashMap<String, Vec<oneshot::Sender<Fetched>>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// A storable origin answer (body and `ETag`), handed to the requests that waited for it.
+type Fetched = Rc<(Vec<u8>, String)>;
+
+/// This request's part in fetching one key: the one fetch, or a wait for it.
+enum Role {
+    Leader(Leading),
+    Waiter(oneshot::Receiver<Fetched>),
+}
+
+fn join_fetch(key: &str) -> Role {
+    FETCHING.with(|map| {
+        let mut map = map.borrow_mut();
+        match map.get_mut(key) {
+            Some(waiters) => {
+                let (tx, rx) = oneshot::channel();
+                waiters.push(tx);
+                Role::Waiter(rx)
+            }
+            None => {
+                map.insert(key.to_owned(), Vec::new());
+                Role::Leader(Leading {
+                    key: key.to_owned(),
+                })
+            }
+        }
+    })
+}
+
+/// The fetching request's claim on a key. Whatever happens to that request (an answer that
+/// cannot be stored, an error, the client going away), dropping this releases the waiters,
+/// who then fetch for themselves: nobody waits on a fetch that is no longer running.
+struct Leading {
+    key: String,
+}
+
+impl Leading {
+    fn share(self, fetched: &Fetched) {
+        for tx in FETCHING.with(|map| map.borrow_mut().remove(&self.key).unwrap_or_default()) {
+            let _ = tx.send(fetched.clone());
+        }
+    }
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        FETCHING.with(|map| map.borrow_mut().remove(&self.key));
+    }
+}
+
+/// The leader's answer, or `None` when it had none to share or took longer than the origin
+/// timeout (a fetch bounded by that timeout has ended by then, one way or another).
+async fn wait_for(rx: oneshot::Receiver<Fetched>, timeout_ms: u32) -> Option<Fetched> {
+    let bound = worker::Delay::from(Duration::from_millis(u64::from(timeout_ms) + 100));
+    match select(rx, bound).await {
+        Either::Left((Ok(fetched), _)) => Some(fetched),
+        _ => None,
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -51,13 +122,19 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
 }
 
-fn config(env: &Env) -> std::result::Result<EdgeConfig, String> {
-    EdgeConfig::from_lookup(|name| {
+/// The isolate's configuration; a bad one is not kept, so every request reports it.
+fn config(env: &Env) -> std::result::Result<Rc<EdgeConfig>, String> {
+    if let Some(cfg) = CONFIG.with(|c| c.borrow().clone()) {
+        return Ok(cfg);
+    }
+    let cfg = Rc::new(EdgeConfig::from_lookup(|name| {
         env.var(name)
             .ok()
             .map(|v| v.to_string())
             .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
-    })
+    })?);
+    CONFIG.with(|c| *c.borrow_mut() = Some(cfg.clone()));
+    Ok(cfg)
 }
 
 pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
@@ -102,17 +179,15 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Result<Response> 
         Err(e) => error_response(400, "bad_request", &e.to_string(), &[])?,
         // The catalog is public: a cookie or token changes nothing in the answer, so it is
         // served from the shared cache regardless and fetched from the origin without them.
+        // Every answer of this branch already carries CORS and `Date`: no second copy.
         Ok(Some(route)) if req.method() == Method::Get => {
             let inm = req.headers().get("If-None-Match")?;
-            serve_catalog(
-                &route,
-                &url,
-                inm.as_deref(),
-                &cfg,
-                ctx,
-                client_ip.as_deref(),
-            )
-            .await?
+            let reply = Reply {
+                policy: route.data_type().policy().scaled_down(cfg.ttl_divisor),
+                if_none_match: inm.as_deref(),
+                cors: &cors,
+            };
+            return serve_catalog(&route, &url, &reply, &cfg, ctx, client_ip.as_deref()).await;
         }
         _ => forward(req, &url, &cfg, client_ip.as_deref()).await?,
     };
@@ -177,15 +252,68 @@ struct Stale {
     age: u64,
 }
 
+/// How a catalog answer is made for this request: the data type's policy, the client's
+/// `If-None-Match`, and the CORS headers it gets.
+struct Reply<'a> {
+    policy: CachePolicy,
+    if_none_match: Option<&'a str>,
+    cors: &'a [(&'static str, String)],
+}
+
+impl Reply<'_> {
+    /// A catalog answer with every header it needs built in one go (policy, validators, CORS,
+    /// `Date`), or a 304 when the client's tag matches. A cache hit's body is a stream passed
+    /// on as it is, never read into wasm.
+    fn send(
+        &self,
+        body: ResponseBody,
+        etag: &str,
+        status: CacheStatus,
+        age: u64,
+    ) -> Result<Response> {
+        let mut pairs = client_headers(&self.policy, etag, status, age);
+        pairs.extend_from_slice(self.cors);
+        pairs.push(("Date", crate::clock::http_date()));
+        let matches = !etag.is_empty()
+            && self
+                .if_none_match
+                .is_some_and(|v| if_none_match_matches(v, etag));
+        if matches {
+            pairs.retain(|(name, _)| *name != "Content-Type");
+            return Ok(Response::empty()?
+                .with_status(304)
+                .with_headers(to_headers(&pairs)?));
+        }
+        Ok(Response::builder()
+            .with_headers(to_headers(&pairs)?)
+            .body(body))
+    }
+
+    fn send_bytes(
+        &self,
+        body: Vec<u8>,
+        etag: &str,
+        status: CacheStatus,
+        age: u64,
+    ) -> Result<Response> {
+        self.send(ResponseBody::Body(body), etag, status, age)
+    }
+
+    /// An answer that is not the catalog's own (passed through, or an error), with CORS.
+    fn other(&self, resp: Result<Response>) -> Result<Response> {
+        with_headers(resp?, self.cors)
+    }
+}
+
 async fn serve_catalog(
     route: &CatalogRoute,
     url: &Url,
-    if_none_match: Option<&str>,
+    reply: &Reply<'_>,
     cfg: &EdgeConfig,
     ctx: &Context,
     client_ip: Option<&str>,
 ) -> Result<Response> {
-    let policy = route.data_type().policy().scaled_down(cfg.ttl_divisor);
+    let policy = reply.policy;
     let canonical = route.canonical();
     let host = match url.port() {
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or("edge")),
@@ -209,7 +337,7 @@ async fn serve_catalog(
             // it is never copied into wasm and back.
             Freshness::Fresh => {
                 let (_, body) = hit.into_parts();
-                return answer_with(&policy, body, &etag, CacheStatus::Hit, age, if_none_match);
+                return reply.send(body, &etag, CacheStatus::Hit, age);
             }
             Freshness::StaleWhileRevalidate => {
                 if begin_refresh(&cache_key) {
@@ -226,7 +354,7 @@ async fn serve_catalog(
                     });
                 }
                 let (_, body) = hit.into_parts();
-                return answer_with(&policy, body, &etag, CacheStatus::Stale, age, if_none_match);
+                return reply.send(body, &etag, CacheStatus::Stale, age);
             }
             Freshness::StaleIfError => {
                 let body = hit.bytes().await?;
@@ -236,31 +364,39 @@ async fn serve_catalog(
         }
     }
 
+    let leading = match join_fetch(&cache_key) {
+        Role::Leader(leading) => Some(leading),
+        Role::Waiter(rx) => {
+            if let Some(fetched) = wait_for(rx, cfg.origin_timeout_ms).await {
+                let (body, etag) = (fetched.0.clone(), &fetched.1);
+                return reply.send_bytes(body, etag, CacheStatus::Miss, 0);
+            }
+            None
+        }
+    };
     let origin = fetch_origin(cfg, &canonical, client_ip).await;
     let origin_failed = origin.as_ref().map_or(true, |r| r.status_code() >= 500);
     if origin_failed && let Some(s) = stale {
-        return answer(
-            &policy,
-            s.body,
-            &s.etag,
-            CacheStatus::Stale,
-            s.age,
-            if_none_match,
-        );
+        return reply.send_bytes(s.body, &s.etag, CacheStatus::Stale, s.age);
     }
     match origin {
         Ok(mut resp) => match storable_body(&mut resp).await? {
-            None => passthrough(resp, CacheStatus::Miss),
+            None => reply.other(passthrough(resp, CacheStatus::Miss)),
             Some((body, etag)) => {
                 let copy = stored_copy(&policy, &body, &etag)?;
                 let key = cache_key.clone();
                 ctx.wait_until(async move {
                     let _ = Cache::default().put(key.as_str(), copy).await;
                 });
-                answer(&policy, body, &etag, CacheStatus::Miss, 0, if_none_match)
+                let fetched: Fetched = Rc::new((body, etag));
+                if let Some(leading) = leading {
+                    leading.share(&fetched);
+                }
+                let (body, etag) = (fetched.0.clone(), &fetched.1);
+                reply.send_bytes(body, etag, CacheStatus::Miss, 0)
             }
         },
-        Err(failure) => failure.into_response(),
+        Err(failure) => reply.other(failure.into_response()),
     }
 }
 
@@ -313,36 +449,6 @@ fn stored_copy(policy: &CachePolicy, body: &[u8], etag: &str) -> Result<Response
             now_ms(),
         ))?),
     )
-}
-
-/// [`answer`] with any body: a cache hit's stream is passed on, never read into wasm.
-fn answer_with(
-    policy: &CachePolicy,
-    body: ResponseBody,
-    etag: &str,
-    status: CacheStatus,
-    age: u64,
-    if_none_match: Option<&str>,
-) -> Result<Response> {
-    let headers = to_headers(&client_headers(policy, etag, status, age))?;
-    if !etag.is_empty() && if_none_match.is_some_and(|v| if_none_match_matches(v, etag)) {
-        headers.delete("Content-Type")?;
-        return Ok(Response::empty()?.with_status(304).with_headers(headers));
-    }
-    Ok(Response::builder().with_headers(headers).body(body))
-}
-
-/// A catalog answer with the policy's headers, or 304 when the client's tag matches.
-fn answer(
-    policy: &CachePolicy,
-    body: Vec<u8>,
-    etag: &str,
-    status: CacheStatus,
-    age: u64,
-    if_none_match: Option<&str>,
-) -> Result<Response> {
-    let body = ResponseBody::Body(body);
-    answer_with(policy, body, etag, status, age, if_none_match)
 }
 
 enum OriginFailure {

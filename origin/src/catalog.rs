@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use shared::types::{BulkPricesResponse, CountriesResponse, ProvidersResponse, ServicesResponse};
 use shared::{DataType, Product, Slug, keys};
 
-use crate::cache::{Cache, LoadError, Loaded};
+use crate::cache::{Cache, LoadError, Loaded, Value};
 use crate::db::Db;
 use crate::db::catalog::PriceLookup;
 
@@ -71,7 +71,7 @@ impl Catalog {
         Catalog { db, cache }
     }
 
-    pub async fn providers(&self) -> Result<Bytes, CatalogError> {
+    pub async fn providers(&self) -> Result<Value, CatalogError> {
         let db = self.db.clone();
         let entry = self
             .cache
@@ -85,7 +85,7 @@ impl Catalog {
 
     /// An unknown provider is a [`Loaded::Unknown`]: remembered in L1 only, so a flood of one
     /// made-up name costs one probe per L1 lifetime and parks nothing in Redis.
-    pub async fn countries(&self, provider: Slug) -> Result<Bytes, CatalogError> {
+    pub async fn countries(&self, provider: Slug) -> Result<Value, CatalogError> {
         let db = self.db.clone();
         let p = provider.clone();
         let entry = self
@@ -107,7 +107,7 @@ impl Catalog {
         entry.ok_or_else(|| CatalogError::NotFound(unknown_provider(&provider).to_string()))
     }
 
-    pub async fn services(&self, provider: Slug) -> Result<Bytes, CatalogError> {
+    pub async fn services(&self, provider: Slug) -> Result<Value, CatalogError> {
         let db = self.db.clone();
         let p = provider.clone();
         let entry = self
@@ -132,7 +132,7 @@ impl Catalog {
     /// An unknown provider or country is a 404 that is not cached at all (under a price key an
     /// absence means "no such price", and a bulk read served from such entries could not tell an
     /// unknown country from an unsold service); an unknown service is [`Loaded::Unknown`].
-    pub async fn price(&self, product: Product) -> Result<Bytes, CatalogError> {
+    pub async fn price(&self, product: Product) -> Result<Value, CatalogError> {
         let db = self.db.clone();
         let wanted = product.clone();
         let entry = self
@@ -168,7 +168,7 @@ impl Catalog {
         provider: Slug,
         country: Slug,
         services: Option<Vec<Slug>>,
-    ) -> Result<Bytes, CatalogError> {
+    ) -> Result<Value, CatalogError> {
         let listed = services.is_some();
         let services = match services {
             Some(list) => list,
@@ -203,8 +203,8 @@ impl Catalog {
         let mut unavailable = Vec::new();
         for (service, entry) in services.iter().zip(&entries) {
             match entry {
-                Some(bytes) => prices.push(
-                    serde_json::from_slice::<&RawValue>(bytes)
+                Some(value) => prices.push(
+                    serde_json::from_slice::<&RawValue>(&value.bytes)
                         .map_err(|e| CatalogError::Corrupt(e.to_string()))?,
                 ),
                 None if listed => unavailable.push(service.to_string()),
@@ -218,15 +218,15 @@ impl Catalog {
             unavailable,
         };
         serde_json::to_vec(&body)
-            .map(Bytes::from)
+            .map(|body| Value::new(Bytes::from(body)))
             .map_err(|e| CatalogError::Corrupt(e.to_string()))
     }
 
     /// The provider's service codes, from the cached services list.
     async fn provider_service_codes(&self, provider: &Slug) -> Result<Vec<Slug>, CatalogError> {
-        let bytes = self.services(provider.clone()).await?;
-        let list: ServicesResponse =
-            serde_json::from_slice(&bytes).map_err(|e| CatalogError::Corrupt(e.to_string()))?;
+        let value = self.services(provider.clone()).await?;
+        let list: ServicesResponse = serde_json::from_slice(&value.bytes)
+            .map_err(|e| CatalogError::Corrupt(e.to_string()))?;
         list.services
             .into_iter()
             .map(|s| {

@@ -86,13 +86,20 @@ impl Tier {
 /// usually holds a whole /64, so per-address keys would hand them 2^64 budgets); IPv4-mapped
 /// IPv6 as the IPv4 address.
 pub fn ip_key(ip: IpAddr) -> String {
+    let mut key = String::new();
+    let _ = write_ip_key(&mut key, ip);
+    key
+}
+
+/// [`ip_key`] written into `out` (a stack buffer on the origin's hot path).
+pub fn write_ip_key(out: &mut impl core::fmt::Write, ip: IpAddr) -> core::fmt::Result {
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V4(v4) => write!(out, "{v4}"),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
+            Some(v4) => write!(out, "{v4}"),
             None => {
                 let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                write!(out, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         },
     }

@@ -3,6 +3,12 @@
 //   EDGE_PORT  port on 127.0.0.1 to listen on
 //   EDGE_VARS  JSON object of worker vars (ORIGIN_URL, EDGE_SECRET, ...)
 //   EDGE_STATIC_BODY  optional: run a static JS worker answering this body instead
+//   EDGE_JS_CACHE_ORIGIN  optional: run a 20-line JS worker instead that answers from
+//                     `caches.default` and, on a miss, fetches this origin and stores the answer
+//                     (the benchmark's baseline for the edge worker's cache hit)
+//   EDGE_DIRECT_PORT  optional: also serve the worker itself on this port, without Miniflare's
+//                     entry worker (the proxy `wrangler dev` puts in front), so a benchmark
+//                     measures the worker and not the proxy
 // Prints "READY <url>" once serving; exits on SIGTERM/SIGINT or when stdin closes.
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
@@ -11,7 +17,28 @@ import path from "node:path";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 // EDGE_STATIC_BODY: serve a static-response JS worker instead (the benchmark's edge ceiling).
 const staticBody = process.env.EDGE_STATIC_BODY;
-const worker = staticBody
+const jsCacheOrigin = process.env.EDGE_JS_CACHE_ORIGIN;
+const worker = jsCacheOrigin
+  ? {
+      modules: true,
+      script: `const origin = ${JSON.stringify(jsCacheOrigin)};
+export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    const key = "https://edge" + url.pathname + url.search;
+    const hit = await caches.default.match(key);
+    if (hit) return hit;
+    const fresh = await fetch(origin + url.pathname + url.search);
+    if (fresh.status !== 200) return fresh;
+    const body = await fresh.arrayBuffer();
+    const headers = new Headers(fresh.headers);
+    headers.set("cache-control", "public, max-age=600");
+    ctx.waitUntil(caches.default.put(key, new Response(body, { headers })));
+    return new Response(body, { headers });
+  },
+};`,
+    }
+  : staticBody
   ? {
       modules: true,
       script: `const body = ${JSON.stringify(staticBody)};
@@ -27,8 +54,10 @@ export default { fetch() { return new Response(body, { headers: { "content-type"
         { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
       ],
     };
+const direct = process.env.EDGE_DIRECT_PORT;
 const mf = new Miniflare({
   ...worker,
+  ...(direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: Number(direct) }] } : {}),
   compatibilityDate: "2026-04-01",
   bindings: JSON.parse(process.env.EDGE_VARS ?? "{}"),
   host: "127.0.0.1",

@@ -193,7 +193,7 @@ impl Accounts {
                 },
             )
             .await?;
-        entry.ok_or(AccountsError::Gone)
+        entry.map(|v| v.bytes).ok_or(AccountsError::Gone)
     }
 
     pub async fn purchase(

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use shared::keys::INVALIDATION_CHANNEL;
 
@@ -48,7 +47,7 @@ impl L1 {
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &String, v: &Entry| {
-                let size = k.len() + v.as_ref().map_or(0, Bytes::len) + 64;
+                let size = k.len() + v.as_ref().map_or(0, |v| v.bytes.len() + v.etag.len()) + 64;
                 u32::try_from(size).unwrap_or(u32::MAX)
             })
             .time_to_live(ttl)
@@ -140,21 +139,30 @@ impl L1 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::Value;
+    use bytes::Bytes;
 
     #[test]
     fn only_live_and_only_unchanged_generations_are_cached() {
         let l1 = L1::new(1 << 20, Duration::from_secs(5));
         let g = l1.generation();
-        l1.insert("k".into(), Some(Bytes::from_static(b"v")), g);
+        l1.insert("k".into(), Some(Value::new(Bytes::from_static(b"v"))), g);
         assert_eq!(l1.get("k"), None, "not live yet");
         l1.set_live(true);
         let g = l1.generation();
-        l1.insert("k".into(), Some(Bytes::from_static(b"v")), g);
-        assert_eq!(l1.get("k"), Some(Some(Bytes::from_static(b"v"))));
+        l1.insert("k".into(), Some(Value::new(Bytes::from_static(b"v"))), g);
+        assert_eq!(
+            l1.get("k"),
+            Some(Some(Value::new(Bytes::from_static(b"v"))))
+        );
         let stale = l1.generation();
         l1.apply("k\nother");
         assert_eq!(l1.get("k"), None);
-        l1.insert("k".into(), Some(Bytes::from_static(b"old")), stale);
+        l1.insert(
+            "k".into(),
+            Some(Value::new(Bytes::from_static(b"old"))),
+            stale,
+        );
         assert_eq!(
             l1.get("k"),
             None,

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
+use shared::etag::strong_etag;
 use shared::{DataType, keys};
 
 use crate::meters;
@@ -53,8 +54,28 @@ pub const FILL_LEASE: Duration = Duration::from_secs(2);
 /// How often a waiter looks for the holder's result.
 const FILL_POLL: Duration = Duration::from_millis(10);
 
-/// A cached value: the JSON bytes, or `None` for a known absence.
-pub type Entry = Option<Bytes>;
+/// A cached value: the JSON bytes and their strong `ETag` (`shared::etag`), computed once when
+/// the value enters this process (from Redis or a load), so a hit hashes and formats nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value {
+    pub bytes: Bytes,
+    /// `"<xxh3 hex>"`, quotes included: shared, so a header made from it copies nothing.
+    pub etag: Bytes,
+}
+
+impl Value {
+    pub fn new(bytes: Bytes) -> Value {
+        let etag = Bytes::from(strong_etag(&bytes));
+        Value { bytes, etag }
+    }
+
+    pub fn etag_str(&self) -> &str {
+        std::str::from_utf8(&self.etag).unwrap_or_default()
+    }
+}
+
+/// A cached value, or `None` for a known absence.
+pub type Entry = Option<Value>;
 
 /// What a loader found for one key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +93,7 @@ pub enum Loaded {
 impl Loaded {
     fn entry(&self) -> Entry {
         match self {
-            Loaded::Found(bytes) => Some(bytes.clone()),
+            Loaded::Found(bytes) => Some(Value::new(bytes.clone())),
             Loaded::Absent | Loaded::Unknown => None,
         }
     }
@@ -463,8 +484,9 @@ impl Cache {
                 if let Some((bytes, ttl)) = self.stored_form(data, &loaded) {
                     writes.push((keys[i].clone(), bytes, ttl));
                 }
-                self.keep(keys[i].clone(), loaded.entry(), generation);
-                found[i] = Some(loaded.entry());
+                let entry = loaded.entry();
+                self.keep(keys[i].clone(), entry.clone(), generation);
+                found[i] = Some(entry);
             }
             if !writes.is_empty() {
                 let _ = self.redis.set_many(&writes).await;
@@ -525,7 +547,7 @@ fn decode(bytes: Bytes) -> Entry {
     if bytes.as_ref() == NULL {
         None
     } else {
-        Some(bytes)
+        Some(Value::new(bytes))
     }
 }
 

@@ -5,17 +5,17 @@
 //! (draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy: "api";q=1000;w=60`,
 //! `RateLimit: "api";r=412;t=37`) to every limited route's response.
 //!
-//! It runs before authentication, so anonymous floods of any group are limited too. The
+//! It runs (in [`super::front`]) before authentication, so anonymous floods of any group are limited too. The
 //! session it resolves is handed to the auth extractor, so a request costs one session lookup.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use shared::headers::{RATELIMIT, RATELIMIT_POLICY};
-use shared::ratelimit::{Tier, ip_key};
+use shared::ratelimit::{Tier, write_ip_key};
 
 use super::auth::{ResolvedSession, token};
 use super::client_ip::resolve;
@@ -23,17 +23,21 @@ use super::error::json_error;
 use crate::ratelimit::Decision;
 use crate::state::AppState;
 
-pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(tier) = Tier::for_path(req.uri().path()).filter(|_| state.limiter.is_enabled()) else {
-        return next.run(req).await;
-    };
+/// The limiter's decision for this request, or `None` for a route no tier covers (or with the
+/// limiter off). A live session it looked up is left in the request for the auth extractor.
+pub async fn decide(state: &AppState, req: &mut Request) -> Option<Decision> {
+    let tier = Tier::for_path(req.uri().path()).filter(|_| state.limiter.is_enabled())?;
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip());
-    let address = match resolve(state.settings.edge_secret.as_ref(), req.headers(), peer) {
-        Some(ip) => format!("ip:{}", ip_key(ip)),
-        None => "ip:unknown".to_owned(),
+    // Identities are built on the stack: a request with a lease allocates nothing here.
+    let mut address = Small::new();
+    let _ = match resolve(state.settings.edge_secret.as_ref(), req.headers(), peer) {
+        Some(ip) => address
+            .write_str("ip:")
+            .and_then(|()| write_ip_key(&mut address, ip)),
+        None => address.write_str("ip:unknown"),
     };
     // The sign-in routes are limited by address alone: a token must not buy more guesses. On
     // the other tiers a live session is looked up once (the auth extractor reuses it); a failing
@@ -43,50 +47,108 @@ pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) 
         && let Some(token) = token(req.headers())
         && let Ok(session) = state.accounts.sessions.touch(&token).await
     {
-        user = session.map(|u| format!("user:{}", u.user_id));
+        user = session.map(|u| u.user_id);
         req.extensions_mut().insert(ResolvedSession(session));
     }
     // Every request counts against its address; a signed-in one against its user too, so
     // holding more accounts never multiplies what one address may send.
-    let mut decision = state.limiter.check(tier, &address).await;
+    let mut decision = state.limiter.check(tier, address.as_str()).await;
     if decision.allowed
-        && let Some(user) = user
+        && let Some(user_id) = user
     {
-        let by_user = state.limiter.check(tier, &user).await;
+        let mut user = Small::new();
+        let _ = write!(user, "user:{user_id}");
+        let by_user = state.limiter.check(tier, user.as_str()).await;
         if !by_user.allowed || by_user.remaining < decision.remaining {
             decision = by_user;
         }
     }
-    if !decision.allowed {
-        let mut resp = json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests; retry later",
-        );
-        add_headers(&mut resp, &decision);
-        if let Ok(v) = HeaderValue::from_str(&decision.reset_secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return resp;
+    Some(decision)
+}
+
+/// The 429 for a refused request, with its headers and `Retry-After`.
+pub fn refusal(decision: &Decision) -> Response {
+    let mut resp = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests; retry later",
+    );
+    add_headers(&mut resp, decision);
+    if let Ok(v) = HeaderValue::from_str(&decision.reset_secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
-    let mut resp = next.run(req).await;
-    add_headers(&mut resp, &decision);
     resp
 }
 
-fn add_headers(resp: &mut Response, d: &Decision) {
-    let policy = format!(
+/// `RateLimit-Policy` and `RateLimit` on a limited route's response.
+pub fn add_headers(resp: &mut Response, d: &Decision) {
+    let mut policy = Small::new();
+    let mut state = Small::new();
+    let _ = write!(
+        policy,
         "\"{}\";q={};w={}",
         d.limit.name,
         d.limit.limit,
         d.limit.window.as_secs().max(1)
     );
-    let state = format!("\"{}\";r={};t={}", d.limit.name, d.remaining, d.reset_secs);
+    let _ = write!(
+        state,
+        "\"{}\";r={};t={}",
+        d.limit.name, d.remaining, d.reset_secs
+    );
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&policy) {
+    if let Ok(v) = HeaderValue::from_str(policy.as_str()) {
         h.insert(RATELIMIT_POLICY, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&state) {
+    if let Ok(v) = HeaderValue::from_str(state.as_str()) {
         h.insert(RATELIMIT, v);
+    }
+}
+
+/// A short string on the stack: identities and header values here are a few dozen bytes.
+/// Writing past its capacity fails (and the value is then not used), never reallocates.
+struct Small {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Small {
+    fn new() -> Small {
+        Small {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for Small {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_strings_refuse_to_overflow() {
+        let mut s = Small::new();
+        assert!(write!(s, "ip:{}", std::net::Ipv4Addr::LOCALHOST).is_ok());
+        assert_eq!(s.as_str(), "ip:127.0.0.1");
+        assert!(s.write_str(&"x".repeat(60)).is_err());
+        assert_eq!(
+            s.as_str(),
+            "ip:2001:db8:1:2::/64",
+            "a failed write leaves it as it was"
+        );
     }
 }

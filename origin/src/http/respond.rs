@@ -5,12 +5,12 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use bytes::Bytes;
 use shared::DataType;
-use shared::etag::{if_none_match_matches, strong_etag};
+use shared::etag::if_none_match_matches;
 
 use super::compress::{Coding, Compressed, MIN_BYTES};
 use super::extract::Negotiation;
+use crate::cache::Value;
 use crate::policies::HeaderPolicies;
 
 /// A JSON body with validators; `304` with the same validators when `If-None-Match` matches.
@@ -19,32 +19,35 @@ pub fn cacheable(
     compressed: &Compressed,
     data: DataType,
     request: &Negotiation,
-    body: Bytes,
+    value: Value,
 ) -> Response {
-    let identity_etag = strong_etag(&body);
-    let coding = if body.len() >= MIN_BYTES {
+    let coding = if value.bytes.len() >= MIN_BYTES {
         Coding::preferred(request.accept_encoding.as_ref())
     } else {
         Coding::Identity
     };
+    let identity_etag = value.etag_str();
     // A strong ETag names exact bytes: each coding of the body is its own representation.
+    // The identity one was made with the entry; a header from it shares its bytes.
     let etag = match coding {
-        Coding::Identity => identity_etag.clone(),
-        _ => format!(
+        Coding::Identity => HeaderValue::from_maybe_shared(value.etag.clone()),
+        _ => HeaderValue::from_str(&format!(
             "{}{}\"",
             identity_etag.trim_end_matches('"'),
             coding.etag_suffix()
-        ),
+        )),
     };
-    let not_modified = request
-        .if_none_match
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| if_none_match_matches(v, &etag));
+    let etag = etag.ok();
+    let not_modified = match (&request.if_none_match, &etag) {
+        (Some(given), Some(etag)) => given
+            .to_str()
+            .is_ok_and(|v| if_none_match_matches(v, etag.to_str().unwrap_or_default())),
+        _ => false,
+    };
     let (status, body) = if not_modified {
         (StatusCode::NOT_MODIFIED, Body::empty())
     } else {
-        let bytes = compressed.get(&identity_etag, coding, &body);
+        let bytes = compressed.get(identity_etag, coding, &value.bytes);
         (StatusCode::OK, Body::from(bytes))
     };
     let mut resp = Response::new(body);
@@ -62,7 +65,7 @@ pub fn cacheable(
     if let Some(c) = coding.header() {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c));
     }
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Some(v) = etag {
         h.insert(header::ETAG, v);
     }
     resp

@@ -69,8 +69,7 @@ type Local = RateLimiter<
 >;
 
 /// What this origin holds for one identity in one tier: leased tokens, or a remembered
-/// refusal, or a note that Redis just failed. Guarded by an async mutex per identity, so
-/// concurrent requests of one identity share one lease instead of each leasing their own.
+/// refusal, or a note that Redis just failed.
 #[derive(Default)]
 struct LeaseState {
     /// Unused leased tokens.
@@ -85,6 +84,16 @@ struct LeaseState {
     redis_retry_at: Option<Instant>,
 }
 
+/// One identity's lease: the state behind a plain mutex, held only to take a token (no await
+/// under it, so the common case never queues behind a round trip), and an async one that lets
+/// one request at a time fetch a new lease, so concurrent requests of one identity share one
+/// lease instead of each leasing their own.
+#[derive(Default)]
+struct Slot {
+    state: std::sync::Mutex<LeaseState>,
+    refill: tokio::sync::Mutex<()>,
+}
+
 /// How long after a failed Redis check an identity's checks go straight to the safety net.
 const REDIS_RETRY: Duration = Duration::from_millis(500);
 
@@ -94,7 +103,9 @@ pub struct Limiter {
     tiers: Arc<Vec<TierLimit>>,
     local: Arc<Vec<Local>>,
     local_checks: Arc<AtomicU64>,
-    leases: moka::sync::Cache<(Tier, String), Arc<tokio::sync::Mutex<LeaseState>>>,
+    /// Per tier (in `Tier::ALL` order), by identity: looked up by `&str`, so a request with a
+    /// lease allocates nothing here.
+    leases: Arc<Vec<moka::sync::Cache<String, Arc<Slot>>>>,
     enabled: bool,
 }
 
@@ -121,10 +132,17 @@ impl Limiter {
             tiers: Arc::new(tiers),
             local: Arc::new(local),
             local_checks: Arc::new(AtomicU64::new(0)),
-            leases: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(longest)
-                .build(),
+            leases: Arc::new(
+                Tier::ALL
+                    .iter()
+                    .map(|_| {
+                        moka::sync::Cache::builder()
+                            .max_capacity(100_000)
+                            .time_to_live(longest)
+                            .build()
+                    })
+                    .collect(),
+            ),
             enabled: true,
         }
     }
@@ -158,46 +176,20 @@ impl Limiter {
     }
 
     async fn decide(&self, limit: TierLimit, identity: &str) -> Decision {
-        let slot = self
-            .leases
-            .get_with((limit.tier, identity.to_owned()), Default::default);
-        let mut state = slot.lock().await;
-        let now = Instant::now();
-        let secs_until = |at: Option<Instant>| {
-            at.map_or(1, |at| {
-                at.saturating_duration_since(now)
-                    .as_millis()
-                    .div_ceil(1000)
-                    .max(1) as u64
-            })
-        };
-
-        // 1. The lease (or refusal) this origin already holds.
-        if state.until.is_some_and(|until| now < until) {
-            if state.refused {
-                return Decision {
-                    allowed: false,
-                    limit,
-                    remaining: 0,
-                    reset_secs: secs_until(state.reset_at),
-                    local: false,
-                };
-            }
-            if state.tokens > 0 {
-                state.tokens -= 1;
-                let admitted = state.counted.saturating_sub(state.tokens);
-                return Decision {
-                    allowed: true,
-                    limit,
-                    remaining: limit.limit.saturating_sub(admitted),
-                    reset_secs: secs_until(state.reset_at),
-                    local: false,
-                };
-            }
+        let tier = Tier::ALL.iter().position(|t| *t == limit.tier).unwrap_or(0);
+        let slot = self.leases[tier].get_with_by_ref(identity, Default::default);
+        if let Some(decision) = from_lease(&slot, limit) {
+            return decision;
         }
+        let _refilling = slot.refill.lock().await;
+        // Whoever held the refill lock before may have just leased enough for this one too.
+        if let Some(decision) = from_lease(&slot, limit) {
+            return decision;
+        }
+        let now = Instant::now();
         // 2. Redis failed a moment ago: straight to the safety net.
-        if state.redis_retry_at.is_some_and(|t| now < t) {
-            drop(state);
+        let retry_at = lock(&slot).redis_retry_at;
+        if retry_at.is_some_and(|t| now < t) {
             return self.fail_open(limit, identity);
         }
         // 3. One round trip for a new lease.
@@ -214,6 +206,7 @@ impl Limiter {
                 self.redis.eval("ratelimit", &FIXED, &[&key], args).await
             }
         };
+        let mut state = lock(&slot);
         match outcome {
             Ok(v) if v.len() == 4 => {
                 let granted = u32::try_from(v[0].max(0)).unwrap_or(0);
@@ -287,4 +280,49 @@ impl Limiter {
             }
         }
     }
+}
+
+fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, LeaseState> {
+    slot.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// 1. The lease (or refusal) this origin already holds, if it decides this request.
+fn from_lease(slot: &Slot, limit: TierLimit) -> Option<Decision> {
+    let mut state = lock(slot);
+    let now = Instant::now();
+    if state.until.is_none_or(|until| now >= until) {
+        return None;
+    }
+    let reset_secs = secs_until(state.reset_at, now);
+    if state.refused {
+        return Some(Decision {
+            allowed: false,
+            limit,
+            remaining: 0,
+            reset_secs,
+            local: false,
+        });
+    }
+    if state.tokens == 0 {
+        return None;
+    }
+    state.tokens -= 1;
+    let admitted = state.counted.saturating_sub(state.tokens);
+    Some(Decision {
+        allowed: true,
+        limit,
+        remaining: limit.limit.saturating_sub(admitted),
+        reset_secs,
+        local: false,
+    })
+}
+
+/// Whole seconds (at least 1) from `now` until `at`.
+fn secs_until(at: Option<Instant>, now: Instant) -> u64 {
+    at.map_or(1, |at| {
+        at.saturating_duration_since(now)
+            .as_millis()
+            .div_ceil(1000)
+            .max(1) as u64
+    })
 }
