@@ -278,7 +278,7 @@ pub fn scenarios(s: &Servers, p: &Paths, redis: &str) -> Vec<Scenario> {
             ]),
         );
     }
-    if let [edge, static_worker] = s.edges.as_slice() {
+    if let [edge, static_worker, js_cache] = s.edges.as_slice() {
         scenarios.push(Scenario::on(
             "edge_hit",
             "edge HIT (Rust worker, workerd)",
@@ -288,6 +288,30 @@ pub fn scenarios(s: &Servers, p: &Paths, redis: &str) -> Vec<Scenario> {
         scenarios.push(Scenario::on(
             "static_worker",
             "static JS worker (workerd)",
+            static_worker,
+            "/",
+        ));
+        // The same three on the workers' own sockets: the worker, not Miniflare's proxy.
+        let direct = |key, label, server: &Proc, path: &str| {
+            let mut s = Scenario::on(key, label, server, path);
+            s.url = format!("http://127.0.0.1:{}{path}", server.direct_port);
+            s
+        };
+        scenarios.push(direct(
+            "edge_hit_direct",
+            "edge HIT, worker socket (Rust worker)",
+            edge,
+            &p.price,
+        ));
+        scenarios.push(direct(
+            "js_cache_direct",
+            "JS Cache API worker HIT, worker socket",
+            js_cache,
+            &p.price,
+        ));
+        scenarios.push(direct(
+            "static_direct",
+            "static JS worker, worker socket",
             static_worker,
             "/",
         ));

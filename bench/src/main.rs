@@ -155,6 +155,11 @@ async fn run(
     probes["login_flood"] = probes::catalog_during_login_flood(&servers.full, &paths.price).await?;
     probes["compressed_sizes"] =
         probes::compressed_sizes(&servers.lists, "/v1/catalog/5sim/services").await?;
+    if !skip_edge {
+        probes["edge_cold_start"] = setup::edge_cold_start(&servers.full, &paths.price).await?;
+        probes["edge_wasm_gzip_bytes"] =
+            serde_json::json!(setup::gzip_len(Path::new("edge/build/index_bg.wasm"))?);
+    }
     if refresh_secs > 0 {
         // Prices live 60 s / 12 = 5 s here: the run crosses a TTL boundary every 5 s.
         let divisor = 12;

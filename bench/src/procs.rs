@@ -14,6 +14,8 @@ pub struct Proc {
     pub port: u16,
     /// An origin's operator listener (`/metrics`); 0 for other servers.
     pub ops_port: u16,
+    /// A worker's own socket in workerd (no Miniflare entry proxy in front); 0 for other servers.
+    pub direct_port: u16,
     child: Child,
 }
 
@@ -48,6 +50,34 @@ pub fn spare_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Starts `cmd` and waits until something accepts TCP connections on `port`, sending it no
+/// request (a worker's first request must be the one measured).
+pub async fn start_listening(name: &str, mut cmd: Command, port: u16) -> anyhow::Result<Proc> {
+    let child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let proc = Proc {
+        port,
+        ops_port: 0,
+        direct_port: 0,
+        child,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            bail!("{name} did not listen on port {port}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(proc)
+}
+
 /// Starts `cmd` and waits until `http://127.0.0.1:{port}{ready_path}` answers 2xx.
 pub async fn start(
     name: &str,
@@ -64,6 +94,7 @@ pub async fn start(
     let proc = Proc {
         port,
         ops_port: 0,
+        direct_port: 0,
         child,
     };
     let client = reqwest::Client::new();

@@ -171,6 +171,24 @@ fn targets(results: &[ScenarioResult], stampede: &serde_json::Value) -> Vec<Targ
             met: growth <= 1.10,
         });
     }
+    if let (Some(edge), Some(js)) = (get("edge_hit_direct"), get("js_cache_direct")) {
+        let ratio = edge.rps / js.rps;
+        targets.push(Target {
+            target: "edge HIT vs a JS Cache API worker (worker socket)".into(),
+            goal: ">= 1.0x".into(),
+            measured: format!("{ratio:.2}x ({:.0} vs {:.0} req/s)", edge.rps, js.rps),
+            met: ratio >= 1.0,
+        });
+    }
+    let wasm = &stampede["edge_wasm_gzip_bytes"];
+    if let Some(bytes) = wasm.as_u64() {
+        targets.push(Target {
+            target: "edge wasm, gzip".into(),
+            goal: "<= 150 KB".into(),
+            measured: format!("{:.0} KB", bytes as f64 / 1000.0),
+            met: bytes <= 150_000,
+        });
+    }
     let loads = stampede["database_loads"].as_f64().unwrap_or(f64::NAN);
     targets.push(Target {
         target: "stampede, 2 origins, 1000 requests".into(),
@@ -318,6 +336,17 @@ fn render(r: &Report) -> String {
             "services list (large catalog, one provider): {} bytes as JSON, {} gzip, {} brotli \
              (compressed once per entry)\n",
             cs["identity"], cs["gzip"], cs["br"]
+        ));
+    }
+    let ec = &st["edge_cold_start"];
+    if ec.is_object() {
+        let f = |k: &str| ec[k].as_f64().unwrap_or(0.0);
+        s.push_str(&format!(
+            "edge cold start (worker socket): first request {:.1} ms (isolate start, wasm \
+             instantiation, origin miss), second {:.1} ms (hit); wasm {} bytes gzip\n",
+            f("first_ms"),
+            f("second_ms"),
+            st["edge_wasm_gzip_bytes"]
         ));
     }
     let ra = &st["refresh_ahead"];

@@ -422,24 +422,80 @@ async fn workers(origin: &Proc, body: &[u8]) -> anyhow::Result<Vec<Proc>> {
         "RATE_LIMIT_BURST": "1000000000",
         "EDGE_INSECURE_DEV": "true",
     });
-    let port = spare_port()?;
+    // Each worker also on its own socket, so the worker is measured and not Miniflare's proxy;
+    // the 20-line JS worker answering from `caches.default` is the edge HIT's baseline there.
+    let worker = |name: &'static str, env: Vec<(&'static str, String)>| async move {
+        let (port, direct) = (spare_port()?, spare_port()?);
+        let mut cmd = Command::new("node");
+        cmd.arg("tests/edge/serve.mjs")
+            .env("EDGE_PORT", port.to_string())
+            .env("EDGE_DIRECT_PORT", direct.to_string());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut proc = start(name, cmd, port, "/healthz").await?;
+        proc.direct_port = direct;
+        anyhow::Ok(proc)
+    };
+    let origin_url = format!("http://127.0.0.1:{}", origin.port);
+    let edge = worker(
+        "edge worker (workerd)",
+        vec![("EDGE_VARS", vars.to_string())],
+    )
+    .await?;
+    let static_body = String::from_utf8_lossy(body).into_owned();
+    let static_worker = worker(
+        "static worker (workerd)",
+        vec![("EDGE_STATIC_BODY", static_body)],
+    )
+    .await?;
+    let js_cache = worker(
+        "JS Cache API worker (workerd)",
+        vec![("EDGE_JS_CACHE_ORIGIN", origin_url)],
+    )
+    .await?;
+    Ok(vec![edge, static_worker, js_cache])
+}
+
+/// The first request to a freshly started edge worker (its isolate compiles and instantiates
+/// the wasm module, then misses to the origin), and the second (a hit), on the worker socket.
+pub async fn edge_cold_start(origin: &Proc, path: &str) -> anyhow::Result<serde_json::Value> {
+    let vars = serde_json::json!({
+        "ORIGIN_URL": format!("http://127.0.0.1:{}", origin.port),
+        "EDGE_INSECURE_DEV": "true",
+    });
+    let (port, direct) = (spare_port()?, spare_port()?);
     let mut cmd = Command::new("node");
     cmd.arg("tests/edge/serve.mjs")
         .env("EDGE_PORT", port.to_string())
+        .env("EDGE_DIRECT_PORT", direct.to_string())
         .env("EDGE_VARS", vars.to_string());
-    let edge = start("edge worker (workerd)", cmd, port, "/healthz").await?;
-    let port = spare_port()?;
-    let mut cmd = Command::new("node");
-    cmd.arg("tests/edge/serve.mjs")
-        .env("EDGE_PORT", port.to_string())
-        .env(
-            "EDGE_STATIC_BODY",
-            String::from_utf8_lossy(body).into_owned(),
-        );
-    Ok(vec![
-        edge,
-        start("static worker (workerd)", cmd, port, "/").await?,
-    ])
+    let proc = procs::start_listening("edge worker (cold start)", cmd, direct).await?;
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{direct}{path}");
+    let mut times = Vec::new();
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let r = client.get(&url).send().await?;
+        let status = r.status();
+        r.bytes().await?;
+        if !status.is_success() {
+            bail!("edge cold start: {status}");
+        }
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(proc);
+    Ok(serde_json::json!({"first_ms": times[0], "second_ms": times[1]}))
+}
+
+/// Bytes of `path` gzipped at the highest level (the wasm module's transfer size).
+pub fn gzip_len(path: &Path) -> anyhow::Result<usize> {
+    let out = Command::new("gzip")
+        .args(["-9c"])
+        .arg(path)
+        .output()
+        .with_context(|| format!("gzip {}", path.display()))?;
+    Ok(out.stdout.len())
 }
 
 fn db_url(admin: &str, name: &str) -> String {

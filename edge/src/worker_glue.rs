@@ -16,9 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures::channel::oneshot;
-use futures::future::{Either, select};
-
 use shared::CachePolicy;
 use shared::etag::{if_none_match_matches, strong_etag};
 use shared::headers::{CLIENT_IP as CLIENT_IP_HEADER, EDGE_SECRET as EDGE_SECRET_HEADER, X_CACHE};
@@ -45,34 +42,34 @@ thread_local! {
     /// The configuration, read once per isolate: vars and secrets are fixed for a deployment
     /// (a new version runs in new isolates), and reading them costs a dozen calls into JS.
     static CONFIG: RefCell<Option<Rc<EdgeConfig>>> = const { RefCell::new(None) };
-    /// Cache keys being fetched from the origin after a miss, with the requests waiting for
-    /// that answer: concurrent misses of one key in an isolate cost one origin fetch.
-    static FETCHING: RefCell<HashMap<String, Vec<oneshot::Sender<Fetched>>>> =
-        RefCell::new(HashMap::new());
+    /// Cache keys being fetched from the origin after a miss, with the outcome the waiting
+    /// requests look for: concurrent misses of one key in an isolate cost one origin fetch.
+    static FETCHING: RefCell<HashMap<String, Outcome>> = RefCell::new(HashMap::new());
 }
 
 /// A storable origin answer (body and `ETag`), handed to the requests that waited for it.
 type Fetched = Rc<(Vec<u8>, String)>;
 
+/// What a fetch came to: not yet (`None`), an answer to share, or nothing to share.
+type Outcome = Rc<RefCell<Option<Option<Fetched>>>>;
+
 /// This request's part in fetching one key: the one fetch, or a wait for it.
 enum Role {
     Leader(Leading),
-    Waiter(oneshot::Receiver<Fetched>),
+    Waiter(Outcome),
 }
 
 fn join_fetch(key: &str) -> Role {
     FETCHING.with(|map| {
         let mut map = map.borrow_mut();
-        match map.get_mut(key) {
-            Some(waiters) => {
-                let (tx, rx) = oneshot::channel();
-                waiters.push(tx);
-                Role::Waiter(rx)
-            }
+        match map.get(key) {
+            Some(outcome) => Role::Waiter(outcome.clone()),
             None => {
-                map.insert(key.to_owned(), Vec::new());
+                let outcome = Outcome::default();
+                map.insert(key.to_owned(), outcome.clone());
                 Role::Leader(Leading {
                     key: key.to_owned(),
+                    outcome,
                 })
             }
         }
@@ -80,34 +77,45 @@ fn join_fetch(key: &str) -> Role {
 }
 
 /// The fetching request's claim on a key. Whatever happens to that request (an answer that
-/// cannot be stored, an error, the client going away), dropping this releases the waiters,
-/// who then fetch for themselves: nobody waits on a fetch that is no longer running.
+/// cannot be stored, an error, the client going away), dropping this tells the waiters there
+/// is nothing to share, and they fetch for themselves.
 struct Leading {
     key: String,
+    outcome: Outcome,
 }
 
 impl Leading {
     fn share(self, fetched: &Fetched) {
-        for tx in FETCHING.with(|map| map.borrow_mut().remove(&self.key).unwrap_or_default()) {
-            let _ = tx.send(fetched.clone());
-        }
+        *self.outcome.borrow_mut() = Some(Some(fetched.clone()));
     }
 }
 
 impl Drop for Leading {
     fn drop(&mut self) {
         FETCHING.with(|map| map.borrow_mut().remove(&self.key));
+        self.outcome.borrow_mut().get_or_insert(None);
     }
 }
 
+/// How often a waiting request looks at the leader's outcome.
+const FETCH_POLL_MS: u64 = 5;
+
 /// The leader's answer, or `None` when it had none to share or took longer than the origin
 /// timeout (a fetch bounded by that timeout has ended by then, one way or another).
-async fn wait_for(rx: oneshot::Receiver<Fetched>, timeout_ms: u32) -> Option<Fetched> {
-    let bound = worker::Delay::from(Duration::from_millis(u64::from(timeout_ms) + 100));
-    match select(rx, bound).await {
-        Either::Left((Ok(fetched), _)) => Some(fetched),
-        _ => None,
+///
+/// Waiters look every few milliseconds instead of being woken by the leader: a wake-up from
+/// the leader would run the waiter's code inside the leader's request, and workerd refuses a
+/// response built there to the waiter's ("Cannot perform I/O on behalf of a different
+/// request"). A timer a waiter set itself resumes it in its own request.
+async fn wait_for(outcome: Outcome, timeout_ms: u32) -> Option<Fetched> {
+    let polls = u64::from(timeout_ms) / FETCH_POLL_MS + 20;
+    for _ in 0..polls {
+        if let Some(done) = outcome.borrow().as_ref() {
+            return done.clone();
+        }
+        worker::Delay::from(Duration::from_millis(FETCH_POLL_MS)).await;
     }
+    None
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -366,8 +374,8 @@ async fn serve_catalog(
 
     let leading = match join_fetch(&cache_key) {
         Role::Leader(leading) => Some(leading),
-        Role::Waiter(rx) => {
-            if let Some(fetched) = wait_for(rx, cfg.origin_timeout_ms).await {
+        Role::Waiter(outcome) => {
+            if let Some(fetched) = wait_for(outcome, cfg.origin_timeout_ms).await {
                 let (body, etag) = (fetched.0.clone(), &fetched.1);
                 return reply.send_bytes(body, etag, CacheStatus::Miss, 0);
             }
