@@ -147,7 +147,7 @@ mod tests {
         assert!(s.write_str(&"x".repeat(60)).is_err());
         assert_eq!(
             s.as_str(),
-            "ip:2001:db8:1:2::/64",
+            "ip:127.0.0.1",
             "a failed write leaves it as it was"
         );
     }
