@@ -50,21 +50,26 @@ pub fn spare_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Starts `cmd` and waits until something accepts TCP connections on `port`, sending it no
-/// request (a worker's first request must be the one measured).
-pub async fn start_listening(name: &str, mut cmd: Command, port: u16) -> anyhow::Result<Proc> {
+/// Starts `cmd` (stdin held open: the servers exit when it closes) as the server on `port`.
+fn spawn(name: &str, mut cmd: Command, port: u16) -> anyhow::Result<Proc> {
     let child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {name}"))?;
-    let proc = Proc {
+    Ok(Proc {
         port,
         ops_port: 0,
         direct_port: 0,
         child,
-    };
+    })
+}
+
+/// Starts `cmd` and waits until something accepts TCP connections on `port`, sending it no
+/// request (a worker's first request must be the one measured).
+pub async fn start_listening(name: &str, cmd: Command, port: u16) -> anyhow::Result<Proc> {
+    let proc = spawn(name, cmd, port)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -79,24 +84,8 @@ pub async fn start_listening(name: &str, mut cmd: Command, port: u16) -> anyhow:
 }
 
 /// Starts `cmd` and waits until `http://127.0.0.1:{port}{ready_path}` answers 2xx.
-pub async fn start(
-    name: &str,
-    mut cmd: Command,
-    port: u16,
-    ready_path: &str,
-) -> anyhow::Result<Proc> {
-    let child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    let proc = Proc {
-        port,
-        ops_port: 0,
-        direct_port: 0,
-        child,
-    };
+pub async fn start(name: &str, cmd: Command, port: u16, ready_path: &str) -> anyhow::Result<Proc> {
+    let proc = spawn(name, cmd, port)?;
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -145,8 +145,11 @@ async fn front_door(
     let started = front.metrics_on.then(Instant::now);
     let id = request_id(req.headers().get(&REQUEST_ID));
     let span = request_span(&req, &id);
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
+    // Only what the metrics read, and only when they are on.
+    let labels = front.metrics_on.then(|| {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        (route, req.method().clone())
+    });
     let work = async {
         let Ok(_slot) = front.in_flight.try_acquire() else {
             let mut resp = json_error(
@@ -183,7 +186,7 @@ async fn front_door(
     if status.is_server_error() {
         tracing::warn!(parent: &span, status = status.as_u16(), "request failed");
     }
-    if let Some(started) = started {
+    if let (Some(started), Some((route, method))) = (started, labels) {
         let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
         meters::http_request(
             route,
