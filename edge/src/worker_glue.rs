@@ -3,7 +3,8 @@
 //! 2. the coarse per-IP limit;
 //! 3. operator endpoints (`/metrics`, `/readyz`): 404 here, never forwarded;
 //! 4. catalog GETs, whatever cookies or credentials they carry (the catalog is public; they are
-//!    forwarded without them): edge cache (fresh → HIT; within stale-while-revalidate →
+//!    forwarded without them): the isolate's copy of a hot answer ([`crate::memo`], fresh only
+//!    → HIT), then the edge cache (fresh → HIT; within stale-while-revalidate →
 //!    STALE plus one background refresh per key; within stale-if-error → origin first, STALE if
 //!    it fails), else the origin (MISS, stored after replying);
 //! 5. everything else: forwarded to the origin, never cached (BYPASS).
@@ -32,6 +33,7 @@ use crate::config::EdgeConfig;
 use crate::freshness::{Freshness, age_secs, classify};
 use crate::headers::{CacheStatus, STORED_AT, client_headers, storable, stored_headers};
 use crate::limiter::{Decision, IpLimiter, client_key};
+use crate::memo::Memo;
 
 thread_local! {
     /// The isolate's limiter and the quota it was built with (rebuilt if the vars change).
@@ -45,6 +47,8 @@ thread_local! {
     /// Cache keys being fetched from the origin after a miss, with the outcome the waiting
     /// requests look for: concurrent misses of one key in an isolate cost one origin fetch.
     static FETCHING: RefCell<HashMap<String, Outcome>> = RefCell::new(HashMap::new());
+    /// Hot answers this isolate just read or stored, served without a cache lookup ([`Memo`]).
+    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
 }
 
 /// A storable origin answer (body and `ETag`), handed to the requests that waited for it.
@@ -328,6 +332,12 @@ async fn serve_catalog(
         None => url.host_str().unwrap_or("edge").to_owned(),
     };
     let cache_key = format!("https://{}{canonical}", host.to_ascii_lowercase());
+    // This isolate's copy first: a fresh answer it read or stored a moment ago.
+    let now = now_ms();
+    if let Some(kept) = MEMO.with(|m| m.borrow().get(&cache_key, now)) {
+        let age = age_secs(kept.stored_at_ms, now);
+        return reply.send_bytes(kept.body.to_vec(), &kept.etag, CacheStatus::Hit, age);
+    }
     let cache = Cache::default();
 
     let mut stale = None;
@@ -341,11 +351,12 @@ async fn serve_catalog(
         let etag = hit.headers().get("ETag")?.unwrap_or_default();
         let age = age_secs(stored_at, now_ms());
         match classify(age, &policy) {
-            // A hit hands the cached body on as it is (a stream the runtime passes through):
-            // it is never copied into wasm and back.
+            // Read once into this isolate's memory: the requests of the next moment are
+            // answered from there without a cache lookup.
             Freshness::Fresh => {
-                let (_, body) = hit.into_parts();
-                return reply.send(body, &etag, CacheStatus::Hit, age);
+                let body = hit.bytes().await?;
+                keep(&cache_key, &body, &etag, stored_at, &policy);
+                return reply.send_bytes(body, &etag, CacheStatus::Hit, age);
             }
             Freshness::StaleWhileRevalidate => {
                 if begin_refresh(&cache_key) {
@@ -392,6 +403,7 @@ async fn serve_catalog(
             None => reply.other(passthrough(resp, CacheStatus::Miss)),
             Some((body, etag)) => {
                 let copy = stored_copy(&policy, &body, &etag)?;
+                keep(&cache_key, &body, &etag, now_ms(), &policy);
                 let key = cache_key.clone();
                 ctx.wait_until(async move {
                     let _ = Cache::default().put(key.as_str(), copy).await;
@@ -427,6 +439,16 @@ async fn storable_body(resp: &mut Response) -> Result<Option<(Vec<u8>, String)>>
     Ok(Some((body, etag)))
 }
 
+/// Keeps an answer stored (in the Cache API) at `stored_at_ms` in this isolate's memory, for
+/// at most as long as it is fresh.
+fn keep(key: &str, body: &[u8], etag: &str, stored_at_ms: u64, policy: &CachePolicy) {
+    let fresh_until_ms = stored_at_ms + u64::from(policy.s_maxage) * 1000;
+    MEMO.with(|m| {
+        m.borrow_mut()
+            .put(key, body, etag, stored_at_ms, fresh_until_ms, now_ms())
+    });
+}
+
 fn begin_refresh(key: &str) -> bool {
     REFRESHING.with(|set| set.borrow_mut().insert(key.to_owned()))
 }
@@ -441,6 +463,7 @@ fn end_refresh(key: &str) {
 async fn store_response(mut resp: Response, key: &str, policy: &CachePolicy) -> Result<()> {
     match storable_body(&mut resp).await? {
         Some((body, etag)) => {
+            keep(key, &body, &etag, now_ms(), policy);
             Cache::default()
                 .put(key, stored_copy(policy, &body, &etag)?)
                 .await

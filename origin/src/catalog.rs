@@ -4,12 +4,14 @@
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use shared::route::{CatalogRoute, EntryRoute};
 use shared::types::{BulkPricesResponse, CountriesResponse, ProvidersResponse, ServicesResponse};
 use shared::{DataType, Product, Slug, keys};
 
 use crate::cache::{Cache, LoadError, Loaded, Value};
 use crate::db::Db;
 use crate::db::catalog::PriceLookup;
+use crate::small::Small;
 
 /// Why a catalog read has no answer.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,30 @@ fn loaded(lookup: PriceLookup) -> Result<Loaded, LoadFailure> {
 impl Catalog {
     pub fn new(db: Db, cache: Cache) -> Self {
         Catalog { db, cache }
+    }
+
+    /// A single-entry route's answer if this process holds it in L1 (the hit path, before any
+    /// routing): no allocation, no await. `None` sends the request the full way.
+    pub fn cached(&self, route: &EntryRoute<'_>) -> Option<Value> {
+        // The longest key: "cache:prices:" and three 32-byte codes with two separators.
+        let mut key = Small::<128>::new();
+        route.write_key(&mut key).ok()?;
+        self.cache.l1_hit(route.data_type(), key.as_str())
+    }
+
+    /// Any catalog route's answer, the whole cache-aside way.
+    pub async fn answer(&self, route: CatalogRoute) -> Result<Value, CatalogError> {
+        match route {
+            CatalogRoute::Providers => self.providers().await,
+            CatalogRoute::Countries { provider } => self.countries(provider).await,
+            CatalogRoute::Services { provider } => self.services(provider).await,
+            CatalogRoute::Price(product) => self.price(product).await,
+            CatalogRoute::BulkPrices {
+                provider,
+                country,
+                services,
+            } => self.bulk_prices(provider, country, services).await,
+        }
     }
 
     pub async fn providers(&self) -> Result<Value, CatalogError> {

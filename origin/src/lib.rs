@@ -17,6 +17,7 @@
 //! - [`meters`]: every Prometheus metric: names, handles, gauges.
 //! - [`telemetry`]: tracing and Sentry.
 //! - [`monitor`], [`check`]: the guide's monitoring checklist as gauges and as `origin check`.
+//! - [`small`]: short strings on the stack for the per-request hot path.
 //! - [`cli`]: the `origin` command line (`serve`, `migrate`, `seed`, `check`, `admin`).
 //!
 //! Imports point one way: `http` → `catalog`/`accounts`/`ratelimit` → `cache` → `redis`/`db`;
@@ -37,6 +38,7 @@ pub mod ratelimit;
 pub mod redis;
 pub mod seed;
 pub mod server;
+pub mod small;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

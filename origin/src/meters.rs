@@ -71,6 +71,10 @@ fn describe_and_baseline() {
         "Cache-aside reads by data type and result (hit, miss, error, coalesced); all but hit waited on a database load"
     );
     describe_counter!(
+        "http_hit_path_total",
+        "Catalog reads answered before routing (single-entry routes spelled plainly: the hit path)"
+    );
+    describe_counter!(
         "cache_refresh_total",
         "Refresh-ahead reloads by data type and outcome (refreshed, skipped, superseded, failed)"
     );
@@ -136,6 +140,7 @@ fn describe_and_baseline() {
     for kind in ["error", "timeout"] {
         metrics::counter!("redis_errors_total", "op" => "get", "kind" => kind).increment(0);
     }
+    hit_path().increment(0);
     metrics::counter!("cache_invalidation_failures_total").increment(0);
     metrics::counter!("dependency_unavailable_total").increment(0);
 }
@@ -160,6 +165,12 @@ pub fn cache_counter(data: DataType, result: &'static str) -> &'static Counter {
     let d = DataType::ALL.iter().position(|x| *x == data).unwrap_or(0);
     let r = CACHE_RESULTS.iter().position(|x| *x == result).unwrap_or(0);
     &table[d * CACHE_RESULTS.len() + r]
+}
+
+/// `http_hit_path_total`: a handle made once (the path it counts is the hottest there is).
+pub fn hit_path() -> &'static Counter {
+    static COUNTER: OnceLock<Counter> = OnceLock::new();
+    COUNTER.get_or_init(|| metrics::counter!("http_hit_path_total"))
 }
 
 /// Counts `n` cache reads of one result.

@@ -15,26 +15,35 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::response::Response;
 use hyper::body::Incoming;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 /// Largest request line plus headers, in bytes (hyper's lower bound is 8 KiB).
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains the open connections.
-pub async fn serve(
+/// Serves `app` (called with each request and its connection's peer address) on `listener`
+/// until `shutdown` resolves, then drains the open connections.
+pub async fn serve<A, F>(
     listener: TcpListener,
-    app: Router,
+    app: A,
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    A: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -63,16 +72,9 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = app
-            .clone()
-            .map_request(move |mut req: axum::http::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                req
-            });
-        let conn = builder.serve_connection_with_upgrades(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service),
-        );
+        let app = app.clone();
+        let service = service_fn(move |req| app(req, peer));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             // A client that resets or times out is no error of ours.
@@ -81,4 +83,19 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// A plain router as an app for [`serve`]: the peer address as `ConnectInfo`, then routing.
+pub fn routed(
+    router: Router,
+) -> impl Fn(Request<Incoming>, SocketAddr) -> tower::util::Oneshot<Router, Request<Body>>
++ Clone
++ Send
++ Sync
++ 'static {
+    move |req, peer| {
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(req)
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::net::TcpListener;
 
 use crate::accounts::Accounts;
@@ -142,8 +143,9 @@ impl Application {
             let _ = rx.wait_for(|draining| *draining).await;
         };
         let header_read_timeout = self.state.settings.header_read_timeout;
-        let app = http::router(self.state.clone());
-        let ops = http::ops_router(self.state);
+        let public = http::public(self.state.clone());
+        let app = move |req, peer| public.clone().serve(req, peer).map(Ok);
+        let ops = server::routed(http::ops_router(self.state));
         // The operator listener outlives the public one: `/readyz` keeps answering "draining"
         // to the load balancer until the last public request is done.
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);

@@ -16,27 +16,66 @@
 //! (`cache:invalidate`). Codes are [`Slug`]s, so a key segment can never contain `:` and two
 //! keys never collide.
 
+use std::fmt::{self, Write};
+
 use crate::policy::DataType;
 use crate::product::Product;
 use crate::slug::Slug;
 
 pub fn providers() -> String {
-    "cache:providers".to_owned()
+    PROVIDERS.to_owned()
 }
 
+const PROVIDERS: &str = "cache:providers";
+
 pub fn countries(provider: &Slug) -> String {
-    format!("cache:countries:{provider}")
+    built(|out| write_countries(out, provider.as_str()))
 }
 
 pub fn services(provider: &Slug) -> String {
-    format!("cache:services:{provider}")
+    built(|out| write_services(out, provider.as_str()))
 }
 
 pub fn price(product: &Product) -> String {
-    format!(
-        "cache:prices:{}:{}:{}",
-        product.provider, product.country, product.service
-    )
+    built(|out| {
+        write_price(
+            out,
+            product.provider.as_str(),
+            product.country.as_str(),
+            product.service.as_str(),
+        )
+    })
+}
+
+fn built(write: impl FnOnce(&mut String) -> fmt::Result) -> String {
+    let mut key = String::new();
+    // Writing to a String cannot fail.
+    let _ = write(&mut key);
+    key
+}
+
+/// The catalog keys written into any buffer (the origin's hit path writes them on the stack).
+/// The `String` builders above go through these, so each key is spelled once. Callers pass
+/// codes already checked as slugs.
+pub fn write_providers(out: &mut impl Write) -> fmt::Result {
+    out.write_str(PROVIDERS)
+}
+
+pub fn write_countries(out: &mut impl Write, provider: &str) -> fmt::Result {
+    write!(out, "cache:countries:{provider}")
+}
+
+pub fn write_services(out: &mut impl Write, provider: &str) -> fmt::Result {
+    write!(out, "cache:services:{provider}")
+}
+
+pub fn write_price(
+    out: &mut impl Write,
+    provider: &str,
+    country: &str,
+    service: &str,
+) -> fmt::Result {
+    write!(out, "cache:prices:{provider}:{country}:{service}")
 }
 
 pub fn balance(user_id: i64) -> String {

@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use crate::keys;
 use crate::policy::DataType;
 use crate::product::Product;
 use crate::slug::{Slug, SlugError};
@@ -129,6 +130,117 @@ impl CatalogRoute {
                 }
                 s
             }
+        }
+    }
+}
+
+/// A catalog route whose answer is exactly one cache entry (everything but the bulk read),
+/// borrowed from the path as it arrived: the origin's hit path finds the entry without building
+/// a route, a `String` or a key on the heap.
+///
+/// Stricter than [`CatalogRoute::parse`] on purpose: it takes only paths whose segments are
+/// valid codes exactly as sent (no percent-escapes, nothing to decode) and ignores the query (no
+/// single-entry route reads one). Anything else is `None` and goes the full way, which accepts
+/// or refuses it; a path this accepts means the same route and key there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryRoute<'a> {
+    Providers,
+    Countries {
+        provider: &'a str,
+    },
+    Services {
+        provider: &'a str,
+    },
+    Price {
+        provider: &'a str,
+        country: &'a str,
+        service: &'a str,
+    },
+}
+
+/// The route patterns as the router spells them (metric labels).
+pub const PROVIDERS_ROUTE: &str = "/v1/catalog/providers";
+pub const COUNTRIES_ROUTE: &str = "/v1/catalog/{provider}/countries";
+pub const SERVICES_ROUTE: &str = "/v1/catalog/{provider}/services";
+pub const PRICE_ROUTE: &str = "/v1/catalog/{provider}/prices/{country}/{service}";
+
+impl<'a> EntryRoute<'a> {
+    pub fn parse(path: &'a str) -> Option<Self> {
+        let code = |raw: &'a str| Slug::check(raw).ok().map(|()| raw);
+        let mut parts = path.strip_prefix(CATALOG_PREFIX)?.split('/');
+        let route = match (parts.next()?, parts.next(), parts.next(), parts.next()) {
+            ("providers", None, None, None) => EntryRoute::Providers,
+            (provider, Some("countries"), None, None) => EntryRoute::Countries {
+                provider: code(provider)?,
+            },
+            (provider, Some("services"), None, None) => EntryRoute::Services {
+                provider: code(provider)?,
+            },
+            (provider, Some("prices"), Some(country), Some(service)) => EntryRoute::Price {
+                provider: code(provider)?,
+                country: code(country)?,
+                service: code(service)?,
+            },
+            _ => return None,
+        };
+        // Nothing may follow the last segment.
+        parts.next().is_none().then_some(route)
+    }
+
+    pub fn data_type(&self) -> DataType {
+        match self {
+            EntryRoute::Providers => DataType::Providers,
+            EntryRoute::Countries { .. } => DataType::Countries,
+            EntryRoute::Services { .. } => DataType::Services,
+            EntryRoute::Price { .. } => DataType::Prices,
+        }
+    }
+
+    /// The route's pattern, as the router's matched path names it.
+    pub fn pattern(&self) -> &'static str {
+        match self {
+            EntryRoute::Providers => PROVIDERS_ROUTE,
+            EntryRoute::Countries { .. } => COUNTRIES_ROUTE,
+            EntryRoute::Services { .. } => SERVICES_ROUTE,
+            EntryRoute::Price { .. } => PRICE_ROUTE,
+        }
+    }
+
+    /// Its cache key ([`crate::keys`]), written into `out`.
+    pub fn write_key(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        match *self {
+            EntryRoute::Providers => keys::write_providers(out),
+            EntryRoute::Countries { provider } => keys::write_countries(out, provider),
+            EntryRoute::Services { provider } => keys::write_services(out, provider),
+            EntryRoute::Price {
+                provider,
+                country,
+                service,
+            } => keys::write_price(out, provider, country, service),
+        }
+    }
+}
+
+impl From<EntryRoute<'_>> for CatalogRoute {
+    /// The owned route, for a request that goes on to Redis or PostgreSQL.
+    fn from(route: EntryRoute<'_>) -> CatalogRoute {
+        match route {
+            EntryRoute::Providers => CatalogRoute::Providers,
+            EntryRoute::Countries { provider } => CatalogRoute::Countries {
+                provider: Slug::checked(provider),
+            },
+            EntryRoute::Services { provider } => CatalogRoute::Services {
+                provider: Slug::checked(provider),
+            },
+            EntryRoute::Price {
+                provider,
+                country,
+                service,
+            } => CatalogRoute::Price(Product {
+                provider: Slug::checked(provider),
+                country: Slug::checked(country),
+                service: Slug::checked(service),
+            }),
         }
     }
 }
@@ -271,5 +383,56 @@ mod tests {
             .collect::<Vec<_>>()
             .join(",");
         assert!(parse_services_param(&many).is_err());
+    }
+
+    #[test]
+    fn entry_routes_agree_with_the_full_parser_and_the_key_builders() {
+        for path in [
+            "/v1/catalog/providers",
+            "/v1/catalog/5sim/countries",
+            "/v1/catalog/providers/countries",
+            "/v1/catalog/sms-activate/services",
+            "/v1/catalog/5sim/prices/us/whatsapp",
+            "/v1/catalog/a/prices/b_c/0-9",
+        ] {
+            let entry = EntryRoute::parse(path).unwrap_or_else(|| panic!("{path}"));
+            let full = parse(path, None).unwrap();
+            assert_eq!(CatalogRoute::from(entry), full, "{path}");
+            assert_eq!(entry.data_type(), full.data_type(), "{path}");
+            let want = match &full {
+                CatalogRoute::Providers => keys::providers(),
+                CatalogRoute::Countries { provider } => keys::countries(provider),
+                CatalogRoute::Services { provider } => keys::services(provider),
+                CatalogRoute::Price(p) => keys::price(p),
+                CatalogRoute::BulkPrices { .. } => unreachable!("{path}"),
+            };
+            let mut key = String::new();
+            entry.write_key(&mut key).unwrap();
+            assert_eq!(key, want, "{path}");
+        }
+    }
+
+    #[test]
+    fn entry_routes_leave_everything_else_to_the_full_path() {
+        let long = format!("/v1/catalog/{}/services", "a".repeat(33));
+        for path in [
+            "/v1/catalog/providers/",
+            "/v1/catalog//services",
+            "/v1/catalog/5sim/services/",
+            "/v1/catalog/5SIM/services",
+            "/v1/catalog/5sim/prices/us",
+            "/v1/catalog/5sim/prices/us/whatsapp/x",
+            "/v1/catalog/5sim/prices/u%73/whatsapp",
+            "/v1/catalog/5sim/prices/us/what..app",
+            "/v1/catalog/-x/countries",
+            "/v1/catalog/5sim/other",
+            "/v1/catalog/",
+            "/v1/catalog",
+            "/v2/catalog/providers",
+            "//v1/catalog/providers",
+            long.as_str(),
+        ] {
+            assert_eq!(EntryRoute::parse(path), None, "{path}");
+        }
     }
 }

@@ -67,6 +67,12 @@ impl std::error::Error for SlugError {}
 
 impl Slug {
     pub fn parse(raw: &str) -> Result<Self, SlugError> {
+        Slug::check(raw).map(|()| Slug(raw.to_owned()))
+    }
+
+    /// What [`Slug::parse`] decides, without keeping the string (a hot path that only needs to
+    /// know a borrowed segment is a valid code allocates nothing).
+    pub fn check(raw: &str) -> Result<(), SlugError> {
         if raw.is_empty() {
             return Err(SlugError::Empty);
         }
@@ -79,10 +85,16 @@ impl Slug {
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_');
         if lead_ok && rest_ok {
-            Ok(Slug(raw.to_owned()))
+            Ok(())
         } else {
             Err(SlugError::InvalidChar)
         }
+    }
+
+    /// A code [`Slug::check`] already accepted (this crate's borrowed parsers hand them on).
+    pub(crate) fn checked(raw: &str) -> Slug {
+        debug_assert!(Slug::check(raw).is_ok(), "{raw}");
+        Slug(raw.to_owned())
     }
 
     pub fn as_str(&self) -> &str {

@@ -241,6 +241,15 @@ impl Cache {
         result
     }
 
+    /// The value under `key` if L1 holds one, counted as a hit: the part of
+    /// [`Cache::get_or_load`] that needs no `String` and no `await`. `None` (not held, a known
+    /// absence, or L1 off or not live) sends the caller the full way.
+    pub fn l1_hit(&self, data: DataType, key: &str) -> Option<Value> {
+        let value = self.l1.as_ref()?.get(key)??;
+        meters::cache_results(data, "hit", 1);
+        Some(value)
+    }
+
     /// Whether a hit with `pttl_ms` left should be refreshed ahead.
     fn refresh_due(&self, data: DataType, pttl_ms: i64) -> bool {
         let ttl = Duration::from_secs(self.ttl(data).into());

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 
 use super::error::ApiError;
 
@@ -33,10 +33,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Negotiation {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Negotiation {
-            if_none_match: parts.headers.get(header::IF_NONE_MATCH).cloned(),
-            accept_encoding: parts.headers.get(header::ACCEPT_ENCODING).cloned(),
-        })
+        Ok(Negotiation::of(&parts.headers))
+    }
+}
+
+impl Negotiation {
+    pub fn of(headers: &HeaderMap) -> Negotiation {
+        Negotiation {
+            if_none_match: headers.get(header::IF_NONE_MATCH).cloned(),
+            accept_encoding: headers.get(header::ACCEPT_ENCODING).cloned(),
+        }
     }
 }
 

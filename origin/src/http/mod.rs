@@ -1,10 +1,11 @@
-//! The HTTP surface: one function builds the whole [`Router`], so tests drive it exactly as
-//! production does.
+//! The HTTP surface: one function ([`public`]) builds the whole public application, so tests
+//! drive it exactly as production does: its front door ([`Public::serve`]), the path of the
+//! single-entry catalog reads ([`answer`]), and the [`Router`] behind them.
 //!
 //! - [`catalog`]: the public catalog routes.
 //! - [`accounts`], [`auth`]: sign-up, sessions, balance, purchases, admin; the auth extractors.
-//! - [`front_door`]: what every request passes through first (request id, span, admission,
-//!   rate limit, metrics), fused into one layer.
+//! - [`Public::serve`]: what every request passes through first (request id, span, admission,
+//!   rate limit, metrics), in one place.
 //! - [`ratelimit`]: the tier check in front of every `/v1/` route.
 //! - [`ops`]: operator actions (the Ops tier).
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
@@ -28,16 +29,22 @@ pub mod ops;
 pub mod ratelimit;
 pub mod respond;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
+use futures::FutureExt;
+use shared::route::EntryRoute;
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
@@ -48,6 +55,7 @@ use utoipa_axum::routes;
 use crate::meters;
 use crate::state::AppState;
 use error::{ApiError, json_error};
+use extract::Negotiation;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static(shared::headers::REQUEST_ID);
 
@@ -85,7 +93,17 @@ pub fn openapi_document() -> String {
     openapi::document(&openapi::complete(api_router().into_openapi()))
 }
 
-pub fn router(state: AppState) -> Router {
+/// The public listener's application: [`Public::serve`] is every request's front door, then a
+/// single-entry catalog read is answered without routing ([`answer`]) and everything else goes
+/// through the router.
+#[derive(Clone)]
+pub struct Public {
+    front: Arc<Front>,
+    router: Router,
+}
+
+/// The public application over `state` (the only constructor: the server and the tests use it).
+pub fn public(state: AppState) -> Public {
     let front = Arc::new(Front {
         metrics_on: state.metrics.is_some(),
         in_flight: tokio::sync::Semaphore::new(state.settings.max_concurrent_requests),
@@ -94,7 +112,7 @@ pub fn router(state: AppState) -> Router {
     });
     let (api, spec) = api_router().split_for_parts();
     let spec = Bytes::from(openapi::document(&openapi::complete(spec)));
-    Router::new()
+    let mut router = Router::new()
         .merge(api)
         .route(
             "/openapi.json",
@@ -108,19 +126,18 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             extract::MAX_BODY_BYTES,
         ))
-        .layer(CatchPanicLayer::custom(|_| {
-            json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-        }))
-        .layer(middleware::from_fn_with_state(front, front_door))
-        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| internal_error()));
+    if front.metrics_on {
+        router = router.layer(middleware::from_fn(label_route));
+    }
+    Public {
+        front,
+        router: router.with_state(state),
+    }
 }
 
-/// What every request passes through before its handler, in one layer (each layer of its own
-/// would cost a boxed future and a service clone per request; on a cache hit these were a
+/// What every request passes through first, in one place (each tower layer of its own would
+/// cost a boxed future and a service clone per request; on a cache hit five such layers were a
 /// fifth of the origin's time):
 /// 1. a request id (`X-Request-Id` on the response) and a span;
 /// 2. admission: a slot among `MAX_CONCURRENT_REQUESTS` in flight (none free: 503 +
@@ -128,7 +145,7 @@ pub fn router(state: AppState) -> Router {
 ///    `REQUEST_TIMEOUT_MS` to finish (past it the work is dropped, a purchase's transaction rolls
 ///    back, and the client gets a JSON 504);
 /// 3. the rate limit ([`ratelimit`]);
-/// 4. request count and latency by matched route ([`meters`]), and a WARN line for a 5xx (its
+/// 4. request count and latency by route pattern ([`meters`]), and a WARN line for a 5xx (its
 ///    cause is logged once, at ERROR, by `ApiError`, so Sentry gets one event per error).
 struct Front {
     state: AppState,
@@ -137,66 +154,146 @@ struct Front {
     timeout: std::time::Duration,
 }
 
-async fn front_door(
-    axum::extract::State(front): axum::extract::State<Arc<Front>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let started = front.metrics_on.then(Instant::now);
-    let id = request_id(req.headers().get(&REQUEST_ID));
-    let span = request_span(&req, &id);
-    // Only what the metrics read, and only when they are on.
-    let labels = front.metrics_on.then(|| {
-        let route = req.extensions().get::<MatchedPath>().cloned();
-        (route, req.method().clone())
-    });
-    let work = async {
-        let Ok(_slot) = front.in_flight.try_acquire() else {
-            let mut resp = json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "too many requests in flight; retry shortly",
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return resp;
-        };
-        let limited = async {
-            let decision = ratelimit::decide(&front.state, &mut req).await;
-            if let Some(d) = decision.as_ref().filter(|d| !d.allowed) {
-                return ratelimit::refusal(d);
+impl Public {
+    /// One request from `peer`, start to finish.
+    pub async fn serve<B>(self, req: axum::http::Request<B>, peer: SocketAddr) -> Response
+    where
+        B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let Public { front, router } = self;
+        let mut req = req.map(Body::new);
+        let started = front.metrics_on.then(Instant::now);
+        let id = request_id(req.headers().get(&REQUEST_ID));
+        let span = request_span(&req, &id);
+        let method = front.metrics_on.then(|| req.method().clone());
+        let work = async {
+            let Ok(_slot) = front.in_flight.try_acquire() else {
+                let mut resp = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "too many requests in flight; retry shortly",
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return (resp, None);
+            };
+            let limited = async {
+                let decision = ratelimit::decide(&front.state, &mut req, peer.ip()).await;
+                if let Some(d) = decision.as_ref().filter(|d| !d.allowed) {
+                    return (ratelimit::refusal(d), None);
+                }
+                let (mut resp, pattern) = match entry_route(&req) {
+                    Some(route) => {
+                        let resp = answer(&front.state, route, req.headers()).await;
+                        (resp, Some(route.pattern()))
+                    }
+                    None => {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        let resp = router.oneshot(req).await.unwrap_or_else(|e| match e {});
+                        (resp, None)
+                    }
+                };
+                if let Some(d) = &decision {
+                    ratelimit::add_headers(&mut resp, d);
+                }
+                (resp, pattern)
+            };
+            match tokio::time::timeout(front.timeout, limited).await {
+                Ok(answered) => answered,
+                Err(_) => (
+                    json_error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timeout",
+                        "the request took too long",
+                    ),
+                    None,
+                ),
             }
-            let mut resp = next.run(req).await;
-            if let Some(d) = &decision {
-                ratelimit::add_headers(&mut resp, d);
-            }
-            resp
         };
-        match tokio::time::timeout(front.timeout, limited).await {
-            Ok(resp) => resp,
-            Err(_) => json_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "the request took too long",
-            ),
+        let (mut resp, pattern) = work.instrument(span.clone()).await;
+        let status = resp.status();
+        if status.is_server_error() {
+            tracing::warn!(parent: &span, status = status.as_u16(), "request failed");
         }
-    };
-    let mut resp = work.instrument(span.clone()).await;
-    let status = resp.status();
-    if status.is_server_error() {
-        tracing::warn!(parent: &span, status = status.as_u16(), "request failed");
+        if let (Some(started), Some(method)) = (started, method) {
+            let route = pattern
+                .or_else(|| {
+                    resp.extensions()
+                        .get::<MatchedPath>()
+                        .map(MatchedPath::as_str)
+                })
+                .unwrap_or("unmatched");
+            meters::http_request(
+                route,
+                &method,
+                status.as_u16(),
+                started.elapsed().as_secs_f64(),
+            );
+        }
+        resp.headers_mut().insert(REQUEST_ID, id);
+        resp
     }
-    if let (Some(started), Some((route, method))) = (started, labels) {
-        let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        meters::http_request(
-            route,
-            &method,
-            status.as_u16(),
-            started.elapsed().as_secs_f64(),
-        );
+}
+
+/// The catalog routes answered before routing: a `GET` of a single-entry route
+/// (`shared::route::EntryRoute`: every catalog read but the bulk one) spelled plainly. Anything
+/// else (another route or method, a path that needs decoding or validating) is `None` and goes
+/// through the router, which answers or refuses it.
+fn entry_route(req: &Request) -> Option<EntryRoute<'_>> {
+    if req.method() != Method::GET {
+        return None;
     }
-    resp.headers_mut().insert(REQUEST_ID, id);
+    EntryRoute::parse(req.uri().path())
+}
+
+/// A single-entry catalog route's answer, exactly what its handler sends (the same
+/// [`respond::cacheable`], the same [`ApiError`]s), without the router's matching and parameter
+/// map or the extractors. A warm hit, the hot path, is found in L1 with the key on the stack and
+/// no await; otherwise the cache-aside way (Redis, then one load).
+async fn answer(state: &AppState, route: EntryRoute<'_>, headers: &HeaderMap) -> Response {
+    meters::hit_path().increment(1);
+    let negotiation = Negotiation::of(headers);
+    // Outside the router's panic guard, so with one of its own: a panic answers a JSON 500.
+    let guarded = std::panic::AssertUnwindSafe(async {
+        let value = match state.catalog.cached(&route) {
+            Some(value) => value,
+            None => match state.catalog.answer(route.into()).await {
+                Ok(value) => value,
+                Err(e) => return ApiError::from(e).into_response(),
+            },
+        };
+        respond::cacheable(
+            &state.headers,
+            &state.compressed,
+            route.data_type(),
+            &negotiation,
+            value,
+        )
+    });
+    guarded
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| internal_error())
+}
+
+/// The routed request's pattern, handed to the front door's metrics in the response (the
+/// router matches after the front door has run).
+async fn label_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(route) = route {
+        resp.extensions_mut().insert(route);
+    }
     resp
+}
+
+fn internal_error() -> Response {
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
 }
 
 /// The request id: a client's is kept only when it is 1–64 characters of `A-Z a-z 0-9 - _ .`;

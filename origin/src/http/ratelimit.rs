@@ -5,13 +5,13 @@
 //! (draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy: "api";q=1000;w=60`,
 //! `RateLimit: "api";r=412;t=37`) to every limited route's response.
 //!
-//! It runs (in [`super::front`]) before authentication, so anonymous floods of any group are limited too. The
+//! It runs (in [`super::Public`]'s front door) before authentication, so anonymous floods of any group are limited too. The
 //! session it resolves is handed to the auth extractor, so a request costs one session lookup.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use shared::headers::{RATELIMIT, RATELIMIT_POLICY};
@@ -21,19 +21,20 @@ use super::auth::{ResolvedSession, token};
 use super::client_ip::resolve;
 use super::error::json_error;
 use crate::ratelimit::Decision;
+use crate::small::Small;
 use crate::state::AppState;
 
 /// The limiter's decision for this request, or `None` for a route no tier covers (or with the
 /// limiter off). A live session it looked up is left in the request for the auth extractor.
-pub async fn decide(state: &AppState, req: &mut Request) -> Option<Decision> {
+pub async fn decide(state: &AppState, req: &mut Request, peer: IpAddr) -> Option<Decision> {
     let tier = Tier::for_path(req.uri().path()).filter(|_| state.limiter.is_enabled())?;
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip());
     // Identities are built on the stack: a request with a lease allocates nothing here.
-    let mut address = Small::new();
-    let _ = match resolve(state.settings.edge_secret.as_ref(), req.headers(), peer) {
+    let mut address = Small::<64>::new();
+    let _ = match resolve(
+        state.settings.edge_secret.as_ref(),
+        req.headers(),
+        Some(peer),
+    ) {
         Some(ip) => address
             .write_str("ip:")
             .and_then(|()| write_ip_key(&mut address, ip)),
@@ -56,7 +57,7 @@ pub async fn decide(state: &AppState, req: &mut Request) -> Option<Decision> {
     if decision.allowed
         && let Some(user_id) = user
     {
-        let mut user = Small::new();
+        let mut user = Small::<64>::new();
         let _ = write!(user, "user:{user_id}");
         let by_user = state.limiter.check(tier, user.as_str()).await;
         if !by_user.allowed || by_user.remaining < decision.remaining {
@@ -82,8 +83,8 @@ pub fn refusal(decision: &Decision) -> Response {
 
 /// `RateLimit-Policy` and `RateLimit` on a limited route's response.
 pub fn add_headers(resp: &mut Response, d: &Decision) {
-    let mut policy = Small::new();
-    let mut state = Small::new();
+    let mut policy = Small::<64>::new();
+    let mut state = Small::<64>::new();
     let _ = write!(
         policy,
         "\"{}\";q={};w={}",
@@ -102,53 +103,5 @@ pub fn add_headers(resp: &mut Response, d: &Decision) {
     }
     if let Ok(v) = HeaderValue::from_str(state.as_str()) {
         h.insert(RATELIMIT, v);
-    }
-}
-
-/// A short string on the stack: identities and header values here are a few dozen bytes.
-/// Writing past its capacity fails (and the value is then not used), never reallocates.
-struct Small {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl Small {
-    fn new() -> Small {
-        Small {
-            buf: [0; 64],
-            len: 0,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Write for Small {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let room = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        room.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn small_strings_refuse_to_overflow() {
-        let mut s = Small::new();
-        assert!(write!(s, "ip:{}", std::net::Ipv4Addr::LOCALHOST).is_ok());
-        assert_eq!(s.as_str(), "ip:127.0.0.1");
-        assert!(s.write_str(&"x".repeat(60)).is_err());
-        assert_eq!(
-            s.as_str(),
-            "ip:127.0.0.1",
-            "a failed write leaves it as it was"
-        );
     }
 }

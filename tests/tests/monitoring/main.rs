@@ -33,7 +33,7 @@ fn env_for(
 async fn metrics_move_with_requests() {
     let db = TestDb::new(Some(Scale::Small)).await;
     let origin =
-        OriginProcess::start(&env_for(&db, shared_redis_url(), &[("RATE_LIMITS", "api=4/60000")]))
+        OriginProcess::start(&env_for(&db, shared_redis_url(), &[("RATE_LIMITS", "api=6/60000")]))
             .await;
     let path = "/v1/catalog/5sim/prices/ad?services=whatsapp";
     let single = "/v1/catalog/5sim/countries";
@@ -60,7 +60,24 @@ async fn metrics_move_with_requests() {
         1.0,
         "the next one a hit"
     );
+    assert_eq!(
+        origin.metric("http_hit_path_total").await,
+        2.0,
+        "a catalog read spelled plainly is answered before routing, the miss and the hit"
+    );
     assert_eq!(origin.metric("cache_load_duration_seconds_count{type=\"countries\"}").await, 1.0);
+    // The same route spelled with an escape ("%35" is "5") is not for the hit path: the router
+    // decodes and answers it, from the same entry.
+    let first = reqwest::get(origin.url(single)).await.unwrap().bytes().await.unwrap();
+    let escaped = reqwest::get(origin.url("/v1/catalog/%35sim/countries")).await.unwrap();
+    assert_eq!(escaped.status(), StatusCode::OK);
+    assert_eq!(escaped.bytes().await.unwrap(), first);
+    assert_eq!(origin.metric("http_hit_path_total").await, 3.0, "only the plain spelling");
+    assert_eq!(
+        origin.metric("cache_requests_total{type=\"countries\",result=\"hit\"}").await,
+        3.0,
+        "all three were hits"
+    );
 
     let _ = reqwest::get(origin.url(path)).await.unwrap();
     let _ = reqwest::get(origin.url(path)).await.unwrap();
@@ -73,7 +90,8 @@ async fn metrics_move_with_requests() {
     );
     assert_eq!(
         origin.metric("ratelimit_decisions_total{tier=\"api\",outcome=\"allowed\"}").await,
-        4.0
+        6.0,
+        "the hit path is rate limited like every route"
     );
 
     let text = reqwest::get(origin.ops_url("/metrics")).await.unwrap().text().await.unwrap();
@@ -81,7 +99,7 @@ async fn metrics_move_with_requests() {
         &text,
         "http_requests_total{route=\"/v1/catalog/{provider}/countries\",method=\"GET\",status=\"200\"}",
     );
-    assert_eq!(ok, 2.0, "requests by matched route, never the raw path");
+    assert_eq!(ok, 4.0, "requests by route pattern (routed or not), never the raw path");
     assert!(!text.contains("5sim"), "no codes, keys, ids or addresses as label values");
     assert!(text.contains("http_request_duration_seconds_bucket{"), "latency is a histogram");
     assert!(sample(&text, "db_pool_max_connections") >= 1.0);

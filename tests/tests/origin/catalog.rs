@@ -266,3 +266,71 @@ async fn large_bodies_come_compressed_once_per_entry_with_their_own_etag() {
 async fn get_as_coding(app: &harness::TestApp, path: &str, coding: &str) -> reqwest::Response {
     app.client.get(app.url(path)).header("accept-encoding", coding).send().await.unwrap()
 }
+
+/// Single-entry catalog reads are answered before routing (`http_hit_path_total`, in the
+/// monitoring suite); they must answer exactly what the router answers. Each route with a code
+/// is asked once with an escaped spelling (only the router takes those) and once plainly (the
+/// hit path, the entry now in L1), for each coding and with a matching `If-None-Match`: same
+/// status, body and headers but the per-request ones. So is a 404. (The providers route has no
+/// code to escape, and an escaped static segment matches no route.)
+#[tokio::test]
+async fn a_warm_hit_answers_exactly_what_the_router_answers() {
+    let s = seeded(AppOptions::default()).await;
+    let (p, c, sv, ..) = some_price(&s.db.pool, 5).await;
+    let escape_first = |path: &str| {
+        // "/v1/catalog/5sim/…" → "/v1/catalog/%35sim/…": the same route, decoded by the router.
+        let (head, rest) = path.split_at("/v1/catalog/".len());
+        let first = rest.as_bytes()[0];
+        format!("{head}%{first:02X}{}", &rest[1..])
+    };
+    let per_request = ["date", "x-request-id", "ratelimit", "ratelimit-policy"];
+    let headers = |r: &reqwest::Response| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| !per_request.contains(&k.as_str()))
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        v.sort();
+        v
+    };
+    for path in [
+        format!("/v1/catalog/{p}/countries"),
+        format!("/v1/catalog/{p}/services"),
+        format!("/v1/catalog/{p}/prices/{c}/{sv}"),
+    ] {
+        let escaped = escape_first(&path);
+        for coding in ["identity", "br", "gzip"] {
+            let get = |p: String, inm: Option<String>| {
+                let mut req = s.app.client.get(s.app.url(&p)).header("accept-encoding", coding);
+                if let Some(v) = inm {
+                    req = req.header("if-none-match", v);
+                }
+                req.send()
+            };
+            let routed = get(escaped.clone(), None).await.unwrap();
+            let hit = get(path.clone(), None).await.unwrap();
+            assert_eq!(routed.status(), StatusCode::OK, "{escaped}");
+            assert_eq!(hit.status(), StatusCode::OK, "{path}");
+            assert_eq!(headers(&routed), headers(&hit), "{path} ({coding})");
+            for r in [&routed, &hit] {
+                for h in ["x-request-id", "ratelimit", "ratelimit-policy"] {
+                    assert!(r.headers().contains_key(h), "{path}: {h}");
+                }
+            }
+            let etag = hit.headers()["etag"].to_str().unwrap().to_owned();
+            assert_eq!(routed.bytes().await.unwrap(), hit.bytes().await.unwrap(), "{path}");
+            let routed = get(escaped.clone(), Some(etag.clone())).await.unwrap();
+            let hit = get(path.clone(), Some(etag)).await.unwrap();
+            assert_eq!(routed.status(), StatusCode::NOT_MODIFIED, "{escaped}");
+            assert_eq!(hit.status(), StatusCode::NOT_MODIFIED, "{path}");
+            assert_eq!(headers(&routed), headers(&hit), "{path} ({coding}, 304)");
+        }
+    }
+    let unknown = "/v1/catalog/nosuchprovider/countries";
+    let (routed, plain) = (s.app.get(&escape_first(unknown)).await, s.app.get(unknown).await);
+    assert_eq!(routed.status(), StatusCode::NOT_FOUND);
+    assert_eq!(plain.status(), StatusCode::NOT_FOUND);
+    assert_eq!(headers(&routed), headers(&plain));
+    assert_eq!(routed.bytes().await.unwrap(), plain.bytes().await.unwrap());
+}
