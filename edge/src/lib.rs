@@ -9,6 +9,7 @@
 //! - [`cors`]: allowed origins, preflight answers.
 //! - [`memo`]: the isolate's short-lived copy of hot answers, in front of the Cache API.
 //! - [`headers`]: the headers a client sees and the headers an entry is stored with.
+//! - [`target`]: host, path and query cut from the runtime's (already parsed) request URL.
 //! - [`clock`]: the runtime's clock, for the glue and the limiter.
 //! - [`worker_glue`]: the fetch handler: route, limit, serve from cache or origin, store.
 
@@ -19,4 +20,5 @@ pub mod freshness;
 pub mod headers;
 pub mod limiter;
 pub mod memo;
+pub mod target;
 pub mod worker_glue;

@@ -25,7 +25,7 @@ use shared::route::CatalogRoute;
 use shared::types::ErrorBody;
 use worker::{
     Cache, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody,
-    Result, Url,
+    Result,
 };
 
 use crate::clock::{JsClock, now_ms};
@@ -34,6 +34,7 @@ use crate::freshness::{Freshness, age_secs, classify};
 use crate::headers::{CacheStatus, STORED_AT, client_headers, storable, stored_headers};
 use crate::limiter::{Decision, IpLimiter, client_key};
 use crate::memo::Memo;
+use crate::target::Target;
 
 thread_local! {
     /// The isolate's limiter and the quota it was built with (rebuilt if the vars change).
@@ -54,8 +55,20 @@ thread_local! {
 /// A storable origin answer (body and `ETag`), handed to the requests that waited for it.
 type Fetched = Rc<(Vec<u8>, String)>;
 
-/// What a fetch came to: not yet (`None`), an answer to share, or nothing to share.
-type Outcome = Rc<RefCell<Option<Option<Fetched>>>>;
+/// What a fetch came to, for the requests waiting on it (`None` while it runs).
+type Outcome = Rc<RefCell<Option<Done>>>;
+
+#[derive(Clone)]
+enum Done {
+    /// A storable answer: every waiter is served it.
+    Answer(Fetched),
+    /// The origin timed out or could not be reached: every waiter answers the same (or its
+    /// stale copy) rather than trying the struggling origin again in turn.
+    Failed(OriginFailure),
+    /// Nothing to share (a personal or error answer, or the leader went away): each waiter
+    /// fetches for itself.
+    Nothing,
+}
 
 /// This request's part in fetching one key: the one fetch, or a wait for it.
 enum Role {
@@ -90,28 +103,32 @@ struct Leading {
 
 impl Leading {
     fn share(self, fetched: &Fetched) {
-        *self.outcome.borrow_mut() = Some(Some(fetched.clone()));
+        *self.outcome.borrow_mut() = Some(Done::Answer(fetched.clone()));
+    }
+
+    fn fail(self, failure: &OriginFailure) {
+        *self.outcome.borrow_mut() = Some(Done::Failed(failure.clone()));
     }
 }
 
 impl Drop for Leading {
     fn drop(&mut self) {
         FETCHING.with(|map| map.borrow_mut().remove(&self.key));
-        self.outcome.borrow_mut().get_or_insert(None);
+        self.outcome.borrow_mut().get_or_insert(Done::Nothing);
     }
 }
 
 /// How often a waiting request looks at the leader's outcome.
 const FETCH_POLL_MS: u64 = 5;
 
-/// The leader's answer, or `None` when it had none to share or took longer than the origin
+/// What the leader's fetch came to; [`Done::Nothing`] too when it took longer than the origin
 /// timeout (a fetch bounded by that timeout has ended by then, one way or another).
 ///
 /// Waiters look every few milliseconds instead of being woken by the leader: a wake-up from
 /// the leader would run the waiter's code inside the leader's request, and workerd refuses a
 /// response built there to the waiter's ("Cannot perform I/O on behalf of a different
 /// request"). A timer a waiter set itself resumes it in its own request.
-async fn wait_for(outcome: Outcome, timeout_ms: u32) -> Option<Fetched> {
+async fn wait_for(outcome: Outcome, timeout_ms: u32) -> Done {
     let polls = u64::from(timeout_ms) / FETCH_POLL_MS + 20;
     for _ in 0..polls {
         if let Some(done) = outcome.borrow().as_ref() {
@@ -119,7 +136,7 @@ async fn wait_for(outcome: Outcome, timeout_ms: u32) -> Option<Fetched> {
         }
         worker::Delay::from(Duration::from_millis(FETCH_POLL_MS)).await;
     }
-    None
+    Done::Nothing
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -182,12 +199,15 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Result<Response> 
         return with_headers(resp, &cors);
     }
 
-    let url = req.url()?;
-    if is_operator_path(url.path()) {
+    let raw_url = req.inner().url();
+    let Some(url) = Target::parse(&raw_url) else {
+        return error_response(400, "bad_request", "the request URL is not absolute", &[]);
+    };
+    if is_operator_path(url.path) {
         let resp = error_response(404, "not_found", "no such route", &[])?;
         return with_headers(resp, &cors);
     }
-    let resp = match CatalogRoute::parse(url.path(), url.query()) {
+    let resp = match CatalogRoute::parse(url.path, url.query) {
         Err(e) => error_response(400, "bad_request", &e.to_string(), &[])?,
         // The catalog is public: a cookie or token changes nothing in the answer, so it is
         // served from the shared cache regardless and fetched from the origin without them.
@@ -319,7 +339,7 @@ impl Reply<'_> {
 
 async fn serve_catalog(
     route: &CatalogRoute,
-    url: &Url,
+    url: &Target<'_>,
     reply: &Reply<'_>,
     cfg: &EdgeConfig,
     ctx: &Context,
@@ -327,11 +347,7 @@ async fn serve_catalog(
 ) -> Result<Response> {
     let policy = reply.policy;
     let canonical = route.canonical();
-    let host = match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str().unwrap_or("edge")),
-        None => url.host_str().unwrap_or("edge").to_owned(),
-    };
-    let cache_key = format!("https://{}{canonical}", host.to_ascii_lowercase());
+    let cache_key = format!("https://{}{canonical}", url.authority.to_ascii_lowercase());
     // This isolate's copy first: a fresh answer it read or stored a moment ago.
     let now = now_ms();
     if let Some(kept) = MEMO.with(|m| m.borrow().get(&cache_key, now)) {
@@ -385,15 +401,28 @@ async fn serve_catalog(
 
     let leading = match join_fetch(&cache_key) {
         Role::Leader(leading) => Some(leading),
-        Role::Waiter(outcome) => {
-            if let Some(fetched) = wait_for(outcome, cfg.origin_timeout_ms).await {
+        Role::Waiter(outcome) => match wait_for(outcome, cfg.origin_timeout_ms).await {
+            Done::Answer(fetched) => {
                 let (body, etag) = (fetched.0.clone(), &fetched.1);
                 return reply.send_bytes(body, etag, CacheStatus::Miss, 0);
             }
-            None
-        }
+            Done::Failed(failure) => {
+                return match stale {
+                    Some(s) => reply.send_bytes(s.body, &s.etag, CacheStatus::Stale, s.age),
+                    None => reply.other(failure.into_response()),
+                };
+            }
+            Done::Nothing => None,
+        },
     };
     let origin = fetch_origin(cfg, &canonical, client_ip).await;
+    let leading = match (&origin, leading) {
+        (Err(failure), Some(leading)) => {
+            leading.fail(failure);
+            None
+        }
+        (_, leading) => leading,
+    };
     let origin_failed = origin.as_ref().map_or(true, |r| r.status_code() >= 500);
     if origin_failed && let Some(s) = stale {
         return reply.send_bytes(s.body, &s.etag, CacheStatus::Stale, s.age);
@@ -482,6 +511,7 @@ fn stored_copy(policy: &CachePolicy, body: &[u8], etag: &str) -> Result<Response
     )
 }
 
+#[derive(Clone)]
 enum OriginFailure {
     Timeout,
     Unreachable(String),
@@ -571,7 +601,7 @@ fn dropped_header(name: &str) -> bool {
 
 async fn forward(
     mut req: Request,
-    url: &Url,
+    url: &Target<'_>,
     cfg: &EdgeConfig,
     client_ip: Option<&str>,
 ) -> Result<Response> {
@@ -591,10 +621,7 @@ async fn forward(
             init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
         }
     }
-    let target = match url.query() {
-        Some(q) => format!("{}{}?{q}", cfg.origin_url, url.path()),
-        None => format!("{}{}", cfg.origin_url, url.path()),
-    };
+    let target = format!("{}{}", cfg.origin_url, url.path_and_query());
     match send(
         Request::new_with_init(&target, &init)?,
         cfg.origin_timeout_ms,

@@ -108,6 +108,7 @@ pub fn public(state: AppState) -> Public {
         metrics_on: state.metrics.is_some(),
         in_flight: tokio::sync::Semaphore::new(state.settings.max_concurrent_requests),
         timeout: state.settings.request_timeout,
+        policy_headers: ratelimit::PolicyHeaders::new(&state.limiter),
         state: state.clone(),
     });
     let (api, spec) = api_router().split_for_parts();
@@ -152,6 +153,7 @@ struct Front {
     metrics_on: bool,
     in_flight: tokio::sync::Semaphore,
     timeout: std::time::Duration,
+    policy_headers: ratelimit::PolicyHeaders,
 }
 
 impl Public {
@@ -181,7 +183,7 @@ impl Public {
             let limited = async {
                 let decision = ratelimit::decide(&front.state, &mut req, peer.ip()).await;
                 if let Some(d) = decision.as_ref().filter(|d| !d.allowed) {
-                    return (ratelimit::refusal(d), None);
+                    return (ratelimit::refusal(d, &front.policy_headers), None);
                 }
                 let (mut resp, pattern) = match entry_route(&req) {
                     Some(route) => {
@@ -195,7 +197,7 @@ impl Public {
                     }
                 };
                 if let Some(d) = &decision {
-                    ratelimit::add_headers(&mut resp, d);
+                    ratelimit::add_headers(&mut resp, d, &front.policy_headers);
                 }
                 (resp, pattern)
             };

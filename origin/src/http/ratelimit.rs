@@ -20,7 +20,8 @@ use shared::ratelimit::{Tier, write_ip_key};
 use super::auth::{ResolvedSession, token};
 use super::client_ip::resolve;
 use super::error::json_error;
-use crate::ratelimit::Decision;
+use crate::config::TierLimit;
+use crate::ratelimit::{Decision, Limiter};
 use crate::small::Small;
 use crate::state::AppState;
 
@@ -67,14 +68,50 @@ pub async fn decide(state: &AppState, req: &mut Request, peer: IpAddr) -> Option
     Some(decision)
 }
 
+/// The `RateLimit-Policy` value of each tier, made once: a tier's limit and window are fixed
+/// for the life of a process, so the header need not be formatted per request.
+pub struct PolicyHeaders(Vec<(TierLimit, HeaderValue)>);
+
+impl PolicyHeaders {
+    pub fn new(limiter: &Limiter) -> PolicyHeaders {
+        PolicyHeaders(
+            Tier::ALL
+                .iter()
+                .map(|&t| limiter.tier(t))
+                .filter_map(|limit| Some((limit, policy_value(&limit)?)))
+                .collect(),
+        )
+    }
+
+    fn get(&self, limit: &TierLimit) -> Option<HeaderValue> {
+        match self.0.iter().find(|(l, _)| l == limit) {
+            Some((_, v)) => Some(v.clone()),
+            None => policy_value(limit),
+        }
+    }
+}
+
+fn policy_value(limit: &TierLimit) -> Option<HeaderValue> {
+    let mut policy = Small::<64>::new();
+    write!(
+        policy,
+        "\"{}\";q={};w={}",
+        limit.name,
+        limit.limit,
+        limit.window.as_secs().max(1)
+    )
+    .ok()?;
+    HeaderValue::from_str(policy.as_str()).ok()
+}
+
 /// The 429 for a refused request, with its headers and `Retry-After`.
-pub fn refusal(decision: &Decision) -> Response {
+pub fn refusal(decision: &Decision, policies: &PolicyHeaders) -> Response {
     let mut resp = json_error(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
         "too many requests; retry later",
     );
-    add_headers(&mut resp, decision);
+    add_headers(&mut resp, decision, policies);
     if let Ok(v) = HeaderValue::from_str(&decision.reset_secs.to_string()) {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -82,23 +119,15 @@ pub fn refusal(decision: &Decision) -> Response {
 }
 
 /// `RateLimit-Policy` and `RateLimit` on a limited route's response.
-pub fn add_headers(resp: &mut Response, d: &Decision) {
-    let mut policy = Small::<64>::new();
+pub fn add_headers(resp: &mut Response, d: &Decision, policies: &PolicyHeaders) {
     let mut state = Small::<64>::new();
-    let _ = write!(
-        policy,
-        "\"{}\";q={};w={}",
-        d.limit.name,
-        d.limit.limit,
-        d.limit.window.as_secs().max(1)
-    );
     let _ = write!(
         state,
         "\"{}\";r={};t={}",
         d.limit.name, d.remaining, d.reset_secs
     );
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(policy.as_str()) {
+    if let Some(v) = policies.get(&d.limit) {
         h.insert(RATELIMIT_POLICY, v);
     }
     if let Ok(v) = HeaderValue::from_str(state.as_str()) {

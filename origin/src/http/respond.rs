@@ -3,7 +3,7 @@
 //! compressed (brotli or gzip, once per entry: [`super::compress`]) when the client accepts it.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use shared::DataType;
 use shared::etag::if_none_match_matches;
@@ -52,6 +52,8 @@ pub fn cacheable(
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
+    // Sized for these headers and the front door's (request id, rate limit): no regrowth.
+    *resp.headers_mut() = HeaderMap::with_capacity(12);
     let h = resp.headers_mut();
     if !not_modified {
         h.insert(

@@ -537,3 +537,45 @@ async fn concurrent_misses_of_one_key_fetch_the_origin_once() {
         edge.stop().await;
     }
 }
+
+/// An origin that stops answering while many requests miss one key: the one fetch times out and
+/// every request that waited on it gets the same answer (a JSON 504), instead of each trying
+/// the struggling origin again in turn (which would multiply its load and the clients' wait).
+#[tokio::test]
+async fn concurrent_misses_share_an_origin_timeout_too() {
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    let app = Router::new().fallback(move || {
+        let count = count.clone();
+        async move {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            ([("content-type", "application/json")], "{}")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let edge = EdgeWorker::start(&[
+        ("ORIGIN_URL", url),
+        ("ORIGIN_TIMEOUT_MS", "600".into()),
+        ("EDGE_SECRET", SECRET.into()),
+    ])
+    .await;
+    let http = reqwest::Client::new();
+    let answers = futures::future::join_all((0..16).map(|_| {
+        let req = http.get(edge.url("/v1/catalog/acme/prices/us/whatsapp"));
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status(), json(r).await["error"]["code"].as_str().map(str::to_owned))
+        }
+    }))
+    .await;
+    for (status, code) in &answers {
+        assert_eq!(*status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(code.as_deref(), Some("origin_timeout"));
+    }
+    let fetched = seen.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(fetched, 1, "{fetched} origin fetches for 16 waiting misses");
+    edge.stop().await;
+}
