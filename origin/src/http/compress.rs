@@ -5,12 +5,16 @@
 //!
 //! Bodies under [`MIN_BYTES`] are always sent as they are: compression would not pay for itself.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::HeaderValue;
 use bytes::Bytes;
+
+use crate::cache::Value;
+use crate::small::Small;
 
 /// Smallest body worth compressing.
 pub const MIN_BYTES: usize = 1024;
@@ -78,34 +82,61 @@ impl Coding {
     }
 }
 
-/// The compressed bodies made so far, by (ETag, coding).
+/// One representation of a cacheable value: its bytes and its strong `ETag` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    pub body: Bytes,
+    /// `None` only if the tag were not a valid header value (it is hex in quotes: never).
+    pub etag: Option<HeaderValue>,
+}
+
+/// The compressed representations made so far, keyed by their own ETag (`"<xxh3>-br"`), which
+/// names exactly one (body, coding) pair.
 #[derive(Clone)]
 pub struct Compressed {
-    bodies: moka::sync::Cache<(String, Coding), Bytes>,
+    variants: moka::sync::Cache<String, Variant>,
     made: Arc<AtomicU64>,
 }
 
 impl Compressed {
     pub fn new(max_bytes: u64) -> Compressed {
         Compressed {
-            bodies: moka::sync::Cache::builder()
+            variants: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|k: &(String, Coding), v: &Bytes| {
-                    u32::try_from(k.0.len() + v.len() + 64).unwrap_or(u32::MAX)
+                .weigher(|k: &String, v: &Variant| {
+                    u32::try_from(k.len() + v.body.len() + 64).unwrap_or(u32::MAX)
                 })
                 .build(),
             made: Arc::default(),
         }
     }
 
-    /// `body` in `coding`, compressed at most once per (ETag, coding).
-    pub fn get(&self, etag: &str, coding: Coding, body: &Bytes) -> Bytes {
+    /// `value` in `coding`, compressed at most once per (value, coding); its ETag header made
+    /// then too. A lookup builds its key on the stack: a hit allocates and formats nothing.
+    pub fn get(&self, value: &Value, coding: Coding) -> Variant {
         if coding == Coding::Identity {
-            return body.clone();
+            return Variant {
+                body: value.bytes.clone(),
+                etag: HeaderValue::from_maybe_shared(value.etag.clone()).ok(),
+            };
         }
-        self.bodies.get_with((etag.to_owned(), coding), || {
+        let mut tag = Small::<64>::new();
+        let written = write!(
+            tag,
+            "{}{}\"",
+            value.etag_str().trim_end_matches('"'),
+            coding.etag_suffix()
+        );
+        if written.is_err() {
+            // Not an ETag this crate made (they are 18 bytes): answer as it is.
+            return self.get(value, Coding::Identity);
+        }
+        self.variants.get_with_by_ref(tag.as_str(), || {
             self.made.fetch_add(1, Ordering::Relaxed);
-            compress(coding, body)
+            Variant {
+                body: compress(coding, &value.bytes),
+                etag: HeaderValue::from_str(tag.as_str()).ok(),
+            }
         })
     }
 
@@ -133,7 +164,7 @@ fn compress(coding: Coding, body: &[u8]) -> Bytes {
         }
     };
     // Writing to memory cannot fail; were it to, the identity bytes are a correct answer only
-    // with identity headers, so the caller never gets here with an error (see `get`).
+    // with identity headers, so an empty body it would be; in-memory encoders do not fail.
     Bytes::from(out.unwrap_or_default())
 }
 
@@ -163,17 +194,28 @@ mod tests {
     fn each_body_is_compressed_once_per_coding_and_round_trips() {
         let compressed = Compressed::new(1 << 20);
         let body = Bytes::from(serde_json::to_vec(&vec!["whatsapp"; 500]).unwrap_or_default());
-        let br = compressed.get("\"e1\"", Coding::Br, &body);
-        let again = compressed.get("\"e1\"", Coding::Br, &body);
-        let gz = compressed.get("\"e1\"", Coding::Gzip, &body);
+        let value = Value::new(body.clone());
+        let br = compressed.get(&value, Coding::Br);
+        let again = compressed.get(&value, Coding::Br);
+        let gz = compressed.get(&value, Coding::Gzip);
         assert_eq!(compressed.made(), 2);
         assert_eq!(br, again);
-        assert!(br.len() < body.len() / 10 && gz.len() < body.len() / 10);
+        let tag = |v: &Variant| v.etag.as_ref().map(|e| e.to_str().unwrap_or("").to_owned());
+        let plain_tag = value.etag_str().trim_end_matches('"').to_owned();
+        assert_eq!(tag(&br), Some(format!("{plain_tag}-br\"")));
+        assert_eq!(tag(&gz), Some(format!("{plain_tag}-gzip\"")));
+        let identity = compressed.get(&value, Coding::Identity);
+        assert_eq!(
+            (identity.body.clone(), tag(&identity)),
+            (body.clone(), Some(value.etag_str().to_owned()))
+        );
+        assert!(br.body.len() < body.len() / 10 && gz.body.len() < body.len() / 10);
         let mut plain = Vec::new();
-        brotli::BrotliDecompress(&mut &br[..], &mut plain).unwrap();
+        brotli::BrotliDecompress(&mut &br.body[..], &mut plain).unwrap();
         assert_eq!(plain, body);
         let mut plain = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain).unwrap();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut plain)
+            .unwrap();
         assert_eq!(plain, body);
     }
 }

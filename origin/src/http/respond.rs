@@ -8,7 +8,7 @@ use axum::response::Response;
 use shared::DataType;
 use shared::etag::if_none_match_matches;
 
-use super::compress::{Coding, Compressed, MIN_BYTES};
+use super::compress::{Coding, Compressed, MIN_BYTES, Variant};
 use super::extract::Negotiation;
 use crate::cache::Value;
 use crate::policies::HeaderPolicies;
@@ -26,18 +26,9 @@ pub fn cacheable(
     } else {
         Coding::Identity
     };
-    let identity_etag = value.etag_str();
-    // A strong ETag names exact bytes: each coding of the body is its own representation.
-    // The identity one was made with the entry; a header from it shares its bytes.
-    let etag = match coding {
-        Coding::Identity => HeaderValue::from_maybe_shared(value.etag.clone()),
-        _ => HeaderValue::from_str(&format!(
-            "{}{}\"",
-            identity_etag.trim_end_matches('"'),
-            coding.etag_suffix()
-        )),
-    };
-    let etag = etag.ok();
+    // A strong ETag names exact bytes: each coding of the body is its own representation,
+    // made (with its header value) once per entry.
+    let Variant { body, etag } = compressed.get(&value, coding);
     let not_modified = match (&request.if_none_match, &etag) {
         (Some(given), Some(etag)) => given
             .to_str()
@@ -47,8 +38,7 @@ pub fn cacheable(
     let (status, body) = if not_modified {
         (StatusCode::NOT_MODIFIED, Body::empty())
     } else {
-        let bytes = compressed.get(identity_etag, coding, &value.bytes);
-        (StatusCode::OK, Body::from(bytes))
+        (StatusCode::OK, Body::from(body))
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
