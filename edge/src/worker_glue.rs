@@ -431,8 +431,7 @@ async fn serve_catalog(
         Ok(mut resp) => match storable_body(&mut resp).await? {
             None => reply.other(passthrough(resp, CacheStatus::Miss)),
             Some((body, etag)) => {
-                let copy = stored_copy(&policy, &body, &etag)?;
-                keep(&cache_key, &body, &etag, now_ms(), &policy);
+                let copy = stored_copy(&cache_key, &policy, &body, &etag)?;
                 let key = cache_key.clone();
                 ctx.wait_until(async move {
                     let _ = Cache::default().put(key.as_str(), copy).await;
@@ -492,23 +491,21 @@ fn end_refresh(key: &str) {
 async fn store_response(mut resp: Response, key: &str, policy: &CachePolicy) -> Result<()> {
     match storable_body(&mut resp).await? {
         Some((body, etag)) => {
-            keep(key, &body, &etag, now_ms(), policy);
             Cache::default()
-                .put(key, stored_copy(policy, &body, &etag)?)
+                .put(key, stored_copy(key, policy, &body, &etag)?)
                 .await
         }
         None => Ok(()),
     }
 }
 
-fn stored_copy(policy: &CachePolicy, body: &[u8], etag: &str) -> Result<Response> {
-    Ok(
-        Response::from_bytes(body.to_vec())?.with_headers(to_headers(&stored_headers(
-            policy,
-            etag,
-            now_ms(),
-        ))?),
-    )
+/// The copy of a fresh origin answer to put in the Cache API under `key`, stamped with the time
+/// of storing; the same answer, with the same stamp, is kept in this isolate's memory.
+fn stored_copy(key: &str, policy: &CachePolicy, body: &[u8], etag: &str) -> Result<Response> {
+    let stored_at = now_ms();
+    keep(key, body, etag, stored_at, policy);
+    Ok(Response::from_bytes(body.to_vec())?
+        .with_headers(to_headers(&stored_headers(policy, etag, stored_at))?))
 }
 
 #[derive(Clone)]

@@ -11,11 +11,10 @@
 //! Graceful shutdown: on the signal the listener stops accepting, every connection finishes the
 //! request it is serving and closes, and the loop returns when all are done.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-use std::convert::Infallible;
 
 use axum::Router;
 use axum::body::Body;

@@ -485,35 +485,41 @@ async fn the_origin_trusts_a_forwarded_ip_only_with_the_secret() {
     assert_eq!(json(r).await["ip"], "127.0.0.1");
 }
 
+/// A fake origin that answers every request after `delay` (an empty providers list under
+/// `cache_control`), counting the requests it receives.
+async fn slow_origin(
+    delay: Duration,
+    cache_control: &'static str,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    let app = Router::new().fallback(move || {
+        let count = count.clone();
+        async move {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            (
+                [("content-type", "application/json"), ("cache-control", cache_control)],
+                "{\"providers\":[]}",
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
 /// Performance item 5: concurrent misses of one key in an isolate make one origin fetch; the
 /// others wait for its answer (before, every one of them went to the origin until the first
 /// store landed). A leader whose answer cannot be stored releases its waiters to fetch for
 /// themselves.
 #[tokio::test]
 async fn concurrent_misses_of_one_key_fetch_the_origin_once() {
-    let slow_origin = |cache_control: &'static str| async move {
-        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = seen.clone();
-        let app = Router::new().fallback(move || {
-            let count = count.clone();
-            async move {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                (
-                    [("content-type", "application/json"), ("cache-control", cache_control)],
-                    "{\"providers\":[]}",
-                )
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, seen)
-    };
     for (cache_control, expected) in
         [("public, max-age=60, s-maxage=60", 1..=1), ("private", 24..=24)]
     {
-        let (url, seen) = slow_origin(cache_control).await;
+        let (url, seen) = slow_origin(Duration::from_millis(400), cache_control).await;
         let edge = EdgeWorker::start(&[("ORIGIN_URL", url), ("EDGE_SECRET", SECRET.into())]).await;
         let http = reqwest::Client::new();
         let answers = futures::future::join_all((0..24).map(|_| {
@@ -543,19 +549,7 @@ async fn concurrent_misses_of_one_key_fetch_the_origin_once() {
 /// the struggling origin again in turn (which would multiply its load and the clients' wait).
 #[tokio::test]
 async fn concurrent_misses_share_an_origin_timeout_too() {
-    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = seen.clone();
-    let app = Router::new().fallback(move || {
-        let count = count.clone();
-        async move {
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            ([("content-type", "application/json")], "{}")
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (url, seen) = slow_origin(Duration::from_secs(5), "public, max-age=60, s-maxage=60").await;
     let edge = EdgeWorker::start(&[
         ("ORIGIN_URL", url),
         ("ORIGIN_TIMEOUT_MS", "600".into()),
