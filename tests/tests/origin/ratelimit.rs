@@ -1,7 +1,7 @@
 //! Rate-limit tiers on real Redis: limits and headers per tier, the sliding window's guarantee on
 //! an adversarial pattern, the fixed window's boundary, identities, failing open.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use harness::{AppOptions, RedisServer, TestApp, TestDb, error_code, json};
 use origin::Settings;
@@ -10,7 +10,7 @@ use origin::redis::Redis;
 use origin::seed::Scale;
 use reqwest::{Method, StatusCode};
 use serde_json::json as j;
-use shared::ratelimit::Tier;
+use shared::ratelimit::{Tier, WindowKind};
 
 const SHORT: &str = "api=5/2000,auth=4/2000,admin=3/2000,ops=2/1000";
 const SECRET: &str = "test-edge-secret-0123456789";
@@ -78,11 +78,27 @@ async fn production_numbers_are_served_from_the_table() {
     }
 }
 
+/// Waits until just past a boundary of a fixed window `window_ms` long, so that a burst counted
+/// against it falls in one window rather than straddling two (where the second window's count
+/// starts again). Redis runs on this host, so `TIME` in the script reads this clock.
+async fn early_in_a_fixed_window(window_ms: u64) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let into = now % window_ms;
+    if into > 20 {
+        tokio::time::sleep(Duration::from_millis(window_ms - into + 5)).await;
+    }
+}
+
 #[tokio::test]
 async fn each_tier_admits_its_limit_then_429s_then_recovers() {
     let (_db, app) = app_with(SHORT, AppOptions::default()).await;
-    for (tier, limit, window) in [("api", 5u32, 2), ("auth", 4, 2), ("admin", 3, 2), ("ops", 2, 1)]
+    for (tier, limit, window) in
+        [("api", 5u32, 2u64), ("auth", 4, 2), ("admin", 3, 2), ("ops", 2, 1)]
     {
+        let (.., path) = TIER_REQUESTS.iter().find(|(t, ..)| *t == tier).unwrap();
+        if Tier::for_path(path).unwrap().spec().kind == WindowKind::Fixed {
+            early_in_a_fixed_window(window * 1000).await;
+        }
         for i in 0..limit {
             let r = tier_request(&app, tier).await;
             assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{tier} request {i}");
