@@ -164,6 +164,12 @@ pub fn scenarios(s: &Servers, p: &Paths, redis: &str) -> Vec<Scenario> {
             "/",
         ),
         Scenario::on("warm_full", "warm hit, full path", &s.full, &p.price),
+        Scenario::on(
+            "redis_get",
+            "baseline: Axum + one Redis GET, same bytes",
+            &s.redis_get,
+            "/",
+        ),
         Scenario::on("warm_redis", "warm hit, L1 off", &s.no_l1, &p.price),
         Scenario::on(
             "warm_no_metrics",

@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::IntoResponse;
 use clap::{Parser, Subcommand};
 
 use report::Report;
@@ -48,6 +49,20 @@ enum Cmd {
         port: u16,
         #[arg(long)]
         body: PathBuf,
+        #[arg(long)]
+        etag: String,
+        #[arg(long)]
+        cache_control: String,
+    },
+    /// The Redis baseline: the ceiling's headers, and the body read by one `GET` on a
+    /// multiplexed redis-rs connection per request; what a minimal cache-aside handler costs.
+    RedisGet {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        redis: String,
+        #[arg(long)]
+        key: String,
         #[arg(long)]
         etag: String,
         #[arg(long)]
@@ -84,6 +99,13 @@ fn main() -> anyhow::Result<()> {
             etag,
             cache_control,
         } => rt.block_on(ceiling(port, &body, &etag, &cache_control)),
+        Cmd::RedisGet {
+            port,
+            redis,
+            key,
+            etag,
+            cache_control,
+        } => rt.block_on(redis_get(port, &redis, &key, &etag, &cache_control)),
         Cmd::Run {
             reps,
             secs,
@@ -97,13 +119,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn ceiling(port: u16, body: &Path, etag: &str, cache_control: &str) -> anyhow::Result<()> {
     let body = bytes_of(body)?;
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::ETAG, HeaderValue::from_str(etag)?);
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache_control)?);
+    let headers = hit_headers(etag, cache_control)?;
     let app = axum::Router::new().fallback(move || {
         let (headers, body) = (headers.clone(), body.clone());
         async move { (headers, body) }
@@ -111,6 +127,44 @@ async fn ceiling(port: u16, body: &Path, etag: &str, cache_control: &str) -> any
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+async fn redis_get(
+    port: u16,
+    redis: &str,
+    key: &str,
+    etag: &str,
+    cache_control: &str,
+) -> anyhow::Result<()> {
+    let headers = hit_headers(etag, cache_control)?;
+    let conn = redis::Client::open(redis)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let key: std::sync::Arc<str> = key.into();
+    let app = axum::Router::new().fallback(move || {
+        let (headers, mut conn, key) = (headers.clone(), conn.clone(), key.clone());
+        async move {
+            match redis::AsyncCommands::get::<_, Option<Vec<u8>>>(&mut conn, &*key).await {
+                Ok(Some(body)) => (headers, body).into_response(),
+                _ => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// The headers of a warm catalog hit, as the baselines send them.
+fn hit_headers(etag: &str, cache_control: &str) -> anyhow::Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::ETAG, HeaderValue::from_str(etag)?);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache_control)?);
+    Ok(headers)
 }
 
 fn bytes_of(path: &Path) -> anyhow::Result<axum::body::Bytes> {

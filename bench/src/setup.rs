@@ -199,6 +199,8 @@ pub struct Servers {
     pub lists: Proc,
     pub stampede: [Proc; 2],
     pub ceiling: Proc,
+    /// Baseline: the ceiling's answer with its body read by one Redis `GET` per request.
+    pub redis_get: Proc,
     /// The edge worker and a static JS worker, unless `--skip-edge`.
     pub edges: Vec<Proc>,
     pub accounts: Accounts,
@@ -326,11 +328,14 @@ impl Servers {
             let tokens = sign_in_all(&client, &c.full).await?;
             std::fs::write(&c.tokens, tokens)?;
         }
-        let (ceiling, body) = ceiling(&client, &full, &paths.price, tmp).await?;
+        let hit = warm_hit(&client, &full, &paths.price, tmp).await?;
+        let ceiling = ceiling(&hit).await?;
+        let redis_get =
+            redis_baseline(&hit, &env.redis, &format!("{}body", prefix("redis_get"))).await?;
         let edges = if skip_edge {
             Vec::new()
         } else {
-            workers(&full, &body).await?
+            workers(&full, &hit.body).await?
         };
         Ok(Servers {
             full,
@@ -341,6 +346,7 @@ impl Servers {
             lists,
             stampede,
             ceiling,
+            redis_get,
             edges,
             accounts,
             bouncer,
@@ -379,13 +385,20 @@ impl Servers {
     }
 }
 
-/// The ceiling: a static Axum server answering with the bytes and headers of a warm hit.
-async fn ceiling(
+/// A warm hit of the full path, as the baselines answer it.
+struct WarmHit {
+    body: bytes::Bytes,
+    body_file: PathBuf,
+    etag: String,
+    cache_control: String,
+}
+
+async fn warm_hit(
     client: &reqwest::Client,
     full: &Proc,
     price_path: &str,
     tmp: &Path,
-) -> anyhow::Result<(Proc, bytes::Bytes)> {
+) -> anyhow::Result<WarmHit> {
     let warm = client
         .get(format!("http://127.0.0.1:{}{price_path}", full.port))
         .send()
@@ -397,16 +410,45 @@ async fn ceiling(
             .unwrap_or_default()
             .to_owned()
     };
-    let (etag, cc) = (header("etag"), header("cache-control"));
+    let (etag, cache_control) = (header("etag"), header("cache-control"));
     let body = warm.bytes().await?;
     let body_file = tmp.join("body.json");
     std::fs::write(&body_file, &body)?;
+    Ok(WarmHit {
+        body,
+        body_file,
+        etag,
+        cache_control,
+    })
+}
+
+/// The ceiling: a static Axum server answering with the bytes and headers of a warm hit.
+async fn ceiling(hit: &WarmHit) -> anyhow::Result<Proc> {
     let port = spare_port()?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["ceiling", "--port", &port.to_string(), "--body"])
-        .arg(&body_file)
-        .args(["--etag", &etag, "--cache-control", &cc]);
-    Ok((start("ceiling", cmd, port, "/").await?, body))
+        .arg(&hit.body_file)
+        .args(["--etag", &hit.etag, "--cache-control", &hit.cache_control]);
+    start("ceiling", cmd, port, "/").await
+}
+
+/// The Redis baseline: the same answer, its body read by one `GET` of `key` per request (the
+/// key is written here, under a prefix the run cleans up).
+async fn redis_baseline(hit: &WarmHit, redis: &str, key: &str) -> anyhow::Result<Proc> {
+    let mut conn = redis::Client::open(redis)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(hit.body.as_ref())
+        .query_async(&mut conn)
+        .await?;
+    let port = spare_port()?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["redis-get", "--port", &port.to_string(), "--redis", redis])
+        .args(["--key", key])
+        .args(["--etag", &hit.etag, "--cache-control", &hit.cache_control]);
+    start("redis_get", cmd, port, "/").await
 }
 
 /// The edge worker in front of `origin`, and a static JS worker answering `body`.

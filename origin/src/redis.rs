@@ -126,8 +126,10 @@ impl Conn {
         })? {
             None => {
                 let client = redis::Client::open(url)?;
+                // No response timeout of its own: every command is bounded by `timeout` in
+                // [`Redis::bounded`] already, and a second timer per command costs a hit.
                 let config = ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(timeout))
+                    .set_response_timeout(None)
                     .set_connection_timeout(Some(connect_timeout))
                     // Reconnect attempts are cheap and bounded; requests never wait on them
                     // because every command is also bounded by `timeout`.
