@@ -30,16 +30,18 @@ dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080 and the 
 	trap 'kill $$origin_pid 2>/dev/null' EXIT INT TERM; \
 	WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787
 
-test: setup edge ## every test: unit, origin and edge end-to-end (real PostgreSQL, Redis, workerd), the origin suites again through PgBouncer and against a Redis Cluster
+test: setup edge ## every test: unit, origin and edge end-to-end (real PostgreSQL, Redis, workerd), then the origin suite over TLS (PostgreSQL + Redis), and through TLS PgBouncer on a TLS Redis Cluster
 	@$(SERVICES); mkdir -p .local; \
-	$(CARGO) build -p origin; \
+	$(CARGO) build -p origin -p nexnum-tests --bin origin --bin make-certs; \
+	target/debug/make-certs .local/tls; \
+	source scripts/tls-services.sh; \
+	tls=(TEST_TLS_DIR=$$TLS_CERTS_DIR REDIS_CA_FILE=$$TLS_CERTS_DIR/ca.pem PG_ADMIN_URL=$$TLS_PG_ADMIN_URL); \
 	$(CARGO) test --workspace --all-targets 2>&1 | tee .local/test.log; \
-	[ -n "$${PGBOUNCER_URL:-}" ] || { echo "error: no PgBouncer (Debian: apt-get install pgbouncer)" >&2; exit 1; }; \
-	echo "the origin suites again, through PgBouncer in transaction mode:"; \
-	TEST_DB_BACKEND=pgbouncer $(CARGO) test -p nexnum-tests --test origin 2>&1 | tee -a .local/test.log; \
-	[ -n "$${REDIS_CLUSTER_URL:-}" ] || { echo "error: no Redis Cluster (needs redis-server and redis-cli; see .local/redis-cluster)" >&2; exit 1; }; \
-	echo "the origin suites again, against a Redis Cluster (3 masters, 3 replicas):"; \
-	REDIS_URL=$$REDIS_CLUSTER_URL $(CARGO) test -p nexnum-tests --test origin 2>&1 | tee -a .local/test.log; \
+	echo "the origin suite again, over TLS: PostgreSQL (hostssl + SCRAM only, verify-full) and Redis (TLS only, ACL user):"; \
+	env "$${tls[@]}" REDIS_URL=$$TLS_REDIS_URL $(CARGO) test -p nexnum-tests --test origin 2>&1 | tee -a .local/test.log; \
+	echo "the origin and cluster suites again, through PgBouncer (transaction mode, TLS both sides) on a TLS Redis Cluster (3 masters, 3 replicas):"; \
+	env "$${tls[@]}" TEST_DB_BACKEND=pgbouncer PGBOUNCER_URL=$$TLS_PGBOUNCER_URL REDIS_URL=$$TLS_REDIS_CLUSTER_URL \
+	  $(CARGO) test -p nexnum-tests --test origin --test cluster 2>&1 | tee -a .local/test.log; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' .local/test.log
 
 fleet: setup ## the fleet behind HAProxy and PgBouncer under load: a rolling restart, then a crash (about a minute)
@@ -50,13 +52,16 @@ fleet: setup ## the fleet behind HAProxy and PgBouncer under load: a rolling res
 image: ## the origin's container image (Containerfile, podman; FROM scratch, non-root)
 	@scripts/build-image.sh
 
-stop: ## stop the private PostgreSQL/Redis/PgBouncer that setup may have started under .local/
-	@if [ -s .local/postgres/PG_VERSION ]; then \
-	  pg_ctl=$$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | head -1); \
-	  if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- $$pg_ctl -D .local/postgres stop; else $$pg_ctl -D .local/postgres stop; fi; \
-	fi; \
-	if [ -s .local/redis/redis.pid ]; then kill $$(cat .local/redis/redis.pid) 2>/dev/null || true; fi; \
-	if [ -s .local/pgbouncer/pgbouncer.pid ]; then kill $$(cat .local/pgbouncer/pgbouncer.pid) 2>/dev/null || true; fi; \
+stop: ## stop the private PostgreSQL/Redis/PgBouncer servers (plaintext and TLS) that setup and make test may have started under .local/
+	@pg_ctl=$$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | head -1); \
+	for d in .local/postgres .local/postgres-tls/data; do \
+	  if [ -s $$d/PG_VERSION ]; then \
+	    if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- $$pg_ctl -D $$d stop; else $$pg_ctl -D $$d stop; fi; \
+	  fi; \
+	done; \
+	for f in .local/redis/redis.pid .local/redis-tls/redis.pid .local/pgbouncer/pgbouncer.pid .local/pgbouncer-tls/pgbouncer.pid .local/redis-cluster-tls/*/redis.pid; do \
+	  [ -s "$$f" ] && kill $$(cat "$$f") 2>/dev/null || true; \
+	done; \
 	for p in 57001 57002 57003 57004 57005 57006; do redis-cli -p $$p shutdown nosave >/dev/null 2>&1 || true; done
 
 lint: ## formatting, clippy (warnings are errors), wasm32 build of shared and edge
@@ -92,10 +97,12 @@ schemathesis: ## Schemathesis (PyPI) against a real origin with openapi.json: ev
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: setup edge ## benchmarks (release, loopback, a few minutes): table + bench/out/results.{json,md,png}
+bench: setup edge ## benchmarks (release, loopback, about ten minutes; plaintext and TLS back ends): table + bench/out/results.{json,md,png}
 	@scripts/bench-tools.sh
 	@$(SERVICES); \
 	$(CARGO) build --release -p origin -p bench; \
+	$(CARGO) build -p nexnum-tests --bin make-certs; target/debug/make-certs .local/tls; \
+	source scripts/tls-services.sh; \
 	ulimit -n 8192 2>/dev/null || true; \
 	target/release/bench run
 

@@ -16,6 +16,9 @@ ldd target/release/origin | grep -o '/[^ ]*' | sort -u | while read -r lib; do
   mkdir -p "$rootfs$(dirname "$lib")"
   cp -L "$lib" "$rootfs$lib"
 done
+# Private CA bundles (RDS's, a private Redis CA) for sslrootcert= and REDIS_CA_FILE; see ops/ca/.
+mkdir -p "$rootfs/etc/nexnum/ca"
+cp ops/ca/*.pem "$rootfs/etc/nexnum/ca/" 2>/dev/null || true
 # A passwd entry for the non-root user, so tools that look it up find it.
 mkdir -p "$rootfs/etc"
 echo 'nonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin' > "$rootfs/etc/passwd"

@@ -89,6 +89,8 @@ _ensure_pgbouncer() {
   _tcp_up 127.0.0.1 "$lport" && return 0
   mkdir -p "$dir"
   sed -e "s|@PG_HOST@|$host|; s|@PG_PORT@|$port|; s|@LISTEN_PORT@|$lport|; s|@DIR@|$dir|g" \
+    -e "s|@AUTH_TYPE@|trust|; s|@CLIENT_TLS_SSLMODE@|disable|; s|@SERVER_TLS_SSLMODE@|disable|" \
+    -e "s|@CLIENT_TLS_CERT@||; s|@CLIENT_TLS_KEY@||; s|@SERVER_TLS_CA@||" \
     "$_root/ops/pgbouncer.ini" > "$dir/pgbouncer.ini"
   echo '"postgres" ""' > "$dir/users.txt"
   local runas=()

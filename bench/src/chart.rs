@@ -7,7 +7,7 @@ use anyhow::{Context, anyhow};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use crate::report::ScenarioResult;
+use crate::results::ScenarioResult;
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 

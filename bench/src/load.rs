@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::procs::Proc;
 use crate::procs::{RssSampler, cpu_ticks, tree};
-use crate::report::Sample;
+use crate::results::{Sample, ScenarioResult};
 use crate::setup::{Paths, Servers, delete_prefix};
 
 pub struct Scenario {
@@ -284,6 +284,37 @@ pub fn scenarios(s: &Servers, p: &Paths, redis: &str) -> Vec<Scenario> {
             ]),
         );
     }
+    if let Some(t) = &s.tls {
+        let mut cold =
+            Scenario::on("cold_tls", "cold miss over TLS", &t.no_l1, "/").cycling(&p.cold_file);
+        cold.reset_prefix = Some((t.redis.clone(), t.no_l1_prefix.clone()));
+        scenarios.push(Scenario::on(
+            "warm_tls",
+            "warm hit over TLS (PostgreSQL, Redis)",
+            &t.full,
+            &p.price,
+        ));
+        scenarios.push(Scenario::on(
+            "warm_redis_tls",
+            "warm hit, L1 off, over TLS",
+            &t.no_l1,
+            &p.price,
+        ));
+        scenarios.push(cold);
+        scenarios.push(
+            Scenario::on(
+                "purchases_tls",
+                "purchases over TLS",
+                &t.full,
+                "/v1/activations",
+            )
+            .with_env(vec![
+                ("WRK_METHOD", "POST".into()),
+                ("WRK_TOKENS", t.tokens.display().to_string()),
+                ("WRK_BODIES", s.accounts.bodies.display().to_string()),
+            ]),
+        );
+    }
     if let [edge, static_worker, js_cache] = s.edges.as_slice() {
         scenarios.push(Scenario::on(
             "edge_hit",
@@ -323,4 +354,28 @@ pub fn scenarios(s: &Servers, p: &Paths, redis: &str) -> Vec<Scenario> {
         ));
     }
     scenarios
+}
+
+/// Each scenario's median rep (by requests per second) and its ratio to the ceiling (the first).
+pub fn summarise(scenarios: &[Scenario], samples: Vec<Vec<Sample>>) -> Vec<ScenarioResult> {
+    let mut results: Vec<ScenarioResult> = scenarios
+        .iter()
+        .zip(samples)
+        .map(|(s, reps)| {
+            let mut by_rps = reps.clone();
+            by_rps.sort_by(|x, y| x.rps.total_cmp(&y.rps));
+            ScenarioResult {
+                key: s.key.into(),
+                label: s.label.into(),
+                median: by_rps[by_rps.len() / 2].clone(),
+                ratio_to_ceiling: 0.0,
+                reps,
+            }
+        })
+        .collect();
+    let ceiling_rps = results.first().map_or(1.0, |r| r.median.rps);
+    for r in &mut results {
+        r.ratio_to_ceiling = r.median.rps / ceiling_rps;
+    }
+    results
 }

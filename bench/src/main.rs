@@ -6,7 +6,8 @@
 //! - [`setup`]: the environment, the seeded catalogs, the request paths, the servers.
 //! - [`load`]: wrk runs of each scenario and the interleaved reps.
 //! - [`probes`]: measurements that are not wrk runs (fleet stampede, balance latency).
-//! - [`report`]: medians, ratios, targets, the table and the result files.
+//! - [`results`]: what was measured, as plain data (samples, medians, percentiles).
+//! - [`report`]: ratios, targets, the table and the result files.
 //! - [`procs`]: child processes and their CPU time and memory from `/proc`.
 //! - [`chart`]: the PNG chart.
 //!
@@ -20,6 +21,7 @@ mod load;
 mod probes;
 mod procs;
 mod report;
+mod results;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -209,6 +211,7 @@ async fn run(
     probes["login_flood"] = probes::catalog_during_login_flood(&servers.full, &paths.price).await?;
     probes["compressed_sizes"] =
         probes::compressed_sizes(&servers.lists, "/v1/catalog/5sim/services").await?;
+    probes["redis_reconnect"] = probes::redis_reconnect(&env, &catalogs.large, 5).await?;
     if !skip_edge {
         probes["edge_cold_start"] = setup::edge_cold_start(&servers.full, &paths.price).await?;
         probes["edge_wasm_gzip_bytes"] =
@@ -235,7 +238,7 @@ async fn run(
     }
 
     // 3. The report.
-    let results = report::summarise(&scenarios, samples);
+    let results = load::summarise(&scenarios, samples);
     Report::new(catalogs.large_seed_secs, results, probes).write(out)?;
     servers.clean().await;
     println!("bench took {:.0} s", started.elapsed().as_secs_f64());

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::procs::Proc;
-use crate::report::percentile;
+use crate::results::percentile;
 use crate::setup::Accounts;
 
 async fn scrape(client: &reqwest::Client, port: u16, series: &str) -> f64 {
@@ -359,4 +359,122 @@ pub async fn compressed_sizes(origin: &Proc, path: &str) -> anyhow::Result<serde
         sizes.insert(coding.into(), r.bytes().await?.len().into());
     }
     Ok(serde_json::Value::Object(sizes))
+}
+
+/// A Redis of the probe's own on `port`: plaintext, or TLS-only presenting the certificate set's
+/// `server.pem`.
+fn redis_server(port: u16, certs: Option<&std::path::Path>) -> anyhow::Result<std::process::Child> {
+    let mut cmd = std::process::Command::new("redis-server");
+    cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    match certs {
+        None => {
+            cmd.args(["--port", &port.to_string()]);
+        }
+        Some(dir) => {
+            cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(dir.join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(dir.join("ca.pem"))
+                .args(["--tls-auth-clients", "no"]);
+        }
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("redis-server")?;
+    Ok(child)
+}
+
+async fn accepting(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            bail!("redis-server did not listen on {port}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// Redis restarted under a running origin (SIGKILL, then a new server on the same port), over
+/// plaintext and over TLS: milliseconds from the new server accepting connections to the
+/// origin's `/readyz` finding Redis again (its shared connection reconnected, TLS handshake
+/// included), median of `restarts`.
+pub async fn redis_reconnect(
+    env: &crate::setup::BenchEnv,
+    db: &str,
+    restarts: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let client = reqwest::Client::new();
+    let mut out = serde_json::json!({"restarts": restarts});
+    let mut modes: Vec<(&str, Option<std::path::PathBuf>)> = vec![("plaintext_ms", None)];
+    if let Some(t) = &env.tls {
+        modes.push(("tls_ms", Some(t.certs.clone())));
+    }
+    for (key, certs) in modes {
+        let port = crate::procs::spare_port()?;
+        let mut server = redis_server(port, certs.as_deref())?;
+        accepting(port).await?;
+        let (url, ca) = match &certs {
+            Some(dir) => (
+                format!("rediss://localhost:{port}"),
+                dir.join("ca.pem").display().to_string(),
+            ),
+            None => (format!("redis://127.0.0.1:{port}"), String::new()),
+        };
+        let mut extra = vec![("REDIS_URL", url.as_str()), ("L1_CACHE", "off")];
+        if !ca.is_empty() {
+            extra.push(("REDIS_CA_FILE", ca.as_str()));
+        }
+        let origin = env
+            .origin("origin (Redis restarts)", db, "bench:reconnect:", &extra)
+            .await?;
+        let ready = |client: &reqwest::Client| {
+            let url = format!("http://127.0.0.1:{}/readyz", origin.ops_port);
+            let client = client.clone();
+            async move {
+                client
+                    .get(url)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        };
+        let mut times = Vec::new();
+        for _ in 0..restarts {
+            while !ready(&client).await {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = server.kill();
+            let _ = server.wait();
+            // The origin sees it gone before the new one comes.
+            while ready(&client).await {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            server = redis_server(port, certs.as_deref())?;
+            accepting(port).await?;
+            let started = Instant::now();
+            let deadline = started + Duration::from_secs(20);
+            while !ready(&client).await {
+                if Instant::now() > deadline {
+                    bail!("the origin never found Redis again ({key})");
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        let _ = server.kill();
+        let _ = server.wait();
+        times.sort_by(f64::total_cmp);
+        out[key] = serde_json::json!(percentile(&times, 0.5));
+    }
+    Ok(out)
 }

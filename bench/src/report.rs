@@ -6,30 +6,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use crate::load::Scenario;
-
-/// One wrk run's figures.
-#[derive(Clone, Debug, Serialize)]
-pub struct Sample {
-    pub rps: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub cpu_us_per_req: f64,
-    pub peak_rss_mib: f64,
-    pub requests: u64,
-    pub errors: u64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ScenarioResult {
-    pub key: String,
-    pub label: String,
-    /// The median rep (by requests per second).
-    pub median: Sample,
-    pub ratio_to_ceiling: f64,
-    pub reps: Vec<Sample>,
-}
+use crate::results::ScenarioResult;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
@@ -91,30 +68,6 @@ impl Report {
         }
         Ok(())
     }
-}
-
-/// Each scenario's median rep (by requests per second) and its ratio to the ceiling (the first).
-pub fn summarise(scenarios: &[Scenario], samples: Vec<Vec<Sample>>) -> Vec<ScenarioResult> {
-    let mut results: Vec<ScenarioResult> = scenarios
-        .iter()
-        .zip(samples)
-        .map(|(s, reps)| {
-            let mut by_rps = reps.clone();
-            by_rps.sort_by(|x, y| x.rps.total_cmp(&y.rps));
-            ScenarioResult {
-                key: s.key.into(),
-                label: s.label.into(),
-                median: by_rps[by_rps.len() / 2].clone(),
-                ratio_to_ceiling: 0.0,
-                reps,
-            }
-        })
-        .collect();
-    let ceiling_rps = results.first().map_or(1.0, |r| r.median.rps);
-    for r in &mut results {
-        r.ratio_to_ceiling = r.median.rps / ceiling_rps;
-    }
-    results
 }
 
 /// How much to trust a ratio to the ceiling on a drifting machine: each rep's ratio to the
@@ -284,12 +237,53 @@ fn backends(results: &[ScenarioResult]) -> String {
     s
 }
 
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+/// What TLS to PostgreSQL and Redis costs: each scenario over plaintext and over TLS, from the
+/// same run, and how long the origin takes to use Redis again after a restart.
+fn tls_costs(results: &[ScenarioResult], reconnect: &serde_json::Value) -> String {
+    let find = |key: &str| results.iter().find(|r| r.key == key);
+    let rows = [
+        ("warm hit, full path (L1)", "warm_full", "warm_tls"),
+        (
+            "warm hit, L1 off (one Redis round trip)",
+            "warm_redis",
+            "warm_redis_tls",
+        ),
+        ("cold miss (Redis + PostgreSQL)", "cold", "cold_tls"),
+        (
+            "purchases (PostgreSQL transaction)",
+            "purchases",
+            "purchases_tls",
+        ),
+    ];
+    let mut s = String::from(
+        "\n| over TLS vs plaintext | plaintext req/s | TLS req/s | TLS / plaintext | CPU µs/req plaintext | CPU µs/req TLS |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for (name, plain, tls) in rows {
+        match (find(plain), find(tls)) {
+            (Some(p), Some(t)) => s.push_str(&format!(
+                "| {name} | {:.0} | {:.0} | {:.2}x | {:.1} | {:.1} |\n",
+                p.median.rps,
+                t.median.rps,
+                t.median.rps / p.median.rps,
+                p.median.cpu_us_per_req,
+                t.median.cpu_us_per_req
+            )),
+            _ => s.push_str(&format!("| {name} | not run | | | | |\n")),
+        }
     }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    let ms = |k: &str| {
+        reconnect[k]
+            .as_f64()
+            .map_or("not run".to_owned(), |v| format!("{v:.0} ms"))
+    };
+    s.push_str(&format!(
+        "\nRedis restarted under an origin (SIGKILL, then the same port): Redis served again after {} \
+         in plaintext, {} over TLS (median of {} restarts each)\n",
+        ms("plaintext_ms"),
+        ms("tls_ms"),
+        reconnect["restarts"]
+    ));
+    s
 }
 
 fn machine() -> String {
@@ -330,6 +324,7 @@ fn render(r: &Report) -> String {
         ));
     }
     s.push_str(&backends(&r.scenarios));
+    s.push_str(&tls_costs(&r.scenarios, &r.stampede["redis_reconnect"]));
     let st = &r.stampede;
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
     s.push_str(&format!(
@@ -408,6 +403,7 @@ fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::Sample;
 
     fn result(key: &str, reps: &[(f64, f64)]) -> ScenarioResult {
         let reps: Vec<Sample> = reps

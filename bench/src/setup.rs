@@ -15,14 +15,35 @@ pub struct BenchEnv {
     pub redis: String,
     /// A Redis Cluster (`REDIS_CLUSTER_URL`, as `make bench` starts one): the third back end.
     pub redis_cluster: Option<String>,
+    /// The TLS-only back ends of `scripts/tls-services.sh`: what TLS costs.
+    pub tls: Option<TlsBackEnds>,
     pub bin: PathBuf,
 }
+
+/// A PostgreSQL that takes only `hostssl` + SCRAM and a TLS-only Redis with an ACL user
+/// (`TLS_PG_ADMIN_URL`, `TLS_REDIS_URL`, `TLS_CERTS_DIR`, as `make bench` exports them).
+pub struct TlsBackEnds {
+    pub admin: String,
+    pub redis: String,
+    pub certs: PathBuf,
+}
+
+impl TlsBackEnds {
+    pub fn ca(&self) -> String {
+        self.certs.join("ca.pem").display().to_string()
+    }
+}
+
+/// The CA `rediss://` URLs are verified against when the bench itself talks to Redis.
+static REDIS_CA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 impl BenchEnv {
     pub fn from_environment() -> anyhow::Result<BenchEnv> {
         procs::require("wrk", "make bench installs it (Debian package wrk)")?;
-        let admin = std::env::var("PG_ADMIN_URL")
-            .context("PG_ADMIN_URL is not set (run through make bench)")?;
+        let admin = plaintext(
+            &std::env::var("PG_ADMIN_URL")
+                .context("PG_ADMIN_URL is not set (run through make bench)")?,
+        );
         let redis =
             std::env::var("REDIS_URL").context("REDIS_URL is not set (run through make bench)")?;
         let bin = PathBuf::from("target/release/origin");
@@ -31,10 +52,27 @@ impl BenchEnv {
             "make bench builds it (cargo build --release -p origin)",
         )?;
         let redis_cluster = std::env::var("REDIS_CLUSTER_URL").ok();
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let tls = match (
+            var("TLS_PG_ADMIN_URL"),
+            var("TLS_REDIS_URL"),
+            var("TLS_CERTS_DIR"),
+        ) {
+            (Some(admin), Some(redis), Some(certs)) => Some(TlsBackEnds {
+                admin,
+                redis,
+                certs: certs.into(),
+            }),
+            _ => None,
+        };
+        if let Some(t) = &tls {
+            let _ = REDIS_CA.set(t.ca());
+        }
         Ok(BenchEnv {
             admin,
             redis,
             redis_cluster,
+            tls,
             bin,
         })
     }
@@ -68,11 +106,13 @@ impl BenchEnv {
     }
 }
 
-/// The two catalogs: the large one seeded fresh (timed), the 10k one idempotently.
+/// The two catalogs: the large one seeded fresh (timed), the 10k one idempotently; and the
+/// large one again on the TLS PostgreSQL.
 pub struct Catalogs {
     pub large: String,
     pub small: String,
     pub large_seed_secs: f64,
+    pub tls_large: Option<String>,
 }
 
 pub async fn seed_catalogs(env: &BenchEnv) -> anyhow::Result<Catalogs> {
@@ -88,10 +128,23 @@ pub async fn seed_catalogs(env: &BenchEnv) -> anyhow::Result<Catalogs> {
     seed(env, &large, "large")?;
     let large_seed_secs = started.elapsed().as_secs_f64();
     seed(env, &small, "10k")?;
+    let tls_large = match &env.tls {
+        Some(tls) => {
+            let url = db_url(&tls.admin, "nexnum_bench_large");
+            let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&tls.admin).await?;
+            sqlx::query("DROP DATABASE IF EXISTS nexnum_bench_large WITH (FORCE)")
+                .execute(&mut conn)
+                .await?;
+            seed(env, &url, "large")?;
+            Some(url)
+        }
+        None => None,
+    };
     Ok(Catalogs {
         large,
         small,
         large_seed_secs,
+        tls_large,
     })
 }
 
@@ -210,11 +263,23 @@ pub struct Servers {
     /// On a Redis Cluster (when `REDIS_CLUSTER_URL` is set): the full path, an L1-off one for
     /// cold misses, and the bench users signed in there.
     pub cluster: Option<ClusterServers>,
+    /// Over TLS to PostgreSQL and Redis (when `make bench` started the TLS back ends).
+    pub tls: Option<TlsServers>,
     /// (Redis URL, prefix) of every namespace the run wrote.
     pub prefixes: Vec<(String, String)>,
     redis: String,
     no_l1_prefix: String,
     bouncer_cold_prefix: String,
+}
+
+/// The same origin over TLS to both: the full path, an L1-off one (Redis on every read) that
+/// the cold scenario also uses, and the bench users signed in there.
+pub struct TlsServers {
+    pub redis: String,
+    pub full: Proc,
+    pub no_l1: Proc,
+    pub no_l1_prefix: String,
+    pub tokens: PathBuf,
 }
 
 pub struct ClusterServers {
@@ -278,7 +343,7 @@ impl Servers {
         let bouncer_cold_prefix = prefix("c");
         let bouncer = match std::env::var("PGBOUNCER_URL") {
             Ok(url) => {
-                let db = db_url(&url, "nexnum_bench_large");
+                let db = db_url(&plaintext(&url), "nexnum_bench_large");
                 let pooled = [("DB_POOLER", "pgbouncer-transaction")];
                 let cold_env = [pooled[0], ("L1_CACHE", "off")];
                 Some((
@@ -314,6 +379,29 @@ impl Servers {
             }
             None => None,
         };
+        let mut tls_prefixes = Vec::new();
+        let tls = match (&env.tls, &catalogs.tls_large) {
+            (Some(t), Some(db)) => {
+                let ca = t.ca();
+                let on_tls = [
+                    ("REDIS_URL", t.redis.as_str()),
+                    ("REDIS_CA_FILE", ca.as_str()),
+                ];
+                let no_l1_env = [on_tls[0], on_tls[1], ("L1_CACHE", "off")];
+                let fresh = |name: &str| format!("bench:{name}:{}:", uuid::Uuid::new_v4().simple());
+                let (full_p, no_l1_p) = (fresh("x"), fresh("xc"));
+                let full = env
+                    .origin("origin (TLS to both)", db, &full_p, &on_tls)
+                    .await?;
+                let no_l1 = env
+                    .origin("origin (TLS to both, L1 off)", db, &no_l1_p, &no_l1_env)
+                    .await?;
+                tls_prefixes.push((t.redis.clone(), full_p));
+                tls_prefixes.push((t.redis.clone(), no_l1_p.clone()));
+                Some((full, no_l1, no_l1_p, db.clone()))
+            }
+            _ => None,
+        };
         let shared_prefix = prefix("s");
         let stampede = [
             env.origin("stampede origin 1", large, &shared_prefix, &[])
@@ -328,6 +416,26 @@ impl Servers {
             let tokens = sign_in_all(&client, &c.full).await?;
             std::fs::write(&c.tokens, tokens)?;
         }
+        let tls = match (tls, &env.tls) {
+            (Some((full, no_l1, no_l1_prefix, db)), Some(t)) => {
+                // The bench users, funds and numbers in the TLS database too.
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&db)
+                    .await?;
+                let dir = tmp.join("tls");
+                std::fs::create_dir_all(&dir)?;
+                let accounts = accounts_setup(&client, &full, &pool, &dir).await?;
+                Some(TlsServers {
+                    redis: t.redis.clone(),
+                    full,
+                    no_l1,
+                    no_l1_prefix,
+                    tokens: accounts.tokens_a,
+                })
+            }
+            _ => None,
+        };
         let hit = warm_hit(&client, &full, &paths.price, tmp).await?;
         let ceiling = ceiling(&hit).await?;
         let redis_get =
@@ -337,6 +445,7 @@ impl Servers {
         } else {
             workers(&full, &hit.body).await?
         };
+        prefixes.extend(tls_prefixes);
         Ok(Servers {
             full,
             no_l1,
@@ -351,6 +460,7 @@ impl Servers {
             accounts,
             bouncer,
             cluster,
+            tls,
             prefixes,
             redis: env.redis.clone(),
             no_l1_prefix,
@@ -540,14 +650,33 @@ pub fn gzip_len(path: &Path) -> anyhow::Result<usize> {
     Ok(out.stdout.len())
 }
 
+/// `url` with `sslmode=disable` unless it names a mode: the plaintext baseline must be
+/// plaintext, and libpq's default (`prefer`) takes the TLS this machine's PostgreSQL offers.
+pub fn plaintext(url: &str) -> String {
+    if url.contains("sslmode=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}sslmode=disable")
+}
+
+/// `admin` with its database replaced by `name` (its query, TLS parameters included, kept).
 fn db_url(admin: &str, name: &str) -> String {
-    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-    format!("{base}/{name}")
+    let (url, query) = match admin.split_once('?') {
+        Some((url, query)) => (url, format!("?{query}")),
+        None => (admin, String::new()),
+    };
+    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+    format!("{base}/{name}{query}")
 }
 
 pub async fn delete_prefix(redis: &str, prefix: &str) -> anyhow::Result<()> {
     // The origin's own Redis module: SCAN + UNLINK on one server or on every cluster master.
-    let redis = origin::redis::Redis::connect_lazy(redis, prefix, Duration::from_secs(5))?;
+    let tls = origin::config::RedisTls::for_url(redis, |k| match k {
+        "REDIS_CA_FILE" => REDIS_CA.get().cloned(),
+        _ => None,
+    })?;
+    let redis = origin::redis::Redis::connect_lazy(redis, &tls, prefix, Duration::from_secs(5))?;
     redis.delete_matching("*").await?;
     Ok(())
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::config::{Grade, Settings};
 use crate::db::Db;
 use crate::monitor::{
-    RedisMemory, pg_connections, redis_eviction_policy, redis_memory, request_totals,
+    RedisMemory, pg_connections, redis_eviction_policy, redis_maxclients, redis_memory,
+    request_totals,
 };
 use crate::redis::Redis;
 
@@ -36,9 +37,34 @@ pub struct CheckArgs {
     /// (0: since the origin started).
     #[arg(long, default_value_t = 5)]
     pub sample_secs: u64,
+    /// The ECS task definition to grade (JSON as `aws ecs register-task-definition` takes it,
+    /// e.g. `ops/ecs/task-definition.json`); needs `--ecs-scaling`.
+    #[arg(long, requires = "ecs_scaling")]
+    pub ecs_task: Option<std::path::PathBuf>,
+    /// The service's Application Auto Scaling target (`register-scalable-target` JSON, e.g.
+    /// `ops/ecs/scalable-target.json`): its MaxCapacity is the fleet the limits must hold.
+    #[arg(long, requires = "ecs_task")]
+    pub ecs_scaling: Option<std::path::PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+impl Default for CheckArgs {
+    /// The guide's thresholds, nothing optional.
+    fn default() -> Self {
+        CheckArgs {
+            redis_memory_max_pct: 70.0,
+            db_connections_max_pct: 80.0,
+            replicas: 1,
+            error_rate_max_pct: 1.0,
+            origin: None,
+            sample_secs: 5,
+            ecs_task: None,
+            ecs_scaling: None,
+            json: false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -174,7 +200,8 @@ fn memory_row(check: String, threshold: String, m: &RedisMemory, args: &CheckArg
 }
 
 pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
-    let mut rows = Vec::new();
+    crate::tls::install_crypto_provider();
+    let mut rows = transport_rows(settings);
 
     let redis = Redis::from_settings(settings).map_err(|e| e.to_string());
     let threshold = format!("< {}%", args.redis_memory_max_pct);
@@ -224,15 +251,34 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
     }
 
     let threshold = format!("< {}%", args.db_connections_max_pct);
-    let reading = match Db::connect_lazy(settings) {
-        Err(e) => Err(e.to_string()),
-        Ok(db) => pg_connections(&db).await.map_err(|e| e.to_string()),
+    let db = Db::connect_lazy(settings).map_err(|e| e.to_string());
+    let reading = match &db {
+        Err(e) => Err(e.clone()),
+        Ok(db) => pg_connections(db).await.map_err(|e| e.to_string()),
     };
+    rows.push(match &db {
+        Err(e) => failed("postgres schema", "current".into(), e),
+        Ok(db) => match crate::db::schema::status(db, &crate::MIGRATOR).await {
+            Err(e) => failed("postgres schema", "current".into(), e),
+            Ok(status) => Row {
+                check: "postgres schema".into(),
+                value: format!("migration {} of {}", status.applied, status.expected),
+                threshold: "current".into(),
+                status: if status.is_current() {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                },
+                note: status.describe(),
+            },
+        },
+    });
     rows.push(fleet_pools(
         settings,
         args,
         reading.as_ref().ok().map(|r| r.1),
     ));
+    let pg_max_connections = reading.as_ref().ok().map(|r| r.1);
     let row = match reading {
         Err(e) => failed("postgres connections", threshold, e),
         Ok((active, max)) => {
@@ -281,7 +327,62 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
         },
     };
     rows.push(row);
+
+    if let (Some(task), Some(scaling)) = (&args.ecs_task, &args.ecs_scaling) {
+        match crate::ecs::EcsPlan::load(task, scaling) {
+            Err(e) => rows.push(failed("ecs plan", "readable".into(), e)),
+            Ok(plan) => {
+                let redis_maxclients = match &redis {
+                    Ok(redis) => redis_maxclients(redis).await.unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                let limits = crate::ecs::Limits {
+                    pg_max_connections,
+                    redis_maxclients: redis_maxclients
+                        .into_iter()
+                        .map(|(node, max)| {
+                            (
+                                node.map_or_else(|| "redis".to_owned(), |n| n.to_string()),
+                                max,
+                            )
+                        })
+                        .collect(),
+                };
+                rows.extend(crate::ecs::grade_plan(
+                    &plan,
+                    &limits,
+                    args.db_connections_max_pct,
+                ));
+            }
+        }
+    }
     rows
+}
+
+/// How each dependency is reached (see `config::PgTls::posture`): verified TLS, or only on
+/// loopback, passes; TLS that checks no identity warns; plaintext or no verification to another
+/// host fails.
+fn transport_rows(settings: &Settings) -> Vec<Row> {
+    let row = |check: &str, (grade, text): (Grade, String)| Row {
+        check: check.into(),
+        value: text,
+        threshold: "verified TLS off this host".into(),
+        status: match grade {
+            Grade::Good => Status::Pass,
+            Grade::Weak => Status::Warn,
+            Grade::Unsafe => Status::Fail,
+        },
+        note: match grade {
+            Grade::Good => "",
+            Grade::Weak => "encrypted, but the server's identity is not fully checked",
+            Grade::Unsafe => "readable or impersonable on the network",
+        }
+        .into(),
+    };
+    vec![
+        row("postgres transport", settings.database_tls.posture()),
+        row("redis transport", settings.redis_tls.posture()),
+    ]
 }
 
 /// (requests, 5xx) over the sampling window, from two scrapes of the origin's /metrics.

@@ -36,6 +36,8 @@ enum Command {
     Probe,
     /// Print the OpenAPI document (what `/openapi.json` serves; `make openapi` checks it in).
     Openapi,
+    /// Print every environment variable the origin reads, as the README's markdown table.
+    Env,
     /// Administer users.
     Admin {
         #[command(subcommand)]
@@ -99,6 +101,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Admin { command } => admin(command).await,
         Command::Openapi => {
             print!("{}", crate::http::openapi_document());
+            Ok(())
+        }
+        Command::Env => {
+            print!("{}", config::markdown_table());
             Ok(())
         }
         Command::Probe => {

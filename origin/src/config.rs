@@ -1,11 +1,18 @@
-//! Configuration: every environment variable the origin reads, read and validated here, once,
-//! at start. A bad value fails start-up with the variable's name. Nothing else reads the
-//! environment.
+//! Configuration: every environment variable the origin reads, declared once in [`VARS`] (name,
+//! default, meaning) and read and validated here, once, at start. A bad value fails start-up with
+//! the variable's name. Nothing else reads the environment. The README's settings table is
+//! [`markdown_table`] of the same list (a test keeps them equal), so the two cannot drift.
+//!
+//! The transport to each dependency is decided here too, never silently: [`PgTls`] is what
+//! `DATABASE_URL`'s libpq parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) ask for, and
+//! [`RedisTls`] what `REDIS_URL`'s scheme and the `REDIS_*_FILE` settings ask for. Certificate
+//! files are read and parsed at start, so a wrong path is a start-up error naming its variable,
+//! not a failed handshake on the first request.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{SecretSlice, SecretString};
 use shared::ratelimit::{SLIDING_BUCKETS, Tier, TierSpec, WindowKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,18 +27,322 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// An invalid value that must not be echoed (a URL with a password, a secret).
+    fn redacted(name: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            name,
+            value: "<redacted>".into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a variable is when it is not set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenUnset {
+    /// Start-up fails without it.
+    Required,
+    /// Unset means off / absent.
+    Unset,
+    /// This value, parsed like one that was set.
+    Value(&'static str),
+    /// Computed (described in words for the table).
+    Described(&'static str),
+}
+
+/// One environment variable: the single source of its name, default and meaning.
+#[derive(Clone, Copy, Debug)]
+pub struct Var {
+    pub name: &'static str,
+    pub default: WhenUnset,
+    pub doc: &'static str,
+}
+
+const fn var(name: &'static str, default: WhenUnset, doc: &'static str) -> Var {
+    Var { name, default, doc }
+}
+
+use WhenUnset::{Described, Required, Unset, Value};
+
+/// Every variable the `origin` binary reads, in the order the README lists them.
+pub static VARS: &[Var] = &[
+    var(
+        "DATABASE_URL",
+        Required,
+        "PostgreSQL (or PgBouncer), with libpq's TLS parameters: `sslmode` (`disable`, `prefer`, \
+         `require`, `verify-ca`, `verify-full`; `verify-full` recommended, and required to name \
+         one explicitly for a host that is not loopback), `sslrootcert`, `sslcert`, `sslkey` (PEM \
+         files)",
+    ),
+    var(
+        "MIGRATE_DATABASE_URL",
+        Described("`DATABASE_URL`"),
+        "PostgreSQL itself, for `migrate`, `seed` and `admin` when `DATABASE_URL` is a pooler",
+    ),
+    var(
+        "DB_POOLER",
+        Value("none"),
+        "`pgbouncer-transaction` when `DATABASE_URL` is a transaction-mode PgBouncer",
+    ),
+    var(
+        "DB_MAX_CONNECTIONS",
+        Value("10"),
+        "pool size (the guide's per-container maximum)",
+    ),
+    var(
+        "DB_IDLE_TIMEOUT_SECS",
+        Value("30"),
+        "idle connections are closed after this",
+    ),
+    var(
+        "DB_CONNECT_TIMEOUT_SECS",
+        Value("10"),
+        "bound on connect + TLS handshake + waiting for a pooled connection",
+    ),
+    var(
+        "REDIS_URL",
+        Required,
+        "Redis: `redis://[user:password@]host:port`, `rediss://…` (TLS, verified), or a cluster \
+         as `redis+cluster://` / `rediss+cluster://[user:password@]h1:p1,h2:p2,…`; \
+         `rediss://…/#insecure` (no verification) only with `ORIGIN_ENV=local`",
+    ),
+    var(
+        "REDIS_CA_FILE",
+        Unset,
+        "PEM file of the CA(s) a `rediss://` server must chain to (instead of the bundled \
+         Mozilla roots)",
+    ),
+    var(
+        "REDIS_CLIENT_CERT_FILE",
+        Unset,
+        "PEM client certificate for mutual TLS (with `REDIS_CLIENT_KEY_FILE`)",
+    ),
+    var(
+        "REDIS_CLIENT_KEY_FILE",
+        Unset,
+        "PEM private key of that certificate",
+    ),
+    var(
+        "REDIS_TIMEOUT_MS",
+        Value("50"),
+        "bound on every Redis command; past it the request goes on without Redis",
+    ),
+    var(
+        "REDIS_KEY_PREFIX",
+        Unset,
+        "namespace in front of every key (tests, several deployments on one Redis); no `{`/`}`",
+    ),
+    var(
+        "ORIGIN_ADDR",
+        Value("127.0.0.1:8080"),
+        "public listen address",
+    ),
+    var(
+        "METRICS_ADDR",
+        Value("127.0.0.1:9091"),
+        "the operator listener: `/metrics`, `/readyz`, `/healthz` (never on `ORIGIN_ADDR`)",
+    ),
+    var(
+        "ORIGIN_ENV",
+        Unset,
+        "`local` for a development run: allows the published example `EDGE_SECRET`, \
+         `rediss://…/#insecure`, and a non-loopback `DATABASE_URL` without `sslmode`",
+    ),
+    var(
+        "EDGE_SECRET",
+        Unset,
+        "the secret the edge presents (≥ 16 characters); without it forwarded client addresses \
+         are never trusted",
+    ),
+    var(
+        "L1_CACHE",
+        Value("on"),
+        "the in-process layer in front of Redis (`off` to disable)",
+    ),
+    var("L1_TTL_MS", Value("2000"), "longest an entry lives in L1"),
+    var(
+        "L1_MAX_BYTES",
+        Value("16777216"),
+        "memory bound of L1 (and of the compressed bodies beside it)",
+    ),
+    var(
+        "RATE_LIMITS",
+        Described("the guide's table"),
+        "per-tier override `api=5/2000,ops=2/1000` (limit/window ms; tests)",
+    ),
+    var(
+        "RATE_LIMIT",
+        Value("on"),
+        "the rate-limit tiers (`off` only to measure their cost)",
+    ),
+    var(
+        "METRICS",
+        Value("on"),
+        "Prometheus metrics (`off` only to measure their cost)",
+    ),
+    var("CACHE_TTL_DIVISOR", Value("1"), "divides every TTL (tests)"),
+    var(
+        "HEADER_READ_TIMEOUT_MS",
+        Value("5000"),
+        "a request head must arrive within this; also the idle keep-alive timeout",
+    ),
+    var(
+        "REQUEST_TIMEOUT_MS",
+        Value("10000"),
+        "longest a request may run; past it a JSON 504 (its transaction rolls back)",
+    ),
+    var(
+        "MAX_CONCURRENT_REQUESTS",
+        Value("2048"),
+        "requests in flight at once; beyond, 503 + `Retry-After` at once (load shedding)",
+    ),
+    var(
+        "PASSWORD_QUEUE_TIMEOUT_MS",
+        Value("2000"),
+        "longest a sign-in waits for a hashing slot (one per core); past it 503 + `Retry-After`",
+    ),
+    var(
+        "LOGIN_MAX_FAILURES",
+        Value("10"),
+        "failed sign-ins per account in 15 min, from any address, before its sign-ins get 429",
+    ),
+    var(
+        "SESSION_MAX_AGE_SECS",
+        Value("43200"),
+        "absolute session lifetime (12 h), however active",
+    ),
+    var(
+        "SHUTDOWN_GRACE_SECS",
+        Value("10"),
+        "after SIGTERM, how long in-flight requests may finish (keep it below ECS's \
+         `stopTimeout`, 30 s by default)",
+    ),
+    var(
+        "SENTRY_DSN",
+        Unset,
+        "where 5xx errors and panics are reported; unset, nothing is sent",
+    ),
+    var(
+        "RUST_LOG",
+        Value(DEFAULT_LOG_FILTER),
+        "log filter (JSON lines, one span per request with its `x-request-id`)",
+    ),
+    var(
+        "ADMIN_PASSWORD",
+        Unset,
+        "`origin admin create`'s password when `--password` is not given",
+    ),
+];
+
+/// The log filter when `RUST_LOG` is unset: `info`, with sqlx's per-statement logs kept to errors.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx::query=error,sqlx::postgres::notice=warn";
+
+/// [`VARS`] as the README's markdown table.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| variable | default | meaning |\n|---|---|---|\n");
+    for v in VARS {
+        let default = match v.default {
+            Required => "(required)".to_owned(),
+            Unset => "unset".to_owned(),
+            Value(v) => format!("`{v}`"),
+            Described(d) => d.to_owned(),
+        };
+        out.push_str(&format!("| `{}` | {default} | {} |\n", v.name, v.doc));
+    }
+    out
+}
+
+/// Reads variables through a lookup, applying [`VARS`]' defaults: the one way values come in.
+struct Env<F> {
+    get: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// The raw value, unset when empty; the table's default when it has a value.
+    fn raw(&self, name: &'static str) -> Option<String> {
+        (self.get)(name)
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| match VARS.iter().find(|v| v.name == name)?.default {
+                Value(v) => Some(v.to_owned()),
+                _ => None,
+            })
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.raw(name).ok_or(ConfigError::Missing { name })
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &'static str) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let raw = self.required(name)?;
+        raw.trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                value: raw.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// A number that must be above zero.
+    fn positive<T>(&self, name: &'static str) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + Into<u64> + Copy,
+        T::Err: std::fmt::Display,
+    {
+        let v: T = self.parse(name)?;
+        if v.into() == 0 {
+            return Err(ConfigError::Invalid {
+                name,
+                value: "0".into(),
+                reason: "must be greater than zero".into(),
+            });
+        }
+        Ok(v)
+    }
+
+    fn switch(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self
+            .raw(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("on") | Some("true") | Some("1") => Ok(true),
+            Some("off") | Some("false") | Some("0") => Ok(false),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                value: other.to_owned(),
+                reason: "must be on or off".into(),
+            }),
+        }
+    }
+
+    fn local(&self) -> bool {
+        self.raw("ORIGIN_ENV").is_some_and(|v| v.trim() == "local")
+    }
+}
+
 /// Everything the origin needs to run. Secrets are wrapped so `{:?}` never prints them.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// `DATABASE_URL` (required): PostgreSQL, directly or through PgBouncer.
     pub database_url: SecretString,
+    /// The transport `DATABASE_URL` asks for.
+    pub database_tls: PgTls,
     /// `REDIS_URL` (required).
     pub redis_url: SecretString,
+    /// The transport `REDIS_URL` and the `REDIS_*_FILE` settings ask for.
+    pub redis_tls: RedisTls,
     /// `ORIGIN_ADDR` (default `127.0.0.1:8080`); port 0 picks a free port.
     pub addr: SocketAddr,
     /// `METRICS_ADDR` (default `127.0.0.1:9091`): the operator listener (`/metrics`, `/readyz`,
     /// `/healthz`). Keep it off the public network; port 0 picks a free port.
     pub metrics_addr: SocketAddr,
+    /// `ORIGIN_ENV=local`: a development run (see [`VARS`] for what it allows).
+    pub local: bool,
     /// `DB_POOLER` (default `none`; or `pgbouncer-transaction`): `DATABASE_URL` points at a
     /// transaction-mode pooler, so nothing may depend on session state (see `db`).
     pub db_behind_transaction_pooler: bool,
@@ -67,6 +378,8 @@ pub struct Settings {
     pub login_max_failures: u64,
     /// `SESSION_MAX_AGE_SECS` (default 43200, 12 h): absolute session lifetime, however active.
     pub session_max_age: Duration,
+    /// `SHUTDOWN_GRACE_SECS` (default 10): how long in-flight requests may finish after SIGTERM.
+    pub shutdown_grace: Duration,
     /// `CACHE_TTL_DIVISOR` (default 1): divides every policy duration (tests only).
     pub cache_ttl_divisor: u32,
     /// `L1_CACHE` (default `on`): L1 in front of Redis (`off` to disable).
@@ -93,35 +406,17 @@ impl Settings {
 
     /// Reads from any lookup, so tests can configure without touching the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            get(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing { name })
-        };
-        let database_url = required("DATABASE_URL")?;
-        check_scheme(
-            "DATABASE_URL",
-            &database_url,
-            &["postgres://", "postgresql://"],
-        )?;
-        let redis_url = required("REDIS_URL")?;
-        check_scheme(
-            "REDIS_URL",
-            &redis_url,
-            &["redis://", "rediss://", "unix://", "redis+cluster://"],
-        )?;
-        if let Err(reason) = redis_cluster_nodes(&redis_url) {
-            return Err(ConfigError::Invalid {
-                name: "REDIS_URL",
-                value: "<redacted>".into(),
-                reason,
-            });
-        }
+        let env = Env { get };
+        let local = env.local();
+        let database_url = env.required("DATABASE_URL")?;
+        let database_tls = PgTls::check("DATABASE_URL", &database_url, local)?;
+        let redis_url = env.required("REDIS_URL")?;
+        let redis_tls = RedisTls::check(&env, &redis_url, local)?;
 
-        let addr = parse_or(&get, "ORIGIN_ADDR", "127.0.0.1:8080".parse().ok())?;
-        let metrics_addr = parse_or(&get, "METRICS_ADDR", "127.0.0.1:9091".parse().ok())?;
-        let db_behind_transaction_pooler = match get("DB_POOLER").as_deref().map(str::trim) {
-            None | Some("") | Some("none") => false,
+        let addr = env.parse("ORIGIN_ADDR")?;
+        let metrics_addr = env.parse("METRICS_ADDR")?;
+        let db_behind_transaction_pooler = match env.raw("DB_POOLER").as_deref().map(str::trim) {
+            None | Some("none") => false,
             Some("pgbouncer-transaction") => true,
             Some(other) => {
                 return Err(ConfigError::Invalid {
@@ -131,29 +426,20 @@ impl Settings {
                 });
             }
         };
-        let db_max_connections: u32 = parse_or(&get, "DB_MAX_CONNECTIONS", Some(10))?;
-        positive("DB_MAX_CONNECTIONS", db_max_connections.into())?;
-        let idle: u64 = parse_or(&get, "DB_IDLE_TIMEOUT_SECS", Some(30))?;
-        let connect: u64 = parse_or(&get, "DB_CONNECT_TIMEOUT_SECS", Some(10))?;
-        positive("DB_CONNECT_TIMEOUT_SECS", connect)?;
-        let redis_ms: u64 = parse_or(&get, "REDIS_TIMEOUT_MS", Some(50))?;
-        positive("REDIS_TIMEOUT_MS", redis_ms)?;
-        let header_read: u64 = parse_or(&get, "HEADER_READ_TIMEOUT_MS", Some(5000))?;
-        positive("HEADER_READ_TIMEOUT_MS", header_read)?;
-        let request_timeout: u64 = parse_or(&get, "REQUEST_TIMEOUT_MS", Some(10_000))?;
-        positive("REQUEST_TIMEOUT_MS", request_timeout)?;
-        let max_concurrent: usize = parse_or(&get, "MAX_CONCURRENT_REQUESTS", Some(2048))?;
-        positive("MAX_CONCURRENT_REQUESTS", max_concurrent as u64)?;
-        let password_wait: u64 = parse_or(&get, "PASSWORD_QUEUE_TIMEOUT_MS", Some(2000))?;
-        positive("PASSWORD_QUEUE_TIMEOUT_MS", password_wait)?;
-        let login_max_failures: u64 = parse_or(&get, "LOGIN_MAX_FAILURES", Some(10))?;
-        positive("LOGIN_MAX_FAILURES", login_max_failures)?;
-        let session_max_age: u64 = parse_or(&get, "SESSION_MAX_AGE_SECS", Some(12 * 3600))?;
-        positive("SESSION_MAX_AGE_SECS", session_max_age)?;
-        let divisor: u32 = parse_or(&get, "CACHE_TTL_DIVISOR", Some(1))?;
-        positive("CACHE_TTL_DIVISOR", divisor.into())?;
+        let db_max_connections: u32 = env.positive("DB_MAX_CONNECTIONS")?;
+        let idle: u64 = env.parse("DB_IDLE_TIMEOUT_SECS")?;
+        let connect: u64 = env.positive("DB_CONNECT_TIMEOUT_SECS")?;
+        let redis_ms: u64 = env.positive("REDIS_TIMEOUT_MS")?;
+        let header_read: u64 = env.positive("HEADER_READ_TIMEOUT_MS")?;
+        let request_timeout: u64 = env.positive("REQUEST_TIMEOUT_MS")?;
+        let max_concurrent: u32 = env.positive("MAX_CONCURRENT_REQUESTS")?;
+        let password_wait: u64 = env.positive("PASSWORD_QUEUE_TIMEOUT_MS")?;
+        let login_max_failures: u64 = env.positive("LOGIN_MAX_FAILURES")?;
+        let session_max_age: u64 = env.positive("SESSION_MAX_AGE_SECS")?;
+        let shutdown_grace: u64 = env.parse("SHUTDOWN_GRACE_SECS")?;
+        let divisor: u32 = env.positive("CACHE_TTL_DIVISOR")?;
 
-        let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or_default();
+        let redis_key_prefix = env.raw("REDIS_KEY_PREFIX").unwrap_or_default();
         if redis_key_prefix
             .chars()
             .any(|c| c.is_whitespace() || matches!(c, '*' | '{' | '}'))
@@ -165,44 +451,27 @@ impl Settings {
                 reason: "must not contain whitespace, '*', '{' or '}'".into(),
             });
         }
-        let edge_secret = get("EDGE_SECRET").filter(|v| !v.is_empty());
-        let local = get("ORIGIN_ENV").is_some_and(|v| v.trim() == "local");
+        let edge_secret = env.raw("EDGE_SECRET");
         if edge_secret.as_deref() == Some(EXAMPLE_EDGE_SECRET) && !local {
-            return Err(ConfigError::Invalid {
-                name: "EDGE_SECRET",
-                value: "<redacted>".into(),
-                reason: "is the published example from .dev.vars.example; set a secret of your \
-                         own (or ORIGIN_ENV=local for a local run)"
-                    .into(),
-            });
+            return Err(ConfigError::redacted(
+                "EDGE_SECRET",
+                "is the published example from .dev.vars.example; set a secret of your own (or \
+                 ORIGIN_ENV=local for a local run)",
+            ));
         }
         if edge_secret.as_ref().is_some_and(|s| s.len() < 16) {
-            return Err(ConfigError::Invalid {
-                name: "EDGE_SECRET",
-                value: "<redacted>".into(),
-                reason: "must be at least 16 characters".into(),
-            });
+            return Err(ConfigError::redacted(
+                "EDGE_SECRET",
+                "must be at least 16 characters",
+            ));
         }
 
-        let switch = |name: &'static str| -> Result<bool, ConfigError> {
-            match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-                None | Some("") | Some("on") | Some("true") | Some("1") => Ok(true),
-                Some("off") | Some("false") | Some("0") => Ok(false),
-                Some(other) => Err(ConfigError::Invalid {
-                    name,
-                    value: other.to_owned(),
-                    reason: "must be on or off".into(),
-                }),
-            }
-        };
-        let l1_enabled = switch("L1_CACHE")?;
-        let metrics_enabled = switch("METRICS")?;
-        let rate_limit_enabled = switch("RATE_LIMIT")?;
-        let l1_ttl_ms: u64 = parse_or(&get, "L1_TTL_MS", Some(2000))?;
-        positive("L1_TTL_MS", l1_ttl_ms)?;
-        let l1_max_bytes: u64 = parse_or(&get, "L1_MAX_BYTES", Some(16 << 20))?;
-        positive("L1_MAX_BYTES", l1_max_bytes)?;
-        let overrides = get("RATE_LIMITS").unwrap_or_default();
+        let l1_enabled = env.switch("L1_CACHE")?;
+        let metrics_enabled = env.switch("METRICS")?;
+        let rate_limit_enabled = env.switch("RATE_LIMIT")?;
+        let l1_ttl_ms: u64 = env.positive("L1_TTL_MS")?;
+        let l1_max_bytes: u64 = env.positive("L1_MAX_BYTES")?;
+        let overrides = env.raw("RATE_LIMITS").unwrap_or_default();
         let rate_limits = tier_limits(&overrides).map_err(|reason| ConfigError::Invalid {
             name: "RATE_LIMITS",
             value: overrides.clone(),
@@ -211,9 +480,12 @@ impl Settings {
 
         Ok(Settings {
             database_url: database_url.into(),
+            database_tls,
             redis_url: redis_url.into(),
+            redis_tls,
             addr,
             metrics_addr,
+            local,
             db_behind_transaction_pooler,
             db_max_connections,
             db_idle_timeout: Duration::from_secs(idle),
@@ -222,11 +494,12 @@ impl Settings {
             redis_key_prefix,
             edge_secret: edge_secret.map(Into::into),
             session_max_age: Duration::from_secs(session_max_age),
+            shutdown_grace: Duration::from_secs(shutdown_grace),
             login_max_failures,
             password_queue_timeout: Duration::from_millis(password_wait),
             header_read_timeout: Duration::from_millis(header_read),
             request_timeout: Duration::from_millis(request_timeout),
-            max_concurrent_requests: max_concurrent,
+            max_concurrent_requests: max_concurrent as usize,
             cache_ttl_divisor: divisor,
             l1_enabled,
             l1_ttl: Duration::from_millis(l1_ttl_ms),
@@ -236,6 +509,407 @@ impl Settings {
             rate_limits,
         })
     }
+}
+
+/// libpq's `sslmode`, as sqlx implements it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plaintext.
+    Disable,
+    /// TLS when the server offers it, else plaintext; the certificate is not checked. libpq's
+    /// (and sqlx's) default.
+    Prefer,
+    /// TLS or nothing; the certificate is not checked: protects against eavesdropping only.
+    Require,
+    /// TLS, the certificate must chain to a trusted CA; the host name is not checked.
+    VerifyCa,
+    /// TLS, a trusted certificate for this host name: protects against eavesdropping and
+    /// impersonation.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// How fit a transport is for a deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grade {
+    /// Verified TLS, or this machine only.
+    Good,
+    /// Encrypted, but the server's identity is not (fully) checked.
+    Weak,
+    /// Plaintext, or TLS without verification, to another host.
+    Unsafe,
+}
+
+/// The transport a PostgreSQL URL asks for: checked at start, reported by `origin check` and in
+/// the start-up log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgTls {
+    /// `sslmode`, or `None` when the URL does not say (sqlx then uses `prefer`).
+    pub mode: Option<SslMode>,
+    /// `sslrootcert`: the CA file the server must chain to, added to the bundled Mozilla roots.
+    pub root_cert: Option<String>,
+    /// `sslcert` + `sslkey`: a client certificate is presented.
+    pub client_cert: bool,
+    /// The host is this machine (loopback or a Unix socket).
+    pub loopback: bool,
+}
+
+impl PgTls {
+    /// The mode sqlx uses.
+    pub fn effective_mode(&self) -> SslMode {
+        self.mode.unwrap_or(SslMode::Prefer)
+    }
+
+    /// Checks `url` (the variable `name`): scheme, `sslmode`, and that the certificate files it
+    /// names exist and hold PEM. Outside a local run a remote host must name its `sslmode`:
+    /// the default, `prefer`, falls back to plaintext without a word.
+    pub fn check(name: &'static str, url: &str, local: bool) -> Result<PgTls, ConfigError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::redacted(
+                name,
+                "must start with one of postgres://, postgresql://",
+            ));
+        }
+        let parsed = url::Url::parse(url)
+            .map_err(|e| ConfigError::redacted(name, format!("is not a URL: {e}")))?;
+        let mut tls = PgTls {
+            mode: None,
+            root_cert: None,
+            client_cert: false,
+            loopback: is_loopback(parsed.host_str().unwrap_or("")),
+        };
+        let (mut cert, mut key) = (None, None);
+        for (param, value) in parsed.query_pairs() {
+            match &*param {
+                "sslmode" | "ssl-mode" => {
+                    tls.mode = Some(match &*value {
+                        "disable" => SslMode::Disable,
+                        "prefer" => SslMode::Prefer,
+                        "require" => SslMode::Require,
+                        "verify-ca" => SslMode::VerifyCa,
+                        "verify-full" => SslMode::VerifyFull,
+                        "allow" => {
+                            return Err(ConfigError::redacted(
+                                name,
+                                "sslmode=allow is not supported (the driver would never use \
+                                 TLS): use verify-full",
+                            ));
+                        }
+                        other => {
+                            return Err(ConfigError::redacted(
+                                name,
+                                format!(
+                                    "sslmode={other:?} is not one of disable, prefer, require, \
+                                     verify-ca, verify-full"
+                                ),
+                            ));
+                        }
+                    });
+                }
+                "sslrootcert" | "ssl-root-cert" | "ssl-ca" => {
+                    read_pem(name, "sslrootcert", &value, PemKind::Certificate)?;
+                    tls.root_cert = Some(value.into_owned());
+                }
+                "sslcert" | "ssl-cert" => {
+                    read_pem(name, "sslcert", &value, PemKind::Certificate)?;
+                    cert = Some(());
+                }
+                "sslkey" | "ssl-key" => {
+                    read_pem(name, "sslkey", &value, PemKind::PrivateKey)?;
+                    key = Some(());
+                }
+                "host" => tls.loopback = value.starts_with('/') || is_loopback(&value),
+                _ => {}
+            }
+        }
+        match (cert, key) {
+            (Some(()), Some(())) => tls.client_cert = true,
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError::redacted(
+                    name,
+                    "sslcert and sslkey go together: give both or neither",
+                ));
+            }
+        }
+        let mode = tls.effective_mode();
+        if tls.root_cert.is_some() && !mode.verifies() {
+            return Err(ConfigError::redacted(
+                name,
+                format!(
+                    "sslrootcert is set but sslmode={} does not check the server's certificate: \
+                     use sslmode=verify-full",
+                    mode.as_str()
+                ),
+            ));
+        }
+        if tls.mode.is_none() && !tls.loopback && !local {
+            return Err(ConfigError::redacted(
+                name,
+                "names a remote host without sslmode (the default, prefer, falls back to \
+                 plaintext and checks no certificate): add sslmode=verify-full&sslrootcert=<CA \
+                 file> (recommended) or name a weaker sslmode explicitly",
+            ));
+        }
+        Ok(tls)
+    }
+
+    /// How fit this transport is for a deployment, and why, in one line.
+    pub fn posture(&self) -> (Grade, String) {
+        let mode = self.effective_mode();
+        let roots = match &self.root_cert {
+            Some(file) => format!("CA {file} + Mozilla roots"),
+            None => "Mozilla roots".to_owned(),
+        };
+        let client = if self.client_cert {
+            ", client certificate"
+        } else {
+            ""
+        };
+        // Loopback needs no protection from the network.
+        let remote = |grade| if self.loopback { Grade::Good } else { grade };
+        match mode {
+            SslMode::VerifyFull => (Grade::Good, format!("TLS verify-full ({roots}{client})")),
+            SslMode::VerifyCa => (
+                remote(Grade::Weak),
+                format!("TLS verify-ca ({roots}{client}): the host name is not checked"),
+            ),
+            SslMode::Require => (
+                remote(Grade::Weak),
+                "TLS require: the certificate is not checked (no protection against \
+                 impersonation)"
+                    .to_owned(),
+            ),
+            SslMode::Prefer => (
+                remote(Grade::Unsafe),
+                "prefer: plaintext when the server offers no TLS; the certificate is not checked"
+                    .to_owned(),
+            ),
+            SslMode::Disable => (remote(Grade::Unsafe), "plaintext".to_owned()),
+        }
+    }
+}
+
+/// How Redis is reached: decided from `REDIS_URL`'s scheme and the `REDIS_*_FILE` settings.
+#[derive(Clone, Debug)]
+pub struct RedisTls {
+    /// `rediss://` or `rediss+cluster://`.
+    pub enabled: bool,
+    /// `#insecure` on the URL: TLS without verification (local runs only).
+    pub insecure: bool,
+    /// `REDIS_CA_FILE`: its path and PEM (the trust anchors, replacing the bundled roots).
+    pub ca: Option<(String, Vec<u8>)>,
+    /// `REDIS_CLIENT_CERT_FILE` and `REDIS_CLIENT_KEY_FILE`, PEM.
+    pub client: Option<(Vec<u8>, SecretSlice<u8>)>,
+    /// The URL names a password (`user:password@` or `:password@`).
+    pub password: bool,
+    /// Every host the URL names is this machine (loopback or a Unix socket).
+    pub loopback: bool,
+}
+
+impl RedisTls {
+    /// The transport for `url` with the `REDIS_*_FILE` settings `get` gives (tools beside the
+    /// origin: the benchmark, the test harness), checked as start-up checks it.
+    pub fn for_url(
+        url: &str,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<RedisTls, ConfigError> {
+        let env = Env { get };
+        let local = env.local();
+        RedisTls::check(&env, url, local)
+    }
+
+    fn check<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        url: &str,
+        local: bool,
+    ) -> Result<RedisTls, ConfigError> {
+        const NAME: &str = "REDIS_URL";
+        let schemes = [
+            "redis://",
+            "rediss://",
+            "unix://",
+            "redis+cluster://",
+            "rediss+cluster://",
+        ];
+        if !schemes.iter().any(|s| url.starts_with(s)) {
+            return Err(ConfigError::redacted(
+                NAME,
+                format!("must start with one of {}", schemes.join(", ")),
+            ));
+        }
+        let nodes =
+            redis_cluster_nodes(url).map_err(|reason| ConfigError::redacted(NAME, reason))?;
+        let enabled = url.starts_with("rediss");
+        let insecure = url.split_once('#').is_some_and(|(_, f)| f == "insecure");
+        if insecure && !local {
+            return Err(ConfigError::redacted(
+                NAME,
+                "#insecure turns off certificate verification: allowed only with \
+                 ORIGIN_ENV=local; give the server's CA in REDIS_CA_FILE instead",
+            ));
+        }
+        let hosts: Vec<String> = match &nodes {
+            Some(nodes) => nodes.clone(),
+            None => vec![url.to_owned()],
+        };
+        let mut password = false;
+        let mut loopback = true;
+        for node in &hosts {
+            if node.starts_with("unix://") {
+                continue;
+            }
+            let parsed = url::Url::parse(node)
+                .map_err(|e| ConfigError::redacted(NAME, format!("is not a URL: {e}")))?;
+            password |= parsed.password().is_some();
+            loopback &= is_loopback(parsed.host_str().unwrap_or(""));
+        }
+        let file = |name: &'static str, kind| -> Result<Option<(String, Vec<u8>)>, ConfigError> {
+            match env.raw(name) {
+                None => Ok(None),
+                Some(path) => {
+                    let pem = read_pem(name, "the file", &path, kind)?;
+                    Ok(Some((path, pem)))
+                }
+            }
+        };
+        let ca = file("REDIS_CA_FILE", PemKind::Certificate)?;
+        let cert = file("REDIS_CLIENT_CERT_FILE", PemKind::Certificate)?;
+        let key = file("REDIS_CLIENT_KEY_FILE", PemKind::PrivateKey)?;
+        let client = match (cert, key) {
+            (Some((_, cert)), Some((_, key))) => Some((cert, SecretSlice::from(key))),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    name: "REDIS_CLIENT_KEY_FILE",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    name: "REDIS_CLIENT_CERT_FILE",
+                });
+            }
+        };
+        if !enabled && (ca.is_some() || client.is_some()) {
+            // The operator meant TLS: refusing is better than plaintext with a CA on the side.
+            return Err(ConfigError::redacted(
+                NAME,
+                "REDIS_CA_FILE or a client certificate is set but the URL is not rediss:// or \
+                 rediss+cluster://: it would connect in plaintext",
+            ));
+        }
+        Ok(RedisTls {
+            enabled,
+            insecure,
+            ca,
+            client,
+            password,
+            loopback,
+        })
+    }
+
+    /// How fit this transport is for a deployment, and why, in one line. Never the password.
+    pub fn posture(&self) -> (Grade, String) {
+        let auth = if self.password {
+            "password"
+        } else {
+            "no password"
+        };
+        if !self.enabled {
+            let warning = if self.password {
+                ": the password crosses the network in clear"
+            } else {
+                ""
+            };
+            let grade = if self.loopback {
+                Grade::Good
+            } else {
+                Grade::Unsafe
+            };
+            return (grade, format!("plaintext, {auth}{warning}"));
+        }
+        if self.insecure {
+            return (
+                Grade::Unsafe,
+                format!("TLS WITHOUT certificate verification (#insecure), {auth}"),
+            );
+        }
+        let roots = match &self.ca {
+            Some((path, _)) => format!("CA {path}"),
+            None => "Mozilla roots".to_owned(),
+        };
+        let client = if self.client.is_some() {
+            ", client certificate"
+        } else {
+            ""
+        };
+        (
+            Grade::Good,
+            format!("TLS verified ({roots}{client}), {auth}"),
+        )
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.is_empty()
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[derive(Clone, Copy)]
+enum PemKind {
+    Certificate,
+    PrivateKey,
+}
+
+/// Reads a PEM file named by `what` inside variable `name`, checking it holds what it should.
+fn read_pem(
+    name: &'static str,
+    what: &str,
+    path: &str,
+    kind: PemKind,
+) -> Result<Vec<u8>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |reason: String| ConfigError::Invalid {
+        name,
+        value: format!("{what} {path}"),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+    match kind {
+        PemKind::Certificate => {
+            let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
+                .collect::<Result<_, _>>()
+                .map_err(|e| invalid(format!("not PEM certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(invalid("holds no PEM certificate".into()));
+            }
+        }
+        PemKind::PrivateKey => {
+            PrivateKeyDer::from_pem_slice(&bytes)
+                .map_err(|e| invalid(format!("holds no PEM private key: {e}")))?;
+        }
+    }
+    Ok(bytes)
 }
 
 /// One tier as configured: the table's numbers, or a test override.
@@ -316,28 +990,29 @@ pub const EXAMPLE_EDGE_SECRET: &str = "dev-only-edge-secret-change-me";
 
 /// The database URL of the subcommands that change the schema or bulk-load (`migrate`, `seed`,
 /// `admin`): `MIGRATE_DATABASE_URL` when set (PostgreSQL itself, when `DATABASE_URL` points at a
-/// transaction-mode pooler, which cannot run migrations), else `DATABASE_URL`.
+/// transaction-mode pooler, which cannot run migrations), else `DATABASE_URL`; checked as
+/// `DATABASE_URL` is.
 pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
-    let set = |name: &'static str| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| (name, v))
+    migrate_database_url(|name| std::env::var(name).ok())
+}
+
+fn migrate_database_url(get: impl Fn(&str) -> Option<String>) -> Result<SecretString, ConfigError> {
+    let env = Env { get };
+    let (name, url) = match env.raw("MIGRATE_DATABASE_URL") {
+        Some(url) => ("MIGRATE_DATABASE_URL", url),
+        None => ("DATABASE_URL", env.required("DATABASE_URL")?),
     };
-    let (name, url) = set("MIGRATE_DATABASE_URL")
-        .or_else(|| set("DATABASE_URL"))
-        .ok_or(ConfigError::Missing {
-            name: "DATABASE_URL",
-        })?;
-    check_scheme(name, &url, &["postgres://", "postgresql://"])?;
+    PgTls::check(name, &url, env.local())?;
     Ok(url.into())
 }
 
 /// Where a health probe on this host reaches the operator listener: `METRICS_ADDR`, with an
 /// unspecified address (`0.0.0.0`) replaced by loopback.
 pub fn probe_addr() -> Result<SocketAddr, ConfigError> {
-    let get = |name: &str| std::env::var(name).ok();
-    let mut addr: SocketAddr = parse_or(&get, "METRICS_ADDR", "127.0.0.1:9091".parse().ok())?;
+    let env = Env {
+        get: |name: &str| std::env::var(name).ok(),
+    };
+    let mut addr: SocketAddr = env.parse("METRICS_ADDR")?;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
@@ -346,24 +1021,36 @@ pub fn probe_addr() -> Result<SocketAddr, ConfigError> {
 
 /// `SENTRY_DSN` (optional): where 5xx errors and panics are reported; unset, nothing is sent.
 pub fn sentry_dsn() -> Option<String> {
-    std::env::var("SENTRY_DSN")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
+    Env {
+        get: |name: &str| std::env::var(name).ok(),
+    }
+    .raw("SENTRY_DSN")
 }
 
-/// `RUST_LOG` (default `info`, with sqlx's per-statement logs kept to errors): the tracing
-/// filter, read before anything else so start-up errors are logged too.
+/// `RUST_LOG`: the tracing filter, read before anything else so start-up errors are logged too.
 pub fn log_filter() -> String {
-    std::env::var("RUST_LOG")
-        .unwrap_or_else(|_| "info,sqlx::query=error,sqlx::postgres::notice=warn".to_owned())
+    Env {
+        get: |name: &str| std::env::var(name).ok(),
+    }
+    .raw("RUST_LOG")
+    .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned())
 }
 
-/// The nodes a `redis+cluster://[user:password@]host:port,host:port,…` URL names, as one
-/// `redis://` URL each (credentials repeated); `Ok(None)` for any other URL (one server).
-/// The client learns the rest of the cluster from whichever of them answers first.
+/// The nodes a `redis+cluster://` or `rediss+cluster://[user:password@]host:port,host:port,…`
+/// URL names, as one `redis://` (or `rediss://`) URL each, credentials and any `#insecure`
+/// repeated; `Ok(None)` for any other URL (one server). The client learns the rest of the
+/// cluster from whichever of them answers first.
 pub fn redis_cluster_nodes(url: &str) -> Result<Option<Vec<String>>, String> {
-    let Some(rest) = url.strip_prefix("redis+cluster://") else {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("redis+cluster://") {
+        ("redis", rest)
+    } else if let Some(rest) = url.strip_prefix("rediss+cluster://") {
+        ("rediss", rest)
+    } else {
         return Ok(None);
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, fragment)) => (rest, format!("/#{fragment}")),
+        None => (rest, String::new()),
     };
     let rest = rest.trim_end_matches('/');
     let (auth, hosts) = match rest.rsplit_once('@') {
@@ -380,60 +1067,16 @@ pub fn redis_cluster_nodes(url: &str) -> Result<Option<Vec<String>>, String> {
                 "a cluster URL lists host:port pairs separated by commas (got {host:?})"
             ));
         }
-        nodes.push(format!("redis://{auth}{host}"));
+        nodes.push(format!("{scheme}://{auth}{host}{fragment}"));
     }
     Ok(Some(nodes))
-}
-
-fn check_scheme(name: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
-    if schemes.iter().any(|s| value.starts_with(s)) {
-        Ok(())
-    } else {
-        Err(ConfigError::Invalid {
-            name,
-            value: "<redacted>".into(),
-            reason: format!("must start with one of {}", schemes.join(", ")),
-        })
-    }
-}
-
-fn parse_or<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: Option<T>,
-) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match get(name).filter(|v| !v.trim().is_empty()) {
-        None => default.ok_or(ConfigError::Missing { name }),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                value: raw.clone(),
-                reason: e.to_string(),
-            }),
-    }
-}
-
-fn positive(name: &'static str, v: u64) -> Result<(), ConfigError> {
-    if v == 0 {
-        Err(ConfigError::Invalid {
-            name,
-            value: "0".into(),
-            reason: "must be greater than zero".into(),
-        })
-    } else {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use std::collections::{BTreeSet, HashMap};
+    use std::sync::Mutex;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, String> = pairs
@@ -441,6 +1084,15 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn with(extra: &[(&'static str, String)]) -> Result<Settings, ConfigError> {
+        let mut pairs: Vec<(&str, &str)> = BASE.to_vec();
+        for (k, v) in extra {
+            pairs.retain(|(name, _)| name != k);
+            pairs.push((k, v.as_str()));
+        }
+        settings(&pairs)
     }
 
     const BASE: [(&str, &str); 2] = [
@@ -455,6 +1107,8 @@ mod tests {
         assert_eq!(s.db_idle_timeout, Duration::from_secs(30));
         assert_eq!(s.db_connect_timeout, Duration::from_secs(10));
         assert_eq!(s.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(s.l1_max_bytes, 16 << 20);
         Ok(())
     }
 
@@ -477,6 +1131,32 @@ mod tests {
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
     }
 
+    /// Every variable the code reads is in the table, and every one in the table is read: the
+    /// README's table (made from the list) cannot name a setting that does nothing or miss one.
+    #[test]
+    fn the_table_lists_exactly_what_is_read() {
+        let read = Mutex::new(BTreeSet::new());
+        let lookup = |k: &str| {
+            read.lock().unwrap().insert(k.to_owned());
+            match k {
+                "DATABASE_URL" => Some("postgres://localhost/x".into()),
+                "REDIS_URL" => Some("redis://127.0.0.1:6379".into()),
+                _ => None,
+            }
+        };
+        Settings::from_lookup(lookup).unwrap();
+        migrate_database_url(lookup).unwrap();
+        for name in ["METRICS_ADDR", "SENTRY_DSN", "RUST_LOG"] {
+            // `probe_addr`, `sentry_dsn` and `log_filter` read the process environment.
+            lookup(name);
+        }
+        lookup("ADMIN_PASSWORD"); // clap reads it (`cli.rs`, `env = "ADMIN_PASSWORD"`)
+        let read = read.into_inner().unwrap();
+        let table: BTreeSet<String> = VARS.iter().map(|v| v.name.to_owned()).collect();
+        assert_eq!(read, table);
+        assert!(markdown_table().contains("| `DB_MAX_CONNECTIONS` | `10` |"));
+    }
+
     #[test]
     fn the_published_example_secret_is_refused_outside_local_runs() {
         let mut pairs = BASE.to_vec();
@@ -489,10 +1169,25 @@ mod tests {
 
     #[test]
     fn secrets_never_print() -> Result<(), ConfigError> {
-        let mut pairs = BASE.to_vec();
-        pairs.push(("EDGE_SECRET", "super-secret-value-123"));
-        let s = settings(&pairs)?;
-        assert!(!format!("{s:?}").contains("super-secret-value-123"));
+        let s = with(&[
+            ("EDGE_SECRET", "super-secret-value-123".into()),
+            (
+                "DATABASE_URL",
+                "postgres://u:pg-pass-xyz@localhost/x".into(),
+            ),
+            ("REDIS_URL", "redis://u:redis-pass-xyz@127.0.0.1:1".into()),
+        ])?;
+        let printed = format!("{s:?}");
+        for secret in ["super-secret-value-123", "pg-pass-xyz", "redis-pass-xyz"] {
+            assert!(!printed.contains(secret), "{secret} printed");
+        }
+        // And a refused URL is never echoed.
+        let err = with(&[(
+            "DATABASE_URL",
+            "postgres://u:pg-pass-xyz@db.example.com/x".into(),
+        )])
+        .unwrap_err();
+        assert!(!err.to_string().contains("pg-pass-xyz"), "{err}");
         Ok(())
     }
 
@@ -523,6 +1218,13 @@ mod tests {
                 "redis://:pw@10.0.0.2:7002".to_owned()
             ]))
         );
+        assert_eq!(
+            redis_cluster_nodes("rediss+cluster://u:pw@a:1,b:2#insecure"),
+            Ok(Some(vec![
+                "rediss://u:pw@a:1/#insecure".to_owned(),
+                "rediss://u:pw@b:2/#insecure".to_owned()
+            ]))
+        );
         for bad in [
             "redis+cluster://",
             "redis+cluster://a:1,,b:2",
@@ -539,5 +1241,179 @@ mod tests {
             settings(&pairs).is_err(),
             "a braced prefix would be a hash tag"
         );
+    }
+
+    /// A directory of PEM files for the TLS settings' tests. Only the PEM framing is checked at
+    /// start (the handshake checks the rest), so any DER will do.
+    fn pem_files() -> (std::path::PathBuf, String, String) {
+        let dir = std::env::temp_dir().join(format!("nexnum-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN PRIVATE KEY-----\nMAMCAQA=\n-----END PRIVATE KEY-----\n";
+        std::fs::write(dir.join("ca.pem"), cert).unwrap();
+        std::fs::write(dir.join("key.pem"), key).unwrap();
+        std::fs::write(dir.join("junk.pem"), "not a certificate").unwrap();
+        let ca = dir.join("ca.pem").display().to_string();
+        let key = dir.join("key.pem").display().to_string();
+        (dir, ca, key)
+    }
+
+    #[test]
+    fn postgres_tls_parameters_are_checked_at_start() {
+        let (dir, ca, key) = pem_files();
+        let junk = dir.join("junk.pem").display().to_string();
+        let ok = |url: String| with(&[("DATABASE_URL", url)]).map(|s| s.database_tls);
+        let tls = ok(format!(
+            "postgres://u:p@db.example.com/x?sslmode=verify-full&sslrootcert={ca}"
+        ))
+        .unwrap();
+        assert_eq!(tls.mode, Some(SslMode::VerifyFull));
+        assert_eq!(tls.posture().0, Grade::Good);
+        let tls = ok(format!(
+            "postgres://db.example.com/x?sslmode=verify-full&sslcert={ca}&sslkey={key}"
+        ))
+        .unwrap();
+        assert!(tls.client_cert);
+        // Explicitly weaker modes are allowed, and graded as such.
+        let tls = ok("postgres://db.example.com/x?sslmode=require".into()).unwrap();
+        assert_eq!(tls.posture().0, Grade::Weak, "require checks no identity");
+        assert_eq!(
+            ok("postgres://localhost/x?sslmode=disable".into())
+                .unwrap()
+                .posture()
+                .0,
+            Grade::Good,
+            "plaintext on loopback is fine"
+        );
+        let refused = [
+            ("postgres://db.example.com/x".to_owned(), "without sslmode"),
+            ("postgres://db.example.com/x?sslmode=allow".into(), "allow"),
+            (
+                "postgres://db.example.com/x?sslmode=verify".into(),
+                "is not one of",
+            ),
+            (
+                format!("postgres://db.example.com/x?sslmode=require&sslrootcert={ca}"),
+                "does not check",
+            ),
+            (
+                "postgres://db.example.com/x?sslmode=verify-full&sslrootcert=/nonexistent.pem"
+                    .into(),
+                "cannot read",
+            ),
+            (
+                format!("postgres://db.example.com/x?sslmode=verify-full&sslrootcert={junk}"),
+                "no PEM",
+            ),
+            (
+                format!("postgres://db.example.com/x?sslmode=verify-full&sslcert={ca}"),
+                "go together",
+            ),
+        ];
+        for (url, why) in refused {
+            let err = ok(url.clone()).unwrap_err().to_string();
+            assert!(
+                err.contains("DATABASE_URL") && err.contains(why),
+                "{url}: {err}"
+            );
+        }
+        // A local run may omit sslmode for a remote host.
+        assert!(
+            with(&[
+                ("DATABASE_URL", "postgres://db.example.com/x".into()),
+                ("ORIGIN_ENV", "local".into()),
+            ])
+            .is_ok()
+        );
+        // MIGRATE_DATABASE_URL is held to the same rules, under its own name.
+        let err = migrate_database_url(|k| match k {
+            "MIGRATE_DATABASE_URL" => Some("postgres://db.example.com/x?sslmode=allow".into()),
+            "DATABASE_URL" => Some("postgres://localhost/x".into()),
+            _ => None,
+        })
+        .map(|_| ())
+        .unwrap_err();
+        assert!(err.to_string().contains("MIGRATE_DATABASE_URL"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn redis_tls_is_never_silently_weakened() {
+        let (dir, ca, key) = pem_files();
+        let redis = |extra: &[(&'static str, String)]| with(extra).map(|s| s.redis_tls);
+        let tls = redis(&[
+            ("REDIS_URL", "rediss://app:pw@cache.example.com:6380".into()),
+            ("REDIS_CA_FILE", ca.clone()),
+            ("REDIS_CLIENT_CERT_FILE", ca.clone()),
+            ("REDIS_CLIENT_KEY_FILE", key.clone()),
+        ])
+        .unwrap();
+        assert!(tls.enabled && tls.password && tls.client.is_some() && !tls.loopback);
+        assert_eq!(tls.posture().0, Grade::Good);
+        let tls = redis(&[(
+            "REDIS_URL",
+            "rediss+cluster://u:pw@a.example:1,b.example:2".into(),
+        )])
+        .unwrap();
+        assert!(tls.enabled && tls.ca.is_none());
+        // Plaintext with a password to a remote host: allowed (explicit), graded unfit.
+        let tls = redis(&[("REDIS_URL", "redis://:pw@cache.example.com:6379".into())]).unwrap();
+        assert_eq!(tls.posture().0, Grade::Unsafe);
+        type Case<'a> = (&'a [(&'static str, String)], &'a str, &'a str);
+        let cases: [Case; 5] = [
+            (
+                &[(
+                    "REDIS_URL",
+                    "rediss://cache.example.com:6380/#insecure".into(),
+                )],
+                "REDIS_URL",
+                "ORIGIN_ENV=local",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "redis://cache.example.com:6379".into()),
+                    ("REDIS_CA_FILE", ca.clone()),
+                ],
+                "REDIS_URL",
+                "plaintext",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "rediss://cache.example.com:6380".into()),
+                    ("REDIS_CA_FILE", "/nonexistent.pem".into()),
+                ],
+                "REDIS_CA_FILE",
+                "cannot read",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "rediss://cache.example.com:6380".into()),
+                    ("REDIS_CLIENT_CERT_FILE", ca.clone()),
+                ],
+                "REDIS_CLIENT_KEY_FILE",
+                "required",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "rediss://cache.example.com:6380".into()),
+                    ("REDIS_CLIENT_KEY_FILE", ca.clone()),
+                    ("REDIS_CLIENT_CERT_FILE", ca.clone()),
+                ],
+                "REDIS_CLIENT_KEY_FILE",
+                "private key",
+            ),
+        ];
+        for (extra, name, why) in cases {
+            let err = redis(extra).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(why), "{extra:?}: {err}");
+        }
+        let mut local = vec![("REDIS_URL", "rediss://127.0.0.1:6380/#insecure".to_owned())];
+        local.push(("ORIGIN_ENV", "local".into()));
+        let tls = redis(&local).unwrap();
+        assert!(
+            tls.insecure && tls.posture().0 == Grade::Unsafe,
+            "graded unfit even when allowed"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -16,7 +16,9 @@
 //! - [`seed`]: the deterministic demo/benchmark catalog.
 //! - [`meters`]: every Prometheus metric: names, handles, gauges.
 //! - [`telemetry`]: tracing and Sentry.
-//! - [`monitor`], [`check`]: the guide's monitoring checklist as gauges and as `origin check`.
+//! - [`monitor`], [`check`]: the guide's monitoring checklist as gauges and as `origin check`;
+//!   [`ecs`] grades an ECS task definition and scaling target against it.
+//! - [`tls`]: the rustls provider, and telling a refused handshake from a network failure.
 //! - [`small`]: short strings on the stack for the per-request hot path.
 //! - [`cli`]: the `origin` command line (`serve`, `migrate`, `seed`, `check`, `admin`).
 //!
@@ -30,6 +32,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod ecs;
 pub mod http;
 pub mod meters;
 pub mod monitor;
@@ -42,6 +45,7 @@ pub mod small;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Settings;
 pub use startup::Application;

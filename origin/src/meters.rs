@@ -15,6 +15,8 @@ use shared::ratelimit::Tier;
 
 /// Results counted in `cache_requests_total`.
 pub const CACHE_RESULTS: [&str; 4] = ["hit", "miss", "error", "coalesced"];
+/// The outcomes of `cache_refresh_total` (see [`cache_refresh`]).
+pub const REFRESH_OUTCOMES: [&str; 4] = ["refreshed", "skipped", "superseded", "failed"];
 const DECISIONS: [&str; 2] = ["allowed", "limited"];
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -129,6 +131,10 @@ fn describe_and_baseline() {
     for data in DataType::ALL {
         for result in CACHE_RESULTS {
             cache_counter(data, result).increment(0);
+        }
+        for outcome in REFRESH_OUTCOMES {
+            metrics::counter!("cache_refresh_total", "type" => data.as_str(), "outcome" => outcome)
+                .increment(0);
         }
     }
     for tier in Tier::ALL {

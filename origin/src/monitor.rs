@@ -76,6 +76,16 @@ pub async fn redis_memory(redis: &Redis) -> Result<Vec<(Option<Node>, RedisMemor
         .collect())
 }
 
+/// `maxclients` from `INFO clients` of every server holding data (readable where `CONFIG` is
+/// refused, as on ElastiCache).
+pub async fn redis_maxclients(redis: &Redis) -> Result<Vec<(Option<Node>, u64)>, RedisError> {
+    let infos = redis.info("clients").await?;
+    Ok(infos
+        .into_iter()
+        .filter_map(|(node, info)| Some((node, info_field(&info, "maxclients")?)))
+        .collect())
+}
+
 /// The server closest to its limit (the one the alert is about).
 pub fn fullest(memories: &[(Option<Node>, RedisMemory)]) -> Option<RedisMemory> {
     memories.iter().map(|(_, m)| *m).max_by(|a, b| {

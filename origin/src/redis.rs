@@ -40,21 +40,60 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ToRedisArgs, Value};
+use redis::{
+    ClientTlsConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, Script, TlsCertificates,
+    ToRedisArgs, Value,
+};
 use secrecy::ExposeSecret;
 
-use crate::config::{Settings, redis_cluster_nodes};
+use crate::config::{RedisTls, Settings, redis_cluster_nodes};
 
 /// A Redis command that did not succeed within its bound.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
     #[error("redis {op} timed out")]
     Timeout { op: &'static str },
+    /// The server took the connection and then said nothing (see [`Redis::preflight`]).
+    #[error("{addr} accepted the connection but did not complete {what} within {bound:?}{hint}")]
+    Silent {
+        addr: String,
+        what: &'static str,
+        bound: Duration,
+        hint: &'static str,
+    },
     #[error("redis {op} failed: {source}")]
     Command {
         op: &'static str,
         source: redis::RedisError,
     },
+}
+
+impl RedisError {
+    /// Whether this failure is a configuration that waiting will not mend: the server's
+    /// certificate refused (or no TLS on the other end of a `rediss://` URL), the user or
+    /// password refused. Start-up stops on these, naming `REDIS_URL`.
+    pub fn is_misconfigured(&self) -> bool {
+        let source = match self {
+            RedisError::Command { source, .. } => source,
+            RedisError::Silent { .. } => return true,
+            RedisError::Timeout { .. } => return false,
+        };
+        matches!(
+            source.kind(),
+            redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
+        ) || matches!(source.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+            || io_cause(source).is_some_and(crate::tls::is_handshake_failure)
+    }
+}
+
+/// The I/O error under a redis-rs error (it keeps it behind an `Arc<dyn Error>`).
+fn io_cause(e: &redis::RedisError) -> Option<&std::io::Error> {
+    let cause = std::error::Error::source(e)?;
+    cause.downcast_ref::<std::io::Error>().or_else(|| {
+        cause
+            .downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>()
+            .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+    })
 }
 
 /// Bound on opening a pub/sub connection and subscribing.
@@ -68,6 +107,9 @@ pub struct Redis {
     /// `REDIS_KEY_PREFIX`: in front of every key and channel.
     prefix: Arc<str>,
     timeout: Duration,
+    /// The first server the URL names (`None` for a Unix socket), and whether it is TLS.
+    seed: Option<(String, u16)>,
+    tls: bool,
 }
 
 /// The shared connection: one server, or a cluster (routing by slot, following redirects and
@@ -107,25 +149,74 @@ impl ConnectionLike for Conn {
 }
 
 /// The servers a subscription may be opened on: the one server, or the cluster's seed nodes
-/// tried in turn (any node hears a cluster-wide `PUBLISH`).
+/// tried in turn (any node hears a cluster-wide `PUBLISH`), each with the URL's credentials and
+/// TLS settings; [`SubscribeTargets::node`] opens one on a node the cluster named.
 struct SubscribeTargets {
     clients: Vec<redis::Client>,
     next: AtomicUsize,
+    /// The first seed's URL: the credentials and scheme every node of a cluster is reached with.
+    template: Option<String>,
+    certs: Option<TlsCertificates>,
+}
+
+impl SubscribeTargets {
+    /// A client for the cluster node `node`, authenticated and encrypted like the seeds.
+    fn node(&self, node: &Node) -> Option<redis::Client> {
+        let mut url = url::Url::parse(self.template.as_deref()?).ok()?;
+        url.set_host(Some(&node.host)).ok()?;
+        url.set_port(Some(node.port)).ok()?;
+        open_client(url.as_str(), &self.certs).ok()
+    }
+}
+
+/// The certificates `tls` names, in redis-rs's form (`None`: the bundled roots, no client
+/// certificate, or no TLS at all).
+fn certificates(tls: &RedisTls) -> Option<TlsCertificates> {
+    if !tls.enabled || (tls.ca.is_none() && tls.client.is_none()) {
+        return None;
+    }
+    Some(TlsCertificates {
+        client_tls: tls.client.as_ref().map(|(cert, key)| ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.expose_secret().to_vec(),
+        }),
+        // Replaces the bundled roots: only this CA is trusted.
+        root_cert: tls.ca.as_ref().map(|(_, pem)| pem.clone()),
+    })
+}
+
+fn open_client(url: &str, certs: &Option<TlsCertificates>) -> redis::RedisResult<redis::Client> {
+    match certs {
+        Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
+        None => redis::Client::open(url),
+    }
 }
 
 impl Conn {
-    /// Connects to `url` (one server, or `redis+cluster://…`) on first use; fails only on a
-    /// malformed URL. `timeout` bounds connecting and each reply.
+    /// Connects to `url` (one server, or `redis+cluster://…`) on first use, over TLS as `tls`
+    /// says; fails only on a malformed URL. `timeout` bounds connecting and each reply.
     pub fn open_lazy(
         url: &str,
+        tls: &RedisTls,
         timeout: Duration,
-    ) -> Result<(Conn, Vec<redis::Client>), redis::RedisError> {
-        let connect_timeout = timeout.max(Duration::from_millis(250));
+    ) -> Result<Conn, redis::RedisError> {
+        Self::open(url, tls, timeout).map(|(conn, _)| conn)
+    }
+
+    fn open(
+        url: &str,
+        tls: &RedisTls,
+        timeout: Duration,
+    ) -> Result<(Conn, SubscribeTargets), redis::RedisError> {
+        // A TLS handshake is a round trip or two more than a TCP connect.
+        let connect_timeout =
+            timeout.max(Duration::from_millis(if tls.enabled { 1000 } else { 250 }));
+        let certs = certificates(tls);
         match redis_cluster_nodes(url).map_err(|reason| {
             redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "REDIS_URL", reason))
         })? {
             None => {
-                let client = redis::Client::open(url)?;
+                let client = open_client(url, &certs)?;
                 // No response timeout of its own: every command is bounded by `timeout` in
                 // [`Redis::bounded`] already, and a second timer per command costs a hit.
                 let config = ConnectionManagerConfig::new()
@@ -136,14 +227,24 @@ impl Conn {
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_millis(500));
                 let conn = client.get_connection_manager_lazy(config)?;
-                Ok((Conn::Single(conn), vec![client]))
+                let targets = SubscribeTargets {
+                    clients: vec![client],
+                    next: AtomicUsize::new(0),
+                    template: None,
+                    certs,
+                };
+                Ok((Conn::Single(conn), targets))
             }
             Some(nodes) => {
                 let clients = nodes
                     .iter()
-                    .map(|n| redis::Client::open(n.as_str()))
+                    .map(|n| open_client(n, &certs))
                     .collect::<Result<Vec<_>, _>>()?;
-                let client = ClusterClientBuilder::new(nodes)
+                let mut builder = ClusterClientBuilder::new(nodes.clone());
+                if let Some(certs) = &certs {
+                    builder = builder.certs(certs.clone());
+                }
+                let client = builder
                     // Redirects and retries during a failover stay inside the caller's bound.
                     .retries(3)
                     .min_retry_wait(50)
@@ -153,28 +254,44 @@ impl Conn {
                     .set_connection_timeout(connect_timeout)
                     .set_response_timeout(timeout);
                 let conn = client.get_pending_async_connection_with_config(config);
-                Ok((Conn::Cluster(conn), clients))
+                let targets = SubscribeTargets {
+                    clients,
+                    next: AtomicUsize::new(0),
+                    template: nodes.first().cloned(),
+                    certs,
+                };
+                Ok((Conn::Cluster(conn), targets))
             }
         }
     }
 }
 
 impl Redis {
-    /// A client for `url` that connects on first use. Fails only on a malformed URL.
+    /// A client for `url` that connects on first use (over TLS as `tls` says). Fails only on a
+    /// malformed URL.
     pub fn connect_lazy(
         url: &str,
+        tls: &RedisTls,
         prefix: &str,
         timeout: Duration,
     ) -> Result<Redis, redis::RedisError> {
-        let (conn, clients) = Conn::open_lazy(url, timeout)?;
+        let (conn, targets) = Conn::open(url, tls, timeout)?;
+        let first = redis_cluster_nodes(url)
+            .ok()
+            .flatten()
+            .and_then(|nodes| nodes.into_iter().next())
+            .unwrap_or_else(|| url.to_owned());
+        let seed = url::Url::parse(&first).ok().and_then(|u| {
+            let host = u.host_str()?.trim_matches(['[', ']']).to_owned();
+            (u.scheme() != "unix").then(|| (host, u.port().unwrap_or(6379)))
+        });
         Ok(Redis {
             conn,
-            subscribe_to: Arc::new(SubscribeTargets {
-                clients,
-                next: AtomicUsize::new(0),
-            }),
+            subscribe_to: Arc::new(targets),
             prefix: prefix.into(),
             timeout,
+            seed,
+            tls: tls.enabled,
         })
     }
 
@@ -186,6 +303,7 @@ impl Redis {
     pub fn from_settings(settings: &Settings) -> Result<Redis, redis::RedisError> {
         Redis::connect_lazy(
             settings.redis_url.expose_secret(),
+            &settings.redis_tls,
             &settings.redis_key_prefix,
             settings.redis_timeout,
         )
@@ -199,8 +317,42 @@ impl Redis {
     }
 
     pub async fn ping(&self) -> Result<(), RedisError> {
+        self.ping_within(self.timeout).await
+    }
+
+    /// Start-up's check: a `PING` within `bound`. A server that takes the TCP connection and then
+    /// says nothing for that long is reported as such, not as "not up yet": behind a
+    /// `rediss://` URL it is the sign of a plaintext port (it waits for a command while the
+    /// client waits for its TLS handshake), and nothing but a `ClientHello` was sent to it.
+    pub async fn preflight(&self, bound: Duration) -> Result<(), RedisError> {
+        let outcome = self.ping_within(bound).await;
+        let (Err(RedisError::Timeout { .. }), Some((host, port))) = (&outcome, &self.seed) else {
+            return outcome;
+        };
+        let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
+        match tokio::time::timeout(Duration::from_secs(1), connect).await {
+            Ok(Ok(_)) => Err(RedisError::Silent {
+                addr: format!("{host}:{port}"),
+                what: if self.tls {
+                    "a TLS handshake"
+                } else {
+                    "a PING"
+                },
+                bound,
+                hint: if self.tls {
+                    " (is it a plaintext port behind a rediss:// URL?)"
+                } else {
+                    ""
+                },
+            }),
+            _ => outcome,
+        }
+    }
+
+    /// `PING` under a bound of its own (start-up allows a connect and a TLS handshake).
+    pub async fn ping_within(&self, bound: Duration) -> Result<(), RedisError> {
         let mut conn = self.conn.clone();
-        self.bounded("ping", async move {
+        self.bounded_by("ping", bound, async move {
             redis::cmd("PING").query_async::<()>(&mut conn).await
         })
         .await
@@ -577,11 +729,9 @@ impl Redis {
                 .ok()
                 .zip(nodes.ok())
                 .and_then(|(s, n)| slot_owner(&n, s))
+                && let Some(client) = self.subscribe_to.node(&owner)
             {
-                let url = format!("redis://{owner}");
-                if let Ok(client) = redis::Client::open(url.as_str()) {
-                    candidates.push(client);
-                }
+                candidates.push(client);
             }
         }
         let seeds = &self.subscribe_to.clients;

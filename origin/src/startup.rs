@@ -25,15 +25,17 @@ use crate::redis::Redis;
 use crate::server;
 use crate::state::{AppState, Services};
 
-/// How long in-flight requests may take to finish after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("DATABASE_URL is not a usable PostgreSQL URL: {0}")]
     Database(#[from] sqlx::Error),
     #[error("REDIS_URL is not a usable Redis URL: {0}")]
     Redis(#[from] redis::RedisError),
+    /// A dependency answered and refused us: a certificate, a password, a database name.
+    #[error("{name}: cannot connect: {reason}")]
+    Refused { name: &'static str, reason: String },
+    #[error("DATABASE_URL: {0}")]
+    Schema(String),
     #[error("cannot listen on {name} {addr}: {source}")]
     Bind {
         name: &'static str,
@@ -55,15 +57,22 @@ async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartupError::Bind { name, addr, source })
 }
 
+/// Longest start-up waits for Redis's first answer (a connect and a TLS handshake).
+const REDIS_PREFLIGHT: Duration = Duration::from_secs(3);
+
 impl Application {
-    /// 1. the PostgreSQL pool (lazy: it connects on first use),
-    /// 2. the Redis connection manager (lazy, reconnecting) and L1 with its
-    ///    invalidation subscriber,
-    /// 3. the metrics recorder,
-    /// 4. the listener on `ORIGIN_ADDR`.
+    /// 1. the PostgreSQL pool and the Redis client (both lazy: they connect on first use),
+    /// 2. one connection to each, now ([`preflight`]): a certificate, password or database name
+    ///    they refuse stops start-up here, naming the variable; so does a schema behind this
+    ///    binary. One that does not answer yet only makes the origin not ready,
+    /// 3. L1 with its invalidation subscriber, and the metrics recorder,
+    /// 4. the listeners on `ORIGIN_ADDR` and `METRICS_ADDR`.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        crate::tls::install_crypto_provider();
+        log_transports(&settings);
         let db = Db::connect_lazy(&settings)?;
         let redis = Redis::from_settings(&settings)?;
+        let schema_current = preflight(&settings, &db, &redis).await?;
         let mut cache = Cache::new(redis.clone(), settings.cache_ttl_divisor);
         if settings.l1_enabled {
             cache.enable_l1(settings.l1_max_bytes, settings.l1_ttl);
@@ -98,6 +107,7 @@ impl Application {
             cache,
             metrics,
             draining: AtomicBool::new(false),
+            schema_current: AtomicBool::new(schema_current),
         });
         Ok(Application {
             listener,
@@ -124,7 +134,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most
-    /// [`SHUTDOWN_GRACE`].
+    /// `SHUTDOWN_GRACE_SECS`.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -143,6 +153,7 @@ impl Application {
             let _ = rx.wait_for(|draining| *draining).await;
         };
         let header_read_timeout = self.state.settings.header_read_timeout;
+        let grace = self.state.settings.shutdown_grace;
         let public = http::public(self.state.clone());
         let app = move |req, peer| public.clone().serve(req, peer).map(Ok);
         let ops = server::routed(http::ops_router(self.state));
@@ -168,7 +179,7 @@ impl Application {
         };
         let deadline = async move {
             if stopping_rx.await.is_ok() {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                tokio::time::sleep(grace).await;
             } else {
                 std::future::pending::<()>().await;
             }
@@ -181,6 +192,70 @@ impl Application {
             }
         }
     }
+}
+
+/// Says once, at start, how each dependency is reached, and warns where that is not fit for a
+/// deployment (an unverified or plaintext link to another host). Never prints a password.
+fn log_transports(settings: &Settings) {
+    use crate::config::Grade;
+    let (pg_grade, pg) = settings.database_tls.posture();
+    let (redis_grade, redis) = settings.redis_tls.posture();
+    if pg_grade == Grade::Good {
+        tracing::info!(transport = %pg, "PostgreSQL (DATABASE_URL)");
+    } else {
+        tracing::warn!(transport = %pg, "PostgreSQL (DATABASE_URL) is not verified TLS to a remote host");
+    }
+    if settings.redis_tls.insecure {
+        tracing::warn!(
+            transport = %redis,
+            "Redis (REDIS_URL): certificate verification is OFF (#insecure, ORIGIN_ENV=local)"
+        );
+    } else if redis_grade == Grade::Good {
+        tracing::info!(transport = %redis, "Redis (REDIS_URL)");
+    } else {
+        tracing::warn!(transport = %redis, "Redis (REDIS_URL) is not verified TLS to a remote host");
+    }
+}
+
+/// Boot step 2: one connection to PostgreSQL and one command to Redis, concurrently. Returns
+/// whether the schema was found current (false: the database did not answer yet; `/readyz`
+/// checks it until it does).
+async fn preflight(settings: &Settings, db: &Db, redis: &Redis) -> Result<bool, StartupError> {
+    let (pg, ping) = tokio::join!(
+        db.probe(settings.db_connect_timeout),
+        redis.preflight(REDIS_PREFLIGHT.max(settings.redis_timeout)),
+    );
+    match ping {
+        Ok(()) => {}
+        Err(e) if e.is_misconfigured() => {
+            return Err(StartupError::Refused {
+                name: "REDIS_URL",
+                reason: e.to_string(),
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Redis (REDIS_URL) does not answer yet; serving from PostgreSQL until it does")
+        }
+    }
+    match pg {
+        Ok(()) => {}
+        Err(e) if crate::db::is_misconfigured(&e) => {
+            return Err(StartupError::Refused {
+                name: "DATABASE_URL",
+                reason: e.to_string(),
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "PostgreSQL (DATABASE_URL) does not answer yet; not ready until it does and its schema checks out");
+            return Ok(false);
+        }
+    }
+    let status = crate::db::schema::status(db, &crate::MIGRATOR).await?;
+    if !status.is_current() {
+        return Err(StartupError::Schema(status.describe()));
+    }
+    tracing::info!(schema = %status.describe(), "PostgreSQL schema");
+    Ok(true)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

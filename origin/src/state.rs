@@ -47,4 +47,7 @@ pub struct Services {
     pub metrics: Option<PrometheusHandle>,
     /// Set on the shutdown signal: `/readyz` fails from then on.
     pub draining: AtomicBool,
+    /// The database's schema was found current (at start, or by `/readyz` once the database
+    /// answered); until then the origin is not ready.
+    pub schema_current: AtomicBool,
 }

@@ -9,7 +9,9 @@
 //! - [`RedisCluster`] is a private cluster of the test's own, for failover tests.
 
 pub mod edge;
+pub mod pg;
 pub mod process;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -154,11 +156,14 @@ pub fn spare_port() -> u16 {
 }
 
 /// A private `redis-server` on a spare port, for tests that stop Redis or count its commands.
+/// In a TLS run ([`tls::TlsEnv`]) it listens only for TLS, with the default user off, as the
+/// shared one does.
 pub struct RedisServer {
     pub port: u16,
     pub(crate) child: Option<Child>,
     dir: PathBuf,
     extra: Vec<String>,
+    tls: Option<tls::TlsEnv>,
 }
 
 impl RedisServer {
@@ -177,12 +182,28 @@ impl RedisServer {
     /// another test may take it first, and then the server exits at once; it is tried again on
     /// another port, a few times.
     pub fn start_with_ports(extra: impl Fn() -> Vec<String>) -> RedisServer {
+        Self::start_inner(tls::TlsEnv::from_env(), extra)
+    }
+
+    /// A plaintext server, whatever the run.
+    pub fn start_plain() -> RedisServer {
+        Self::start_inner(None, Vec::new)
+    }
+
+    /// A TLS-only server presenting `tls`'s `server.pem` (whatever the run), with its ACL user.
+    pub fn start_tls(tls: tls::TlsEnv, extra: &[&str]) -> RedisServer {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_inner(Some(tls), || extra.clone())
+    }
+
+    fn start_inner(tls: Option<tls::TlsEnv>, extra: impl Fn() -> Vec<String>) -> RedisServer {
         for _ in 0..5 {
             let port = spare_port();
             let dir = std::env::temp_dir()
                 .join(format!("nexnum-redis-{port}-{}", uuid::Uuid::new_v4().simple()));
             std::fs::create_dir_all(&dir).expect("redis dir");
-            let mut server = RedisServer { port, child: None, dir, extra: extra() };
+            let mut server =
+                RedisServer { port, child: None, dir, extra: extra(), tls: tls.clone() };
             if server.try_start() {
                 return server;
             }
@@ -191,7 +212,19 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.tls {
+            Some(tls) => tls.redis_url(self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// `redis-cli` arguments that reach this server (TLS and the ACL user in a TLS run).
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["-p".to_owned(), self.port.to_string()];
+        if let Some(tls) = &self.tls {
+            args.extend(tls.redis_cli_args());
+        }
+        args
     }
 
     /// Starts the server again on the same port (after [`RedisServer::stop`]).
@@ -202,17 +235,13 @@ impl RedisServer {
     /// Starts the server; false if it exited (its port was taken) or never answered.
     fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
+        let listen: Vec<String> = match &self.tls {
+            Some(tls) => tls.redis_server_args(self.port),
+            None => vec!["--port".into(), self.port.to_string()],
+        };
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)
@@ -249,8 +278,7 @@ impl RedisServer {
     }
 
     pub async fn client(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .expect("redis url")
+        redis_client(&self.url())
             .get_multiplexed_async_connection()
             .await
             .expect("connect private redis")
@@ -282,14 +310,16 @@ impl Drop for RedisServer {
 /// [`RedisServer`], killed when the cluster is dropped.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    tls: Option<tls::TlsEnv>,
 }
 
 impl RedisCluster {
     pub fn start(masters: usize) -> RedisCluster {
+        let tls = tls::TlsEnv::from_env();
         let nodes: Vec<RedisServer> = (0..masters * 2)
             .map(|_| {
                 RedisServer::start_with_ports(|| {
-                    [
+                    let mut args: Vec<String> = [
                         "--cluster-enabled",
                         "yes",
                         "--cluster-config-file",
@@ -301,12 +331,23 @@ impl RedisCluster {
                         &spare_port().to_string(),
                     ]
                     .map(str::to_owned)
-                    .to_vec()
+                    .to_vec();
+                    if let Some(tls) = &tls {
+                        // The bus and replication over TLS too; replicas sign in as the ACL user.
+                        args.extend(
+                            ["--tls-cluster", "yes", "--tls-replication", "yes"].map(str::to_owned),
+                        );
+                        args.extend(["--masteruser".into(), tls::REDIS_USER.into()]);
+                        args.extend(["--masterauth".into(), tls.password.clone()]);
+                    }
+                    args
                 })
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let tls_args = tls.as_ref().map(|t| t.redis_cli_args()).unwrap_or_default();
         let out = Command::new("redis-cli")
+            .args(&tls_args)
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -314,21 +355,33 @@ impl RedisCluster {
             .output()
             .expect("redis-cli must be installed (Debian package redis-tools)");
         assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster { nodes, tls };
         cluster.wait_until_healthy(Duration::from_secs(20));
         cluster
     }
 
-    /// `redis+cluster://` naming every node (the client finds the masters itself).
+    /// `redis+cluster://` (`rediss+cluster://` with the ACL user in a TLS run) naming every node
+    /// (the client finds the masters itself).
     pub fn url(&self) -> String {
         let hosts: Vec<String> =
             self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-        format!("redis+cluster://{}", hosts.join(","))
+        match &self.tls {
+            Some(tls) => {
+                format!("rediss+cluster://{}:{}@{}", tls::REDIS_USER, tls.password, hosts.join(","))
+            }
+            None => format!("redis+cluster://{}", hosts.join(",")),
+        }
     }
 
     fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
-        let out =
-            Command::new("redis-cli").arg("-p").arg(port.to_string()).args(args).output().ok()?;
+        let tls_args = self.tls.as_ref().map(|t| t.redis_cli_args()).unwrap_or_default();
+        let out = Command::new("redis-cli")
+            .args(&tls_args)
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .ok()?;
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).replace('\r', ""))
     }
 
@@ -447,8 +500,25 @@ impl TestApp {
         Self::spawn_with_prefix(db, options, prefix).await
     }
 
+    /// As [`TestApp::spawn`], but a refused start-up is returned, not a panic.
+    pub async fn try_spawn(
+        db: &TestDb,
+        options: AppOptions,
+    ) -> Result<TestApp, origin::startup::StartupError> {
+        let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        Self::build(db, options, prefix).await
+    }
+
     /// Several origins sharing one prefix behave as replicas of one deployment.
     pub async fn spawn_with_prefix(db: &TestDb, options: AppOptions, prefix: String) -> TestApp {
+        Self::build(db, options, prefix).await.expect("build origin")
+    }
+
+    async fn build(
+        db: &TestDb,
+        options: AppOptions,
+        prefix: String,
+    ) -> Result<TestApp, origin::startup::StartupError> {
         let private_redis = options.private_redis.then(RedisServer::start);
         let redis_url = match &private_redis {
             Some(server) => server.url(),
@@ -465,9 +535,10 @@ impl TestApp {
         if db_backend() == DbBackend::PgBouncer {
             env.insert("DB_POOLER".into(), "pgbouncer-transaction".into());
         }
+        env.extend(redis_tls_env(&redis_url));
         env.extend(options.env.iter().cloned());
         let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
-        let app = Application::build(settings).await.expect("build origin");
+        let app = Application::build(settings).await?;
         let addr = app.local_addr();
         let ops_addr = app.ops_addr();
         let state = app.state().clone();
@@ -475,7 +546,7 @@ impl TestApp {
         let server = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
-        TestApp {
+        Ok(TestApp {
             addr,
             ops_addr,
             state,
@@ -486,7 +557,7 @@ impl TestApp {
             private_redis,
             shutdown: Some(tx),
             server: Some(server),
-        }
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -590,11 +661,15 @@ impl TestApp {
         }
     }
 
-    /// A connection to the Redis this app uses (one server or a cluster), for reading keys back.
+    /// A connection to the Redis this app uses (one server or a cluster, over TLS as the app
+    /// reaches it), for reading keys back.
     pub async fn redis(&self) -> origin::redis::Conn {
-        origin::redis::Conn::open_lazy(&self.redis_url, Duration::from_secs(2))
-            .expect("redis url")
-            .0
+        origin::redis::Conn::open_lazy(
+            &self.redis_url,
+            &self.state.settings.redis_tls,
+            Duration::from_secs(2),
+        )
+        .expect("redis url")
     }
 
     /// A key as `shared::keys` spells it, named the way this app stores it (prefix added).
@@ -625,6 +700,32 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// The settings that reach a TLS Redis the way this process was told to (`REDIS_CA_FILE` and
+/// the client certificate, as `make test`'s TLS passes set them), for a `rediss://` URL only: a
+/// plaintext URL with a CA file is refused by the origin's configuration, as it should be.
+pub fn redis_tls_env(url: &str) -> Vec<(String, String)> {
+    if !url.starts_with("rediss") {
+        return Vec::new();
+    }
+    ["REDIS_CA_FILE", "REDIS_CLIENT_CERT_FILE", "REDIS_CLIENT_KEY_FILE"]
+        .into_iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_owned(), v)))
+        .collect()
+}
+
+/// A redis-rs client for `url`, trusting `REDIS_CA_FILE` (or the TLS run's CA) for `rediss://`.
+pub fn redis_client(url: &str) -> redis::Client {
+    if !url.starts_with("rediss") {
+        return redis::Client::open(url).expect("redis url");
+    }
+    let ca = std::env::var("REDIS_CA_FILE")
+        .ok()
+        .or_else(|| tls::TlsEnv::from_env().map(|t| t.file("ca.pem")))
+        .map(|path| std::fs::read(path).expect("REDIS_CA_FILE"));
+    redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: ca })
+        .expect("redis url")
 }
 
 async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {

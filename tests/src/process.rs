@@ -31,6 +31,49 @@ pub fn run_origin(args: &[&str], env: &[(&str, String)]) -> Output {
         .expect("run origin")
 }
 
+/// Runs `origin <args>` with this environment (and spare ports) for at most `limit`, then kills
+/// it: for commands that should stop by themselves (a refused start-up) but might not.
+/// Returns the exit status (`None`: still running at `limit`) and everything it wrote.
+pub async fn run_origin_within(
+    args: &[&str],
+    env: &[(&str, String)],
+    limit: Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    let mut command = tokio::process::Command::new(origin_binary());
+    // Spare ports and an `info` log unless the caller says otherwise.
+    for (name, default) in [
+        ("ORIGIN_ADDR", format!("127.0.0.1:{}", crate::spare_port())),
+        ("METRICS_ADDR", format!("127.0.0.1:{}", crate::spare_port())),
+        ("RUST_LOG", "info".to_owned()),
+    ] {
+        command.env(name, default);
+    }
+    let mut child = command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn origin");
+    let status = match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    let mut text = String::new();
+    use tokio::io::AsyncReadExt;
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut text).await;
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut text).await;
+    }
+    (status, text)
+}
+
 /// `origin serve` on a spare port (and its operator listener on another), killed on drop.
 pub struct OriginProcess {
     pub port: u16,

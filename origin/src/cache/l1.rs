@@ -40,6 +40,9 @@ pub struct L1 {
     /// Bumped on every invalidation seen (local or from the bus).
     generation: Arc<AtomicU64>,
     ttl: Duration,
+    /// Held by every handle but the subscriber's own: when the last one is dropped (the
+    /// application with it), the subscriber stops instead of resubscribing for ever.
+    owners: Option<Arc<tokio::sync::watch::Sender<()>>>,
 }
 
 impl L1 {
@@ -57,6 +60,7 @@ impl L1 {
             live: Arc::new(AtomicBool::new(false)),
             generation: Arc::new(AtomicU64::new(0)),
             ttl,
+            owners: Some(Arc::new(tokio::sync::watch::channel(()).0)),
         }
     }
 
@@ -116,21 +120,35 @@ impl L1 {
         }
     }
 
-    /// Keeps a subscription to the invalidation channel alive for the life of the process,
-    /// resubscribing after a short pause; the layer is live only while subscribed.
+    /// Keeps a subscription to the invalidation channel alive for as long as the layer has an
+    /// owner, resubscribing after a short pause; the layer is live only while subscribed.
     pub fn spawn_subscriber(&self, redis: Redis) {
-        let l1 = self.clone();
+        let Some(owners) = &self.owners else {
+            return;
+        };
+        let mut gone = owners.subscribe();
+        let l1 = L1 {
+            owners: None,
+            ..self.clone()
+        };
         tokio::spawn(async move {
-            loop {
-                if let Ok(messages) = redis.subscribe(INVALIDATION_CHANNEL).await {
-                    l1.set_live(true);
-                    let mut messages = std::pin::pin!(messages);
-                    while let Some(payload) = messages.next().await {
-                        l1.apply(&payload);
+            let subscribed = async {
+                loop {
+                    if let Ok(messages) = redis.subscribe(INVALIDATION_CHANNEL).await {
+                        l1.set_live(true);
+                        let mut messages = std::pin::pin!(messages);
+                        while let Some(payload) = messages.next().await {
+                            l1.apply(&payload);
+                        }
                     }
+                    l1.set_live(false);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                l1.set_live(false);
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
+            tokio::select! {
+                () = subscribed => {}
+                // Err: every owner is gone.
+                _ = gone.changed() => {}
             }
         });
     }

@@ -14,15 +14,18 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod schema;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::Duration;
+
 use secrecy::ExposeSecret;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
 use crate::config::Settings;
 
@@ -40,6 +43,22 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
         }),
+        _ => false,
+    }
+}
+
+/// Whether a failed connect is one that waiting will not mend: the server's certificate refused
+/// (or the server does not speak TLS where the URL requires it), the user or password refused,
+/// the database missing. Start-up stops on these, naming `DATABASE_URL`; anything else (refused,
+/// reset, timed out) may be a server still starting, and only makes the origin not ready.
+pub fn is_misconfigured(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => true,
+        sqlx::Error::Io(io) => crate::tls::is_handshake_failure(io),
+        // 28000 invalid authorization (pg_hba refused), 28P01 wrong password, 3D000 no database.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("28") || code == "3D000"),
         _ => false,
     }
 }
@@ -160,6 +179,21 @@ impl Db {
         .await?;
         conn.done().await?;
         Ok(row)
+    }
+
+    /// Opens one connection outside the pool (with the pool's options, TLS included) and closes
+    /// it. The pool reports only that it timed out; this keeps the reason a connect failed.
+    pub async fn probe(&self, bound: Duration) -> Result<(), sqlx::Error> {
+        let options = self.pool.connect_options();
+        let conn = tokio::time::timeout(bound, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {bound:?}"),
+                ))
+            })??;
+        conn.close().await
     }
 
     /// `SELECT 1` for readiness.

@@ -23,11 +23,14 @@ pub async fn healthz() -> Response {
     no_store(Json(json!({"status": "ok"})).into_response())
 }
 
-/// Ready: PostgreSQL and Redis both answer within a second, and the origin is not draining (after
-/// SIGTERM it fails readiness at once, so a load balancer stops sending new requests while the
-/// ones in flight finish).
+/// Ready: PostgreSQL and Redis both answer within a second, the schema is current, and the
+/// origin is not draining (after SIGTERM it fails readiness at once, so a load balancer stops
+/// sending new requests while the ones in flight finish). A failing dependency is named with
+/// why (`postgres_error`, `redis_error`: a refused certificate, a password, no answer), never
+/// with its URL; this listener is the operator's.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+    use std::sync::atomic::Ordering;
+    if state.draining.load(Ordering::Acquire) {
         let body = json!({"status": "draining"});
         return no_store((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
     }
@@ -36,19 +39,51 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         tokio::time::timeout(bound, state.db.ping()),
         tokio::time::timeout(bound, state.redis.ping()),
     );
-    let pg_ok = matches!(pg, Ok(Ok(())));
-    let redis_ok = matches!(redis, Ok(Ok(())));
+    let mut pg_error = match pg {
+        Ok(Ok(())) => None,
+        // The pool says only that it timed out: one connection of our own says why.
+        _ => Some(match state.db.probe(bound).await {
+            Err(e) => format!("DATABASE_URL: {e}"),
+            Ok(()) => "DATABASE_URL: no pooled connection within 1 s".to_owned(),
+        }),
+    };
+    let redis_error = match redis {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("REDIS_URL: {e}")),
+        Err(_) => Some("REDIS_URL: no answer within 1 s".to_owned()),
+    };
+    let mut schema = None;
+    if pg_error.is_none() && !state.schema_current.load(Ordering::Acquire) {
+        match crate::db::schema::status(&state.db, &crate::MIGRATOR).await {
+            Ok(status) if status.is_current() => {
+                state.schema_current.store(true, Ordering::Release)
+            }
+            Ok(status) => schema = Some(status.describe()),
+            Err(e) => pg_error = Some(format!("DATABASE_URL: reading the schema: {e}")),
+        }
+    }
+    let pg_ok = pg_error.is_none() && schema.is_none();
+    let redis_ok = redis_error.is_none();
     let status = if pg_ok && redis_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let word = |ok| if ok { "ok" } else { "unavailable" };
-    let body = json!({
+    let mut body = json!({
         "status": word(pg_ok && redis_ok),
         "postgres": word(pg_ok),
         "redis": word(redis_ok),
     });
+    for (field, value) in [
+        ("postgres_error", pg_error),
+        ("schema", schema),
+        ("redis_error", redis_error),
+    ] {
+        if let Some(value) = value {
+            body[field] = value.into();
+        }
+    }
     no_store((status, Json(body)).into_response())
 }
 

@@ -25,20 +25,14 @@ fn on_cluster(cluster: &RedisCluster) -> AppOptions {
 async fn origin_check_reads_every_master() {
     let cluster = RedisCluster::start(3);
     let db = TestDb::new(None).await;
-    let env = [("DATABASE_URL", db.url.clone()), ("REDIS_URL", cluster.url())];
+    let mut env =
+        vec![("DATABASE_URL".to_owned(), db.url.clone()), ("REDIS_URL".into(), cluster.url())];
+    env.extend(harness::redis_tls_env(&cluster.url()));
     let settings = origin::Settings::from_lookup(|k| {
         env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
     })
     .expect("settings");
-    let args = CheckArgs {
-        redis_memory_max_pct: 70.0,
-        db_connections_max_pct: 80.0,
-        replicas: 1,
-        error_rate_max_pct: 1.0,
-        origin: None,
-        sample_secs: 0,
-        json: false,
-    };
+    let args = CheckArgs { sample_secs: 0, ..CheckArgs::default() };
     let rows = origin::check::run(&settings, &args).await;
     let memory: Vec<&str> = rows
         .iter()

@@ -367,3 +367,129 @@ async fn alert_rules_are_valid_and_name_only_real_metrics() {
         assert!(present, "{name} is named in ops/ but missing from /metrics");
     }
 }
+
+/// `origin check --ecs-task --ecs-scaling`: the shipped `ops/ecs/` files pass against this
+/// machine's PostgreSQL and Redis; a plan that breaks each rule fails that rule's row with its
+/// numbers. The schema row reports the migration the database is at.
+#[tokio::test]
+async fn origin_check_grades_the_ecs_plan_and_reports_the_schema() {
+    let db = TestDb::new(None).await;
+    let roomy = RedisServer::start_with(&["--maxclients", "1000"]);
+    let ops = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/ecs");
+    let task = std::fs::read_to_string(ops.join("task-definition.json")).unwrap();
+    let scaling = std::fs::read_to_string(ops.join("scalable-target.json")).unwrap();
+    let dir = std::env::temp_dir().join(format!("nexnum-ecs-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |task: &str, scaling: &str, redis: String| {
+        let (t, s) = (dir.join("task.json"), dir.join("scaling.json"));
+        std::fs::write(&t, task).unwrap();
+        std::fs::write(&s, scaling).unwrap();
+        let args = [
+            "check",
+            "--json",
+            "--ecs-task",
+            t.to_str().unwrap(),
+            "--ecs-scaling",
+            s.to_str().unwrap(),
+        ];
+        let o = run_origin(&args, &env_for(&db, redis, &[]));
+        let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        report["checks"].as_array().unwrap().clone()
+    };
+    let row = |rows: &[serde_json::Value], name: &str| {
+        rows.iter().find(|r| r["check"] == name).cloned().unwrap_or_else(|| panic!("no {name} row"))
+    };
+    let text = |r: &serde_json::Value| format!("{} | {}", r["value"], r["note"]);
+
+    let shipped = check(&task, &scaling, roomy.url());
+    for r in shipped.iter().filter(|r| r["check"].as_str().unwrap().starts_with("ecs ")) {
+        assert_eq!(r["status"], "PASS", "{r}");
+    }
+    let schema = row(&shipped, "postgres schema");
+    let last = origin::MIGRATOR.iter().last().unwrap().version;
+    assert_eq!(schema["status"], "PASS");
+    assert_eq!(schema["value"], format!("migration {last} of {last}"));
+
+    // Too many tasks for max_connections (read from the live server).
+    let max: i64 = sqlx::query_scalar("SELECT current_setting('max_connections')::bigint")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let tasks = max / 10 + 1;
+    let big = scaling.replace("\"MaxCapacity\": 6", &format!("\"MaxCapacity\": {tasks}"));
+    let r = row(&check(&task, &big, roomy.url()), "ecs fleet pool budget");
+    assert_eq!(r["status"], "FAIL", "{r}");
+    assert!(
+        text(&r).contains(&format!("{} ({tasks} tasks x DB_MAX_CONNECTIONS 10)", tasks * 10)),
+        "{r}"
+    );
+    assert!(text(&r).contains(&format!("of max_connections {max}")), "{r}");
+
+    // Past 50 tasks without PgBouncer; with it, the pools pass.
+    let sixty = scaling.replace("\"MaxCapacity\": 6", "\"MaxCapacity\": 60");
+    let r = row(&check(&task, &sixty, roomy.url()), "ecs pgbouncer past 50 tasks");
+    assert_eq!(r["status"], "FAIL", "{r}");
+    assert!(text(&r).contains("60 tasks"), "{r}");
+    let pooled = task.replace(
+        "{ \"name\": \"DB_MAX_CONNECTIONS\"",
+        "{ \"name\": \"DB_POOLER\", \"value\": \"pgbouncer-transaction\" },\n        { \"name\": \"DB_MAX_CONNECTIONS\"",
+    );
+    let rows = check(&pooled, &sixty, roomy.url());
+    assert_eq!(row(&rows, "ecs pgbouncer past 50 tasks")["status"], "PASS");
+    assert_eq!(row(&rows, "ecs fleet pool budget")["status"], "PASS");
+
+    // Redis maxclients: 60 tasks x 2 connections against a server that takes 100.
+    let tight = RedisServer::start_with(&["--maxclients", "100"]);
+    let r = row(&check(&pooled, &sixty, tight.url()), "ecs redis clients");
+    assert_eq!(r["status"], "FAIL", "{r}");
+    assert!(
+        text(&r).contains("120 (60 tasks x 2 per node)") && text(&r).contains("maxclients 100"),
+        "{r}"
+    );
+
+    // A credential in plain environment; a stop timeout shorter than the drain.
+    let leaky = task.replace(
+        "{ \"name\": \"ORIGIN_ADDR\"",
+        "{ \"name\": \"EDGE_SECRET\", \"value\": \"leaked-secret-value-123\" },\n        { \"name\": \"ORIGIN_ADDR\"",
+    );
+    let r = row(&check(&leaky, &scaling, roomy.url()), "ecs secrets");
+    assert_eq!(r["status"], "FAIL", "{r}");
+    assert!(text(&r).contains("EDGE_SECRET in plain environment"), "{r}");
+    assert!(!text(&r).contains("leaked-secret-value-123"), "the value is never printed");
+    let hasty = task.replace("\"stopTimeout\": 30", "\"stopTimeout\": 15");
+    let r = row(&check(&hasty, &scaling, roomy.url()), "ecs shutdown grace");
+    assert_eq!(r["status"], "FAIL", "{r}");
+    assert!(text(&r).contains("SHUTDOWN_GRACE_SECS 20 vs stopTimeout 15"), "{r}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `docs/operations.md` lists every series `/metrics` describes, with its HELP text, and
+/// nothing else: a metric cannot be added, renamed or dropped without the table following.
+#[tokio::test]
+async fn the_metrics_table_in_the_docs_is_what_metrics_serves() {
+    let db = TestDb::new(None).await;
+    let origin = OriginProcess::start(&env_for(&db, shared_redis_url(), &[])).await;
+    // One request: the exporter describes a histogram or labelled counter once it has a sample.
+    assert_eq!(reqwest::get(origin.url("/v1/catalog/providers")).await.unwrap().status(), 200);
+    let text = reqwest::get(origin.ops_url("/metrics")).await.unwrap().text().await.unwrap();
+    let served: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .map(|l| {
+            let (name, help) = l.split_once(' ').unwrap_or((l, ""));
+            format!("| `{name}` | {help} |")
+        })
+        .collect();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md"))
+            .unwrap();
+    let begin = doc.find("<!-- metrics:begin -->").expect("metrics:begin marker");
+    let end = doc.find("<!-- metrics:end -->").expect("metrics:end marker");
+    let documented: BTreeSet<String> =
+        doc[begin..end].lines().filter(|l| l.starts_with("| `")).map(str::to_owned).collect();
+    let table: String = served.iter().map(|l| format!("{l}\n")).collect();
+    assert_eq!(
+        documented, served,
+        "docs/operations.md's metrics table is stale; the served one is:\n| metric | meaning |\n|---|---|\n{table}"
+    );
+}

@@ -123,12 +123,13 @@ async fn each_tier_admits_its_limit_then_429s_then_recovers() {
 
 /// The limiter alone against a private Redis.
 fn limiter(redis: &RedisServer, limits: &str) -> Limiter {
-    let env = [
-        ("DATABASE_URL", "postgres://unused@127.0.0.1:1/x".to_owned()),
-        ("REDIS_URL", redis.url()),
-        ("REDIS_TIMEOUT_MS", "200".to_owned()),
-        ("RATE_LIMITS", limits.to_owned()),
+    let mut env = vec![
+        ("DATABASE_URL".to_owned(), "postgres://unused@127.0.0.1:1/x".to_owned()),
+        ("REDIS_URL".to_owned(), redis.url()),
+        ("REDIS_TIMEOUT_MS".to_owned(), "200".to_owned()),
+        ("RATE_LIMITS".to_owned(), limits.to_owned()),
     ];
+    env.extend(harness::redis_tls_env(&redis.url()));
     let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
     let settings = Settings::from_lookup(lookup).unwrap();
     Limiter::new(Redis::from_settings(&settings).unwrap(), settings.rate_limits.clone())
