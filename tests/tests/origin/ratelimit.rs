@@ -59,17 +59,18 @@ async fn redis_now_ms(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
 async fn production_numbers_are_served_from_the_table() {
     let db = TestDb::new(Some(Scale::Small)).await;
     let app = TestApp::spawn(&db, AppOptions::default()).await;
-    for (tier, policy) in [
-        ("api", "q=1000;w=60"),
-        ("auth", "q=600;w=60"),
-        ("admin", "q=100;w=60"),
-        ("ops", "q=10;w=10"),
-    ] {
+    // Two API requests inside one 3 s bucket (60 s / 20) share one lease of 10: the second one
+    // reports 1000 - 2 left. Started just past a bucket boundary, so that a slow machine cannot
+    // put a boundary (and a second lease) between them.
+    early_in_a_fixed_window(3000).await;
+    let first = tier_request(&app, "api").await;
+    let r = app.get("/v1/catalog/providers").await;
+    assert_eq!(header(&first, "ratelimit-policy"), "\"api\";q=1000;w=60");
+    assert!(header(&r, "ratelimit").starts_with("\"api\";r=998;t="), "{}", header(&r, "ratelimit"));
+    for (tier, policy) in [("auth", "q=600;w=60"), ("admin", "q=100;w=60"), ("ops", "q=10;w=10")] {
         let r = tier_request(&app, tier).await;
         assert_eq!(header(&r, "ratelimit-policy"), format!("\"{tier}\";{policy}"));
     }
-    let r = app.get("/v1/catalog/providers").await;
-    assert!(header(&r, "ratelimit").starts_with("\"api\";r=998;t="), "{}", header(&r, "ratelimit"));
     assert_eq!(header(&app.get("/healthz").await, "ratelimit-policy"), "", "health is not limited");
     for path in ["/healthz", "/readyz", "/metrics"] {
         let r = app.ops_get(path).await;
