@@ -673,7 +673,7 @@ fn db_url(admin: &str, name: &str) -> String {
 pub async fn delete_prefix(redis: &str, prefix: &str) -> anyhow::Result<()> {
     // The origin's own Redis module: SCAN + UNLINK on one server or on every cluster master.
     let tls = origin::config::RedisTls::for_url(redis, |k| match k {
-        "REDIS_CA_FILE" => REDIS_CA.get().cloned(),
+        "REDIS_CA_FILE" if redis.starts_with("rediss") => REDIS_CA.get().cloned(),
         _ => None,
     })?;
     let redis = origin::redis::Redis::connect_lazy(redis, &tls, prefix, Duration::from_secs(5))?;
