@@ -22,6 +22,19 @@ _tls_up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 _pw="$(cat "$TLS_CERTS_DIR/password")"
 _ca="$TLS_CERTS_DIR/ca.pem"
 
+# A port already taken by a server that does not accept this certificate set and password: ours
+# (started with an earlier set: its pid file is under .local/) is stopped so it can be started
+# again; anyone else's is an error naming the port.
+_tls_reclaim() {
+  local port="$1" what="$2" pidfile="$3" signal="${4:-TERM}"
+  if [ -s "$pidfile" ] && kill -s "$signal" "$(head -1 "$pidfile")" 2>/dev/null; then
+    echo "restarting $what on $port (it was started with another certificate set)" >&2
+    local i; for i in $(seq 50); do _tls_up "$port" || return 0; sleep 0.1; done
+  fi
+  _tls_fail "port $port is taken by a $what that does not accept the certificates and password in $TLS_CERTS_DIR (another checkout's? run make stop there)"
+}
+_tls_psql() { command -v psql >/dev/null 2>&1 && psql "$1" -Atqc 'select 1' >/dev/null 2>&1; }
+
 _tls_runas=()
 if [ "$(id -u)" = 0 ]; then
   # PostgreSQL and PgBouncer refuse to run as root.
@@ -32,7 +45,12 @@ fi
 _ensure_tls_postgres() {
   local dir="$_local/postgres-tls" port=55433 initdb pg_ctl
   export TLS_PG_ADMIN_URL="postgres://postgres:$_pw@localhost:$port/postgres?sslmode=verify-full&sslrootcert=$_ca"
-  _tls_up "$port" && return 0
+  if _tls_up "$port"; then
+    _tls_psql "$TLS_PG_ADMIN_URL" && return 0
+    # An earlier set: the data directory keeps the old password, so it is made afresh.
+    _tls_reclaim "$port" "PostgreSQL" "$dir/data/postmaster.pid" INT || return 1
+    rm -rf "$dir/data"
+  fi
   initdb="$(_pg_bin initdb)" && pg_ctl="$(_pg_bin pg_ctl)" \
     || { _tls_fail "initdb/pg_ctl are not installed (Debian: apt-get install postgresql)"; return 1; }
   mkdir -p "$dir"
@@ -73,6 +91,7 @@ _ensure_tls_redis() {
   local dir="$_local/redis-tls" port=56380
   export TLS_REDIS_URL="rediss://nexnum:$_pw@localhost:$port"
   _tls_cli -p "$port" ping >/dev/null 2>&1 && return 0
+  if _tls_up "$port"; then _tls_reclaim "$port" "Redis" "$dir/redis.pid" || return 1; fi
   echo "starting a private TLS-only Redis on port $port" >&2
   mkdir -p "$dir"
   _tls_redis_args "$port"
@@ -92,7 +111,10 @@ _ensure_tls_redis_cluster() {
   export TLS_REDIS_CLUSTER_URL="rediss+cluster://nexnum:$_pw@localhost:57011,localhost:57012,localhost:57013"
   _tls_cluster_ok && return 0
   echo "starting a private TLS Redis Cluster on ${ports[0]}-${ports[5]} (3 masters, 3 replicas)" >&2
-  for p in "${ports[@]}"; do _tls_cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+  for p in "${ports[@]}"; do
+    _tls_cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+    if _tls_up "$p"; then _tls_reclaim "$p" "Redis Cluster node" "$dir/$p/redis.pid" || return 1; fi
+  done
   rm -rf "$dir"
   for p in "${ports[@]}"; do
     mkdir -p "$dir/$p"
@@ -120,7 +142,10 @@ _ensure_tls_pgbouncer() {
     || { _tls_fail "pgbouncer is not installed (Debian: apt-get install pgbouncer)"; return 1; }
   local dir="$_local/pgbouncer-tls" port=56433
   export TLS_PGBOUNCER_URL="postgres://postgres:$_pw@localhost:$port/postgres?sslmode=verify-full&sslrootcert=$_ca"
-  _tls_up "$port" && return 0
+  if _tls_up "$port"; then
+    _tls_psql "$TLS_PGBOUNCER_URL" && return 0
+    _tls_reclaim "$port" "PgBouncer" "$dir/pgbouncer.pid" || return 1
+  fi
   mkdir -p "$dir"
   cp "$TLS_CERTS_DIR/server.pem" "$TLS_CERTS_DIR/server.key" "$_ca" "$dir/"
   sed -e "s|@PG_HOST@|localhost|; s|@PG_PORT@|55433|; s|@LISTEN_PORT@|$port|; s|@DIR@|$dir|g" \
