@@ -2,6 +2,8 @@
 //! checks the system holds (each failed against the code before its fix). Real PostgreSQL, real
 //! Redis, the real origin on a real port.
 
+mod signin;
+
 use std::time::Duration;
 
 use harness::{AppOptions, PASSWORD, TestApp, TestDb, assert_error};
@@ -229,6 +231,8 @@ async fn sessions_end_at_their_absolute_lifetime() {
 async fn a_login_flood_is_shed_with_503_not_queued_without_bound() {
     let options = AppOptions::default()
         .env("PASSWORD_QUEUE_TIMEOUT_MS", "1")
+        // Shedding is the subject here, not the per-account throttle.
+        .env("LOGIN_MAX_FAILURES", "1000")
         .env("RATE_LIMITS", "auth=1000/60000");
     let (_db, app) = app(options).await;
     let guess = j!({"email": "victim@example.com", "password": "guess guess guess"});
@@ -365,7 +369,7 @@ async fn admin_credits_are_idempotent_and_name_their_actor() {
 async fn failed_sign_ins_are_throttled_per_account_across_addresses() {
     const SECRET: &str = "adversarial-edge-secret-0123456789";
     let options = AppOptions::default()
-        .env("LOGIN_MAX_FAILURES", "3")
+        .env("LOGIN_MAX_FAILURES_PER_ACCOUNT", "3")
         .env("EDGE_SECRET", SECRET)
         .env("RATE_LIMITS", "auth=1000/60000");
     let (_db, app) = app(options).await;

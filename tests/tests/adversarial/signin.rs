@@ -1,0 +1,171 @@
+//! Sign-in and sign-up as an attacker meets them (hardening, round two): bursts of guesses,
+//! distributed guesses, targeted lockout, enumeration by registration. Each client address is
+//! its own, forwarded by a fake edge with the shared secret.
+
+use harness::{AppOptions, PASSWORD, TestApp, TestDb};
+use origin::seed::Scale;
+use reqwest::StatusCode;
+use serde_json::json as j;
+
+const SECRET: &str = "adversarial-edge-secret-0123456789";
+
+async fn app(options: AppOptions) -> (TestDb, TestApp) {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let options = options
+        .env("EDGE_SECRET", SECRET)
+        // The address tier is not what these tests are about.
+        .env("RATE_LIMITS", "auth=1000000/60000")
+        // Sixty hashes in a row on two cores: let them queue rather than answer 503.
+        .env("PASSWORD_QUEUE_TIMEOUT_MS", "60000");
+    let app = TestApp::spawn(&db, options).await;
+    (db, app)
+}
+
+/// A sign-in from `ip`, with `cookie` if given; the status and the `Set-Cookie` values.
+async fn sign_in(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    ip: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, Vec<String>) {
+    let mut req = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header("x-edge-secret", SECRET)
+        .header("x-client-ip", ip)
+        .json(&j!({"email": email, "password": password}));
+    if let Some(cookie) = cookie {
+        req = req.header("cookie", cookie);
+    }
+    let r = req.send().await.unwrap();
+    let cookies =
+        r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    (r.status(), cookies)
+}
+
+/// Counts of each status among `statuses`.
+fn tally(statuses: &[StatusCode]) -> std::collections::BTreeMap<u16, usize> {
+    let mut t = std::collections::BTreeMap::new();
+    for s in statuses {
+        *t.entry(s.as_u16()).or_default() += 1;
+    }
+    t
+}
+
+/// Item 1: 60 concurrent sign-ins for one account from one client — 59 wrong, one right —
+/// verify at most `LOGIN_MAX_FAILURES` passwords: the attempt is reserved before hashing, so
+/// the rest are refused (429) without being checked.
+#[tokio::test]
+async fn a_burst_of_guesses_verifies_at_most_the_limit() {
+    let (_db, app) = app(AppOptions::default().env("LOGIN_MAX_FAILURES", "10")).await;
+    app.register("victim@example.com").await;
+    let attempts = (0..60).map(|i| {
+        let password = if i == 30 { PASSWORD } else { "guess guess guess" };
+        let app = &app;
+        async move { sign_in(app, "victim@example.com", password, "198.51.100.7", None).await.0 }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let t = tally(&statuses);
+    let verified = t.get(&401).copied().unwrap_or(0) + t.get(&200).copied().unwrap_or(0);
+    assert!(verified <= 10, "at most 10 passwords checked: {t:?}");
+    // The rest refused before hashing: 429, or 503 where this loaded machine kept Redis from
+    // answering within its bound (the throttle fails closed).
+    let refused = t.get(&429).copied().unwrap_or(0) + t.get(&503).copied().unwrap_or(0);
+    assert_eq!(refused, 60 - verified, "the rest refused: {t:?}");
+}
+
+/// Item 1, distributed: the same burst from 60 addresses verifies at most the account-wide
+/// budget (`LOGIN_MAX_FAILURES_PER_ACCOUNT`).
+#[tokio::test]
+async fn a_distributed_burst_verifies_at_most_the_account_budget() {
+    let options = AppOptions::default()
+        .env("LOGIN_MAX_FAILURES", "10")
+        .env("LOGIN_MAX_FAILURES_PER_ACCOUNT", "20");
+    let (_db, app) = app(options).await;
+    app.register("victim@example.com").await;
+    let attempts = (0..60).map(|i| {
+        let app = &app;
+        async move {
+            let ip = format!("198.51.{}.{}", 100 + i / 200, i % 200 + 1);
+            sign_in(app, "victim@example.com", "guess guess guess", &ip, None).await.0
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let t = tally(&statuses);
+    assert!(t.get(&401).copied().unwrap_or(0) <= 20, "at most 20 checked: {t:?}");
+    assert!(t.keys().all(|s| [401, 429, 503].contains(s)) && t.contains_key(&429), "{t:?}");
+}
+
+/// Item 6: failing for someone does not lock them out. Ten wrong sign-ins from an attacker's
+/// address refuse that address only; the owner's correct password from another address works,
+/// and once the account-wide budget is spent by many addresses, a browser that signed in before
+/// (its device cookie) still does.
+#[tokio::test]
+async fn failing_for_the_owner_does_not_lock_the_owner_out() {
+    let options = AppOptions::default()
+        .env("LOGIN_MAX_FAILURES", "10")
+        .env("LOGIN_MAX_FAILURES_PER_ACCOUNT", "30");
+    let (_db, app) = app(options).await;
+    let email = "owner@example.com";
+    app.register(email).await;
+    // The owner signed in once from home: the answer carries a device cookie.
+    let (status, cookies) = sign_in(&app, email, PASSWORD, "192.0.2.10", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let device = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-device="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .expect("a device cookie");
+    assert!(cookies.iter().any(|c| c.contains("__Host-device=") && c.contains("HttpOnly")));
+
+    // An attacker fails ten times from one address: that address is refused...
+    for _ in 0..10 {
+        assert_eq!(sign_in(&app, email, "guess guess guess", "203.0.113.66", None).await.0, 401);
+    }
+    assert_eq!(sign_in(&app, email, PASSWORD, "203.0.113.66", None).await.0, 429);
+    // ...the owner, from anywhere else, is not.
+    assert_eq!(sign_in(&app, email, PASSWORD, "192.0.2.11", None).await.0, StatusCode::OK);
+
+    // Thirty more addresses spend the account-wide budget: a new client is refused now...
+    for i in 0..30 {
+        let ip = format!("203.0.113.{}", 100 + i);
+        sign_in(&app, email, "guess guess guess", &ip, None).await;
+    }
+    assert_eq!(sign_in(&app, email, PASSWORD, "192.0.2.12", None).await.0, 429);
+    // ...but the owner's browser, known by its device cookie, keeps its own budget.
+    let (status, _) = sign_in(&app, email, PASSWORD, "192.0.2.12", Some(&device)).await;
+    assert_eq!(status, StatusCode::OK, "the device cookie keeps the owner in");
+    // A device cookie is not a key to other accounts' budgets.
+    app.register("other@example.com").await;
+    for i in 0..30 {
+        let ip = format!("198.51.100.{}", 100 + i);
+        sign_in(&app, "other@example.com", "guess guess guess", &ip, None).await;
+    }
+    let (status, _) =
+        sign_in(&app, "other@example.com", PASSWORD, "192.0.2.12", Some(&device)).await;
+    assert_eq!(status, 429, "the cookie was issued for another account");
+}
+
+/// Item 6: registration is no free oracle for who has an account. It costs a hash either way,
+/// and one address registers (or tries to) at most `REGISTRATIONS_PER_HOUR` times an hour.
+#[tokio::test]
+async fn registration_is_no_free_existence_oracle() {
+    let (_db, app) = app(AppOptions::default().env("REGISTRATIONS_PER_HOUR", "5")).await;
+    app.register("taken@example.com").await;
+    let register = |email: String, ip: &'static str| {
+        let req = app.client.post(app.url("/v1/auth/register"));
+        let req = req.header("x-edge-secret", SECRET).header("x-client-ip", ip);
+        req.json(&j!({"email": email, "password": PASSWORD})).send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let email =
+            if i % 2 == 0 { "taken@example.com".to_owned() } else { format!("new{i}@example.com") };
+        statuses.push(register(email, "203.0.113.5").await.unwrap().status().as_u16());
+    }
+    assert_eq!(&statuses[5..], [429, 429, 429], "{statuses:?}");
+    assert!(statuses[..5].iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    let other = register("new-elsewhere@example.com".into(), "198.51.100.5").await.unwrap();
+    assert_eq!(other.status(), StatusCode::CREATED, "another address has its own budget");
+}
