@@ -96,6 +96,7 @@ impl BenchEnv {
             .env("METRICS_ADDR", format!("127.0.0.1:{ops_port}"))
             .env("REDIS_KEY_PREFIX", prefix)
             .env("RATE_LIMITS", "api=1000000000/60000,auth=1000000000/60000")
+            .env("REGISTRATIONS_PER_HOUR", "1000000")
             .env("RUST_LOG", "warn");
         for (k, v) in extra {
             cmd.env(k, v);

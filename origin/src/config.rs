@@ -205,7 +205,19 @@ pub static VARS: &[Var] = &[
     var(
         "LOGIN_MAX_FAILURES",
         Value("10"),
-        "failed sign-ins per account in 15 min, from any address, before its sign-ins get 429",
+        "failed sign-ins per account and client (address, or a browser's device cookie) in \
+         15 min before that client's sign-ins to it get 429",
+    ),
+    var(
+        "LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        Value("100"),
+        "failed sign-ins per account in 15 min from clients without its device cookie (many \
+         addresses guessing one account); its owner's known browsers keep their own budget",
+    ),
+    var(
+        "REGISTRATIONS_PER_HOUR",
+        Value("10"),
+        "sign-up attempts per address (IPv6 by /64) per hour",
     ),
     var(
         "SESSION_MAX_AGE_SECS",
@@ -373,9 +385,13 @@ pub struct Settings {
     /// `PASSWORD_QUEUE_TIMEOUT_MS` (default 2000): longest a sign-in or registration waits for a
     /// password-hashing slot (one per core) before it is answered 503.
     pub password_queue_timeout: Duration,
-    /// `LOGIN_MAX_FAILURES` (default 10): failed sign-ins per account in 15 minutes, from any
-    /// address, before that account's sign-ins are refused until the window ends.
+    /// `LOGIN_MAX_FAILURES` (default 10): failed sign-ins per account and client in 15 minutes.
     pub login_max_failures: u64,
+    /// `LOGIN_MAX_FAILURES_PER_ACCOUNT` (default 100): failed sign-ins per account in 15 minutes
+    /// from clients without its device cookie.
+    pub login_max_failures_per_account: u64,
+    /// `REGISTRATIONS_PER_HOUR` (default 10): sign-up attempts per address per hour.
+    pub registrations_per_hour: u64,
     /// `SESSION_MAX_AGE_SECS` (default 43200, 12 h): absolute session lifetime, however active.
     pub session_max_age: Duration,
     /// `SHUTDOWN_GRACE_SECS` (default 10): how long in-flight requests may finish after SIGTERM.
@@ -435,6 +451,8 @@ impl Settings {
         let max_concurrent: u32 = env.positive("MAX_CONCURRENT_REQUESTS")?;
         let password_wait: u64 = env.positive("PASSWORD_QUEUE_TIMEOUT_MS")?;
         let login_max_failures: u64 = env.positive("LOGIN_MAX_FAILURES")?;
+        let login_max_failures_per_account: u64 = env.positive("LOGIN_MAX_FAILURES_PER_ACCOUNT")?;
+        let registrations_per_hour: u64 = env.positive("REGISTRATIONS_PER_HOUR")?;
         let session_max_age: u64 = env.positive("SESSION_MAX_AGE_SECS")?;
         let shutdown_grace: u64 = env.parse("SHUTDOWN_GRACE_SECS")?;
         let divisor: u32 = env.positive("CACHE_TTL_DIVISOR")?;
@@ -496,6 +514,8 @@ impl Settings {
             session_max_age: Duration::from_secs(session_max_age),
             shutdown_grace: Duration::from_secs(shutdown_grace),
             login_max_failures,
+            login_max_failures_per_account,
+            registrations_per_hour,
             password_queue_timeout: Duration::from_millis(password_wait),
             header_read_timeout: Duration::from_millis(header_read),
             request_timeout: Duration::from_millis(request_timeout),

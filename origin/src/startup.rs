@@ -90,7 +90,12 @@ impl Application {
                     settings.cache_ttl_divisor,
                     settings.session_max_age,
                 ),
-                LoginThrottle::new(redis.clone(), settings.login_max_failures),
+                LoginThrottle::new(
+                    redis.clone(),
+                    settings.login_max_failures,
+                    settings.login_max_failures_per_account,
+                    settings.registrations_per_hour,
+                ),
                 settings.password_queue_timeout,
             ),
             limiter: if settings.rate_limit_enabled {

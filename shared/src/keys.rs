@@ -91,9 +91,26 @@ pub fn user_sessions(user_id: i64) -> String {
     format!("sessions:user:{user_id}")
 }
 
-/// Failed sign-ins for one account (`id`: a hash of the normalised email), in a fixed window.
-pub fn login_failures(id: &str) -> String {
-    format!("login_failures:{id}")
+/// Failed sign-ins for one account (`id`: a hash of the normalised email) from clients without
+/// its device cookie, in a fixed window. A hash tag around the account, so the throttle's script
+/// holds it and [`login_client`] in one cluster slot.
+pub fn login_account(id: &str) -> String {
+    format!("{{login:{id}}}:account")
+}
+
+/// Failed sign-ins for one account from one client (`ip:…` or `device:…`), in a fixed window.
+pub fn login_client(id: &str, client: &str) -> String {
+    format!("{{login:{id}}}:client:{client}")
+}
+
+/// A device cookie (`hash`: SHA-256 of its token) and the account it was issued for.
+pub fn login_device(hash: &str) -> String {
+    format!("login_device:{hash}")
+}
+
+/// Sign-up attempts from one address (its rate-limit identity), in a fixed window.
+pub fn registrations(identity: &str) -> String {
+    format!("registrations:{identity}")
 }
 
 /// The fleet-wide fill lock of a cache key: held by the one origin loading it. The key is a hash

@@ -531,6 +531,8 @@ impl TestApp {
             ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
             ("REDIS_KEY_PREFIX".into(), prefix.clone()),
             ("DB_MAX_CONNECTIONS".into(), "10".into()),
+            // Suites register users from one address; the sign-up budget has its own test.
+            ("REGISTRATIONS_PER_HOUR".into(), "100000".into()),
         ]);
         if db_backend() == DbBackend::PgBouncer {
             env.insert("DB_POOLER".into(), "pgbouncer-transaction".into());

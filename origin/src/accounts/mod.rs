@@ -4,7 +4,8 @@
 //!
 //! - [`password`]: argon2id hashing and the strength rule.
 //! - [`sessions`]: `session:{id}` in Redis, sliding, failing closed, revocable per user.
-//! - [`throttle`]: failed sign-ins counted per account, across addresses.
+//! - [`throttle`]: failed sign-ins reserved before hashing, per account and client (address or
+//!   device cookie) and per account; sign-ups per address.
 
 pub mod password;
 pub mod sessions;
@@ -24,7 +25,7 @@ use crate::db::Db;
 use crate::db::accounts::{CreditOutcome, PurchaseOutcome, Role, is_unique_violation};
 use password::PasswordError;
 use sessions::{SessionError, SessionUser, Sessions};
-use throttle::LoginThrottle;
+use throttle::{Client, LoginThrottle, Refused};
 
 pub use shared::types::{MAX_CREDIT_CENTS, MAX_PRICE_CENTS, MAX_STOCK};
 pub const MAX_PAGE: u32 = 100;
@@ -44,6 +45,9 @@ pub enum AccountsError {
     /// Too many failed sign-ins for this account lately: retry after this many seconds.
     #[error("too many failed sign-ins for this account; retry later")]
     Throttled(u64),
+    /// Too many sign-ups from this address lately: retry after this many seconds.
+    #[error("too many sign-ups from this address; retry later")]
+    TooManySignUps(u64),
     #[error("the account no longer exists")]
     Gone,
     #[error("{0}")]
@@ -74,6 +78,13 @@ pub struct Accounts {
 
 /// The hashing wait of the command line (`origin admin create`): nothing else competes there.
 const CLI_PASSWORD_WAIT: Duration = Duration::from_secs(60);
+
+/// A successful sign-in: the session token, and a device cookie for a browser that had none for
+/// this account.
+pub struct SignedIn {
+    pub token: String,
+    pub device: Option<String>,
+}
 
 /// A purchase's answer and whether it is the replay of an earlier one.
 pub struct Purchase {
@@ -128,7 +139,15 @@ impl Accounts {
         }
     }
 
-    pub async fn register(&self, creds: Credentials) -> Result<UserResponse, AccountsError> {
+    pub async fn register(
+        &self,
+        creds: Credentials,
+        from: std::net::IpAddr,
+    ) -> Result<UserResponse, AccountsError> {
+        self.throttle
+            .registration(from)
+            .await
+            .map_err(AccountsError::TooManySignUps)?;
         let email = normalize_email(&creds.email)?;
         if let Some(why) = password::weakness(&creds.password) {
             return Err(AccountsError::Invalid(why));
@@ -144,31 +163,60 @@ impl Accounts {
     }
 
     /// A new session token. Unknown email and wrong password answer alike, after the same work.
-    pub async fn login(&self, creds: Credentials) -> Result<String, AccountsError> {
+    /// The attempt is reserved against the throttle's budgets before any hashing (see
+    /// [`throttle`]), so concurrent guesses cannot outrun it.
+    pub async fn login(
+        &self,
+        creds: Credentials,
+        client: Client<'_>,
+    ) -> Result<SignedIn, AccountsError> {
         let email = normalize_email(&creds.email).map_err(|_| AccountsError::BadCredentials)?;
         // No password longer than registration accepts can match: refuse it without hashing.
         if creds.password.chars().count() > password::MAX_LEN {
             return Err(AccountsError::BadCredentials);
         }
-        if let Some(wait) = self.throttle.refused_for(&email).await {
-            return Err(AccountsError::Throttled(wait));
+        let reservation = match self.throttle.reserve(&email, &client).await {
+            Ok(r) => r,
+            Err(Refused::Wait(secs)) => return Err(AccountsError::Throttled(secs)),
+            Err(Refused::Unavailable(e)) => return Err(SessionError::Unavailable(e).into()),
+        };
+        let checked = self.check_password(&email, creds.password).await;
+        match checked {
+            Ok(Some(user_id)) => {
+                let known_device = reservation.from_device();
+                self.throttle.release(reservation).await;
+                let token = self.sessions.create(SessionUser { user_id }).await?;
+                let device = if known_device {
+                    None
+                } else {
+                    self.throttle.new_device(&email).await
+                };
+                Ok(SignedIn { token, device })
+            }
+            // A wrong password keeps its reservation: it is the count.
+            Ok(None) => Err(AccountsError::BadCredentials),
+            // Never checked (no hashing slot, the database out of reach): no failure either.
+            Err(e) => {
+                self.throttle.release(reservation).await;
+                Err(e)
+            }
         }
-        let row = self.db.login_row(&email).await?;
+    }
+
+    /// The user whose password this is (`None`: unknown email or wrong password, after the same
+    /// work either way).
+    async fn check_password(
+        &self,
+        email: &str,
+        password: String,
+    ) -> Result<Option<i64>, AccountsError> {
+        let row = self.db.login_row(email).await?;
         let stored = match &row {
             Some(r) => r.password_hash.clone(),
             None => dummy_hash(self.password_wait).await?,
         };
-        let ok = password::verify(creds.password, stored, self.password_wait).await?;
-        match row {
-            Some(r) if ok => {
-                self.throttle.succeeded(&email).await;
-                Ok(self.sessions.create(SessionUser { user_id: r.id }).await?)
-            }
-            _ => {
-                self.throttle.failed(&email).await;
-                Err(AccountsError::BadCredentials)
-            }
-        }
+        let ok = password::verify(password, stored, self.password_wait).await?;
+        Ok(row.filter(|_| ok).map(|r| r.id))
     }
 
     /// The balance JSON through the cache-aside helper (`cache:balance:{userId}`, 30 s).

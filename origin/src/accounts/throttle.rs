@@ -1,13 +1,30 @@
-//! The per-account failed-sign-in throttle (OWASP ASVS 2.2.1): after `LOGIN_MAX_FAILURES` wrong
-//! passwords for one email within 15 minutes, from anywhere, sign-ins for that email are refused
-//! (429, before any hashing) until the window ends. The per-address limit stops one address from
-//! guessing; this stops many addresses (credential stuffing) from guessing one account.
+//! Failed sign-ins, counted by where they come from (OWASP ASVS 2.2.1, and OWASP's device-cookie
+//! answer to targeted lockout), and sign-ups per address.
 //!
-//! It throttles, it does not lock: the window ends by itself, a correct sign-in clears the count,
-//! and the email is kept only as a hash. Someone can still keep a victim's sign-in refused by
-//! failing for them; that is the accepted price of stopping distributed guessing, bounded by the
-//! window. If Redis cannot answer, the throttle steps aside (the address limit still holds).
+//! Two budgets per account, both in a 15-minute window, both *reserved* before a password is
+//! hashed, atomically (`login_reserve.lua`), so a burst of any size verifies at most the budget:
+//! - **per account and client** (`LOGIN_MAX_FAILURES`): the client is the address (IPv6 by its
+//!   /64), or, for a browser that signed in to this account before, its device cookie. One
+//!   attacker locks out only themselves;
+//! - **per account, from clients without that account's device cookie**
+//!   (`LOGIN_MAX_FAILURES_PER_ACCOUNT`, higher): bounds guessing from many addresses (credential
+//!   stuffing). When it is spent, new clients wait for the window, but the owner's known browser
+//!   keeps its own per-client budget: nobody can lock the owner out by failing for them.
+//!
+//! A reservation is released on success (the attempt was no failure) and kept on failure. The
+//! email is kept only as a hash; device cookies are 256-bit random tokens, stored as their hash
+//! with the account's, for 30 days. If Redis cannot answer, the sign-in is refused (503): a
+//! throttle that stepped aside whenever Redis was slow would let a flood that slows Redis guess
+//! freely, and a sign-in could not store its session without Redis anyway.
+//!
+//! Sign-ups: `REGISTRATIONS_PER_HOUR` per address (IPv6 by /64), counted before any work. Whether
+//! an email is taken is visible in the answer (409: people need to know), so the oracle is made
+//! slow instead: a hash for every attempt, taken or not, and a few attempts per address an hour.
 
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use redis::Script;
 use sha2::{Digest, Sha256};
 use shared::keys;
 
@@ -16,44 +33,180 @@ use crate::redis::Redis;
 /// How long failures are remembered.
 pub const WINDOW_SECS: u64 = 15 * 60;
 
+/// How long a device cookie is honoured.
+pub const DEVICE_SECS: u64 = 30 * 24 * 3600;
+
+/// The sign-up window.
+pub const REGISTRATION_WINDOW_SECS: u64 = 3600;
+
+static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("login_reserve.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("login_release.lua")));
+
 #[derive(Clone)]
 pub struct LoginThrottle {
     redis: Redis,
-    max_failures: u64,
+    per_client: u64,
+    per_account: u64,
+    registrations_per_hour: u64,
 }
 
-fn key(email: &str) -> String {
-    let digest = Sha256::digest(email.as_bytes());
-    let id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    keys::login_failures(&id)
+/// Who is signing in, for the per-client budget.
+pub struct Client<'a> {
+    pub ip: IpAddr,
+    /// The `__Host-device` cookie the request carries, if any.
+    pub device: Option<&'a str>,
+}
+
+/// Why an attempt was not reserved.
+#[derive(Debug)]
+pub enum Refused {
+    /// A budget is spent: retry after this many seconds.
+    Wait(u64),
+    /// Redis did not answer.
+    Unavailable(crate::redis::RedisError),
+}
+
+/// A reserved attempt: release it with [`LoginThrottle::release`] unless the password was
+/// checked and wrong.
+pub struct Reservation {
+    account: String,
+    client: String,
+    /// Whether the account-wide budget was charged (not for a known device).
+    charged_account: bool,
+}
+
+impl Reservation {
+    /// Whether the client was a device cookie this account issued.
+    pub fn from_device(&self) -> bool {
+        !self.charged_account
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The account's id in Redis: a hash of the normalised email (the email itself is never stored).
+fn account_id(email: &str) -> String {
+    hex(&Sha256::digest(email.as_bytes())[..16])
+}
+
+fn device_key(token: &str) -> String {
+    keys::login_device(&hex(&Sha256::digest(token.as_bytes())))
 }
 
 impl LoginThrottle {
-    pub fn new(redis: Redis, max_failures: u64) -> Self {
+    pub fn new(
+        redis: Redis,
+        per_client: u64,
+        per_account: u64,
+        registrations_per_hour: u64,
+    ) -> Self {
         LoginThrottle {
             redis,
-            max_failures,
+            per_client,
+            per_account,
+            registrations_per_hour,
         }
     }
 
-    /// `Some(seconds)` to wait when this account has failed too often.
-    pub async fn refused_for(&self, email: &str) -> Option<u64> {
-        match self.redis.counter("login_throttle", &key(email)).await {
-            Ok(Some((failures, ttl))) if failures >= self.max_failures => {
-                Some(u64::try_from(ttl).unwrap_or(1).max(1))
-            }
-            _ => None,
+    /// Reserves one attempt for `email` from `client`, or says why not.
+    pub async fn reserve(&self, email: &str, client: &Client<'_>) -> Result<Reservation, Refused> {
+        let account = account_id(email);
+        // A device cookie this account issued: the client is that device, and the account-wide
+        // budget does not apply to it.
+        let device = match client.device {
+            Some(token) => match self
+                .redis
+                .get_and_expire("login_device", &device_key(token), DEVICE_SECS as u32)
+                .await
+            {
+                Ok(Some(owner)) if owner.as_ref() == account.as_bytes() => {
+                    Some(hex(&Sha256::digest(token.as_bytes())[..8]))
+                }
+                _ => None,
+            },
+            None => None,
+        };
+        let (client_id, charged_account) = match &device {
+            Some(d) => (format!("device:{d}"), false),
+            None => (format!("ip:{}", shared::ratelimit::ip_key(client.ip)), true),
+        };
+        let account_key = keys::login_account(&account);
+        let client_key = keys::login_client(&account, &client_id);
+        let account_limit = if charged_account { self.per_account } else { 0 };
+        let reply: Result<(u8, i64), _> = self
+            .redis
+            .eval(
+                "login_throttle",
+                &RESERVE,
+                &[&account_key, &client_key],
+                (self.per_client, account_limit, WINDOW_SECS),
+            )
+            .await;
+        match reply {
+            Ok((1, _)) => Ok(Reservation {
+                account: account_key,
+                client: client_key,
+                charged_account,
+            }),
+            Ok((_, ttl)) => Err(Refused::Wait(u64::try_from(ttl).unwrap_or(1).max(1))),
+            Err(e) => Err(Refused::Unavailable(e)),
         }
     }
 
-    pub async fn failed(&self, email: &str) {
+    /// The attempt was no failure (the password was right, or never checked): it no longer
+    /// counts, and after a success this client's count starts over.
+    pub async fn release(&self, r: Reservation) {
         let _ = self
             .redis
-            .count_up("login_throttle", &key(email), WINDOW_SECS)
+            .eval::<i64>(
+                "login_throttle",
+                &RELEASE,
+                &[&r.account, &r.client],
+                u8::from(r.charged_account),
+            )
             .await;
     }
 
-    pub async fn succeeded(&self, email: &str) {
-        let _ = self.redis.delete("login_throttle", &[key(email)]).await;
+    /// A device cookie for `email`'s account, for the browser that just signed in (`None` if
+    /// Redis could not store it: the sign-in still succeeds).
+    pub async fn new_device(&self, email: &str) -> Option<String> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).ok()?;
+        let token = hex(&bytes);
+        self.redis
+            .set_new(
+                "login_device",
+                &device_key(&token),
+                account_id(email).as_bytes(),
+                DEVICE_SECS as u32,
+            )
+            .await
+            .ok()
+            .filter(|stored| *stored)
+            .map(|_| token)
+    }
+
+    /// Counts a sign-up attempt from `ip`: `Err(seconds)` once the address has used its hour.
+    pub async fn registration(&self, ip: IpAddr) -> Result<(), u64> {
+        let key = keys::registrations(&shared::ratelimit::ip_key(ip));
+        match self
+            .redis
+            .count_up("registrations", &key, REGISTRATION_WINDOW_SECS)
+            .await
+        {
+            Ok(n) if n > self.registrations_per_hour => {
+                let ttl = self
+                    .redis
+                    .counter("registrations", &key)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map_or(REGISTRATION_WINDOW_SECS as i64, |(_, ttl)| ttl);
+                Err(u64::try_from(ttl).unwrap_or(1).max(1))
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -14,7 +14,8 @@ use shared::types::{
 };
 use utoipa::IntoParams;
 
-use super::auth::{AdminUser, AuthUser, SESSION_COOKIE, tokens};
+use super::auth::{AdminUser, AuthUser, DEVICE_COOKIE, SESSION_COOKIE, cookie_value, tokens};
+use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::extract::{ValidJson, ValidPath, ValidQuery};
 use crate::state::AppState;
@@ -28,9 +29,10 @@ use crate::state::AppState;
     ))]
 pub async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ValidJson(creds): ValidJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    let user = state.accounts.register(creds).await?;
+    let user = state.accounts.register(creds, ip).await?;
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
@@ -44,9 +46,17 @@ pub async fn register(
     ))]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     ValidJson(creds): ValidJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    let token = state.accounts.login(creds).await?;
+    let device = cookie_value(&headers, DEVICE_COOKIE);
+    let client = crate::accounts::throttle::Client {
+        ip,
+        device: device.as_deref(),
+    };
+    let signed_in = state.accounts.login(creds, client).await?;
+    let token = signed_in.token;
     let ttl = state.accounts.sessions.ttl_secs();
     // The cookie lives as long as the session may (its absolute lifetime): the 15-minute idle
     // timeout is the server's to enforce, so an active browser is never logged out by it.
@@ -61,6 +71,17 @@ pub async fn login(
     .into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    // The browser's device cookie for this account: its own sign-in budget from now on (see
+    // `accounts::throttle`). Strict: no other site ever makes a browser send it.
+    if let Some(device) = signed_in.device {
+        let max_age = crate::accounts::throttle::DEVICE_SECS;
+        let cookie = format!(
+            "{DEVICE_COOKIE}={device}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={max_age}"
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     Ok(resp)
 }

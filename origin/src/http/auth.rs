@@ -15,6 +15,8 @@ use crate::db::accounts::Role;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "session";
+/// The device cookie a browser gets at a successful sign-in (`accounts::throttle`).
+pub const DEVICE_COOKIE: &str = "__Host-device";
 
 /// The session token a request authenticates with: the bearer token, else the cookie.
 pub fn token(headers: &HeaderMap) -> Option<String> {
@@ -37,13 +39,18 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 fn cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `name` among every `Cookie` header.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.trim().to_owned())
 }
 

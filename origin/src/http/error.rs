@@ -180,7 +180,9 @@ impl From<AccountsError> for ApiError {
             e @ (AccountsError::BadCredentials | AccountsError::Gone) => {
                 ApiError::Unauthorized(e.to_string())
             }
-            e @ AccountsError::Throttled(wait) => ApiError::TooManyRequests(e.to_string(), wait),
+            e @ (AccountsError::Throttled(wait) | AccountsError::TooManySignUps(wait)) => {
+                ApiError::TooManyRequests(e.to_string(), wait)
+            }
             AccountsError::NotFound(m) => ApiError::NotFound(m),
             AccountsError::Conflict(m) => ApiError::Conflict(m),
             e @ AccountsError::InsufficientFunds => ApiError::PaymentRequired(e.to_string()),
