@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge dev test fleet bench stop lint fmt seed seed-large fuzz image openapi client schemathesis example browser
+.PHONY: help setup edge dev test fleet bench stop lint fmt settings seed seed-large fuzz image openapi client schemathesis example browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -93,6 +93,9 @@ browser: setup edge ## the example in headless Chromium against origin + wrangle
 
 schemathesis: ## Schemathesis (PyPI) against a real origin with openapi.json: every operation and check, bounded
 	@scripts/schemathesis.sh
+
+settings: ## rewrite the README's settings table from the list config.rs reads (origin env)
+	@scripts/readme-settings.sh
 
 fmt: ## format the code
 	$(CARGO) fmt --all

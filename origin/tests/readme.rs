@@ -14,6 +14,6 @@ fn the_readme_settings_table_is_the_one_config_reads() {
     assert_eq!(
         &readme[start..end],
         origin::config::markdown_table(),
-        "README.md's settings table is stale: paste `origin env` between the markers"
+        "README.md's settings table is stale: run scripts/readme-settings.sh (make settings)"
     );
 }
