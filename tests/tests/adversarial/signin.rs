@@ -169,3 +169,119 @@ async fn registration_is_no_free_existence_oracle() {
     let other = register("new-elsewhere@example.com".into(), "198.51.100.5").await.unwrap();
     assert_eq!(other.status(), StatusCode::CREATED, "another address has its own budget");
 }
+
+/// The session cookie of a sign-in answer (`name=value`), and its whole `Set-Cookie` line.
+fn session_cookie(cookies: &[String]) -> (String, String) {
+    let line = cookies.iter().find(|c| c.contains("session=")).cloned().expect("a session cookie");
+    (line.split(';').next().unwrap().to_owned(), line)
+}
+
+/// Item 7: cookie tossing. The session cookie carries the `__Host-` prefix (Secure, Path=/, no
+/// Domain: no sibling subdomain can set or shadow it), and a request carrying two session
+/// cookies (an attacker's tossed in front of the victim's) is refused, not signed in as the
+/// first.
+#[tokio::test]
+async fn a_tossed_session_cookie_cannot_ride_in_front_of_the_real_one() {
+    let (_db, app) = app(AppOptions::default()).await;
+    app.register("victim@example.com").await;
+    app.register("attacker@example.com").await;
+    let (_, victim) = sign_in(&app, "victim@example.com", PASSWORD, "192.0.2.1", None).await;
+    let (_, attacker) = sign_in(&app, "attacker@example.com", PASSWORD, "203.0.113.1", None).await;
+    let (victim, line) = session_cookie(&victim);
+    let (attacker, _) = session_cookie(&attacker);
+    assert!(victim.starts_with("__Host-session="), "{line}");
+    assert!(
+        line.contains("; Secure") && line.contains("; Path=/") && !line.contains("Domain"),
+        "{line}"
+    );
+    let balance =
+        |cookie: String| app.client.get(app.url("/v1/me/balance")).header("cookie", cookie).send();
+    assert_eq!(balance(victim.clone()).await.unwrap().status(), StatusCode::OK);
+    let tossed = balance(format!("{attacker}; {victim}")).await.unwrap();
+    assert_eq!(tossed.status(), StatusCode::BAD_REQUEST, "two session cookies: refused");
+    let json: serde_json::Value = tossed.json().await.unwrap();
+    assert_eq!(json["error"]["code"], "bad_request");
+}
+
+/// Item 10: a cross-site form can send the cookie, but not a JSON body or a custom header
+/// without a CORS preflight. Cookie-authenticated state changes therefore need
+/// `Content-Type: application/json` or `X-Requested-With`; a bodiless form POST to logout is
+/// 403 and the session lives. Bearer-authenticated requests are not affected.
+#[tokio::test]
+async fn a_cross_site_form_post_cannot_act_on_the_cookie() {
+    let (_db, app) = app(AppOptions::default()).await;
+    app.register("user@example.com").await;
+    let (_, cookies) = sign_in(&app, "user@example.com", PASSWORD, "192.0.2.1", None).await;
+    let (cookie, _) = session_cookie(&cookies);
+    let logout = |content_type: Option<&str>, extra: Option<(&str, &str)>| {
+        let mut req = app.client.post(app.url("/v1/auth/logout")).header("cookie", &cookie);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct).body("a=b");
+        }
+        if let Some((name, value)) = extra {
+            req = req.header(name, value);
+        }
+        req.send()
+    };
+    for form in [
+        None,
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        Some("multipart/form-data; boundary=x"),
+    ] {
+        let r = logout(form, None).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{form:?}");
+    }
+    let balance = app.client.get(app.url("/v1/me/balance")).header("cookie", &cookie);
+    assert_eq!(balance.send().await.unwrap().status(), StatusCode::OK, "the session lives");
+    let r = logout(None, Some(("x-requested-with", "fetch"))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "a custom header needs a preflight: allowed");
+    // Bearer tokens are never sent by a browser on its own.
+    let token = app.login("user@example.com").await;
+    let r = app.client.post(app.url("/v1/auth/logout")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+/// Item 12: an email is what a mail system would accept — no markup, no control or bidi
+/// characters, dot-atom local part, a domain of LDH labels — and is echoed back only so.
+#[tokio::test]
+async fn emails_with_markup_or_bidi_controls_are_refused() {
+    let (_db, app) = app(AppOptions::default()).await;
+    let register = |email: &str| {
+        let body = j!({"email": email, "password": PASSWORD});
+        app.client.post(app.url("/v1/auth/register")).json(&body).send()
+    };
+    for bad in [
+        "<img/src=x/onerror=alert(1)>\u{202e}@x.yz",
+        "user\u{202e}moc.evil@example.com",
+        "user\u{200b}@example.com",
+        "a\"b@example.com",
+        "<b>@example.com",
+        "a'b@example.com",
+        "a&b@example.com",
+        "a`b@example.com",
+        "a\\b@example.com",
+        ".a@example.com",
+        "a.@example.com",
+        "a..b@example.com",
+        "a@-example.com",
+        "a@example-.com",
+        "a@exa_mple.com",
+        "a@example.c",
+        "a@example.123",
+        "a@[127.0.0.1]",
+        "a@localhost",
+        "ünïcode@example.com",
+    ] {
+        let r = register(bad).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    for good in
+        ["first.last+tag@sub.example.co.uk", "o.x@example.com", "A_B-c9@xn--bcher-kva.example"]
+    {
+        let r = register(good).await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{good:?}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["email"], good.to_lowercase());
+    }
+}
