@@ -994,7 +994,7 @@ export interface operations {
             /** @description Signed in. */
             200: {
                 headers: {
-                    /** @description `session=<token>; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=<absolute lifetime>`. */
+                    /** @description `__Host-session=<token>; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=<absolute lifetime>`, and for a browser without one a `__Host-device` cookie (its own sign-in budget). */
                     "Set-Cookie"?: string;
                     /** @description The tier's remaining quota, `"<tier>";r=<remaining>;t=<seconds to reset>` (IETF draft RateLimit header). */
                     ratelimit?: string;

@@ -127,7 +127,7 @@ test("sign-in sets an HttpOnly cookie the page cannot read; a double-clicked pur
   const before = await page.getByTestId("balance").textContent();
 
   const cookies = await context.cookies(EDGE_URL);
-  const session = cookies.find((c) => c.name === "session");
+  const session = cookies.find((c) => c.name === "__Host-session");
   assert.ok(session, "the edge set the session cookie");
   assert.equal(session.httpOnly, true);
   assert.ok(!(await page.evaluate(() => document.cookie)).includes("session"), "not readable");

@@ -40,7 +40,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = Credentials,
     responses(
         (status = 200, description = "Signed in.", body = LoginResponse,
-            headers(("Set-Cookie" = String, description = "`session=<token>; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=<absolute lifetime>`."))),
+            headers(("Set-Cookie" = String, description = "`__Host-session=<token>; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=<absolute lifetime>`, and for a browser without one a `__Host-device` cookie (its own sign-in budget)."))),
         (status = 400, description = "Malformed input (`bad_request`).", body = ErrorBody),
         (status = 401, description = "Wrong email or password (`unauthorized`).", body = ErrorBody),
     ))]
@@ -96,8 +96,10 @@ pub async fn login(
     ))]
 pub async fn logout(
     State(state): State<AppState>,
+    method: axum::http::Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    super::auth::cross_site_safe(&method, &headers)?;
     let presented = tokens(&headers);
     if presented.is_empty() {
         return Err(ApiError::Unauthorized("sign in first".into()));

@@ -5,16 +5,19 @@
 //! routes re-read the role from PostgreSQL, so a demotion takes effect at once.
 
 use axum::extract::FromRequestParts;
-use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 
 use super::error::ApiError;
 use crate::accounts::sessions::SessionUser;
 use crate::db::accounts::Role;
 use crate::state::AppState;
 
-pub const SESSION_COOKIE: &str = "session";
+/// `__Host-`: the browser keeps it only when set `Secure`, `Path=/` and without `Domain`, so no
+/// sibling subdomain can set or shadow it (cookie tossing). Chromium accepts it over
+/// `http://localhost` too (a secure context).
+pub const SESSION_COOKIE: &str = "__Host-session";
 /// The device cookie a browser gets at a successful sign-in (`accounts::throttle`).
 pub const DEVICE_COOKIE: &str = "__Host-device";
 
@@ -40,6 +43,46 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 fn cookie(headers: &HeaderMap) -> Option<String> {
     cookie_value(headers, SESSION_COOKIE)
+}
+
+/// Whether the request carries more than one session cookie: an attacker's, tossed in front of
+/// the victim's, would otherwise be the one read. The front door refuses such a request.
+pub fn tossed(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter(|pair| {
+            pair.trim()
+                .split_once('=')
+                .is_some_and(|(n, _)| n == SESSION_COOKIE)
+        })
+        .nth(1)
+        .is_some()
+}
+
+/// A state change authenticated by the cookie alone must be one a cross-site page cannot
+/// forge: a browser sends the cookie with a cross-site form, but a JSON body or a custom header
+/// only after a CORS preflight the edge refuses for unknown origins. So such a request needs
+/// `Content-Type: application/json` or an `X-Requested-With` header (403 otherwise). Bearer
+/// tokens are never sent by a browser on its own and need neither.
+pub fn cross_site_safe(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    if method.is_safe() || bearer(headers).is_some() || cookie(headers).is_none() {
+        return Ok(());
+    }
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if json || headers.contains_key("x-requested-with") {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "a cookie-authenticated change needs a JSON body or an X-Requested-With header".into(),
+        ))
+    }
 }
 
 /// The value of the cookie `name` among every `Cookie` header.
@@ -69,6 +112,7 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        cross_site_safe(&parts.method, &parts.headers)?;
         let session = match parts.extensions.get::<ResolvedSession>() {
             Some(ResolvedSession(session)) => *session,
             None => {
@@ -113,7 +157,7 @@ mod tests {
         assert_eq!(token(&h), None);
         h.insert(
             COOKIE,
-            HeaderValue::from_static("theme=dark; session=abc ; x=1"),
+            HeaderValue::from_static("theme=dark; __Host-session=abc ; session=x; x=1"),
         );
         assert_eq!(token(&h).as_deref(), Some("abc"));
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer tok"));

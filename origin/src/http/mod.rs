@@ -180,6 +180,14 @@ impl Public {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return (resp, None);
             };
+            if auth::tossed(req.headers()) {
+                let resp = json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "more than one session cookie",
+                );
+                return (resp, None);
+            }
             let limited = async {
                 let decision = ratelimit::decide(&front.state, &mut req, peer.ip()).await;
                 if let Some(d) = decision.as_ref().filter(|d| !d.allowed) {
@@ -299,9 +307,11 @@ fn internal_error() -> Response {
 }
 
 /// The request id: a client's is kept only when it is 1–64 characters of `A-Z a-z 0-9 - _ .`;
-/// anything else (log injection, megabyte ids) is replaced by a fresh one: 32 hex digits, a
-/// random per-thread prefix and a counter (unique without a random draw per request).
+/// anything else (log injection, megabyte ids) is replaced by a fresh one: 128 random bits as
+/// 32 hex digits, from the thread's ChaCha generator (a counter, or a plain PRNG whose state two
+/// ids give away, would tell anyone how many requests came between theirs).
 fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
+    use rand::Rng;
     let well_formed = |v: &HeaderValue| {
         let b = v.as_bytes();
         (1..=64).contains(&b.len())
@@ -311,23 +321,10 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
     if let Some(v) = given.filter(|v| well_formed(v)) {
         return v.clone();
     }
-    thread_local! {
-        static NEXT: std::cell::Cell<(u64, u64)> =
-            std::cell::Cell::new((uuid::Uuid::new_v4().as_u64_pair().0, 0));
-    }
-    let (prefix, n) = NEXT.with(|c| {
-        let (prefix, n) = c.get();
-        c.set((prefix, n.wrapping_add(1)));
-        (prefix, n)
-    });
+    let bits: u128 = rand::rng().random();
     let mut hex = [0u8; 32];
     let digits = b"0123456789abcdef";
-    for (i, byte) in prefix
-        .to_be_bytes()
-        .iter()
-        .chain(n.to_be_bytes().iter())
-        .enumerate()
-    {
+    for (i, byte) in bits.to_be_bytes().iter().enumerate() {
         hex[2 * i] = digits[usize::from(byte >> 4)];
         hex[2 * i + 1] = digits[usize::from(byte & 0xf)];
     }

@@ -87,7 +87,7 @@ impl Modify for Shared {
         components.add_security_scheme(
             COOKIE,
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-                "session",
+                crate::http::auth::SESSION_COOKIE,
                 "The `HttpOnly` cookie `POST /v1/auth/login` sets (same token).",
             ))),
         );

@@ -201,7 +201,7 @@ async fn logout_ends_every_presented_session_and_logout_all_ends_the_rest() {
     let (_, bearer) = app.user_with("u@example.com", 0).await;
     let cookie = app.login("u@example.com").await;
     let req = app.client.post(app.url("/v1/auth/logout")).bearer_auth(&bearer);
-    let r = req.header("cookie", format!("session={cookie}")).send().await.unwrap();
+    let r = req.header("cookie", format!("__Host-session={cookie}")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     for token in [&bearer, &cookie] {
         assert_error(app.get_as(token, "/v1/me/balance").await, 401, "unauthorized").await;

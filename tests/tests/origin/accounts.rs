@@ -96,7 +96,7 @@ async fn login_sets_a_strict_cookie_and_refuses_alike() {
     let token = body["token"].as_str().unwrap();
     assert_eq!(body["expires_in"], 900);
     assert_eq!(token.len(), 64, "256 random bits, hex");
-    assert!(cookie.starts_with(&format!("session={token};")));
+    assert!(cookie.starts_with(&format!("__Host-session={token};")));
 }
 
 #[tokio::test]
@@ -109,7 +109,7 @@ async fn sessions_slide_on_use_and_cookies_authenticate() {
     let ttl: i64 = redis_cmd(&s.app, &["TTL", &key]).await;
     assert!((895..=900).contains(&ttl), "slid back to {ttl}");
     let by_cookie = s.app.client.get(s.app.url("/v1/me/balance"));
-    let by_cookie = by_cookie.header("cookie", format!("theme=x; session={token}"));
+    let by_cookie = by_cookie.header("cookie", format!("theme=x; __Host-session={token}"));
     assert_eq!(by_cookie.send().await.unwrap().status(), StatusCode::OK);
 }
 
