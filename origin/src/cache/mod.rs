@@ -125,6 +125,46 @@ pub struct Cache {
     /// Keys this process is refreshing ahead now (one refresh per key per process).
     refreshing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     stats: Arc<Stats>,
+    /// A test seam ([`Cache::gate_stores`]): when set, every write-back of a load waits here.
+    gate: Arc<std::sync::Mutex<Option<Arc<StoreGate>>>>,
+}
+
+/// Holds every write-back of a load (after the database answered, before Redis is written)
+/// until the test opens it: the seam that makes a mutation land inside a load, so the race
+/// between them can be tested deterministically. Unused in production (one uncontended lock
+/// on the miss path when unset).
+pub struct StoreGate {
+    arrived: tokio::sync::Semaphore,
+    open: tokio::sync::Semaphore,
+}
+
+impl Default for StoreGate {
+    fn default() -> Self {
+        StoreGate {
+            arrived: tokio::sync::Semaphore::new(0),
+            open: tokio::sync::Semaphore::new(0),
+        }
+    }
+}
+
+impl StoreGate {
+    /// Waits until a load has reached the gate.
+    pub async fn arrived(&self) {
+        if let Ok(permit) = self.arrived.acquire().await {
+            permit.forget();
+        }
+    }
+
+    /// Lets every held and later write-back through.
+    pub fn open(&self) {
+        self.open
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+
+    async fn pass(&self) {
+        self.arrived.add_permits(1);
+        let _ = self.open.acquire().await;
+    }
 }
 
 /// What a test (or an operator reading `/metrics`) needs to know about loads.
@@ -160,6 +200,24 @@ impl Cache {
             l1: None,
             refreshing: Arc::default(),
             stats: Arc::default(),
+            gate: Arc::default(),
+        }
+    }
+
+    /// Installs a [`StoreGate`] (tests only): loads from now on wait at it before they write
+    /// back.
+    pub fn gate_stores(&self) -> Arc<StoreGate> {
+        let gate = Arc::new(StoreGate::default());
+        if let Ok(mut slot) = self.gate.lock() {
+            *slot = Some(gate.clone());
+        }
+        gate
+    }
+
+    async fn at_gate(&self) {
+        let gate = self.gate.lock().ok().and_then(|g| g.clone());
+        if let Some(gate) = gate {
+            gate.pass().await;
         }
     }
 
@@ -378,6 +436,7 @@ impl Cache {
             }
         };
         meters::cache_load(data, started.elapsed());
+        self.at_gate().await;
         // A failed write-back is counted by the Redis module and otherwise harmless.
         let _ = match (self.stored_form(data, &loaded), locked) {
             (Some((bytes, ttl)), true) => {
@@ -488,6 +547,7 @@ impl Cache {
                     missing.len()
                 )));
             }
+            self.at_gate().await;
             let mut writes = Vec::with_capacity(missing.len());
             for (&i, loaded) in missing.iter().zip(loaded) {
                 if let Some((bytes, ttl)) = self.stored_form(data, &loaded) {

@@ -202,3 +202,54 @@ async fn invalidation_removes_the_fill_lock_with_the_key() {
     s.app.state.cache.invalidate(std::slice::from_ref(&key)).await.unwrap();
     assert_eq!(s.app.ttl(&lock).await, -2, "the lock went with the key");
 }
+
+/// A price change that commits while a load is between reading the old row and writing it to
+/// Redis (held there by the cache's test seam) wins: the load's write-back finds its fill lock
+/// gone with the key and stores nothing, so the next read loads the new price. Before, the
+/// load stored the old price for its whole 60 s TTL.
+#[tokio::test]
+async fn a_load_that_raced_a_mutation_cannot_store_the_old_value() {
+    let s = seeded(AppOptions::default().env("L1_CACHE", "off")).await;
+    let admin = s.app.admin("root@example.com").await;
+    let (p, c, sv, old, stock) = some_price(&s.db.pool, 5).await;
+    let new = old + 1;
+    for bulk in [false, true] {
+        let path = if bulk {
+            format!("/v1/catalog/{p}/prices/{c}?services={sv}")
+        } else {
+            format!("/v1/catalog/{p}/prices/{c}/{sv}")
+        };
+        let price_of = |body: &serde_json::Value| {
+            if bulk {
+                body["prices"][0]["price_cents"].as_i64()
+            } else {
+                body["price_cents"].as_i64()
+            }
+        };
+        let before = if bulk { new } else { old };
+        // Cold for this read: the last round's next read stored it again.
+        s.app.state.cache.invalidate(&[price_key(&p, &c, &sv)]).await.unwrap();
+        let gate = s.app.state.cache.gate_stores();
+        let (client, url) = (s.app.client.clone(), s.app.url(&path));
+        let reader = tokio::spawn(async move {
+            client.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap()
+        });
+        gate.arrived().await;
+        // The mutation commits and invalidates while the load holds the old row.
+        let target = if bulk { new + 1 } else { new };
+        let put = s
+            .app
+            .put_json_as(
+                &admin,
+                &format!("/v1/admin/prices/{p}/{c}/{sv}"),
+                &serde_json::json!({"price_cents": target, "stock": stock}),
+            )
+            .await;
+        assert_eq!(put.status(), StatusCode::OK);
+        gate.open();
+        let raced = reader.await.unwrap();
+        assert_eq!(price_of(&raced), Some(before), "the racing read answers what it read");
+        let next = harness::json_body(s.app.get(&path).await).await;
+        assert_eq!(price_of(&next), Some(target), "bulk={bulk}: the next read sees the change");
+    }
+}
