@@ -437,16 +437,17 @@ impl Cache {
         };
         meters::cache_load(data, started.elapsed());
         self.at_gate().await;
-        // A failed write-back is counted by the Redis module and otherwise harmless.
+        // Written back only under our fill lock (stored only while the lock is still ours: a
+        // mutation meanwhile deleted both). Without the lock (Redis failed, or the wait for
+        // another loader ran out) nothing says no mutation came between our read and now, so the
+        // value is served but not stored. A failed write-back is counted by the Redis module
+        // and otherwise harmless.
         let _ = match (self.stored_form(data, &loaded), locked) {
             (Some((bytes, ttl)), true) => {
                 self.store_and_unlock(key, &lock, &owner, &bytes, ttl).await
             }
-            (Some((bytes, ttl)), false) => {
-                self.redis.set_many(&[(key.to_owned(), bytes, ttl)]).await
-            }
             (None, true) => self.release(&lock, &owner).await,
-            (None, false) => Ok(()),
+            (_, false) => Ok(()),
         };
         Ok(loaded.entry())
     }
@@ -477,6 +478,12 @@ impl Cache {
         self.redis
             .eval("store", &STORE, &[key, lock], (owner, bytes.as_ref(), ttl))
             .await
+    }
+
+    /// Releases the locks of `locks` this load took (`locked`).
+    async fn release_all(&self, locks: &[String], locked: &[bool], owner: &str) {
+        let held = locks.iter().zip(locked).filter(|(_, l)| **l);
+        futures::future::join_all(held.map(|(lock, _)| self.release(lock, owner))).await;
     }
 
     async fn release(&self, lock: &str, owner: &str) -> Result<(), RedisError> {
@@ -535,12 +542,32 @@ impl Cache {
             self.stats
                 .waited
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // The fill lock of every missed key first (all at once), so that the write-back
+            // below can store only what no mutation invalidated meanwhile, as a single read
+            // does. A key another loader holds is loaded here too, but left for it to store.
+            let owner = uuid::Uuid::new_v4().simple().to_string();
+            let lease = FILL_LEASE.as_secs() as u32;
+            let locks: Vec<String> = missing.iter().map(|&i| keys::fill_lock(&keys[i])).collect();
+            let locked: Vec<bool> = futures::future::join_all(
+                locks
+                    .iter()
+                    .map(|lock| self.redis.set_new("fill", lock, owner.as_bytes(), lease)),
+            )
+            .await
+            .into_iter()
+            .map(|r| r.unwrap_or(false))
+            .collect();
             let started = Instant::now();
-            let loaded = load_missing(missing.clone())
-                .await
-                .map_err(|e| LoadError::Loader(Arc::new(e)))?;
+            let loaded = match load_missing(missing.clone()).await {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    self.release_all(&locks, &locked, &owner).await;
+                    return Err(LoadError::Loader(Arc::new(e)));
+                }
+            };
             meters::cache_load(data, started.elapsed());
             if loaded.len() != missing.len() {
+                self.release_all(&locks, &locked, &owner).await;
                 return Err(LoadError::Aborted(format!(
                     "bulk load returned {} values for {} keys",
                     loaded.len(),
@@ -549,17 +576,29 @@ impl Cache {
             }
             self.at_gate().await;
             let mut writes = Vec::with_capacity(missing.len());
-            for (&i, loaded) in missing.iter().zip(loaded) {
-                if let Some((bytes, ttl)) = self.stored_form(data, &loaded) {
-                    writes.push((keys[i].clone(), bytes, ttl));
+            for (n, (&i, loaded)) in missing.iter().zip(loaded).enumerate() {
+                if locked[n] {
+                    writes.push((n, self.stored_form(data, &loaded)));
                 }
                 let entry = loaded.entry();
                 self.keep(keys[i].clone(), entry.clone(), generation);
                 found[i] = Some(entry);
             }
-            if !writes.is_empty() {
-                let _ = self.redis.set_many(&writes).await;
-            }
+            // Concurrent scripts on the one multiplexed connection: pipelined, one round trip
+            // (per master on a cluster).
+            let owner = owner.as_str();
+            let _ = futures::future::join_all(writes.iter().map(|(n, stored)| {
+                let (key, lock) = (&keys[missing[*n]], &locks[*n]);
+                async move {
+                    match stored {
+                        Some((bytes, ttl)) => {
+                            self.store_and_unlock(key, lock, owner, bytes, *ttl).await
+                        }
+                        None => self.release(lock, owner).await,
+                    }
+                }
+            }))
+            .await;
         }
         Ok(found.into_iter().map(Option::flatten).collect())
     }
