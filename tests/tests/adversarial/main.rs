@@ -2,6 +2,7 @@
 //! checks the system holds (each failed against the code before its fix). Real PostgreSQL, real
 //! Redis, the real origin on a real port.
 
+mod catalog;
 mod requests;
 mod signin;
 
