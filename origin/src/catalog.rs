@@ -1,5 +1,14 @@
 //! The catalog read path: each public route's data, through the cache-aside helpers, as the
 //! exact JSON bytes of the response body.
+//!
+//! **Made-up codes cost no query.** Before a price is loaded from PostgreSQL (a miss in L1 and
+//! Redis), its provider, country and service are looked up in the catalog's own cached lists
+//! (the providers list, the provider's countries and services): a code none of them names is a
+//! 404 at once. The lists are read through the same cache (L1, then Redis), and each is parsed
+//! into a set once per version (its ETag), so random codes from any number of addresses load
+//! nothing once the lists are cached.
+
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -37,12 +46,31 @@ pub enum LoadFailure {
     Database(#[from] sqlx::Error),
     #[error("encoding a response: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The lists that decide whether the codes exist could not be read (`unavailable`: because
+    /// PostgreSQL was out of reach).
+    #[error("catalog lists: {message}")]
+    Lists { message: String, unavailable: bool },
 }
 
 #[derive(Clone)]
 pub struct Catalog {
     db: Db,
     cache: Cache,
+    /// The codes each cached list names, keyed by the list's cache key, with the ETag of the
+    /// version they were parsed from.
+    codes: moka::sync::Cache<String, std::sync::Arc<(Bytes, HashSet<String>)>>,
+}
+
+/// How long a parsed list vouches for the codes it names without being read again.
+const KNOWN_CODES_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What the cached lists say of a product's codes.
+enum Known {
+    Yes,
+    /// No such provider, or no such country for it: a 404 that caches nothing.
+    NoProviderOrCountry,
+    /// The provider does not list the service.
+    NoService,
 }
 
 fn unknown_provider(provider: &Slug) -> LoadFailure {
@@ -53,6 +81,17 @@ fn unknown_provider_or_country(provider: &Slug, country: &Slug) -> LoadFailure {
     LoadFailure::Unknown(format!(
         "unknown provider '{provider}' or country '{country}'"
     ))
+}
+
+/// A failure to read the lists, for a loader that needed them.
+fn lists_failure(e: CatalogError) -> LoadFailure {
+    let unavailable = matches!(&e, CatalogError::Load(LoadError::Loader(f))
+        if matches!(&**f, LoadFailure::Database(db) if crate::db::is_unavailable(db))
+            || matches!(&**f, LoadFailure::Lists { unavailable: true, .. }));
+    LoadFailure::Lists {
+        message: e.to_string(),
+        unavailable,
+    }
 }
 
 fn json(value: &impl Serialize) -> Result<Bytes, LoadFailure> {
@@ -70,7 +109,99 @@ fn loaded(lookup: PriceLookup) -> Result<Loaded, LoadFailure> {
 
 impl Catalog {
     pub fn new(db: Db, cache: Cache) -> Self {
-        Catalog { db, cache }
+        Catalog {
+            db,
+            cache,
+            // Three lists per provider and the providers list: a few hundred entries at most.
+            // A code found in a set is believed for this long without reading its list again
+            // (PostgreSQL still decides a price); one not found sends the check to the list.
+            codes: moka::sync::Cache::builder()
+                .max_capacity(1024)
+                .time_to_live(KNOWN_CODES_TTL)
+                .build(),
+        }
+    }
+
+    /// The codes `list` (a cached list's value under `key`) names, parsed once per version.
+    fn codes_of(
+        &self,
+        key: &str,
+        list: &Value,
+        parse: impl FnOnce(&[u8]) -> Option<HashSet<String>>,
+    ) -> Result<std::sync::Arc<(Bytes, HashSet<String>)>, CatalogError> {
+        if let Some(known) = self.codes.get(key).filter(|k| k.0 == list.etag) {
+            return Ok(known);
+        }
+        let codes = parse(&list.bytes)
+            .ok_or_else(|| CatalogError::Corrupt(format!("the cached list {key}")))?;
+        let known = std::sync::Arc::new((list.etag.clone(), codes));
+        self.codes.insert(key.to_owned(), known.clone());
+        Ok(known)
+    }
+
+    /// Whether the cached lists name `provider`, `country` and (if given) `service`. Reads the
+    /// lists through the cache; the only query this can cost is loading a list that is not
+    /// cached, once.
+    async fn known(
+        &self,
+        provider: &Slug,
+        country: &Slug,
+        service: Option<&Slug>,
+    ) -> Result<Known, CatalogError> {
+        // The common case, a real product whose lists were parsed a moment ago: no read at all.
+        let vouched = |key: String, code: &str| {
+            self.codes
+                .get(&key)
+                .is_some_and(|known| known.1.contains(code))
+        };
+        if vouched(keys::providers(), provider.as_str())
+            && vouched(keys::countries(provider), country.as_str())
+            && service.is_none_or(|s| vouched(keys::services(provider), s.as_str()))
+        {
+            return Ok(Known::Yes);
+        }
+        let providers = match self.providers().await {
+            Err(CatalogError::NotFound(_)) => return Ok(Known::NoProviderOrCountry),
+            other => other?,
+        };
+        let providers = self.codes_of(&keys::providers(), &providers, |b| {
+            let list: ProvidersResponse = serde_json::from_slice(b).ok()?;
+            Some(list.providers.into_iter().map(|p| p.code).collect())
+        })?;
+        if !providers.1.contains(provider.as_str()) {
+            return Ok(Known::NoProviderOrCountry);
+        }
+        let (countries, services) = tokio::join!(self.countries(provider.clone()), async {
+            match service {
+                Some(_) => self.services(provider.clone()).await.map(Some),
+                None => Ok(None),
+            }
+        });
+        let countries = match countries {
+            Err(CatalogError::NotFound(_)) => return Ok(Known::NoProviderOrCountry),
+            other => other?,
+        };
+        let countries = self.codes_of(&keys::countries(provider), &countries, |b| {
+            let list: CountriesResponse = serde_json::from_slice(b).ok()?;
+            Some(list.countries.into_iter().map(|c| c.code).collect())
+        })?;
+        if !countries.1.contains(country.as_str()) {
+            return Ok(Known::NoProviderOrCountry);
+        }
+        let services = match services {
+            Err(CatalogError::NotFound(_)) => return Ok(Known::NoService),
+            other => other?,
+        };
+        if let (Some(service), Some(services)) = (service, services) {
+            let services = self.codes_of(&keys::services(provider), &services, |b| {
+                let list: ServicesResponse = serde_json::from_slice(b).ok()?;
+                Some(list.services.into_iter().map(|s| s.code).collect())
+            })?;
+            if !services.1.contains(service.as_str()) {
+                return Ok(Known::NoService);
+            }
+        }
+        Ok(Known::Yes)
     }
 
     /// A single-entry route's answer if this process holds it in L1 (the hit path, before any
@@ -160,6 +291,7 @@ impl Catalog {
     /// unknown country from an unsold service); an unknown service is [`Loaded::Unknown`].
     pub async fn price(&self, product: Product) -> Result<Value, CatalogError> {
         let db = self.db.clone();
+        let this = self.clone();
         let wanted = product.clone();
         let entry = self
             .cache
@@ -168,6 +300,14 @@ impl Catalog {
                 keys::price(&product),
                 move || async move {
                     let (p, c) = (&wanted.provider, &wanted.country);
+                    match this.known(p, c, Some(&wanted.service)).await {
+                        Ok(Known::Yes) => {}
+                        Ok(Known::NoProviderOrCountry) => {
+                            return Err(unknown_provider_or_country(p, c));
+                        }
+                        Ok(Known::NoService) => return Ok(Loaded::Unknown),
+                        Err(e) => return Err(lists_failure(e)),
+                    }
                     let rows = db
                         .prices(p, c, std::slice::from_ref(&wanted.service))
                         .await?
@@ -213,14 +353,53 @@ impl Catalog {
         let entries = self
             .cache
             .get_multiple(DataType::Prices, &keys, |missing| {
-                let wanted: Vec<Slug> = missing.iter().map(|&i| services[i].clone()).collect();
+                let asked: Vec<Slug> = missing.iter().map(|&i| services[i].clone()).collect();
                 let (p, c) = (&provider, &country);
                 async move {
-                    let rows = db
-                        .prices(p, c, &wanted)
-                        .await?
-                        .ok_or_else(|| unknown_provider_or_country(p, c))?;
-                    rows.into_iter().map(loaded).collect::<Result<Vec<_>, _>>()
+                    // Made-up provider or country, or services the provider does not list:
+                    // decided from the cached lists, no query for them.
+                    match self.known(p, c, None).await {
+                        Ok(Known::NoProviderOrCountry) => {
+                            return Err(unknown_provider_or_country(p, c));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(lists_failure(e)),
+                    }
+                    let sold = match self.codes.get(&keys::services(p)) {
+                        Some(sold) if asked.iter().all(|s| sold.1.contains(s.as_str())) => sold,
+                        // A code the parsed list does not name: read the list again to be sure.
+                        _ => self
+                            .services(p.clone())
+                            .await
+                            .and_then(|list| {
+                                self.codes_of(&keys::services(p), &list, |b| {
+                                    let list: ServicesResponse = serde_json::from_slice(b).ok()?;
+                                    Some(list.services.into_iter().map(|s| s.code).collect())
+                                })
+                            })
+                            .map_err(lists_failure)?,
+                    };
+                    let sold = &sold.1;
+                    let wanted: Vec<Slug> = asked
+                        .iter()
+                        .filter(|s| sold.contains(s.as_str()))
+                        .cloned()
+                        .collect();
+                    let rows = if wanted.is_empty() {
+                        Vec::new()
+                    } else {
+                        db.prices(p, c, &wanted)
+                            .await?
+                            .ok_or_else(|| unknown_provider_or_country(p, c))?
+                    };
+                    let mut rows = rows.into_iter();
+                    asked
+                        .iter()
+                        .map(|s| match sold.contains(s.as_str()) {
+                            true => rows.next().map_or(Ok(Loaded::Unknown), loaded),
+                            false => Ok(Loaded::Unknown),
+                        })
+                        .collect::<Result<Vec<_>, _>>()
                 }
             })
             .await?;

@@ -43,13 +43,15 @@ static FILL: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("fill.lua")));
 static STORE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("store.lua")));
+static EXTEND: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("extend.lua")));
 static RELEASE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
 static REFRESH: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("refresh.lua")));
 
-/// How long a fill lock is held at most: a load takes milliseconds; if its holder dies, waiters
-/// take over after this.
+/// A fill lock's lease: a load takes milliseconds, and its holder renews the lease every half
+/// lease while it loads; if the holder dies, waiters take over after this.
 pub const FILL_LEASE: Duration = Duration::from_secs(2);
 /// How often a waiter looks for the holder's result.
 const FILL_POLL: Duration = Duration::from_millis(10);
@@ -425,7 +427,12 @@ impl Cache {
             }
         }
         let started = Instant::now();
-        let loaded = match load().await {
+        let held: &[String] = if locked {
+            std::slice::from_ref(&lock)
+        } else {
+            &[]
+        };
+        let loaded = match self.holding(held, &owner, load()).await {
             Ok(loaded) => loaded,
             Err(e) => {
                 // Whatever went wrong, the lock goes now: waiters must not sit out its lease.
@@ -478,6 +485,31 @@ impl Cache {
         self.redis
             .eval("store", &STORE, &[key, lock], (owner, bytes.as_ref(), ttl))
             .await
+    }
+
+    /// Runs `load` while renewing the fill locks it holds every half lease, so a load slower
+    /// than the lease keeps them (a waiter would otherwise take over and load again).
+    async fn holding<T>(&self, locks: &[String], owner: &str, load: impl Future<Output = T>) -> T {
+        if locks.is_empty() {
+            return load.await;
+        }
+        let mut load = std::pin::pin!(load);
+        let lease = FILL_LEASE.as_millis() as u64;
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + FILL_LEASE / 2, FILL_LEASE / 2);
+        loop {
+            tokio::select! {
+                out = &mut load => return out,
+                _ = renew.tick() => {
+                    futures::future::join_all(locks.iter().map(|lock| async move {
+                        self.redis
+                            .eval::<i64>("fill", &EXTEND, &[lock.as_str()], (owner, lease))
+                            .await
+                    }))
+                    .await;
+                }
+            }
+        }
     }
 
     /// Releases the locks of `locks` this load took (`locked`).
@@ -558,7 +590,16 @@ impl Cache {
             .map(|r| r.unwrap_or(false))
             .collect();
             let started = Instant::now();
-            let loaded = match load_missing(missing.clone()).await {
+            let held: Vec<String> = locks
+                .iter()
+                .zip(&locked)
+                .filter(|(_, l)| **l)
+                .map(|(lock, _)| lock.clone())
+                .collect();
+            let loaded = match self
+                .holding(&held, &owner, load_missing(missing.clone()))
+                .await
+            {
                 Ok(loaded) => loaded,
                 Err(e) => {
                     self.release_all(&locks, &locked, &owner).await;

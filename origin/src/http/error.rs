@@ -151,6 +151,11 @@ impl From<CatalogError> for ApiError {
                 LoadFailure::Unknown(m) => ApiError::NotFound(m.clone()),
                 LoadFailure::Database(e) => database(e),
                 LoadFailure::Encode(e) => ApiError::Internal(e.to_string()),
+                LoadFailure::Lists {
+                    message,
+                    unavailable: true,
+                } => ApiError::Unavailable(message.clone()),
+                LoadFailure::Lists { message, .. } => ApiError::Internal(message.clone()),
             },
             CatalogError::Load(LoadError::Aborted(m)) => ApiError::Internal(m),
             CatalogError::Corrupt(m) => ApiError::Internal(m),

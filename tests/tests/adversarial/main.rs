@@ -220,11 +220,18 @@ async fn logout_ends_every_presented_session_and_logout_all_ends_the_rest() {
 async fn sessions_end_at_their_absolute_lifetime() {
     let (_db, app) = app(AppOptions::default().env("SESSION_MAX_AGE_SECS", "2")).await;
     let (_, token) = app.user_with("u@example.com", 0).await;
-    for _ in 0..3 {
+    // Timed from the sign-in (its session is at most this old), so a slow machine cannot turn
+    // a use inside the lifetime into one after it.
+    let signed_in = std::time::Instant::now();
+    let mut used = 0;
+    while signed_in.elapsed() < std::time::Duration::from_millis(1200) {
         assert_eq!(app.get_as(&token, "/v1/me/balance").await.status(), StatusCode::OK);
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        used += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(used >= 2, "used actively while it lived");
+    tokio::time::sleep(std::time::Duration::from_millis(2200).saturating_sub(signed_in.elapsed()))
+        .await;
     assert_error(app.get_as(&token, "/v1/me/balance").await, 401, "unauthorized").await;
 }
 

@@ -56,3 +56,16 @@ pub async fn priced_services(pool: &PgPool, provider: &str, country: &str) -> Ve
     .await
     .expect("priced services")
 }
+
+/// Reads the catalog's lists for `provider` (providers, its countries and services), so that a
+/// test counting the loads of one price counts only that price: the origin decides made-up
+/// codes from these lists, and loads each once.
+pub async fn lists_cached(app: &TestApp, provider: &str) {
+    for path in [
+        "/v1/catalog/providers".to_owned(),
+        format!("/v1/catalog/{provider}/countries"),
+        format!("/v1/catalog/{provider}/services"),
+    ] {
+        assert_eq!(app.get(&path).await.status(), reqwest::StatusCode::OK, "{path}");
+    }
+}

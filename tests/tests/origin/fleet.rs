@@ -83,6 +83,8 @@ async fn a_fleet_stampede_on_a_cold_key_loads_once() {
     let (a, b) = two_replicas(&db).await;
     let (p, c, s, ..) = some_price(&db.pool, 7).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
+    crate::common::lists_cached(&a, &p).await;
+    crate::common::lists_cached(&b, &p).await;
     let (a, b) = (Arc::new(a), Arc::new(b));
     let before = a.db_queries() + b.db_queries();
     let barrier = Arc::new(tokio::sync::Barrier::new(300));
@@ -147,4 +149,32 @@ async fn waiters_take_over_when_the_lock_holder_dies() {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(5), "waited {waited:?}");
     assert!(waited >= Duration::from_millis(1000), "it did wait for the lease: {waited:?}");
+}
+
+/// A load slower than the fill lock's 2 s lease (the prices table locked for 3 s) is still the
+/// only one: its holder renews the lease while it waits on PostgreSQL, so the other replica
+/// keeps waiting for its result instead of taking the lock over and querying too.
+#[tokio::test]
+async fn a_load_slower_than_the_lease_is_not_run_twice() {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let (a, b) = two_replicas(&db).await;
+    let (p, c, s, ..) = some_price(&db.pool, 9).await;
+    let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
+    crate::common::lists_cached(&a, &p).await;
+    crate::common::lists_cached(&b, &p).await;
+    let before = a.db_queries() + b.db_queries();
+    let mut blocker = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE prices IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let first = a.get(&path);
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        b.get(&path).await
+    };
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        blocker.rollback().await.unwrap();
+    };
+    let (first, second, ()) = tokio::join!(first, second, release);
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(a.db_queries() + b.db_queries() - before, 1, "one load, however slow");
 }
