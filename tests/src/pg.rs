@@ -66,24 +66,41 @@ impl PostgresServer {
              log_connections = on\nlog_statement = 'all'\n",
         );
         std::fs::write(&conf, text).expect("postgresql.conf");
-        let out = server
+        server.launch();
+        server
+    }
+
+    /// `pg_ctl start` (again, after [`PostgresServer::stop_immediate`]).
+    pub fn launch(&self) {
+        let out = self
             .command("pg_ctl")
             .arg("-D")
-            .arg(server.data())
+            .arg(self.data())
             .arg("-l")
-            .arg(server.log_path())
+            .arg(self.log_path())
             .arg("-w")
             .arg("-o")
-            .arg(format!("-p {port} -k {} -c listen_addresses=127.0.0.1", server.dir.display()))
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1",
+                self.port,
+                self.dir.display()
+            ))
             .arg("start")
             .output()
             .expect("pg_ctl");
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            std::fs::read_to_string(server.log_path()).unwrap_or_default()
-        );
-        server
+        assert!(out.status.success(), "pg_ctl start: {}", self.log());
+    }
+
+    /// `pg_ctl stop -m immediate`: the server goes at once, as in a crash.
+    pub fn stop_immediate(&self) {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .expect("pg_ctl");
+        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     fn data(&self) -> PathBuf {

@@ -3,6 +3,7 @@
 //! Redis, the real origin on a real port.
 
 mod catalog;
+mod outage;
 mod requests;
 mod signin;
 
