@@ -11,6 +11,15 @@
 //! (Parse/Describe, then Sync) and executes (Bind/Execute) in separate round trips that PgBouncer
 //! could otherwise send to two different servers. No session `SET`, advisory lock or `LISTEN` is
 //! used anywhere. [`Db::conn`] gives every query function the right kind of connection.
+//!
+//! **A breaker in front of the pool** ([`Breaker`]): when PostgreSQL is gone, a pool keeps
+//! trying to connect until its acquire timeout (`DB_CONNECT_TIMEOUT_SECS`, 10 s), and every
+//! request that needs the database would hold its in-flight slot that long and then time out.
+//! Instead, an acquire that has not succeeded within [`SLOW_ACQUIRE`] sends one probe (a
+//! connection of its own, bounded by [`PROBE_BOUND`]); if the probe cannot connect, the breaker
+//! opens: every waiting and new acquire fails at once (503 + `Retry-After`), and the probe tries
+//! again every [`PROBE_EVERY`] until PostgreSQL answers, which closes the breaker. A pool that
+//! is merely busy (the probe connects) is left to wait as before.
 
 pub mod accounts;
 pub mod catalog;
@@ -63,6 +72,45 @@ pub fn is_misconfigured(e: &sqlx::Error) -> bool {
     }
 }
 
+/// How long an acquire waits before a probe checks whether PostgreSQL is there at all.
+pub const SLOW_ACQUIRE: Duration = Duration::from_millis(250);
+/// The probe's own bound on connecting.
+pub const PROBE_BOUND: Duration = Duration::from_millis(1000);
+/// How often an open breaker probes again.
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    open: std::sync::atomic::AtomicBool,
+    probing: std::sync::atomic::AtomicBool,
+    opened: tokio::sync::Notify,
+}
+
+impl Breaker {
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the breaker opens (at once if it is open).
+    async fn opened(&self) {
+        loop {
+            let notified = self.opened.notified();
+            if self.is_open() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+fn circuit_open() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "PostgreSQL does not accept connections (circuit open; probing)",
+    ))
+}
+
 /// The pool plus a count of the queries issued through it, so tests and metrics can prove
 /// "one database query" claims instead of timing them.
 #[derive(Clone, Debug)]
@@ -72,6 +120,7 @@ pub struct Db {
     queries: Arc<AtomicU64>,
     /// False behind a transaction-mode pooler: unnamed statements, one transaction per use.
     persistent: bool,
+    breaker: Arc<Breaker>,
 }
 
 /// A connection for one unit of work: a pooled connection, or (behind a transaction-mode
@@ -135,6 +184,7 @@ impl Db {
             pool,
             queries: Arc::new(AtomicU64::new(0)),
             persistent: true,
+            breaker: Arc::default(),
         }
     }
 
@@ -143,13 +193,62 @@ impl Db {
         self.persistent
     }
 
-    /// A connection for one unit of work (see the module documentation).
+    /// A connection for one unit of work (see the module documentation), through the breaker.
     pub async fn conn(&self) -> Result<Conn, sqlx::Error> {
-        if self.persistent {
-            Ok(Conn::Pooled(self.pool.acquire().await?))
-        } else {
-            Ok(Conn::Tx(self.pool.begin().await?))
+        if self.breaker.is_open() {
+            return Err(circuit_open());
         }
+        let acquire = async {
+            if self.persistent {
+                Ok(Conn::Pooled(self.pool.acquire().await?))
+            } else {
+                Ok(Conn::Tx(self.pool.begin().await?))
+            }
+        };
+        let mut acquire = std::pin::pin!(acquire);
+        tokio::select! {
+            got = &mut acquire => return got,
+            () = tokio::time::sleep(SLOW_ACQUIRE) => {}
+        }
+        self.probe_soon();
+        tokio::select! {
+            got = &mut acquire => got,
+            () = self.breaker.opened() => Err(circuit_open()),
+        }
+    }
+
+    /// Whether the breaker is open now (PostgreSQL known to be unreachable).
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// Starts the probe unless one is running: it opens the breaker if PostgreSQL cannot be
+    /// connected to, and keeps probing until it can, which closes it.
+    fn probe_soon(&self) {
+        if self.breaker.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let db = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match db.probe(PROBE_BOUND).await {
+                    Ok(()) => {
+                        if db.breaker.open.swap(false, Ordering::AcqRel) {
+                            tracing::info!("PostgreSQL answers again; circuit closed");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        if !db.breaker.open.swap(true, Ordering::AcqRel) {
+                            tracing::warn!(error = %e, "PostgreSQL unreachable; circuit open, failing fast");
+                        }
+                        db.breaker.opened.notify_waiters();
+                        tokio::time::sleep(PROBE_EVERY).await;
+                    }
+                }
+            }
+            db.breaker.probing.store(false, Ordering::Release);
+        });
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -57,6 +57,7 @@ async fn a_database_outage_fails_fast_and_recovers_by_itself() {
         assert_eq!(r.status(), 503, "{}", r.url());
         assert!(r.headers().contains_key("retry-after"));
     }
+    eprintln!("200 cold reads with PostgreSQL stopped: all 503 in {took:?}");
     assert!(took < Duration::from_secs(2), "200 cold reads answered in {took:?}");
     // The hit path never needed PostgreSQL.
     let deadline = Instant::now() + Duration::from_secs(5);
