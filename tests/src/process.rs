@@ -86,9 +86,25 @@ impl OriginProcess {
         Self::start_on(env, crate::spare_port(), crate::spare_port()).await
     }
 
+    /// `origin serve` with at most `nofile` open file descriptors (`prlimit`, util-linux).
+    pub async fn start_with_nofile(env: &[(&str, String)], nofile: u32) -> OriginProcess {
+        let mut cmd = tokio::process::Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}")).arg("--").arg(origin_binary());
+        Self::launch(cmd, env, crate::spare_port(), crate::spare_port()).await
+    }
+
     /// `origin serve` on these ports (a replacement taking over a stopped origin's place).
     pub async fn start_on(env: &[(&str, String)], port: u16, ops_port: u16) -> OriginProcess {
-        let child = tokio::process::Command::new(origin_binary())
+        Self::launch(tokio::process::Command::new(origin_binary()), env, port, ops_port).await
+    }
+
+    async fn launch(
+        mut command: tokio::process::Command,
+        env: &[(&str, String)],
+        port: u16,
+        ops_port: u16,
+    ) -> OriginProcess {
+        let child = command
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))

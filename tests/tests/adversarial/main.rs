@@ -3,6 +3,7 @@
 //! Redis, the real origin on a real port.
 
 mod catalog;
+mod connections;
 mod outage;
 mod requests;
 mod signin;
