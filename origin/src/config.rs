@@ -188,6 +188,12 @@ pub static VARS: &[Var] = &[
         "a request head must arrive within this; also the idle keep-alive timeout",
     ),
     var(
+        "MAX_CONNECTIONS_PER_PEER",
+        Value("512"),
+        "open connections one socket peer (IPv6 by /64) may hold; more are closed at once (0: \
+         no bound). Behind a load balancer the peers are its addresses: size it for them",
+    ),
+    var(
         "REQUEST_TIMEOUT_MS",
         Value("10000"),
         "longest a request may run; past it a JSON 504 (its transaction rolls back)",
@@ -377,6 +383,8 @@ pub struct Settings {
     /// `HEADER_READ_TIMEOUT_MS` (default 5000): a client must send a whole request head within
     /// this; it is also how long an idle kept-alive connection is kept.
     pub header_read_timeout: Duration,
+    /// `MAX_CONNECTIONS_PER_PEER` (default 512; 0 unlimited): open connections per socket peer.
+    pub max_connections_per_peer: usize,
     /// `REQUEST_TIMEOUT_MS` (default 10000): longest a request may take; past it, 504.
     pub request_timeout: Duration,
     /// `MAX_CONCURRENT_REQUESTS` (default 2048): requests in flight at once; beyond, 503 at once
@@ -448,6 +456,7 @@ impl Settings {
         let redis_ms: u64 = env.positive("REDIS_TIMEOUT_MS")?;
         let header_read: u64 = env.positive("HEADER_READ_TIMEOUT_MS")?;
         let request_timeout: u64 = env.positive("REQUEST_TIMEOUT_MS")?;
+        let max_connections_per_peer: u32 = env.parse("MAX_CONNECTIONS_PER_PEER")?;
         let max_concurrent: u32 = env.positive("MAX_CONCURRENT_REQUESTS")?;
         let password_wait: u64 = env.positive("PASSWORD_QUEUE_TIMEOUT_MS")?;
         let login_max_failures: u64 = env.positive("LOGIN_MAX_FAILURES")?;
@@ -519,6 +528,7 @@ impl Settings {
             password_queue_timeout: Duration::from_millis(password_wait),
             header_read_timeout: Duration::from_millis(header_read),
             request_timeout: Duration::from_millis(request_timeout),
+            max_connections_per_peer: max_connections_per_peer as usize,
             max_concurrent_requests: max_concurrent as usize,
             cache_ttl_divisor: divisor,
             l1_enabled,

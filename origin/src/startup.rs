@@ -157,7 +157,10 @@ impl Application {
         let drained = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|draining| *draining).await;
         };
-        let header_read_timeout = self.state.settings.header_read_timeout;
+        let limits = server::Limits {
+            header_read_timeout: self.state.settings.header_read_timeout,
+            max_per_peer: self.state.settings.max_connections_per_peer,
+        };
         let grace = self.state.settings.shutdown_grace;
         let public = http::public(self.state.clone());
         let app = move |req, peer| public.clone().serve(req, peer).map(Ok);
@@ -166,7 +169,7 @@ impl Application {
         // to the load balancer until the last public request is done.
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         let public = async move {
-            server::serve(self.listener, app, header_read_timeout, drained(drain_rx)).await;
+            server::serve(self.listener, app, limits, drained(drain_rx)).await;
             let _ = done_tx.send(true);
         };
         let server = async move {
@@ -176,7 +179,10 @@ impl Application {
                 server::serve(
                     self.ops_listener,
                     ops,
-                    header_read_timeout,
+                    server::Limits {
+                        max_per_peer: 0,
+                        ..limits
+                    },
                     drained(done_rx)
                 ),
             );
