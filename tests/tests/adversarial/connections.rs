@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use harness::process::OriginProcess;
 use harness::{AppOptions, TestApp, TestDb};
-use origin::seed::Scale;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
