@@ -114,3 +114,86 @@ async fn the_accept_loop_survives_running_out_of_file_descriptors() {
     }
     drop(silent);
 }
+
+/// Item 3: a request whose body trickles in holds no in-flight slot while it does: forty
+/// sign-ins from four addresses stall after one byte of a 64-byte body, and meanwhile
+/// `/healthz` and the catalog still answer 200 (before, they answered 503 until the request
+/// timeout: the slot was taken before the body arrived); the stalled ones get 408 at
+/// `BODY_READ_TIMEOUT_MS`.
+#[tokio::test]
+async fn slow_bodies_take_no_in_flight_slot() {
+    const SECRET: &str = "slow-body-edge-secret-0123456789";
+    let db = TestDb::new(Some(origin::seed::Scale::Small)).await;
+    let options = AppOptions::default()
+        .env("MAX_CONCURRENT_REQUESTS", "16")
+        .env("BODY_READ_TIMEOUT_MS", "1500")
+        .env("EDGE_SECRET", SECRET);
+    let app = TestApp::spawn(&db, options).await;
+    let mut stalled = Vec::new();
+    for i in 0..40 {
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nX-Edge-Secret: {SECRET}\r\n\
+             X-Client-IP: 203.0.113.{}\r\nContent-Type: application/json\r\n\
+             Content-Length: 64\r\n\r\n{{",
+            i % 4
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.get("/healthz").await.status(), 200, "health during the trickle");
+    assert_eq!(app.get("/v1/catalog/providers").await.status(), 200, "catalog during it");
+    for s in &mut stalled {
+        let mut answer = vec![0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 408", "{}", String::from_utf8_lossy(&answer));
+    }
+}
+
+/// Item 3: one client holds at most `MAX_IN_FLIGHT_PER_CLIENT` requests in flight; beyond, 429
+/// at once, while another client is served. (Before, one client could take every slot.)
+#[tokio::test]
+async fn one_client_holds_a_bounded_share_of_the_in_flight_requests() {
+    const SECRET: &str = "in-flight-edge-secret-0123456789";
+    let db = TestDb::new(Some(origin::seed::Scale::Small)).await;
+    let options = AppOptions::default()
+        .env("MAX_IN_FLIGHT_PER_CLIENT", "4")
+        .env("L1_CACHE", "off")
+        .env("EDGE_SECRET", SECRET);
+    let app = TestApp::spawn(&db, options).await;
+    let get = |path: String, ip: &'static str| {
+        let req = app.client.get(app.url(&path));
+        req.header("x-edge-secret", SECRET).header("x-client-ip", ip).send()
+    };
+    let hot = "/v1/catalog/5sim/prices/ad/whatsapp".to_owned();
+    assert_eq!(get(hot.clone(), "198.51.100.2").await.unwrap().status(), 200, "warm in Redis");
+    let services: Vec<String> = sqlx::query_scalar(
+        "SELECT s.code FROM prices x JOIN providers p ON p.id = x.provider_id
+           JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
+          WHERE p.code = '5sim' AND c.code = 'ad' AND s.code <> 'whatsapp' ORDER BY 1 LIMIT 10",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(services.len(), 10);
+    // Every cold read now waits on the table.
+    let mut blocker = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE prices IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let cold =
+        services.iter().map(|s| get(format!("/v1/catalog/5sim/prices/ad/{s}"), "203.0.113.9"));
+    let cold = futures::future::join_all(cold);
+    let probe = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let other = get(hot.clone(), "198.51.100.2").await.unwrap().status();
+        blocker.rollback().await.unwrap();
+        other
+    };
+    let (cold, other) = tokio::join!(cold, probe);
+    assert_eq!(other, 200, "another client is served meanwhile");
+    let statuses: Vec<u16> = cold.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 6, "{statuses:?}");
+}
