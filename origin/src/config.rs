@@ -194,6 +194,19 @@ pub static VARS: &[Var] = &[
          no bound). Behind a load balancer the peers are its addresses: size it for them",
     ),
     var(
+        "BODY_READ_TIMEOUT_MS",
+        Value("5000"),
+        "a request body must arrive within this, read before the request takes an in-flight \
+         slot; past it a JSON 408 and the connection is closed",
+    ),
+    var(
+        "MAX_IN_FLIGHT_PER_CLIENT",
+        Value("64"),
+        "requests one client (IPv6 by /64) may have in flight; beyond, 429 + `Retry-After` at \
+         once (0: no bound). The client is the edge's `X-Client-IP` with `EDGE_SECRET`, else \
+         the socket peer",
+    ),
+    var(
         "REQUEST_TIMEOUT_MS",
         Value("10000"),
         "longest a request may run; past it a JSON 504 (its transaction rolls back)",
@@ -385,6 +398,12 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// `MAX_CONNECTIONS_PER_PEER` (default 512; 0 unlimited): open connections per socket peer.
     pub max_connections_per_peer: usize,
+    /// `BODY_READ_TIMEOUT_MS` (default 5000): a request body must arrive within this; it is
+    /// read before the request takes an in-flight slot, so a trickled body holds none.
+    pub body_read_timeout: Duration,
+    /// `MAX_IN_FLIGHT_PER_CLIENT` (default 64; 0 unlimited): requests one client may have in
+    /// flight at once.
+    pub max_in_flight_per_client: usize,
     /// `REQUEST_TIMEOUT_MS` (default 10000): longest a request may take; past it, 504.
     pub request_timeout: Duration,
     /// `MAX_CONCURRENT_REQUESTS` (default 2048): requests in flight at once; beyond, 503 at once
@@ -456,6 +475,8 @@ impl Settings {
         let redis_ms: u64 = env.positive("REDIS_TIMEOUT_MS")?;
         let header_read: u64 = env.positive("HEADER_READ_TIMEOUT_MS")?;
         let request_timeout: u64 = env.positive("REQUEST_TIMEOUT_MS")?;
+        let body_read: u64 = env.positive("BODY_READ_TIMEOUT_MS")?;
+        let max_in_flight_per_client: u32 = env.parse("MAX_IN_FLIGHT_PER_CLIENT")?;
         let max_connections_per_peer: u32 = env.parse("MAX_CONNECTIONS_PER_PEER")?;
         let max_concurrent: u32 = env.positive("MAX_CONCURRENT_REQUESTS")?;
         let password_wait: u64 = env.positive("PASSWORD_QUEUE_TIMEOUT_MS")?;
@@ -528,6 +549,8 @@ impl Settings {
             password_queue_timeout: Duration::from_millis(password_wait),
             header_read_timeout: Duration::from_millis(header_read),
             request_timeout: Duration::from_millis(request_timeout),
+            body_read_timeout: Duration::from_millis(body_read),
+            max_in_flight_per_client: max_in_flight_per_client as usize,
             max_connections_per_peer: max_connections_per_peer as usize,
             max_concurrent_requests: max_concurrent as usize,
             cache_ttl_divisor: divisor,

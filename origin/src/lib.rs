@@ -4,6 +4,7 @@
 //! - [`config`]: every environment variable, read and validated once.
 //! - [`startup`]: boot steps, the listener, graceful shutdown.
 //! - [`server`]: the hyper accept loop with connection limits (header timeout, head size).
+//! - [`admission`]: bounded per-client shares (connections per peer, requests in flight).
 //! - [`http`]: the router, handlers, extractors, response headers, and [`http::error::ApiError`]
 //!   (the only place a lower layer's error becomes a status).
 //! - [`catalog`]: the catalog read path (route data as response bytes).
@@ -26,6 +27,7 @@
 //! `config`, `meters` and `policies` sit below everything and import none of them.
 
 pub mod accounts;
+pub mod admission;
 pub mod cache;
 pub mod catalog;
 pub mod check;

@@ -30,8 +30,6 @@ use axum::http::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -52,45 +50,6 @@ pub struct Limits {
     pub max_per_peer: usize,
 }
 
-/// Open connections per socket peer (its rate-limit identity: IPv4 address or IPv6 /64).
-#[derive(Default)]
-struct Peers(Mutex<HashMap<String, usize>>);
-
-/// One connection counted against its peer; the count drops with it.
-struct Held {
-    peers: Arc<Peers>,
-    key: String,
-}
-
-impl Peers {
-    fn admit(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<Held> {
-        let key = shared::ratelimit::ip_key(ip);
-        let mut map = self.0.lock().ok()?;
-        let n = map.entry(key.clone()).or_insert(0);
-        if max > 0 && *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(Held {
-            peers: self.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Ok(mut map) = self.peers.0.lock()
-            && let Some(n) = map.get_mut(&self.key)
-        {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.key);
-            }
-        }
-    }
-}
-
 /// Serves `app` (called with each request and its connection's peer address) on `listener`
 /// until `shutdown` resolves, then drains the open connections.
 pub async fn serve<A, F>(
@@ -108,7 +67,7 @@ pub async fn serve<A, F>(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
-    let peers = Arc::new(Peers::default());
+    let peers = crate::admission::Shares::new(limits.max_per_peer);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = Duration::ZERO;
     loop {
@@ -135,7 +94,7 @@ pub async fn serve<A, F>(
             },
             () = &mut shutdown => break,
         };
-        let Some(held) = peers.admit(peer.ip(), limits.max_per_peer) else {
+        let Some(held) = peers.take(peer.ip()) else {
             // Closed at once: this peer has its share open already.
             drop(stream);
             continue;

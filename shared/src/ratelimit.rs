@@ -91,6 +91,19 @@ pub fn ip_key(ip: IpAddr) -> String {
     key
 }
 
+/// The address one client is counted as, as an address: IPv4 as is, IPv4-mapped IPv6 as the
+/// IPv4 address, other IPv6 with all but its /64 zeroed (for in-process tables keyed without
+/// formatting).
+pub fn client_prefix(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
+}
+
 /// [`ip_key`] written into `out` (a stack buffer on the origin's hot path).
 pub fn write_ip_key(out: &mut impl core::fmt::Write, ip: IpAddr) -> core::fmt::Result {
     match ip {
@@ -108,6 +121,15 @@ pub fn write_ip_key(out: &mut impl core::fmt::Write, ip: IpAddr) -> core::fmt::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_is_its_ipv4_address_or_its_ipv6_64() {
+        let p = |s: &str| client_prefix(s.parse().unwrap()).to_string();
+        assert_eq!(p("203.0.113.9"), "203.0.113.9");
+        assert_eq!(p("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(p("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(p("2001:db8:1:3::1"), "2001:db8:1:3::");
+    }
 
     #[test]
     fn tiers_are_the_guides() {

@@ -533,6 +533,9 @@ impl TestApp {
             ("DB_MAX_CONNECTIONS".into(), "10".into()),
             // Suites register users from one address; the sign-up budget has its own test.
             ("REGISTRATIONS_PER_HOUR".into(), "100000".into()),
+            // Stampede tests send hundreds of requests at once from one address; the per-client
+            // share has its own test.
+            ("MAX_IN_FLIGHT_PER_CLIENT".into(), "0".into()),
         ]);
         if db_backend() == DbBackend::PgBouncer {
             env.insert("DB_POOLER".into(), "pgbouncer-transaction".into());

@@ -519,7 +519,7 @@ export interface operations {
                     "application/json": components["schemas"]["HealthResponse"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -603,7 +603,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -707,6 +707,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive within `BODY_READ_TIMEOUT_MS` (`request_timeout`); the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Out of stock, or the key was used for another request (`conflict`). */
             409: {
                 headers: {
@@ -716,7 +725,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description The body is larger than 16 KiB (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -825,7 +843,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description The body did not arrive within `BODY_READ_TIMEOUT_MS` (`request_timeout`); the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 16 KiB (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -932,6 +968,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive within `BODY_READ_TIMEOUT_MS` (`request_timeout`); the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The key was used for another request (`conflict`). */
             409: {
                 headers: {
@@ -941,7 +986,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description The body is larger than 16 KiB (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1024,7 +1078,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description The body did not arrive within `BODY_READ_TIMEOUT_MS` (`request_timeout`); the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 16 KiB (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1090,7 +1162,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1156,7 +1228,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1228,6 +1300,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive within `BODY_READ_TIMEOUT_MS` (`request_timeout`); the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The email is taken, in any letter case (`conflict`). */
             409: {
                 headers: {
@@ -1237,7 +1318,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description The body is larger than 16 KiB (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1316,7 +1406,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1419,7 +1509,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1534,7 +1624,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1641,7 +1731,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1744,7 +1834,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1803,7 +1893,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientIpResponse"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1871,7 +1961,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -1961,7 +2051,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rate limited (`rate_limited`): the tier's quota is spent. */
+            /** @description The body did not arrive within `BODY_READ_TIMEOUT_MS` (`request_timeout`); the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 16 KiB (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */

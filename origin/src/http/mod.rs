@@ -107,6 +107,8 @@ pub fn public(state: AppState) -> Public {
     let front = Arc::new(Front {
         metrics_on: state.metrics.is_some(),
         in_flight: tokio::sync::Semaphore::new(state.settings.max_concurrent_requests),
+        per_client: crate::admission::Shares::new(state.settings.max_in_flight_per_client),
+        body_timeout: state.settings.body_read_timeout,
         timeout: state.settings.request_timeout,
         policy_headers: ratelimit::PolicyHeaders::new(&state.limiter),
         state: state.clone(),
@@ -141,17 +143,23 @@ pub fn public(state: AppState) -> Public {
 /// cost a boxed future and a service clone per request; on a cache hit five such layers were a
 /// fifth of the origin's time):
 /// 1. a request id (`X-Request-Id` on the response) and a span;
-/// 2. admission: a slot among `MAX_CONCURRENT_REQUESTS` in flight (none free: 503 +
-///    Retry-After at once, load shedding rather than an unbounded queue) and
+/// 2. the body, read whole (at most [`extract::MAX_BODY_BYTES`], within `BODY_READ_TIMEOUT_MS`,
+///    else 413 or 408) before anything is held, so a body trickled in a byte at a time holds
+///    no slot;
+/// 3. admission: one of the client's `MAX_IN_FLIGHT_PER_CLIENT` (beyond: 429 + Retry-After, so
+///    one client cannot take every slot), a slot among `MAX_CONCURRENT_REQUESTS` in flight (none
+///    free: 503 + Retry-After at once, load shedding rather than an unbounded queue) and
 ///    `REQUEST_TIMEOUT_MS` to finish (past it the work is dropped, a purchase's transaction rolls
 ///    back, and the client gets a JSON 504);
-/// 3. the rate limit ([`ratelimit`]);
-/// 4. request count and latency by route pattern ([`meters`]), and a WARN line for a 5xx (its
+/// 4. the rate limit ([`ratelimit`]);
+/// 5. request count and latency by route pattern ([`meters`]), and a WARN line for a 5xx (its
 ///    cause is logged once, at ERROR, by `ApiError`, so Sentry gets one event per error).
 struct Front {
     state: AppState,
     metrics_on: bool,
     in_flight: tokio::sync::Semaphore,
+    per_client: Arc<crate::admission::Shares>,
+    body_timeout: std::time::Duration,
     timeout: std::time::Duration,
     policy_headers: ratelimit::PolicyHeaders,
 }
@@ -164,12 +172,26 @@ impl Public {
         B::Error: Into<axum::BoxError>,
     {
         let Public { front, router } = self;
-        let mut req = req.map(Body::new);
+        let req = req.map(Body::new);
         let started = front.metrics_on.then(Instant::now);
         let id = request_id(req.headers().get(&REQUEST_ID));
         let span = request_span(&req, &id);
         let method = front.metrics_on.then(|| req.method().clone());
         let work = async {
+            let mut req = match whole_body(req, front.body_timeout).await {
+                Ok(req) => req,
+                Err(e) => return (e.into_response(), None),
+            };
+            let secret = front.state.settings.edge_secret.as_ref();
+            let client = client_ip::resolve(secret, req.headers(), Some(peer.ip()));
+            let client = client.unwrap_or(peer.ip());
+            let Some(_share) = front.per_client.take(client) else {
+                let e = ApiError::TooManyRequests(
+                    "too many requests in flight from this client; retry shortly".into(),
+                    1,
+                );
+                return (e.into_response(), None);
+            };
             let Ok(_slot) = front.in_flight.try_acquire() else {
                 let mut resp = json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -189,7 +211,7 @@ impl Public {
                 return (resp, None);
             }
             let limited = async {
-                let decision = ratelimit::decide(&front.state, &mut req, peer.ip()).await;
+                let decision = ratelimit::decide(&front.state, &mut req, client).await;
                 if let Some(d) = decision.as_ref().filter(|d| !d.allowed) {
                     return (ratelimit::refusal(d, &front.policy_headers), None);
                 }
@@ -243,6 +265,33 @@ impl Public {
         }
         resp.headers_mut().insert(REQUEST_ID, id);
         resp
+    }
+}
+
+/// `req` with its body read whole: at most [`extract::MAX_BODY_BYTES`] (413 beyond, at once
+/// when the declared length says so), within `limit` (408 past it). A request without a body
+/// (every catalog read) passes untouched.
+async fn whole_body(req: Request, limit: std::time::Duration) -> Result<Request, ApiError> {
+    use axum::body::HttpBody;
+    use http_body_util::BodyExt;
+    if req.body().is_end_stream() {
+        return Ok(req);
+    }
+    let too_large = ApiError::PayloadTooLarge(extract::MAX_BODY_BYTES);
+    let max = extract::MAX_BODY_BYTES as u64;
+    if req.body().size_hint().lower() > max {
+        return Err(too_large);
+    }
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, extract::MAX_BODY_BYTES);
+    match tokio::time::timeout(limit, limited.collect()).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
+        // The client went away mid-body (nobody is left to read an answer).
+        Ok(Err(_)) => Err(ApiError::BadRequest(
+            "the request body was cut short".into(),
+        )),
+        Ok(Ok(body)) => Ok(Request::from_parts(parts, Body::from(body.to_bytes()))),
     }
 }
 

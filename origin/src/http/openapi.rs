@@ -124,7 +124,8 @@ fn error(description: &str) -> ResponseBuilder {
 }
 
 /// Every operation: its 2xx answers carry the rate-limit headers; any request may be refused
-/// with 429 (its tier is spent), 503 (a dependency is out of reach, or the origin is shedding
+/// with 429 (its tier is spent, or its client's in-flight share), 408/413 (one with a body: too
+/// slow, too large), 503 (a dependency is out of reach, or the origin is shedding
 /// load) or 504 (it ran past the request timeout).
 fn add_shared_responses(op: &mut Operation) {
     let ratelimit = string_header(
@@ -152,7 +153,10 @@ fn add_shared_responses(op: &mut Operation) {
     add(
         op,
         "429",
-        error("Rate limited (`rate_limited`): the tier's quota is spent.")
+        error(
+            "Rate limited (`rate_limited`): the tier's quota is spent, or this client already has \
+             `MAX_IN_FLIGHT_PER_CLIENT` requests in flight.",
+        )
             .header("Retry-After", retry.clone())
             .header(headers::RATELIMIT, ratelimit)
             .header(headers::RATELIMIT_POLICY, policy)
@@ -165,6 +169,22 @@ fn add_shared_responses(op: &mut Operation) {
             .header("Retry-After", retry)
             .build(),
     );
+    if op.request_body.is_some() {
+        add(
+            op,
+            "408",
+            error(
+                "The body did not arrive within `BODY_READ_TIMEOUT_MS` (`request_timeout`); the \
+                 connection is closed.",
+            )
+            .build(),
+        );
+        add(
+            op,
+            "413",
+            error("The body is larger than 16 KiB (`payload_too_large`).").build(),
+        );
+    }
     add(
         op,
         "504",

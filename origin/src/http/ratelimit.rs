@@ -18,7 +18,6 @@ use shared::headers::{RATELIMIT, RATELIMIT_POLICY};
 use shared::ratelimit::{Tier, write_ip_key};
 
 use super::auth::{ResolvedSession, token};
-use super::client_ip::resolve;
 use super::error::json_error;
 use crate::config::TierLimit;
 use crate::ratelimit::{Decision, Limiter};
@@ -27,20 +26,14 @@ use crate::state::AppState;
 
 /// The limiter's decision for this request, or `None` for a route no tier covers (or with the
 /// limiter off). A live session it looked up is left in the request for the auth extractor.
-pub async fn decide(state: &AppState, req: &mut Request, peer: IpAddr) -> Option<Decision> {
+/// `client` is the address [`super::client_ip::resolve`] gave.
+pub async fn decide(state: &AppState, req: &mut Request, client: IpAddr) -> Option<Decision> {
     let tier = Tier::for_path(req.uri().path()).filter(|_| state.limiter.is_enabled())?;
     // Identities are built on the stack: a request with a lease allocates nothing here.
     let mut address = Small::<64>::new();
-    let _ = match resolve(
-        state.settings.edge_secret.as_ref(),
-        req.headers(),
-        Some(peer),
-    ) {
-        Some(ip) => address
-            .write_str("ip:")
-            .and_then(|()| write_ip_key(&mut address, ip)),
-        None => address.write_str("ip:unknown"),
-    };
+    let _ = address
+        .write_str("ip:")
+        .and_then(|()| write_ip_key(&mut address, client));
     // The sign-in routes are limited by address alone: a token must not buy more guesses. On
     // the other tiers a live session is looked up once (the auth extractor reuses it); a failing
     // session store leaves that extractor to answer 503.

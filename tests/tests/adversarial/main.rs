@@ -73,7 +73,9 @@ async fn hostile_methods_and_paths_do_not_grow_metric_series() {
     };
     let ours = |text: &str| -> std::collections::BTreeSet<String> {
         let lines = http(text).into_iter();
-        lines.filter(|l| l.contains("method=\"OTHER\"") || l.contains("route=\"unmatched\"")).collect()
+        lines
+            .filter(|l| l.contains("method=\"OTHER\"") || l.contains("route=\"unmatched\""))
+            .collect()
     };
     let warm = |app: &TestApp, m: Method, p: String| app.client.request(m, app.url(&p)).send();
     warm(&app, Method::from_bytes(b"WARM").unwrap(), "/healthz".into()).await.unwrap();
