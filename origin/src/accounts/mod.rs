@@ -2,16 +2,17 @@
 //! deletes the cache keys it makes stale after it commits (the guide's "clear balance cache on
 //! purchase"), so the next read shows the new value instead of waiting out a TTL.
 //!
-//! - [`password`]: argon2id hashing and the strength rule.
+//! - [`password`]: argon2id hashing and the strength rule; [`hashing`]: its slots, one per core,
+//!   shared fairly between clients.
 //! - [`sessions`]: `session:{id}` in Redis, sliding, failing closed, revocable per user.
 //! - [`throttle`]: failed sign-ins reserved before hashing, per account and client (address or
 //!   device cookie) and per account; sign-ups per address.
 
+pub mod hashing;
 pub mod password;
 pub mod sessions;
 pub mod throttle;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use shared::{DataType, Product, keys};
 use crate::cache::{Cache, LoadError, Loaded};
 use crate::db::Db;
 use crate::db::accounts::{CreditOutcome, PurchaseOutcome, Role, is_unique_violation};
+use hashing::{Hashing, Slot};
 use password::PasswordError;
 use sessions::{SessionError, SessionUser, Sessions};
 use throttle::{Client, LoginThrottle, Refused};
@@ -72,6 +74,7 @@ pub struct Accounts {
     cache: Cache,
     pub sessions: Sessions,
     throttle: LoginThrottle,
+    hashing: Hashing,
     /// `PASSWORD_QUEUE_TIMEOUT_MS`: longest a sign-in waits for a hashing slot before a 503.
     password_wait: Duration,
 }
@@ -154,8 +157,14 @@ impl Accounts {
             cache,
             sessions,
             throttle,
+            hashing: Hashing::per_core(),
             password_wait,
         }
+    }
+
+    /// A hashing slot for `client`, in its turn.
+    async fn hashing_slot(&self, client: std::net::IpAddr) -> Result<Slot, PasswordError> {
+        self.hashing.slot(client, self.password_wait).await
     }
 
     pub async fn register(
@@ -171,7 +180,7 @@ impl Accounts {
         if let Some(why) = password::weakness(&creds.password) {
             return Err(AccountsError::Invalid(why));
         }
-        let hash = password::hash(creds.password, self.password_wait).await?;
+        let hash = password::hash(creds.password, self.hashing_slot(from).await?).await?;
         match self.db.create_user(&email, &hash, Role::User).await {
             Ok(id) => Ok(UserResponse { id, email }),
             Err(e) if is_unique_violation(&e) => Err(AccountsError::Conflict(
@@ -182,8 +191,10 @@ impl Accounts {
     }
 
     /// A new session token. Unknown email and wrong password answer alike, after the same work.
-    /// The attempt is reserved against the throttle's budgets before any hashing (see
-    /// [`throttle`]), so concurrent guesses cannot outrun it.
+    /// The hashing slot comes first, in the client's turn ([`hashing`]): a sign-in refused for
+    /// want of one has cost nothing else (no Redis, no query), so a flood's refusals cannot load
+    /// the stores the others need. Then the attempt is reserved against the throttle's budgets
+    /// (see [`throttle`]), before the hash, so concurrent guesses cannot outrun it.
     pub async fn login(
         &self,
         creds: Credentials,
@@ -194,12 +205,13 @@ impl Accounts {
         if creds.password.chars().count() > password::MAX_LEN {
             return Err(AccountsError::BadCredentials);
         }
+        let slot = self.hashing_slot(client.ip).await?;
         let reservation = match self.throttle.reserve(&email, &client).await {
             Ok(r) => r,
             Err(Refused::Wait(secs)) => return Err(AccountsError::Throttled(secs)),
             Err(Refused::Unavailable(e)) => return Err(SessionError::Unavailable(e).into()),
         };
-        let checked = self.check_password(&email, creds.password).await;
+        let checked = self.check_password(&email, creds.password, slot).await;
         match checked {
             Ok(Some(user_id)) => {
                 let known_device = reservation.from_device();
@@ -223,18 +235,16 @@ impl Accounts {
     }
 
     /// The user whose password this is (`None`: unknown email or wrong password, after the same
-    /// work either way).
+    /// work either way), hashed in `slot`.
     async fn check_password(
         &self,
         email: &str,
         password: String,
+        slot: Slot,
     ) -> Result<Option<i64>, AccountsError> {
         let row = self.db.login_row(email).await?;
-        let stored = match &row {
-            Some(r) => r.password_hash.clone(),
-            None => dummy_hash(self.password_wait).await?,
-        };
-        let ok = password::verify(password, stored, self.password_wait).await?;
+        let stored = row.as_ref().map(|r| r.password_hash.clone());
+        let ok = password::verify(password, stored, slot).await?;
         Ok(row.filter(|_| ok).map(|r| r.id))
     }
 
@@ -433,7 +443,7 @@ pub async fn create_admin(db: &Db, creds: Credentials) -> Result<UserResponse, A
     if let Some(why) = password::weakness(&creds.password) {
         return Err(AccountsError::Invalid(why));
     }
-    let hash = password::hash(creds.password, CLI_PASSWORD_WAIT).await?;
+    let hash = password::hash(creds.password, cli_slot().await?).await?;
     match db.create_user(&email, &hash, Role::Admin).await {
         Ok(id) => Ok(UserResponse { id, email }),
         Err(e) if is_unique_violation(&e) => Err(AccountsError::Conflict(
@@ -457,7 +467,7 @@ pub async fn promote_admin(
     if let Some(why) = password::weakness(&creds.password) {
         return Err(AccountsError::Invalid(why));
     }
-    let hash = password::hash(creds.password, CLI_PASSWORD_WAIT).await?;
+    let hash = password::hash(creds.password, cli_slot().await?).await?;
     let id = db
         .promote_to_admin(&email, &hash)
         .await?
@@ -466,13 +476,8 @@ pub async fn promote_admin(
     Ok(UserResponse { id, email })
 }
 
-/// A real argon2 hash of nothing in particular, so a login for an unknown email costs the
-/// same verification work as one for a known email.
-async fn dummy_hash(wait: Duration) -> Result<String, PasswordError> {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    if let Some(h) = DUMMY.get() {
-        return Ok(h.clone());
-    }
-    let h = password::hash("not-a-real-password-for-timing".into(), wait).await?;
-    Ok(DUMMY.get_or_init(|| h).clone())
+/// A hashing slot for the command line (nothing else competes there).
+async fn cli_slot() -> Result<Slot, PasswordError> {
+    let local = std::net::Ipv4Addr::LOCALHOST.into();
+    Hashing::new(1).slot(local, CLI_PASSWORD_WAIT).await
 }

@@ -1,19 +1,19 @@
 //! Passwords: argon2id with a random salt per hash, at OWASP's "7 MiB, 5 iterations" setting
 //! (one of its equivalent minimums; the 19 MiB one costs the same time but nearly three times the
-//! memory per sign-in). Hashing is deliberately slow, so it runs on the blocking pool — at most
-//! one hash per core at a time, so a flood of logins queues instead of allocating memory without
-//! bound. The permit travels into the blocking task and is released when the hash is done, not
-//! when the request is (a client that hangs up cannot free a slot while its hash still runs), and
-//! the wait for a permit is bounded: past it the caller gets [`PasswordError::Busy`] (a 503), so a
-//! login flood queues at most that long and never starves the rest of the service of threads.
+//! memory per sign-in). Hashing is deliberately slow, so it runs on the blocking pool, each hash
+//! holding a [`Slot`] of [`super::hashing::Hashing`] (one per core, shared fairly between
+//! clients): a flood of sign-ins queues, within bounds, instead of allocating memory without
+//! bound or starving the rest of the service of threads. The slot travels into the blocking task
+//! and is given back when the hash is done, not when the request is.
 //! Verification reads the parameters from the stored hash, so older hashes still verify.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use std::sync::OnceLock;
+
+use super::hashing::Slot;
 
 /// Hashing failed: never the client's fault.
 #[derive(Debug, thiserror::Error)]
@@ -31,20 +31,6 @@ pub enum PasswordError {
 const M_COST: u32 = 7 * 1024;
 const T_COST: u32 = 5;
 const P_COST: u32 = 1;
-
-static HASHING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Arc::new(Semaphore::new(cores))
-});
-
-/// A hashing slot, waited for at most `wait`.
-async fn slot(wait: Duration) -> Result<OwnedSemaphorePermit, PasswordError> {
-    match tokio::time::timeout(wait, HASHING.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(permit),
-        Ok(Err(closed)) => Err(PasswordError::Hashing(closed.to_string())),
-        Err(_) => Err(PasswordError::Busy),
-    }
-}
 
 fn argon2() -> Result<Argon2<'static>, PasswordError> {
     let params = Params::new(M_COST, T_COST, P_COST, None)
@@ -71,30 +57,48 @@ pub fn weakness(password: &str) -> Option<String> {
     None
 }
 
-/// Hashes `password`, waiting at most `wait` for a hashing slot.
-pub async fn hash(password: String, wait: Duration) -> Result<String, PasswordError> {
-    let permit = slot(wait).await?;
+/// Hashes `password`, holding `slot` while it does.
+pub async fn hash(password: String, slot: Slot) -> Result<String, PasswordError> {
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let salt = SaltString::generate(&mut OsRng);
-        argon2()?
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| PasswordError::Hashing(e.to_string()))
+        let _slot = slot;
+        hash_now(&password)
     })
     .await
     .map_err(|e| PasswordError::Hashing(format!("hashing task failed: {e}")))?
 }
 
-/// Checks `password` against a stored hash, waiting at most `wait` for a hashing slot.
+fn hash_now(password: &str) -> Result<String, PasswordError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()?
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hashing(e.to_string()))
+}
+
+/// A real argon2 hash of nothing in particular, made once per process, so a sign-in for an
+/// unknown email costs the same verification work as one for a known email.
+fn dummy() -> Result<String, PasswordError> {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    if let Some(h) = DUMMY.get() {
+        return Ok(h.clone());
+    }
+    let h = hash_now("not-a-real-password-for-timing")?;
+    Ok(DUMMY.get_or_init(|| h).clone())
+}
+
+/// Checks `password` against a stored hash (`None`: no such account, checked against a dummy
+/// hash for the same work), holding `slot` while it does.
 pub async fn verify(
     password: String,
-    stored: String,
-    wait: Duration,
+    stored: Option<String>,
+    slot: Slot,
 ) -> Result<bool, PasswordError> {
-    let permit = slot(wait).await?;
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _slot = slot;
+        let stored = match stored {
+            Some(stored) => stored,
+            None => dummy()?,
+        };
         let parsed =
             PasswordHash::new(&stored).map_err(|e| PasswordError::Unreadable(e.to_string()))?;
         Ok(Argon2::default()
@@ -119,23 +123,24 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_and_verify() {
-        let h = hash("correct horse battery".into(), Duration::from_secs(30))
+        let hashing = super::super::hashing::Hashing::new(1);
+        let slot = || hashing.slot([127, 0, 0, 1].into(), std::time::Duration::from_secs(30));
+        let h = hash("correct horse battery".into(), slot().await.unwrap())
             .await
             .unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{h}");
-        assert!(
-            verify(
-                "correct horse battery".into(),
-                h.clone(),
-                Duration::from_secs(30)
-            )
-            .await
-            .unwrap()
+        let right = verify(
+            "correct horse battery".into(),
+            Some(h.clone()),
+            slot().await.unwrap(),
         );
+        assert!(right.await.unwrap());
+        let wrong = verify("wrong horse battery".into(), Some(h), slot().await.unwrap());
+        assert!(!wrong.await.unwrap());
+        let nobody = verify("correct horse battery".into(), None, slot().await.unwrap());
         assert!(
-            !verify("wrong horse battery".into(), h, Duration::from_secs(30))
-                .await
-                .unwrap()
+            !nobody.await.unwrap(),
+            "no account: checked against the dummy, never true"
         );
     }
 }

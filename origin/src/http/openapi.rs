@@ -157,10 +157,10 @@ fn add_shared_responses(op: &mut Operation) {
             "Rate limited (`rate_limited`): the tier's quota is spent, or this client already has \
              `MAX_IN_FLIGHT_PER_CLIENT` requests in flight.",
         )
-            .header("Retry-After", retry.clone())
-            .header(headers::RATELIMIT, ratelimit)
-            .header(headers::RATELIMIT_POLICY, policy)
-            .build(),
+        .header("Retry-After", retry.clone())
+        .header(headers::RATELIMIT, ratelimit)
+        .header(headers::RATELIMIT_POLICY, policy)
+        .build(),
     );
     add(
         op,

@@ -248,18 +248,26 @@ async fn logout_ends_every_presented_session_and_logout_all_ends_the_rest() {
 #[tokio::test]
 async fn sessions_end_at_their_absolute_lifetime() {
     let (_db, app) = app(AppOptions::default().env("SESSION_MAX_AGE_SECS", "2")).await;
-    let (_, token) = app.user_with("u@example.com", 0).await;
-    // Timed from the sign-in (its session is at most this old), so a slow machine cannot turn
-    // a use inside the lifetime into one after it.
-    let signed_in = std::time::Instant::now();
+    // Timed from both ends of the sign-in: uses before `asked + 1.2 s` are inside the lifetime
+    // and the last check after `answered + 2.2 s` is past it, however slow the sign-in was.
+    app.register("u@example.com").await;
+    let asked = std::time::Instant::now();
+    let token = app.login("u@example.com").await;
+    let answered = std::time::Instant::now();
     let mut used = 0;
-    while signed_in.elapsed() < std::time::Duration::from_millis(1200) {
-        assert_eq!(app.get_as(&token, "/v1/me/balance").await.status(), StatusCode::OK);
+    while asked.elapsed() < std::time::Duration::from_millis(1200) {
+        let status = app.get_as(&token, "/v1/me/balance").await.status();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "used {:?} after the sign-in was asked",
+            asked.elapsed()
+        );
         used += 1;
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(used >= 2, "used actively while it lived");
-    tokio::time::sleep(std::time::Duration::from_millis(2200).saturating_sub(signed_in.elapsed()))
+    tokio::time::sleep(std::time::Duration::from_millis(2200).saturating_sub(answered.elapsed()))
         .await;
     assert_error(app.get_as(&token, "/v1/me/balance").await, 401, "unauthorized").await;
 }
