@@ -32,7 +32,15 @@ pub enum Decision {
     },
 }
 
+/// One client address's budget, and one for each wider IPv6 prefix
+/// ([`shared::ratelimit::WIDER_IPV6`]) at its multiple of it.
 pub struct IpLimiter<C: Clock<Instant = Nanos>> {
+    client: Scope<C>,
+    wider: Vec<Scope<C>>,
+}
+
+/// One budget's table.
+struct Scope<C: Clock<Instant = Nanos>> {
     /// A `RefCell` so an overflowing table can be replaced whole; the worker is single-threaded.
     limiter: RefCell<Keyed<C>>,
     quota: Quota,
@@ -41,12 +49,63 @@ pub struct IpLimiter<C: Clock<Instant = Nanos>> {
 }
 
 impl<C: Clock<Instant = Nanos> + Clone> IpLimiter<C> {
-    /// `per_minute` sustained, `burst` at once.
+    /// `per_minute` sustained, `burst` at once, per client; an IPv6 /56 and /48 get their
+    /// multiples of both.
     pub fn new(per_minute: u32, burst: u32, clock: C) -> Self {
+        let scope = |times: u32| {
+            Scope::new(
+                per_minute.saturating_mul(times),
+                burst.saturating_mul(times),
+                clock.clone(),
+            )
+        };
+        IpLimiter {
+            client: scope(1),
+            wider: shared::ratelimit::WIDER_IPV6
+                .iter()
+                .map(|(_, times)| scope(*times))
+                .collect(),
+        }
+    }
+
+    /// Checks and counts one request from `key` (a [`client_key`]).
+    pub fn check(&self, key: &str) -> Decision {
+        self.client.check(key)
+    }
+
+    /// Checks and counts one request from the client address `raw` (`CF-Connecting-IP`): its
+    /// own budget, then, for IPv6, its /56's and its /48's; the first refusal wins.
+    pub fn check_client(&self, raw: Option<&str>) -> Decision {
+        let decision = self.client.check(&client_key(raw));
+        let ip = raw.map(str::trim).and_then(|s| s.parse::<IpAddr>().ok());
+        let Some(v6) = ip.and_then(shared::ratelimit::wider_ipv6) else {
+            return decision;
+        };
+        let wider = shared::ratelimit::WIDER_IPV6.iter().zip(&self.wider);
+        let mut decision = decision;
+        for ((len, _), scope) in wider {
+            if decision != Decision::Allow {
+                break;
+            }
+            let mut key = String::new();
+            let _ = shared::ratelimit::write_prefix_key(&mut key, v6, *len);
+            decision = scope.check(&key);
+        }
+        decision
+    }
+
+    /// Addresses currently tracked (the client table).
+    pub fn tracked(&self) -> usize {
+        self.client.limiter.borrow().len()
+    }
+}
+
+impl<C: Clock<Instant = Nanos> + Clone> Scope<C> {
+    fn new(per_minute: u32, burst: u32, clock: C) -> Self {
         let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_minute(per_minute).allow_burst(burst);
-        IpLimiter {
+        Scope {
             limiter: RefCell::new(RateLimiter::hashmap_with_clock(quota, clock.clone())),
             quota,
             clock,
@@ -54,7 +113,7 @@ impl<C: Clock<Instant = Nanos> + Clone> IpLimiter<C> {
         }
     }
 
-    pub fn check(&self, key: &str) -> Decision {
+    fn check(&self, key: &str) -> Decision {
         self.sweep();
         let outcome = self.limiter.borrow().check_key(&key.to_owned());
         match outcome {
@@ -67,11 +126,6 @@ impl<C: Clock<Instant = Nanos> + Clone> IpLimiter<C> {
                 }
             }
         }
-    }
-
-    /// Addresses currently tracked.
-    pub fn tracked(&self) -> usize {
-        self.limiter.borrow().len()
     }
 
     fn sweep(&self) {
@@ -157,6 +211,31 @@ mod tests {
             "{}",
             limiter.tracked()
         );
+    }
+
+    #[test]
+    fn an_ipv6_48_shares_four_budgets() {
+        let clock = FakeRelativeClock::default();
+        let limiter = IpLimiter::new(60, 10, clock.clone());
+        // Sixty /64s of one /48, one request each, each in a /56 of its own.
+        let admitted = (0..60)
+            .filter(|i| {
+                let ip = format!("2001:db8:7:{:x}::1", i << 8);
+                limiter.check_client(Some(&ip)) == Decision::Allow
+            })
+            .count();
+        assert_eq!(admitted, 40, "the /48's burst is four /64s' (4 x 10)");
+        let elsewhere = limiter.check_client(Some("2001:db8:8::1"));
+        assert_eq!(elsewhere, Decision::Allow, "another /48 has its own");
+        let one_56 = (0..30)
+            .filter(|i| {
+                let ip = format!("2001:db8:9:{:x}::1", 0x100 + i);
+                limiter.check_client(Some(&ip)) == Decision::Allow
+            })
+            .count();
+        assert_eq!(one_56, 20, "a /56's burst is two /64s' (2 x 10)");
+        let v4 = (0..20).filter(|_| limiter.check_client(Some("203.0.113.5")) == Decision::Allow);
+        assert_eq!(v4.count(), 10, "IPv4 has its own budget alone");
     }
 
     #[test]

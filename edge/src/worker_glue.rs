@@ -32,7 +32,7 @@ use crate::clock::{JsClock, now_ms};
 use crate::config::EdgeConfig;
 use crate::freshness::{Freshness, age_secs, classify};
 use crate::headers::{CacheStatus, STORED_AT, client_headers, storable, stored_headers};
-use crate::limiter::{Decision, IpLimiter, client_key};
+use crate::limiter::{Decision, IpLimiter};
 use crate::memo::Memo;
 use crate::target::Target;
 
@@ -188,7 +188,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context) -> Result<Response> 
     let cors = cfg.cors.response_headers(origin.as_deref());
 
     let client_ip = req.headers().get("CF-Connecting-IP")?;
-    if let Decision::Deny { retry_after_secs } = limit(&cfg, &client_key(client_ip.as_deref())) {
+    if let Decision::Deny { retry_after_secs } = limit(&cfg, client_ip.as_deref()) {
         let retry = retry_after_secs.to_string();
         let resp = error_response(
             429,
@@ -263,7 +263,7 @@ fn preflight(cfg: &EdgeConfig, origin: &str, method: &str) -> Result<Response> {
     }
 }
 
-fn limit(cfg: &EdgeConfig, key: &str) -> Decision {
+fn limit(cfg: &EdgeConfig, client_ip: Option<&str>) -> Decision {
     LIMITER.with(|cell| {
         let mut slot = cell.borrow_mut();
         let (per_minute, burst) = (cfg.rate_per_minute, cfg.rate_burst);
@@ -273,7 +273,7 @@ fn limit(cfg: &EdgeConfig, key: &str) -> Decision {
             *slot = Some((per_minute, burst, limiter));
         }
         slot.as_ref()
-            .map_or(Decision::Allow, |(_, _, l)| l.check(key))
+            .map_or(Decision::Allow, |(_, _, l)| l.check_client(client_ip))
     })
 }
 

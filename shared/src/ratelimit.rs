@@ -104,6 +104,34 @@ pub fn client_prefix(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The wider prefixes an IPv6 client is counted at as well as its /64, each with the multiple of
+/// the per-client budget that every address inside it shares: one subscriber usually holds a
+/// /56 or a /48, so counting the /64 alone would hand one of them 256 or 65 536 budgets. A /48
+/// gets four /64s' worth, more than one IPv4 address behind NAT, which shares a single budget.
+pub const WIDER_IPV6: [(u8, u32); 2] = [(56, 2), (48, 4)];
+
+/// The IPv6 address whose wider prefixes ([`WIDER_IPV6`]) `ip` is counted at (`None` for IPv4
+/// and IPv4-mapped addresses, which have only their own budget).
+pub fn wider_ipv6(ip: IpAddr) -> Option<core::net::Ipv6Addr> {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => Some(v6),
+        _ => None,
+    }
+}
+
+/// The limiter identity of `v6`'s /`len` prefix: `2001:db8:1:200::/56`.
+pub fn write_prefix_key(
+    out: &mut impl core::fmt::Write,
+    v6: core::net::Ipv6Addr,
+    len: u8,
+) -> core::fmt::Result {
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0);
+    let prefix = core::net::Ipv6Addr::from(u128::from(v6) & mask);
+    write!(out, "{prefix}/{len}")
+}
+
 /// [`ip_key`] written into `out` (a stack buffer on the origin's hot path).
 pub fn write_ip_key(out: &mut impl core::fmt::Write, ip: IpAddr) -> core::fmt::Result {
     match ip {
@@ -129,6 +157,23 @@ mod tests {
         assert_eq!(p("::ffff:203.0.113.9"), "203.0.113.9");
         assert_eq!(p("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
         assert_eq!(p("2001:db8:1:3::1"), "2001:db8:1:3::");
+    }
+
+    #[test]
+    fn wider_ipv6_prefixes_are_keyed_by_their_bits() {
+        let v6 = |s: &str| wider_ipv6(s.parse().unwrap());
+        assert_eq!(v6("203.0.113.9"), None);
+        assert_eq!(v6("::ffff:203.0.113.9"), None);
+        let ip = v6("2001:db8:1:2ff:aaaa::1").unwrap();
+        let key = |len| {
+            let mut s = String::new();
+            write_prefix_key(&mut s, ip, len).unwrap();
+            s
+        };
+        assert_eq!(key(56), "2001:db8:1:200::/56");
+        assert_eq!(key(48), "2001:db8:1::/48");
+        assert_eq!(key(0), "::/0");
+        assert_eq!(WIDER_IPV6.map(|(len, _)| len), [56, 48]);
     }
 
     #[test]

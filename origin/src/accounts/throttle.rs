@@ -190,13 +190,23 @@ impl LoginThrottle {
 
     /// Counts a sign-up attempt from `ip`: `Err(seconds)` once the address has used its hour.
     pub async fn registration(&self, ip: IpAddr) -> Result<(), u64> {
-        let key = keys::registrations(&shared::ratelimit::ip_key(ip));
-        match self
-            .redis
-            .count_up("registrations", &key, REGISTRATION_WINDOW_SECS)
-            .await
-        {
-            Ok(n) if n > self.registrations_per_hour => {
+        // The address (IPv6: its /64), then for IPv6 its /56 and /48 at their multiples.
+        let mut scopes = vec![(shared::ratelimit::ip_key(ip), 1u64)];
+        if let Some(v6) = shared::ratelimit::wider_ipv6(ip) {
+            for (len, times) in shared::ratelimit::WIDER_IPV6 {
+                let mut prefix = String::new();
+                let _ = shared::ratelimit::write_prefix_key(&mut prefix, v6, len);
+                scopes.push((prefix, u64::from(times)));
+            }
+        }
+        for (identity, times) in scopes {
+            let key = keys::registrations(&identity);
+            let budget = self.registrations_per_hour.saturating_mul(times);
+            let counted = self
+                .redis
+                .count_up("registrations", &key, REGISTRATION_WINDOW_SECS)
+                .await;
+            if matches!(counted, Ok(n) if n > budget) {
                 let ttl = self
                     .redis
                     .counter("registrations", &key)
@@ -204,9 +214,9 @@ impl LoginThrottle {
                     .ok()
                     .flatten()
                     .map_or(REGISTRATION_WINDOW_SECS as i64, |(_, ttl)| ttl);
-                Err(u64::try_from(ttl).unwrap_or(1).max(1))
+                return Err(u64::try_from(ttl).unwrap_or(1).max(1));
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 }

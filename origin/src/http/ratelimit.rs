@@ -15,7 +15,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use shared::headers::{RATELIMIT, RATELIMIT_POLICY};
-use shared::ratelimit::{Tier, write_ip_key};
+use shared::ratelimit::{Tier, WIDER_IPV6, wider_ipv6, write_ip_key, write_prefix_key};
 
 use super::auth::{ResolvedSession, token};
 use super::error::json_error;
@@ -48,17 +48,42 @@ pub async fn decide(state: &AppState, req: &mut Request, client: IpAddr) -> Opti
     // Every request counts against its address; a signed-in one against its user too, so
     // holding more accounts never multiplies what one address may send.
     let mut decision = state.limiter.check(tier, address.as_str()).await;
+    // An IPv6 client counts at its /56 and /48 too, each a budget its neighbours share.
+    if let Some(v6) = wider_ipv6(client) {
+        for (len, times) in WIDER_IPV6 {
+            if !decision.allowed {
+                break;
+            }
+            let mut prefix = Small::<64>::new();
+            let _ = prefix
+                .write_str("ip:")
+                .and_then(|()| write_prefix_key(&mut prefix, v6, len));
+            let wider = state
+                .limiter
+                .check_shared(tier, prefix.as_str(), times)
+                .await;
+            decision = stricter(decision, wider);
+        }
+    }
     if decision.allowed
         && let Some(user_id) = user
     {
         let mut user = Small::<64>::new();
         let _ = write!(user, "user:{user_id}");
         let by_user = state.limiter.check(tier, user.as_str()).await;
-        if !by_user.allowed || by_user.remaining < decision.remaining {
-            decision = by_user;
-        }
+        decision = stricter(decision, by_user);
     }
     Some(decision)
+}
+
+/// The decision to act on of two budgets a request counts against: a refusal, else the one
+/// with less left (its headers are what the client should pace itself by).
+fn stricter(a: Decision, b: Decision) -> Decision {
+    if !b.allowed || (a.allowed && b.remaining < a.remaining) {
+        b
+    } else {
+        a
+    }
 }
 
 /// The `RateLimit-Policy` value of each tier, made once: a tier's limit and window are fixed

@@ -169,7 +169,14 @@ impl Limiter {
 
     /// Checks and counts one request of `identity` (`user:42`, `ip:203.0.113.9`) in `tier`.
     pub async fn check(&self, tier: Tier, identity: &str) -> Decision {
-        let limit = self.tier(tier);
+        self.check_shared(tier, identity, 1).await
+    }
+
+    /// [`check`](Self::check) for an identity `times` clients share (an IPv6 /48 holds four
+    /// /64s' budget): the tier's limit times `times`.
+    pub async fn check_shared(&self, tier: Tier, identity: &str, times: u32) -> Decision {
+        let mut limit = self.tier(tier);
+        limit.limit = limit.limit.saturating_mul(times.max(1));
         let decision = self.decide(limit, identity).await;
         meters::decision_counter(tier, decision.allowed).increment(1);
         decision

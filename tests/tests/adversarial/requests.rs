@@ -23,3 +23,46 @@ async fn request_ids_are_random() {
     let steps = low.windows(2).filter(|w| w[1].wrapping_sub(w[0]) < 1 << 20).count();
     assert!(steps < 4, "consecutive ids are not a counter: {ids:?}");
 }
+
+/// Item 5: an IPv6 client counts at its /64, its /56 and its /48, each a budget of its own.
+/// Sixty /64s of one /48, each in a /56 of its own, on a tier of 10 a minute: 40 admitted (the
+/// /48's four budgets), another /48 still served. (Before, all sixty: a /48 was 65 536 budgets.)
+#[tokio::test]
+async fn an_ipv6_48_shares_four_budgets() {
+    const SECRET: &str = "ipv6-prefix-edge-secret-0123456789";
+    let db = TestDb::new(None).await;
+    let options = AppOptions::default()
+        .env("EDGE_SECRET", SECRET)
+        .env("RATE_LIMITS", "api=10/60000")
+        .env("REGISTRATIONS_PER_HOUR", "1");
+    let app = TestApp::spawn(&db, options).await;
+    let ask = |ip: String| {
+        let req = app.client.get(app.url("/v1/catalog/providers"));
+        req.header("x-edge-secret", SECRET).header("x-client-ip", ip).send()
+    };
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for i in 0..60u32 {
+        let status = ask(format!("2001:db8:7:{:x}::1", i << 8)).await.unwrap().status();
+        *statuses.entry(status.as_u16()).or_default() += 1;
+    }
+    assert_eq!(statuses.get(&200), Some(&40), "one /48's budget: {statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&20), "{statuses:?}");
+    let mut one_56 = 0;
+    for i in 0..30u32 {
+        let ip = format!("2001:db8:9:{:x}::1", 0x100 + i);
+        one_56 += usize::from(ask(ip).await.unwrap().status() == 200);
+    }
+    assert_eq!(one_56, 20, "one /56's budget is two /64s'");
+    assert_eq!(ask("2001:db8:8::1".into()).await.unwrap().status(), 200, "another /48");
+    assert_eq!(ask("203.0.113.1".into()).await.unwrap().status(), 200, "IPv4 its own");
+    // Sign-ups too: one an hour per /64, four per /48.
+    let mut created = 0;
+    for i in 0..8u32 {
+        let body = serde_json::json!({"email": format!("u{i}@example.com"), "password": harness::PASSWORD});
+        let req = app.client.post(app.url("/v1/auth/register")).json(&body);
+        let ip = format!("2001:db8:a:{:x}::1", i << 8);
+        let r = req.header("x-edge-secret", SECRET).header("x-client-ip", ip).send().await;
+        created += usize::from(r.unwrap().status() == 201);
+    }
+    assert_eq!(created, 4, "one /48's sign-ups");
+}

@@ -253,6 +253,16 @@ async fn per_ip_limit_answers_429_with_retry_after() {
         assert_eq!(ask(ip).await.unwrap().status(), StatusCode::OK);
     }
     assert_eq!(ask("2001:db8:1:2:abcd::1").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    // And per /48 (hardening item 5): thirty /64s of one /48, each in a /56 of its own, share
+    // four /64s' burst (20); before, each /64 had a budget of its own and all thirty passed.
+    let mut admitted = 0;
+    for i in 0..30u32 {
+        let ip = format!("2001:db8:7:{:x}::1", i << 8);
+        let r = s.http.get(s.edge.url("/v1/catalog/providers")).header("CF-Connecting-IP", &ip);
+        admitted += usize::from(r.send().await.unwrap().status() == StatusCode::OK);
+    }
+    assert_eq!(admitted, 20, "one /48's burst");
+    assert_eq!(ask("2001:db8:8::1").await.unwrap().status(), StatusCode::OK, "another /48");
 }
 
 /// A fake origin answering every path with `{"providers":[]}` and a fixed header set; it keeps
