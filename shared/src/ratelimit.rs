@@ -66,18 +66,21 @@ impl Tier {
         }
     }
 
-    /// The one mapping from route group to tier. `None`: not limited (health, metrics).
+    /// The one mapping from route group to tier: every path of the public listener, unknown
+    /// ones too, counts against one (`/openapi.json` and a made-up path are Api). `None` only for
+    /// `/healthz`, the load balancer's liveness check: no work behind it, and a balancer probing
+    /// every second must not spend its address's budget.
     pub fn for_path(path: &str) -> Option<Tier> {
-        if path.starts_with("/v1/auth/") {
+        if path == "/healthz" {
+            None
+        } else if path.starts_with("/v1/auth/") {
             Some(Tier::Auth)
         } else if path.starts_with("/v1/admin/") {
             Some(Tier::Admin)
         } else if path.starts_with("/v1/ops/") {
             Some(Tier::Ops)
-        } else if path.starts_with("/v1/") {
-            Some(Tier::Api)
         } else {
-            None
+            Some(Tier::Api)
         }
     }
 }
@@ -212,6 +215,7 @@ mod tests {
         assert_eq!(Tier::for_path("/v1/ops/cache/invalidate"), Some(Tier::Ops));
         assert_eq!(Tier::for_path("/v1/catalog/providers"), Some(Tier::Api));
         assert_eq!(Tier::for_path("/healthz"), None);
-        assert_eq!(Tier::for_path("/metrics"), None);
+        assert_eq!(Tier::for_path("/openapi.json"), Some(Tier::Api));
+        assert_eq!(Tier::for_path("/made/up"), Some(Tier::Api));
     }
 }

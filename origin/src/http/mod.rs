@@ -88,6 +88,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
 }
 
+/// `/openapi.json` may be kept for five minutes by anyone: it changes only with a deploy.
+const OPENAPI_CACHE_CONTROL: &str = "public, max-age=300";
+
 /// The OpenAPI document of [`router`], as `/openapi.json` serves it.
 pub fn openapi_document() -> String {
     openapi::document(&openapi::complete(api_router().into_openapi()))
@@ -114,14 +117,19 @@ pub fn public(state: AppState) -> Public {
         state: state.clone(),
     });
     let (api, spec) = api_router().split_for_parts();
-    let spec = Bytes::from(openapi::document(&openapi::complete(spec)));
+    // The document never changes in a process: made, tagged and compressed once.
+    let spec = crate::cache::Value::new(Bytes::from(openapi::document(&openapi::complete(spec))));
+    let spec_codings = compress::Compressed::new(1 << 20);
     let mut router = Router::new()
         .merge(api)
         .route(
             "/openapi.json",
-            get(move || {
-                let spec = spec.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], spec) }
+            get(move |headers: HeaderMap| {
+                let negotiation = Negotiation::of(&headers);
+                let cache_control = HeaderValue::from_static(OPENAPI_CACHE_CONTROL);
+                let resp =
+                    respond::represent(&spec_codings, cache_control, &negotiation, spec.clone());
+                async move { resp }
             }),
         )
         .fallback(not_found)

@@ -21,6 +21,16 @@ pub fn cacheable(
     request: &Negotiation,
     value: Value,
 ) -> Response {
+    represent(compressed, policies.cache_control(data), request, value)
+}
+
+/// [`cacheable`] with a `Cache-Control` of the caller's (a document, not a catalog entry).
+pub fn represent(
+    compressed: &Compressed,
+    cache_control: HeaderValue,
+    request: &Negotiation,
+    value: Value,
+) -> Response {
     let coding = if value.bytes.len() >= MIN_BYTES {
         Coding::preferred(request.accept_encoding.as_ref())
     } else {
@@ -51,7 +61,7 @@ pub fn cacheable(
             HeaderValue::from_static("application/json"),
         );
     }
-    h.insert(header::CACHE_CONTROL, policies.cache_control(data));
+    h.insert(header::CACHE_CONTROL, cache_control);
     // Caches must key on the coding asked for (the answer depends on it).
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if let Some(c) = coding.header() {
