@@ -164,6 +164,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                     crate::redis::Redis::from_settings(&settings)?,
                     settings.cache_ttl_divisor,
                     settings.session_max_age,
+                    settings.max_sessions_per_user,
                 );
                 crate::accounts::promote_admin(&db, &sessions, creds).await?
             } else {

@@ -207,6 +207,11 @@ pub static VARS: &[Var] = &[
          the socket peer",
     ),
     var(
+        "MAX_SESSIONS_PER_USER",
+        Value("10"),
+        "live sessions one user may hold; a new sign-in beyond ends the oldest",
+    ),
+    var(
         "REQUEST_TIMEOUT_MS",
         Value("10000"),
         "longest a request may run; past it a JSON 504 (its transaction rolls back)",
@@ -404,6 +409,8 @@ pub struct Settings {
     /// `MAX_IN_FLIGHT_PER_CLIENT` (default 64; 0 unlimited): requests one client may have in
     /// flight at once.
     pub max_in_flight_per_client: usize,
+    /// `MAX_SESSIONS_PER_USER` (default 10): live sessions per user; a new one ends the oldest.
+    pub max_sessions_per_user: u32,
     /// `REQUEST_TIMEOUT_MS` (default 10000): longest a request may take; past it, 504.
     pub request_timeout: Duration,
     /// `MAX_CONCURRENT_REQUESTS` (default 2048): requests in flight at once; beyond, 503 at once
@@ -476,6 +483,7 @@ impl Settings {
         let header_read: u64 = env.positive("HEADER_READ_TIMEOUT_MS")?;
         let request_timeout: u64 = env.positive("REQUEST_TIMEOUT_MS")?;
         let body_read: u64 = env.positive("BODY_READ_TIMEOUT_MS")?;
+        let max_sessions_per_user: u32 = env.positive("MAX_SESSIONS_PER_USER")?;
         let max_in_flight_per_client: u32 = env.parse("MAX_IN_FLIGHT_PER_CLIENT")?;
         let max_connections_per_peer: u32 = env.parse("MAX_CONNECTIONS_PER_PEER")?;
         let max_concurrent: u32 = env.positive("MAX_CONCURRENT_REQUESTS")?;
@@ -550,6 +558,7 @@ impl Settings {
             header_read_timeout: Duration::from_millis(header_read),
             request_timeout: Duration::from_millis(request_timeout),
             body_read_timeout: Duration::from_millis(body_read),
+            max_sessions_per_user,
             max_in_flight_per_client: max_in_flight_per_client as usize,
             max_connections_per_peer: max_connections_per_peer as usize,
             max_concurrent_requests: max_concurrent as usize,

@@ -469,60 +469,6 @@ impl Redis {
         .map(|v| v.map(Bytes::from))
     }
 
-    /// `SADD key member` and `EXPIRE key ttl`, in one round trip.
-    pub async fn add_to_set(
-        &self,
-        op: &'static str,
-        key: &str,
-        member: &str,
-        ttl_secs: u64,
-    ) -> Result<(), RedisError> {
-        let full = self.full(key);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SADD").arg(&full).arg(member).ignore();
-        pipe.cmd("EXPIRE").arg(&full).arg(ttl_secs).ignore();
-        let mut conn = self.conn.clone();
-        self.bounded(op, async move { pipe.query_async::<()>(&mut conn).await })
-            .await
-    }
-
-    pub async fn set_members(
-        &self,
-        op: &'static str,
-        key: &str,
-    ) -> Result<Vec<String>, RedisError> {
-        let mut conn = self.conn.clone();
-        let cmd = redis::cmd("SMEMBERS").arg(self.full(key)).to_owned();
-        self.bounded(op, async move { cmd.query_async(&mut conn).await })
-            .await
-    }
-
-    /// `DEL keys` and `SREM set member`, in one round trip.
-    pub async fn delete_and_unlist(
-        &self,
-        op: &'static str,
-        keys: &[String],
-        set: &str,
-        member: &str,
-    ) -> Result<(), RedisError> {
-        let full: Vec<String> = keys.iter().map(|k| self.full(k)).collect();
-        if self.is_cluster() {
-            let del = redis::cmd("DEL").arg(full).to_owned();
-            let srem = redis::cmd("SREM")
-                .arg(self.full(set))
-                .arg(member)
-                .to_owned();
-            let (_, _) = tokio::try_join!(self.query::<()>(op, del), self.query::<()>(op, srem))?;
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(full).ignore();
-        pipe.cmd("SREM").arg(self.full(set)).arg(member).ignore();
-        let mut conn = self.conn.clone();
-        self.bounded(op, async move { pipe.query_async::<()>(&mut conn).await })
-            .await
-    }
-
     /// `INCR key` and `EXPIRE key ttl NX` (the window starts at the first increment), in one
     /// round trip; returns the count.
     pub async fn count_up(

@@ -89,6 +89,7 @@ impl Application {
                     redis.clone(),
                     settings.cache_ttl_divisor,
                     settings.session_max_age,
+                    settings.max_sessions_per_user,
                 ),
                 LoginThrottle::new(
                     redis.clone(),

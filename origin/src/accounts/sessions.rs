@@ -9,13 +9,21 @@
 //!   between).
 //! - Absolute lifetime: `SESSION_MAX_AGE_SECS` (12 h) after sign-in the session ends however
 //!   active it is; the session records when it began.
-//! - Revocation: each user's session ids are listed in `sessions:user:{userId}`, so a role change,
-//!   a password reset or "log out everywhere" ends all of them ([`Sessions::revoke_all`]).
+//! - Revocation: each user's session ids are listed in `sessions:user:{userId}` (a sorted set by
+//!   sign-in time), so a role change, a password reset or "log out everywhere" ends all of them
+//!   ([`Sessions::revoke_all`]).
+//! - Bounded: a user holds at most `MAX_SESSIONS_PER_USER` sessions (a new sign-in ends the
+//!   oldest), ids past the absolute lifetime leave the index at the next sign-in, and the index
+//!   expires one lifetime after the last one — the longest TTL of any key, so `volatile-ttl`
+//!   eviction takes it last, after every cache entry and every session it lists.
 //!
 //! Unlike the catalog, sessions fail closed: if Redis errors or is slow, authenticated requests
 //! are refused as unavailable — nobody is let in without a check, and nobody's session is dropped.
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Script;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -56,7 +64,11 @@ pub struct Sessions {
     redis: Redis,
     ttl_secs: u32,
     max_age: Duration,
+    max_per_user: u32,
 }
+
+static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("session_list.lua")));
+static INDEX: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("session_index.lua")));
 
 /// The id a token is stored under: its SHA-256, hex.
 pub fn session_id(token: &str) -> String {
@@ -83,8 +95,9 @@ pub fn well_formed(token: &str) -> bool {
 
 impl Sessions {
     /// `ttl_divisor` divides the policy's 15 minutes (`CACHE_TTL_DIVISOR`, tests only);
-    /// `max_age` is the absolute lifetime (`SESSION_MAX_AGE_SECS`).
-    pub fn new(redis: Redis, ttl_divisor: u32, max_age: Duration) -> Self {
+    /// `max_age` is the absolute lifetime (`SESSION_MAX_AGE_SECS`); `max_per_user` the live
+    /// sessions one user may hold (`MAX_SESSIONS_PER_USER`).
+    pub fn new(redis: Redis, ttl_divisor: u32, max_age: Duration, max_per_user: u32) -> Self {
         let ttl_secs = DataType::Session
             .policy()
             .scaled_down(ttl_divisor)
@@ -93,6 +106,7 @@ impl Sessions {
             redis,
             ttl_secs,
             max_age,
+            max_per_user: max_per_user.max(1),
         }
     }
 
@@ -118,12 +132,23 @@ impl Sessions {
         let value = serde_json::to_vec(&stored).unwrap_or_default();
         // Listed first: a session that exists is always revocable.
         let index = keys::user_sessions(user.user_id);
-        self.redis
-            .add_to_set("session_index", &index, &id, self.max_age.as_secs().max(1))
+        let max_age = self.max_age.as_secs().max(1);
+        let now_micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let args = (&id, now_micros, max_age, self.max_per_user);
+        let evicted: Vec<String> = self
+            .redis
+            .eval("session_list", &LIST, &[&index], args)
             .await?;
         self.redis
             .set_new("session_set", &keys::session(&id), &value, self.ttl_secs)
             .await?;
+        if !evicted.is_empty() {
+            // The oldest beyond the cap end now (already unlisted by the script).
+            let doomed: Vec<String> = evicted.iter().map(|id| keys::session(id)).collect();
+            self.redis.delete("session_evict", &doomed).await?;
+        }
         Ok(token)
     }
 
@@ -169,7 +194,10 @@ impl Sessions {
     /// Returns how many there were.
     pub async fn revoke_all(&self, user_id: i64) -> Result<usize, SessionError> {
         let index = keys::user_sessions(user_id);
-        let ids = self.redis.set_members("session_index", &index).await?;
+        let ids: Vec<String> = self
+            .redis
+            .eval("session_index", &INDEX, &[&index], "members")
+            .await?;
         let mut doomed: Vec<String> = ids.iter().map(|id| keys::session(id)).collect();
         doomed.push(index);
         self.redis.delete("session_revoke", &doomed).await?;
@@ -178,9 +206,12 @@ impl Sessions {
 
     async fn end(&self, id: &str, user_id: i64) -> Result<(), SessionError> {
         let index = keys::user_sessions(user_id);
-        self.redis
-            .delete_and_unlist("session_del", &[keys::session(id)], &index, id)
-            .await?;
+        let (index_keys, session_keys) = ([index.as_str()], [keys::session(id)]);
+        let unlist = self
+            .redis
+            .eval::<i64>("session_index", &INDEX, &index_keys, ("remove", id));
+        let delete = self.redis.delete("session_del", &session_keys);
+        tokio::try_join!(delete, unlist)?;
         Ok(())
     }
 }

@@ -285,3 +285,43 @@ async fn emails_with_markup_or_bidi_controls_are_refused() {
         assert_eq!(body["email"], good.to_lowercase());
     }
 }
+
+/// Item 8: a user holds at most `MAX_SESSIONS_PER_USER` live sessions (a new sign-in ends the
+/// oldest), the index lists only those and expires with the last lifetime, and an index written
+/// as a plain set before is carried over. (Before: 60 sign-ins, 60 live sessions, an index that
+/// only grew.)
+#[tokio::test]
+async fn sessions_per_user_are_capped_and_the_index_stays_clean() {
+    let options = AppOptions::default().env("MAX_SESSIONS_PER_USER", "4");
+    let (_db, app) = app(options).await;
+    let user = app.register("many@example.com").await;
+    let index = shared::keys::user_sessions(user);
+    // An index as the code before wrote it: a plain set, with an id whose session is long gone.
+    let mut conn = app.redis().await;
+    let _: () =
+        redis::cmd("SADD").arg(app.key(&index)).arg("gone").query_async(&mut conn).await.unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..7 {
+        tokens.push(app.login("many@example.com").await);
+    }
+    let live = |t: &String| {
+        let app = &app;
+        let t = t.clone();
+        async move { app.get_as(&t, "/v1/me/balance").await.status() }
+    };
+    let statuses = futures::future::join_all(tokens.iter().map(live)).await;
+    let statuses: Vec<u16> = statuses.iter().map(|s| s.as_u16()).collect();
+    assert_eq!(statuses, [401, 401, 401, 200, 200, 200, 200], "the four newest live");
+    let kind: String =
+        redis::cmd("TYPE").arg(app.key(&index)).query_async(&mut conn).await.unwrap();
+    let listed: usize =
+        redis::cmd("ZCARD").arg(app.key(&index)).query_async(&mut conn).await.unwrap();
+    assert_eq!((kind.as_str(), listed), ("zset", 4), "the index lists the live ones only");
+    let ttl = app.ttl(&index).await;
+    assert!(ttl > 0 && ttl <= 12 * 3600, "the index expires with the last lifetime: {ttl}");
+    // Everywhere-logout still reaches all of them.
+    let r = app.post_json_as(&tokens[6], "/v1/auth/logout-all", &j!({})).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let statuses = futures::future::join_all(tokens[3..].iter().map(live)).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
+}
