@@ -32,4 +32,11 @@ fuzz_target!(|data: &[u8]| {
         parts.next().unwrap_or(""),
     );
     let _ = if_none_match_matches(text, "\"0123456789abcdef\"");
+    if let Some(email) = shared::input::normalize_email(text) {
+        assert!(email.is_ascii() && email.len() <= 254);
+        assert_eq!(shared::input::normalize_email(&email).as_deref(), Some(email.as_str()));
+    }
+    for (name, value) in shared::input::cookie_pairs(text) {
+        assert!(!name.contains(';') && !value.contains(';'));
+    }
 });

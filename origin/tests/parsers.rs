@@ -1,5 +1,5 @@
 //! Property tests for the origin's parsers of client and operator input: configuration values,
-//! rate-limit overrides, session tokens from headers, emails, Prometheus text. Whatever the
+//! rate-limit overrides, session tokens and cookies from headers, emails, Prometheus text. Whatever the
 //! input: no panic; a valid value or an error that names what is wrong.
 
 use axum::http::{HeaderMap, HeaderValue};
@@ -8,7 +8,7 @@ use origin::config::{Settings, tier_limits};
 use origin::http::auth::{token, tokens};
 use proptest::prelude::*;
 
-const VARS: [&str; 17] = [
+const VARS: [&str; 22] = [
     "DB_POOLER",
     "ORIGIN_ADDR",
     "METRICS_ADDR",
@@ -26,6 +26,11 @@ const VARS: [&str; 17] = [
     "MAX_CONCURRENT_REQUESTS",
     "LOGIN_MAX_FAILURES",
     "SESSION_MAX_AGE_SECS",
+    "BODY_READ_TIMEOUT_MS",
+    "MAX_IN_FLIGHT_PER_CLIENT",
+    "MAX_SESSIONS_PER_USER",
+    "MAX_CONNECTIONS_PER_PEER",
+    "PASSWORD_QUEUE_TIMEOUT_MS",
 ];
 
 proptest! {
@@ -66,6 +71,25 @@ proptest! {
         let all = tokens(&headers);
         prop_assert!(all.len() <= 2);
         prop_assert_eq!(token(&headers), all.first().cloned());
+    }
+
+    /// More than one session cookie is a tossed cookie, refused; one is the token read.
+    #[test]
+    fn a_second_session_cookie_is_always_seen(
+        names in prop::collection::vec("(__Host-session|__host-session|session|x)", 0..5),
+    ) {
+        let header = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{n}={i:064x}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut headers = HeaderMap::new();
+        headers.insert("cookie", HeaderValue::from_str(&header).unwrap());
+        let sessions = names.iter().filter(|n| *n == "__Host-session").count();
+        prop_assert_eq!(origin::http::auth::tossed(&headers), sessions > 1);
+        let first = names.iter().position(|n| n == "__Host-session").map(|i| format!("{i:064x}"));
+        prop_assert_eq!(token(&headers), first);
     }
 
     #[test]

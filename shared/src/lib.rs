@@ -11,9 +11,11 @@
 //! - [`route`]: which paths are catalog routes, their data type and their known query parameters.
 //! - [`etag`]: the strong entity tag of a response body, and `If-None-Match` matching.
 //! - [`ratelimit`]: the rate-limit tiers and which route group falls in which tier.
+//! - [`input`]: the email and `Cookie` parsers of the sign-in path.
 
 pub mod etag;
 pub mod headers;
+pub mod input;
 pub mod keys;
 pub mod policy;
 pub mod product;

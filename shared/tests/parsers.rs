@@ -64,4 +64,50 @@ proptest! {
         let listed = format!("{header}, {tag}");
         prop_assert!(if_none_match_matches(&listed, &tag));
     }
+
+    /// An accepted email is safe to echo and store: ASCII, one `@`, lower case, no control,
+    /// bidi or markup character, within the lengths mail systems take, and normalising it again
+    /// changes nothing.
+    #[test]
+    fn emails_are_safe_or_refused(
+        raw in prop_oneof![
+            any::<String>(),
+            "[a-zA-Z0-9.+_<>\"'&`@ -]{0,40}@[a-z0-9.-]{0,20}\\.[a-z]{0,4}",
+            // Valid but for at most one character: what slips through a loose check.
+            "[a-z]{1,6}[<>\"'&`\\\\ ()\\[\\],:;.+]?[a-z]{1,6}@[a-z]{1,6}[-_.<]?[a-z]{1,6}\\.[a-z]{2,3}",
+            "[a-z]{1,8}[\u{0}-\u{1f}\u{7f}\u{202a}-\u{202e}\u{2066}-\u{2069}][a-z]{0,4}@x\\.yz",
+        ]
+    ) {
+        if let Some(email) = shared::input::normalize_email(&raw) {
+            prop_assert!(email.is_ascii() && email.len() <= 254, "{email:?}");
+            prop_assert_eq!(email.matches('@').count(), 1);
+            prop_assert!(!email.chars().any(|c| c.is_ascii_control() || "<>\"'&`\\ ".contains(c)));
+            prop_assert_eq!(email.to_ascii_lowercase(), email.clone());
+            let (local, _) = email.split_once('@').unwrap();
+            prop_assert!(!local.is_empty() && local.len() <= 64);
+            prop_assert_eq!(shared::input::normalize_email(&email), Some(email.clone()));
+        }
+    }
+
+    /// A `Cookie` header's pairs are exactly its `name=value` items, trimmed: a name is never
+    /// read out of another cookie's value, and two cookies of one name are two pairs.
+    #[test]
+    fn cookie_pairs_are_the_items_of_the_header(
+        items in prop::collection::vec(
+            ("(__Host-session|__host-session|session|[a-z]{1,6})", "[ -:<-~]{0,20}"), 0..6),
+        junk in "[ -:<-~]{0,10}",
+    ) {
+        let header = items
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .chain(std::iter::once(junk.replace('=', "")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let parsed: Vec<(String, String)> = shared::input::cookie_pairs(&header)
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        let expected: Vec<(String, String)> =
+            items.iter().map(|(n, v)| (n.clone(), v.trim().to_owned())).collect();
+        prop_assert_eq!(parsed, expected);
+    }
 }

@@ -106,42 +106,11 @@ fn check_idempotency_key(key: Option<&str>) -> Result<(), AccountsError> {
     Ok(())
 }
 
-/// An email as a mail system would take it, lower-cased and trimmed: ASCII only; a dot-atom
-/// local part of at most 64 characters (letters, digits and `!#$%*+-/=?^_{|}~`, dots between
-/// them), without the characters markup gives meaning to (`<>"'&` and backquote), control or
-/// bidi characters; a domain of two or more LDH labels (letters, digits, inner hyphens; at most
-/// 63 each) whose last is letters (or an `xn--` label); at most 254 in all. Internationalised
-/// addresses are refused: they would need IDNA and SMTPUTF8 handling this service does not do.
+/// An email as a mail system would take it, lower-cased and trimmed
+/// ([`shared::input::normalize_email`]), or a 400 saying it is not.
 pub fn normalize_email(raw: &str) -> Result<String, AccountsError> {
-    let email = raw.trim().to_ascii_lowercase();
-    let bad = || AccountsError::Invalid("email is not a valid address".into());
-    if email.len() > 254 || !email.is_ascii() {
-        return Err(bad());
-    }
-    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
-    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%*+-/=?^_{|}~".contains(c);
-    let dot_atom = |s: &str| {
-        !s.is_empty()
-            && s.split('.')
-                .all(|part| !part.is_empty() && part.chars().all(atext))
-    };
-    if local.len() > 64 || !dot_atom(local) {
-        return Err(bad());
-    }
-    let labels: Vec<&str> = domain.split('.').collect();
-    let ldh = |l: &&str| {
-        (1..=63).contains(&l.len())
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    let tld_ok = labels.last().is_some_and(|t| {
-        t.starts_with("xn--") || (t.len() >= 2 && t.chars().all(|c| c.is_ascii_alphabetic()))
-    });
-    if domain.len() > 253 || labels.len() < 2 || !labels.iter().all(ldh) || !tld_ok {
-        return Err(bad());
-    }
-    Ok(email)
+    shared::input::normalize_email(raw)
+        .ok_or_else(|| AccountsError::Invalid("email is not a valid address".into()))
 }
 
 impl Accounts {

@@ -52,12 +52,8 @@ pub fn tossed(headers: &HeaderMap) -> bool {
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter(|pair| {
-            pair.trim()
-                .split_once('=')
-                .is_some_and(|(n, _)| n == SESSION_COOKIE)
-        })
+        .flat_map(shared::input::cookie_pairs)
+        .filter(|(name, _)| *name == SESSION_COOKIE)
         .nth(1)
         .is_some()
 }
@@ -91,10 +87,9 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
+        .flat_map(shared::input::cookie_pairs)
         .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.trim().to_owned())
+        .map(|(_, value)| value.to_owned())
 }
 
 /// The session the rate-limit middleware already looked up (and slid) for this request.
