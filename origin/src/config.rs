@@ -224,7 +224,8 @@ pub static VARS: &[Var] = &[
     var(
         "PASSWORD_QUEUE_TIMEOUT_MS",
         Value("2000"),
-        "longest a sign-in waits for a hashing slot (one per core); past it 503 + `Retry-After`",
+        "longest a sign-in waits for a hashing slot (one per core, shared fairly between \
+         clients); past it 503 + `Retry-After`",
     ),
     var(
         "LOGIN_MAX_FAILURES",
@@ -241,7 +242,7 @@ pub static VARS: &[Var] = &[
     var(
         "REGISTRATIONS_PER_HOUR",
         Value("10"),
-        "sign-up attempts per address (IPv6 by /64) per hour",
+        "sign-up attempts per address (IPv6: per /64, twice that per /56, four times per /48) per hour",
     ),
     var(
         "SESSION_MAX_AGE_SECS",
