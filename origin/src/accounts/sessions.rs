@@ -46,6 +46,10 @@ struct Stored {
     /// count as begun now, so they end by the idle timeout or at most one lifetime later).
     #[serde(default)]
     created_at: Option<u64>,
+    /// The sign-in in unix milliseconds: whole seconds would end a session up to a second
+    /// early (signed in at x.99, checked at x+lifetime.0). Absent in sessions written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_ms: Option<u64>,
 }
 
 const TOKEN_BYTES: usize = 32;
@@ -77,6 +81,12 @@ pub fn session_id(token: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn now_secs() -> u64 {
@@ -128,6 +138,7 @@ impl Sessions {
         let stored = Stored {
             user_id: user.user_id,
             created_at: Some(now_secs()),
+            created_ms: Some(now_ms()),
         };
         let value = serde_json::to_vec(&stored).unwrap_or_default();
         // Listed first: a session that exists is always revocable.
@@ -166,8 +177,12 @@ impl Sessions {
         let Some(stored) = value.and_then(|v| serde_json::from_slice::<Stored>(&v).ok()) else {
             return Ok(None);
         };
-        let age = now_secs().saturating_sub(stored.created_at.unwrap_or_else(now_secs));
-        if age >= self.max_age.as_secs() {
+        let age_ms = match (stored.created_ms, stored.created_at) {
+            (Some(ms), _) => now_ms().saturating_sub(ms),
+            (None, Some(secs)) => now_secs().saturating_sub(secs).saturating_mul(1000),
+            (None, None) => 0,
+        };
+        if u128::from(age_ms) >= self.max_age.as_millis() {
             self.end(&id, stored.user_id).await?;
             return Ok(None);
         }
