@@ -17,3 +17,58 @@ fn the_readme_settings_table_is_the_one_config_reads() {
         "README.md's settings table is stale: run scripts/readme-settings.sh (make settings)"
     );
 }
+
+/// The README's catalog table is the contract clients and the edge are built against: its
+/// literal `Cache-Control` strings and Redis TTLs are what every data type's policy produces
+/// (read from the README's text, not from the table the code reads, so changing one without
+/// the other fails here). Balance and sessions, which the table does not list, are pinned to
+/// the guide's values.
+#[test]
+fn the_readme_catalog_table_is_what_the_policies_send() {
+    use shared::DataType;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let rows: Vec<Vec<String>> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| route | Redis key | Redis TTL | `Cache-Control` |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 5, "the README's catalog table: {rows:?}");
+    let ttl = |text: &str| match text {
+        "1 h" => 3600,
+        "60 s" => 60,
+        other => panic!("a Redis TTL the test cannot read: {other}"),
+    };
+    let mut literal = std::collections::HashMap::<DataType, String>::new();
+    for row in &rows {
+        let data = match row[0].as_str() {
+            r if r.contains("/providers") => DataType::Providers,
+            r if r.contains("/countries") => DataType::Countries,
+            r if r.contains("/services") => DataType::Services,
+            r if r.contains("/prices/") => DataType::Prices,
+            other => panic!("a route the test does not know: {other}"),
+        };
+        let cc = row[3].trim_matches('`').to_owned();
+        let cc = match cc.as_str() {
+            "same as countries" => literal[&DataType::Countries].clone(),
+            "same as prices" => literal[&DataType::Prices].clone(),
+            _ => cc,
+        };
+        literal.entry(data).or_insert(cc.clone());
+        assert_eq!(data.policy().cache_control(), cc, "{}", row[0]);
+        assert_eq!(data.policy().redis_ttl, ttl(&row[2]), "{}", row[0]);
+    }
+    assert_eq!(
+        DataType::Balance.policy().cache_control(),
+        "private, no-store"
+    );
+    assert_eq!(DataType::Balance.policy().redis_ttl, 30);
+    assert_eq!(DataType::Session.policy().redis_ttl, 15 * 60);
+}

@@ -30,6 +30,8 @@ struct Shared {
     per_client_slots: usize,
     per_client_waiting: usize,
     queue: Mutex<Queue>,
+    /// Slots handed out so far: one per hash (the tests count work with it).
+    granted: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -72,6 +74,7 @@ impl Hashing {
                 free: slots,
                 ..Queue::default()
             }),
+            granted: Default::default(),
         }))
     }
 
@@ -131,7 +134,15 @@ impl Hashing {
         }
     }
 
+    /// Slots handed out since this was made (each one hash).
+    pub fn granted(&self) -> u64 {
+        self.0.granted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn slot_of(&self, client: IpAddr) -> Slot {
+        self.0
+            .granted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Slot {
             hashing: self.0.clone(),
             client,

@@ -131,6 +131,11 @@ impl Accounts {
         }
     }
 
+    /// Password hashes started by this instance (each sign-in and sign-up costs one).
+    pub fn hashes(&self) -> u64 {
+        self.hashing.granted()
+    }
+
     /// A hashing slot for `client`, in its turn.
     async fn hashing_slot(&self, client: std::net::IpAddr) -> Result<Slot, PasswordError> {
         self.hashing.slot(client, self.password_wait).await

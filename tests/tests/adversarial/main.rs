@@ -21,16 +21,30 @@ async fn app(options: AppOptions) -> (TestDb, TestApp) {
     (db, app)
 }
 
-/// Every key of this app in Redis, with its value when it is a string.
+/// Every key of this app in Redis, with everything it holds, read with the command for its
+/// type (a `GET` of a set or a sorted set is an error, which must not read as "empty").
 async fn keys_and_values(app: &TestApp) -> Vec<(String, String)> {
     let mut conn = app.redis().await;
     let keys: Vec<String> =
         redis::cmd("KEYS").arg(format!("{}*", app.prefix)).query_async(&mut conn).await.unwrap();
     let mut out = Vec::new();
     for key in keys {
-        let value: redis::RedisResult<Option<String>> =
-            redis::cmd("GET").arg(&key).query_async(&mut conn).await;
-        out.push((key, value.ok().flatten().unwrap_or_default()));
+        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+        let read = match kind.as_str() {
+            "string" => redis::cmd("GET").arg(&key).to_owned(),
+            "set" => redis::cmd("SMEMBERS").arg(&key).to_owned(),
+            "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).arg("WITHSCORES").to_owned(),
+            "hash" => redis::cmd("HGETALL").arg(&key).to_owned(),
+            "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).to_owned(),
+            "none" => continue, // expired between KEYS and TYPE
+            other => panic!("{key}: a {other} the test cannot read"),
+        };
+        let value: Vec<String> = if kind == "string" {
+            vec![read.query_async::<String>(&mut conn).await.unwrap()]
+        } else {
+            read.query_async(&mut conn).await.unwrap()
+        };
+        out.push((key, value.join(" ")));
     }
     out
 }
@@ -168,6 +182,8 @@ async fn session_tokens_are_never_stored_in_redis() {
     assert_eq!(app.get_as(&token, "/v1/me/balance").await.status(), StatusCode::OK);
     let stored = keys_and_values(&app).await;
     assert!(stored.iter().any(|(k, _)| k.contains("session:")), "{stored:?}");
+    let index = stored.iter().find(|(k, _)| k.contains("sessions:user:"));
+    assert!(index.is_some_and(|(_, ids)| ids.len() >= 64), "the index was read: {stored:?}");
     for (key, value) in &stored {
         assert!(!key.contains(&token) && !value.contains(&token), "{key} holds the token");
     }
@@ -297,6 +313,35 @@ async fn oversized_bodies_are_413() {
     let huge = j!({"email": "a@example.com", "password": "x".repeat(100_000)});
     assert_error(app.post_json("/v1/auth/login", &huge).await, 413, "payload_too_large").await;
     assert_error(app.post_json("/v1/auth/register", &huge).await, 413, "payload_too_large").await;
+    // At the boundary: a body of exactly 16 KiB is read (and refused for what it says: a
+    // password longer than any account's is a failed sign-in), one byte more is 413; with a
+    // declared length or chunked alike.
+    let sized = |n: usize| {
+        let shell = r#"{"email":"a@example.com","password":""}"#.len();
+        format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "x".repeat(n - shell))
+    };
+    let send = |body: String| {
+        let req = app.client.post(app.url("/v1/auth/login"));
+        req.header("content-type", "application/json").body(body).send()
+    };
+    assert_error(send(sized(16 * 1024)).await.unwrap(), 401, "unauthorized").await;
+    let over = send(sized(16 * 1024 + 1)).await.unwrap();
+    assert_error(over, 413, "payload_too_large").await;
+    // Chunked, no declared length: counted as it arrives.
+    let chunked = |body: String| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                    Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        let (a, b) = body.split_at(body.len() / 2);
+        let chunks = format!("{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len());
+        s.write_all(format!("{head}{chunks}").as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer).await;
+        answer.get(9..12).unwrap_or_default().to_owned()
+    };
+    assert_eq!(chunked(sized(16 * 1024)).await, "401", "exactly the limit, chunked");
+    assert_eq!(chunked(sized(16 * 1024 + 1)).await, "413", "one byte over, chunked");
 }
 
 /// Reads from `stream` until the server closes it (or sends something); `None` if it is still

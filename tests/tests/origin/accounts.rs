@@ -80,10 +80,25 @@ async fn login_sets_a_strict_cookie_and_refuses_alike() {
     let s = seeded(AppOptions::default()).await;
     let app = &s.app;
     app.register("ann@example.com").await;
+    // A wrong password and an unknown email: the same answer, byte for byte but the request id,
+    // after the same work (one hash each).
+    let mut answers = Vec::new();
     for (email, password) in [("ann@example.com", "wrong password!!"), ("nobody@x.io", PASSWORD)] {
+        let hashes = app.state.accounts.hashes();
         let r = app.post_json("/v1/auth/login", &j!({"email": email, "password": password})).await;
-        assert_error(r, 401, "unauthorized").await;
+        assert_eq!(app.state.accounts.hashes() - hashes, 1, "{email}: one hash");
+        let mut headers: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| !["date", "x-request-id", "ratelimit"].contains(&k.as_str()))
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        headers.sort();
+        answers.push((r.status(), headers, r.text().await.unwrap()));
     }
+    assert_eq!(answers[0].0, StatusCode::UNAUTHORIZED);
+    assert!(answers[0].2.contains("\"unauthorized\""), "{}", answers[0].2);
+    assert_eq!(answers[0], answers[1], "refused alike");
     let creds = j!({"email": "ann@example.com", "password": PASSWORD});
     let r = app.post_json("/v1/auth/login", &creds).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -235,6 +250,111 @@ async fn idempotent_retries_charge_once() {
     assert!(answers[0]["id"].is_i64());
     assert!(answers.iter().all(|a| a["id"] == answers[0]["id"]), "one activation");
     assert_eq!(ledger(&s.app, user).await, (price * 3, price * 3), "charged once");
+}
+
+/// Ten buyers racing for three in stock: exactly three purchases, seven 409s charged nothing,
+/// stock 0 and never below; then the number pool run dry with stock left: the buyers beyond
+/// the pool get 409 and keep their money (the debit rolls back with the transaction).
+#[tokio::test]
+async fn more_buyers_than_stock_or_numbers_get_409_and_pay_nothing() {
+    let s = seeded(AppOptions::default()).await;
+    let (product, price) = product(&s.app, 3).await;
+    let admin = s.app.admin("stock-admin@example.com").await;
+    let set_stock = |stock: i64| {
+        let body = j!({"price_cents": price, "stock": stock});
+        let (app, admin, path) = (&s.app, &admin, path_of(&product, true));
+        async move { app.put_json_as(admin, &path, &body).await.status() }
+    };
+    assert_eq!(set_stock(3).await, StatusCode::OK);
+    let mut buyers = Vec::new();
+    for i in 0..10 {
+        buyers.push(s.app.user_with(&format!("buyer{i}@example.com"), price * 2).await);
+    }
+    let race = |buyers: Vec<(i64, String)>| {
+        let barrier = Arc::new(tokio::sync::Barrier::new(buyers.len()));
+        let (app, product) = (&s.app, &product);
+        futures::future::join_all(buyers.into_iter().map(move |(_, token)| {
+            let barrier = barrier.clone();
+            async move {
+                barrier.wait().await;
+                app.buy(&token, product, None).await.status().as_u16()
+            }
+        }))
+    };
+    let tally = |statuses: &[u16]| {
+        (
+            statuses.iter().filter(|s| **s == 201).count(),
+            statuses.iter().filter(|s| **s == 409).count(),
+        )
+    };
+    let statuses = race(buyers.clone()).await;
+    assert_eq!(tally(&statuses), (3, 7), "{statuses:?}");
+    let (p, c, sv) = (&product["provider"], &product["country"], &product["service"]);
+    let stock_sql = "SELECT x.stock FROM prices x JOIN providers p ON p.id = x.provider_id
+                      JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
+                     WHERE p.code = $1 AND c.code = $2 AND s.code = $3";
+    let stock = || {
+        let q = sqlx::query_scalar::<_, i64>(stock_sql);
+        let q = q.bind(p.as_str().unwrap()).bind(c.as_str().unwrap()).bind(sv.as_str().unwrap());
+        q.fetch_one(&s.app.pool)
+    };
+    assert_eq!(stock().await.unwrap(), 0, "sold out, never below");
+    let mut spent = 0;
+    for (user, _) in &buyers {
+        let (balance, ledger_sum) = ledger(&s.app, *user).await;
+        assert!(balance == price * 2 || balance == price, "{balance}");
+        assert_eq!(balance, ledger_sum, "the ledger sums to the balance");
+        spent += price * 2 - balance;
+    }
+    assert_eq!(spent, price * 3, "three charged once each, nobody else");
+
+    // Stock again, but only two numbers left for this provider and country.
+    assert_eq!(set_stock(100).await, StatusCode::OK);
+    let keep_two = "UPDATE numbers SET status = 'assigned' WHERE status = 'available'
+                      AND provider_id = (SELECT id FROM providers WHERE code = $1)
+                      AND country_id = (SELECT id FROM countries WHERE code = $2)
+                      AND id NOT IN (SELECT n.id FROM numbers n
+                            JOIN providers p ON p.id = n.provider_id JOIN countries c ON c.id = n.country_id
+                           WHERE p.code = $1 AND c.code = $2 AND n.status = 'available'
+                           ORDER BY n.id LIMIT 2)";
+    let q = sqlx::query(keep_two).bind(p.as_str().unwrap()).bind(c.as_str().unwrap());
+    q.execute(&s.app.pool).await.unwrap();
+    let rich: Vec<(i64, String)> = buyers.iter().take(5).cloned().collect();
+    let before: Vec<i64> = {
+        let mut v = Vec::new();
+        for (user, _) in &rich {
+            v.push(ledger(&s.app, *user).await.0);
+        }
+        v
+    };
+    let statuses = race(rich.clone()).await;
+    assert_eq!(tally(&statuses), (2, 3), "two numbers, two purchases: {statuses:?}");
+    let mut charged = 0;
+    for ((user, _), was) in rich.iter().zip(before) {
+        charged += was - ledger(&s.app, *user).await.0;
+    }
+    assert_eq!(charged, price * 2, "the three refused kept their money");
+    assert_eq!(stock().await.unwrap(), 98, "stock down by the two sold");
+}
+
+/// An `Idempotency-Key` belongs to its user: another user sending the same key gets a purchase
+/// of their own (charged to them), never the first user's answer.
+#[tokio::test]
+async fn an_idempotency_key_is_scoped_to_its_user() {
+    let s = seeded(AppOptions::default()).await;
+    let (product, price) = product(&s.app, 1).await;
+    let (alice, alice_token) = s.app.user_with("alice@example.com", price * 2).await;
+    let (bob, bob_token) = s.app.user_with("bob@example.com", price * 2).await;
+    let first = s.app.buy(&alice_token, &product, Some("shared-key")).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first = json(first).await;
+    let theirs = s.app.buy(&bob_token, &product, Some("shared-key")).await;
+    assert_eq!(theirs.status(), StatusCode::CREATED);
+    assert!(!theirs.headers().contains_key("idempotent-replayed"), "not a replay of alice's");
+    let theirs = json(theirs).await;
+    assert_ne!(theirs["id"], first["id"], "an activation of bob's own");
+    assert_eq!(ledger(&s.app, alice).await.0, price, "alice charged once");
+    assert_eq!(ledger(&s.app, bob).await.0, price, "bob charged for his");
 }
 
 #[tokio::test]

@@ -294,6 +294,14 @@ async fn a_warm_hit_answers_exactly_what_the_router_answers() {
         v.sort();
         v
     };
+    // The hit path must really have answered the plain spellings (a process-wide counter, that
+    // the tests beside this one can only add to): at least one count per plain request here.
+    let hits = || async {
+        let text = s.app.ops_get("/metrics").await.text().await.unwrap();
+        let line = text.lines().find(|l| l.starts_with("http_hit_path_total"));
+        line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let hits_before = hits().await;
     for path in [
         format!("/v1/catalog/{p}/countries"),
         format!("/v1/catalog/{p}/services"),
@@ -327,6 +335,8 @@ async fn a_warm_hit_answers_exactly_what_the_router_answers() {
             assert_eq!(headers(&routed), headers(&hit), "{path} ({coding}, 304)");
         }
     }
+    let answered = hits().await - hits_before;
+    assert!(answered >= 18.0, "the hit path answered {answered} of the 18 plain requests");
     let unknown = "/v1/catalog/nosuchprovider/countries";
     let (routed, plain) = (s.app.get(&escape_first(unknown)).await, s.app.get(unknown).await);
     assert_eq!(routed.status(), StatusCode::NOT_FOUND);
