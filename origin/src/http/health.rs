@@ -115,6 +115,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok((active, max)) = pg {
         meters::pg_connections(active, max);
     }
+    // Read at each scrape too: the subscriber's own first setting can come before the recorder
+    // is installed at start, and would then be lost until the subscription next changed.
+    if state.settings.l1_enabled {
+        meters::cache_l1_live(state.cache.l1_live());
+    }
     let mut resp = handle.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -471,7 +471,16 @@ async fn the_metrics_table_in_the_docs_is_what_metrics_serves() {
     let origin = OriginProcess::start(&env_for(&db, shared_redis_url(), &[])).await;
     // One request: the exporter describes a histogram or labelled counter once it has a sample.
     assert_eq!(reqwest::get(origin.url("/v1/catalog/providers")).await.unwrap().status(), 200);
-    let text = reqwest::get(origin.ops_url("/metrics")).await.unwrap().text().await.unwrap();
+    // And the L1 subscription up (its gauge is first set when it is; on a loaded machine that
+    // can come after the first request): a positive signal, bounded, before comparing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = reqwest::get(origin.ops_url("/metrics")).await.unwrap().text().await.unwrap();
+        if text.contains("\ncache_l1_live 1") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let served: BTreeSet<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# HELP "))
