@@ -102,7 +102,7 @@ pub fn client_prefix(ip: IpAddr) -> IpAddr {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            None => IpAddr::V6(ipv6_prefix(v6, 64)),
         },
     }
 }
@@ -122,17 +122,21 @@ pub fn wider_ipv6(ip: IpAddr) -> Option<core::net::Ipv6Addr> {
     }
 }
 
+/// `v6` with all but its first `len` bits zeroed.
+fn ipv6_prefix(v6: core::net::Ipv6Addr, len: u8) -> core::net::Ipv6Addr {
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0);
+    core::net::Ipv6Addr::from(u128::from(v6) & mask)
+}
+
 /// The limiter identity of `v6`'s /`len` prefix: `2001:db8:1:200::/56`.
 pub fn write_prefix_key(
     out: &mut impl core::fmt::Write,
     v6: core::net::Ipv6Addr,
     len: u8,
 ) -> core::fmt::Result {
-    let mask = u128::MAX
-        .checked_shl(128 - u32::from(len.min(128)))
-        .unwrap_or(0);
-    let prefix = core::net::Ipv6Addr::from(u128::from(v6) & mask);
-    write!(out, "{prefix}/{len}")
+    write!(out, "{}/{len}", ipv6_prefix(v6, len))
 }
 
 /// [`ip_key`] written into `out` (a stack buffer on the origin's hot path).

@@ -83,16 +83,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn now_ms() -> u64 {
+/// Time since the Unix epoch (zero for a clock set before it).
+fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+fn now_ms() -> u64 {
+    since_epoch().as_millis() as u64
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    since_epoch().as_secs()
 }
 
 /// Only well-formed tokens reach Redis.
@@ -144,9 +147,7 @@ impl Sessions {
         // Listed first: a session that exists is always revocable.
         let index = keys::user_sessions(user.user_id);
         let max_age = self.max_age.as_secs().max(1);
-        let now_micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
+        let now_micros = since_epoch().as_micros() as u64;
         let args = (&id, now_micros, max_age, self.max_per_user);
         let evicted: Vec<String> = self
             .redis

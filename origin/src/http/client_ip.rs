@@ -50,6 +50,10 @@ impl FromRequestParts<AppState> for ClientIp {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // The front door resolved it already; the rest is for a router driven on its own.
+        if let Some(client) = parts.extensions.get::<ClientIp>() {
+            return Ok(*client);
+        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

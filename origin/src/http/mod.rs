@@ -193,6 +193,8 @@ impl Public {
             let secret = front.state.settings.edge_secret.as_ref();
             let client = client_ip::resolve(secret, req.headers(), Some(peer.ip()));
             let client = client.unwrap_or(peer.ip());
+            // Resolved once: the `ClientIp` extractor reads it from here.
+            req.extensions_mut().insert(client_ip::ClientIp(client));
             let Some(_share) = front.per_client.take(client) else {
                 let e = ApiError::TooManyRequests(
                     "too many requests in flight from this client; retry shortly".into(),
