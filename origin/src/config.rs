@@ -1231,6 +1231,20 @@ mod tests {
     }
 
     #[test]
+    fn edge_secrets_are_long_and_not_the_example() {
+        // 15 characters: refused, naming the setting; 16: accepted (the boundary, both sides).
+        let mut short = BASE.to_vec();
+        short.push(("EDGE_SECRET", "fifteen-chars-x"));
+        let err = settings(&short).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("EDGE_SECRET"), "{err}");
+        let mut exact = BASE.to_vec();
+        exact.push(("EDGE_SECRET", "sixteen-chars-xy"));
+        assert!(settings(&exact).is_ok());
+        // Unset is allowed: the origin then trusts no forwarded client address.
+        assert!(settings(&BASE).is_ok_and(|s| s.edge_secret.is_none()));
+    }
+
+    #[test]
     fn secrets_never_print() -> Result<(), ConfigError> {
         let s = with(&[
             ("EDGE_SECRET", "super-secret-value-123".into()),

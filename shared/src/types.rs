@@ -135,7 +135,7 @@ pub struct UserResponse {
     pub email: String,
 }
 
-/// `200` of `POST /v1/auth/login`; the same token is also set as the `session` cookie.
+/// `200` of `POST /v1/auth/login`; the same token is also set as the `__Host-session` cookie.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {

@@ -40,7 +40,7 @@ export type ErrorCode =
 
 /**
  * A client for `baseUrl` (the edge, e.g. `https://api.example.com`, or `http://localhost:8787`
- * under `wrangler dev`). In a browser, `credentials: "include"` sends the `session` cookie
+ * under `wrangler dev`). In a browser, `credentials: "include"` sends the `__Host-session` cookie
  * cross-origin; the edge allows it only for its configured origins.
  */
 export function createNexnumClient(baseUrl: string, options: Omit<ClientOptions, "baseUrl"> = {}) {

@@ -416,7 +416,7 @@ export interface components {
              */
             deleted: number;
         };
-        /** @description `200` of `POST /v1/auth/login`; the same token is also set as the `session` cookie. */
+        /** @description `200` of `POST /v1/auth/login`; the same token is also set as the `__Host-session` cookie. */
         LoginResponse: {
             /**
              * Format: int32

@@ -239,6 +239,12 @@ impl Cache {
         self.l1.as_ref().is_some_and(L1::is_live)
     }
 
+    /// How many invalidations this replica's L1 has applied (its own and the bus's); 0 without
+    /// L1. Rises once a message from another replica has been processed here.
+    pub fn l1_generation(&self) -> u64 {
+        self.l1.as_ref().map_or(0, L1::generation)
+    }
+
     /// Redis TTL of a data type under this configuration.
     pub fn ttl(&self, data: DataType) -> u32 {
         data.policy().scaled_down(self.ttl_divisor).redis_ttl

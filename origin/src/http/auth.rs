@@ -1,5 +1,5 @@
 //! Authentication extractors. A request authenticates with `Authorization: Bearer <token>` or
-//! the `session` cookie; every authenticated request slides the session's expiry. The session is
+//! the `__Host-session` cookie; every authenticated request slides the session's expiry. The session is
 //! looked up once per request: by the rate-limit middleware when it runs (it needs the user as
 //! the identity), which leaves the answer in the request's extensions for the extractor. Admin
 //! routes re-read the role from PostgreSQL, so a demotion takes effect at once.

@@ -59,7 +59,7 @@ pub struct HealthResponse {
     pub status: String,
 }
 
-/// The schemes a signed-in request may use: the bearer token, or the `session` cookie.
+/// The schemes a signed-in request may use: the bearer token, or the `__Host-session` cookie.
 pub const BEARER: &str = "bearer";
 pub const COOKIE: &str = "session_cookie";
 
