@@ -583,6 +583,14 @@ impl TestApp {
         send(self.client.get(format!("http://{}{path}", self.ops_addr))).await
     }
 
+    /// The sum of every series of the metric `name` (all label sets) in this process's
+    /// `/metrics`: the registry is the test binary's, shared by its tests, so compare two
+    /// readings, never one against a constant.
+    pub async fn metric_total(&self, name: &str) -> f64 {
+        let text = self.ops_get("/metrics").await.text().await.unwrap();
+        process::total(&text, name)
+    }
+
     /// `GET` with `Authorization: Bearer <token>`.
     pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
         send(self.client.get(self.url(path)).bearer_auth(token)).await

@@ -165,6 +165,21 @@ impl OriginProcess {
     }
 }
 
+/// The sum of every sample of the metric `name` (any labels) in Prometheus text.
+pub fn total(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.rsplit_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
+
 /// The value of `series` (exact name and label text) in Prometheus text, 0 when absent.
 pub fn sample(text: &str, series: &str) -> f64 {
     text.lines()

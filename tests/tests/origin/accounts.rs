@@ -445,6 +445,63 @@ async fn refused_purchases_charge_nothing() {
     assert_eq!(ledger(&s.app, user).await.0, price * 2, "nothing charged");
 }
 
+/// A purchase still running at `REQUEST_TIMEOUT_MS` is dropped whole: its transaction had
+/// debited the balance, assigned a number and taken one from stock when it was made to wait (on
+/// the unique Idempotency-Key of another, uncommitted purchase); the client got a 504, and none
+/// of it may land. The retry with the same key decides: had the first committed, the retry would
+/// be its replay (`Idempotent-Replayed: true`); rolled back, the retry is a new purchase, and
+/// everything moved exactly once.
+#[tokio::test]
+async fn a_purchase_past_the_request_timeout_rolls_back_whole() {
+    let s = seeded(AppOptions::default().env("REQUEST_TIMEOUT_MS", "1000")).await;
+    let (product, price) = product(&s.app, 6).await;
+    let (user, token) = s.app.user_with("slow-buyer@example.com", price * 3).await;
+    let counts = || async {
+        let sql = "SELECT (SELECT stock FROM prices p JOIN providers pr ON pr.id = p.provider_id
+                             JOIN countries c ON c.id = p.country_id
+                             JOIN services sv ON sv.id = p.service_id
+                            WHERE pr.code = $1 AND c.code = $2 AND sv.code = $3),
+                          (SELECT count(*) FROM numbers WHERE status = 'assigned'),
+                          (SELECT count(*) FROM activations WHERE user_id = $4)";
+        let field = |f: &str| product[f].as_str().unwrap().to_owned();
+        let row: (i64, i64, i64) = sqlx::query_as(sql)
+            .bind(field("provider"))
+            .bind(field("country"))
+            .bind(field("service"))
+            .bind(user)
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+        row
+    };
+    let (stock, assigned, activations) = counts().await;
+
+    // Another transaction holds the key (uncommitted): the purchase's INSERT waits on it, after
+    // its debit, its number and its stock update.
+    let mut blocker = s.app.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO activations (user_id, number_id, provider_id, country_id, service_id,
+                                  provider_activation_id, price_cents, idempotency_key)
+         SELECT $1, n.id, n.provider_id, n.country_id, (SELECT min(id) FROM services),
+                'blocker', 0, 'slow-key' FROM numbers n ORDER BY n.id DESC LIMIT 1",
+    )
+    .bind(user)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    let r = s.app.buy(&token, &product, Some("slow-key")).await;
+    assert_error(r, 504, "timeout").await;
+    blocker.rollback().await.unwrap();
+
+    // The retry waits for the dropped transaction to end, then decides what it left behind.
+    let r = s.app.buy(&token, &product, Some("slow-key")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let replayed = r.headers().get("idempotent-replayed");
+    assert!(replayed.is_none(), "a replay: the timed-out purchase committed");
+    assert_eq!(ledger(&s.app, user).await, (price * 2, price * 2), "charged once");
+    assert_eq!(counts().await, (stock - 1, assigned + 1, activations + 1));
+}
+
 #[tokio::test]
 async fn bad_account_inputs_are_json_400s() {
     let s = seeded(AppOptions::default()).await;

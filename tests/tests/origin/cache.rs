@@ -185,6 +185,12 @@ async fn a_steadily_read_key_is_refreshed_ahead_and_never_expires() {
     let (path, key) = (format!("/v1/catalog/{p}/prices/{c}/{sv}"), price_key(&p, &c, &sv));
     lists_cached(&s.app, &p).await;
     let waited0 = s.app.state.cache.stats().waited.load(std::sync::atomic::Ordering::Relaxed);
+    let series = r#"cache_refresh_total{type="prices",outcome="refreshed"}"#;
+    let counted = async || {
+        let text = s.app.ops_get("/metrics").await.text().await.unwrap();
+        harness::process::sample(&text, series)
+    };
+    let counted0 = counted().await;
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_secs(8) {
         assert_eq!(s.app.get(&path).await.status(), StatusCode::OK);
@@ -196,6 +202,8 @@ async fn a_steadily_read_key_is_refreshed_ahead_and_never_expires() {
     let refreshed = stats.refreshed.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(waited - waited0, 1, "only the very first read waited on a database load");
     assert!(refreshed >= 2, "8 s over a 3 s TTL takes at least 2 refreshes: {refreshed}");
+    let counted = counted().await - counted0;
+    assert!(counted >= 2.0, "{series} moved by {counted}");
 }
 
 /// A mutation during a refresh wins: the key and its lock go together, so a reload that read the
