@@ -143,7 +143,7 @@ async fn l1_goes_off_with_its_subscription_and_back_on_with_it() {
     let (p, c, sv, ..) = some_price(&db.pool, 9).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{sv}");
     // One connection for everything the test asks Redis: new ones are refused below.
-    let mut conn = app.redis().await;
+    let conn = app.redis().await;
     let gets = async || {
         let mut conn = conn.clone();
         let info: String =
