@@ -49,8 +49,8 @@ async fn keys_and_values(app: &TestApp) -> Vec<(String, String)> {
     out
 }
 
-/// Item 4: a load that fails (unknown provider) releases the fleet fill lock, and repeated asks
-/// for the same unknown name are answered without PostgreSQL for a while.
+/// Item 4: a load of an unknown name (a successful load of "nothing") releases the fleet fill
+/// lock, and repeated asks for the same unknown name are answered without PostgreSQL for a while.
 #[tokio::test]
 async fn a_failed_load_releases_the_fill_lock_and_404_floods_stay_off_the_database() {
     let (_db, app) = app(AppOptions::default()).await;
@@ -67,6 +67,86 @@ async fn a_failed_load_releases_the_fill_lock_and_404_floods_stay_off_the_databa
         assert_error(app.get(path).await, 404, "not_found").await;
     }
     assert_eq!(app.db_queries() - before, 0, "known unknowns are answered from the cache");
+}
+
+/// A load that fails (its PostgreSQL connection cut mid-query) gives its fill lock up before it
+/// answers, so another replica's requests waiting on that lock load at once instead of sitting
+/// out its lease: the lock's holder is read while the load hangs, and right after the failed
+/// answer the lock is no longer that holder's; the waiters then all get the price. (Waiters in
+/// the leader's own process share its load, and its answer.)
+#[tokio::test]
+async fn a_load_cut_mid_query_releases_its_fill_lock_for_the_waiters() {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let app = TestApp::spawn_with_prefix(&db, AppOptions::default(), prefix.clone()).await;
+    let other = TestApp::spawn_with_prefix(&db, AppOptions::default(), prefix).await;
+    let (p, c, s, price): (String, String, String, i64) = sqlx::query_as(
+        "SELECT pr.code, c.code, s.code, p.price_cents FROM prices p
+           JOIN providers pr ON pr.id = p.provider_id JOIN countries c ON c.id = p.country_id
+           JOIN services s ON s.id = p.service_id ORDER BY pr.code, c.code, s.code OFFSET 11 LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
+    let lock = app.key(&shared::keys::fill_lock(&format!("cache:prices:{p}:{c}:{s}")));
+    let mut conn = app.redis().await;
+    let holder = async |conn: &mut origin::redis::Conn| -> Option<String> {
+        redis::cmd("GET").arg(&lock).query_async(conn).await.unwrap()
+    };
+
+    // The provider's lists cached first (a price's load reads them), so the price's load is
+    // one query. It hangs on a table lock, holding the fill lock; others wait on it.
+    for list in ["countries", "services"] {
+        for replica in [&app, &other] {
+            let r = replica.get(&format!("/v1/catalog/{p}/{list}")).await;
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    }
+    let mut blocker = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE prices IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let leader = tokio::spawn({
+        let (client, url) = (app.client.clone(), app.url(&path));
+        async move { client.get(url).send().await.unwrap().status() }
+    });
+    let waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+                     AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (pid, held_by) = loop {
+        let pids: Vec<i32> = sqlx::query_scalar(waiting).fetch_all(&db.pool).await.unwrap();
+        if let ([pid], Some(owner)) = (pids.as_slice(), holder(&mut conn).await) {
+            break (*pid, owner);
+        }
+        assert!(std::time::Instant::now() < deadline, "the load never reached the database");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let (client, url) = (other.client.clone(), other.url(&path));
+            tokio::spawn(async move {
+                let r = client.get(url).send().await.unwrap();
+                (r.status(), r.json::<serde_json::Value>().await.unwrap())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await; // they are polling the lock
+
+    // Cut the loading connection, then let the table go.
+    let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    blocker.rollback().await.unwrap();
+    let status = leader.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "the cut load fails");
+    let now = holder(&mut conn).await;
+    assert_ne!(now.as_deref(), Some(held_by.as_str()), "the failed load still holds the lock");
+    for w in waiters {
+        let (status, body) = w.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["price_cents"], price);
+    }
 }
 
 /// Item 8: client-chosen methods and paths never become metric labels. The registry is the
