@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -227,10 +226,16 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
     assert_eq!(row["status"], "FAIL", "{row}");
 }
 
+/// One 5xx, one Sentry event; a 4xx, none. Absence is judged after a positive signal, not a
+/// sleep: a second 5xx, made after the first's event arrived, must be reported too, and events
+/// leave the origin in order on one transport, so by the time the second's event is here a
+/// duplicate of the first, or an event for the 400 in between, would have arrived before it.
+/// Each event is told apart by its own timestamp (the origin's clock, this machine's).
 #[tokio::test]
 async fn a_forced_5xx_sends_exactly_one_sentry_event() {
-    // A local stand-in for Sentry's ingest endpoint, counting error events.
-    let events = Arc::new(AtomicUsize::new(0));
+    // A local stand-in for Sentry's ingest endpoint, recording each error event's message and
+    // timestamp (an envelope is a header line, then item header and payload lines).
+    let events: Arc<std::sync::Mutex<Vec<(String, f64)>>> = Arc::default();
     let seen = events.clone();
     let app = Router::new().route(
         "/api/{project}/envelope/",
@@ -238,8 +243,15 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
             let seen = seen.clone();
             async move {
                 let text = String::from_utf8_lossy(&body);
-                let n = text.lines().filter(|l| l.contains("\"type\":\"event\"")).count();
-                seen.fetch_add(n, Ordering::SeqCst);
+                let lines: Vec<&str> = text.lines().collect();
+                for pair in lines.windows(2) {
+                    if pair[0].contains("\"type\":\"event\"") {
+                        let event: serde_json::Value = serde_json::from_str(pair[1]).unwrap();
+                        let message = event["message"].as_str().unwrap_or("").to_owned();
+                        let at = event["timestamp"].as_f64().unwrap_or(0.0);
+                        seen.lock().unwrap().push((message, at));
+                    }
+                }
                 "{}"
             }
         }),
@@ -257,22 +269,36 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
         ("SENTRY_DSN", dsn),
     ])
     .await;
+    let now = || {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since.unwrap().as_secs_f64()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let wait_for_event_after = async |t: f64| {
+        while !events.lock().unwrap().iter().any(|(_, at)| *at >= t) {
+            assert!(std::time::Instant::now() < deadline, "no event after {t}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
     assert_eq!(reqwest::get(origin.url("/healthz")).await.unwrap().status(), StatusCode::OK);
+    let first = now();
     let r = reqwest::get(origin.url("/v1/catalog/providers")).await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while events.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await; // room for a duplicate to show up
-    assert_eq!(events.load(Ordering::SeqCst), 1, "one 5xx, one event");
+    wait_for_event_after(first).await;
     // Client errors are not reported.
     assert_eq!(
         reqwest::get(origin.url("/v1/catalog/BAD/countries")).await.unwrap().status(),
         StatusCode::BAD_REQUEST
     );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(events.load(Ordering::SeqCst), 1);
+    let second = now();
+    let r = reqwest::get(origin.url("/v1/catalog/5sim/countries")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    wait_for_event_after(second).await;
+    let events = events.lock().unwrap().clone();
+    let before: Vec<_> = events.iter().filter(|(_, at)| *at < second).collect();
+    assert_eq!(before.len(), 1, "the first 5xx and the 400 made one event: {events:?}");
+    assert_eq!(events.len(), 2, "and the second 5xx one more: {events:?}");
+    assert!(events.iter().all(|(m, _)| m == "request failed"), "{events:?}");
 }
 
 /// Metric names in a PromQL expression: identifiers with an underscore, outside label
