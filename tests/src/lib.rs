@@ -289,13 +289,18 @@ impl RedisServer {
         let mut conn = self.client().await;
         let info: String =
             redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("INFO");
-        let needle = format!("cmdstat_{command}:calls=");
-        info.lines()
-            .find_map(|l| l.strip_prefix(&needle))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        commandstat_calls(&info, command)
     }
+}
+
+/// Calls of `command` in the text of `INFO commandstats`, 0 when it was never called.
+pub fn commandstat_calls(info: &str, command: &str) -> u64 {
+    let needle = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(needle.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for RedisServer {
@@ -581,6 +586,13 @@ impl TestApp {
     /// `GET` on the operator listener (`/metrics`, `/readyz`, `/healthz`).
     pub async fn ops_get(&self, path: &str) -> reqwest::Response {
         send(self.client.get(format!("http://{}{path}", self.ops_addr))).await
+    }
+
+    /// The value of one sample line (`name{labels}`) in this process's `/metrics`, 0 when
+    /// absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.ops_get("/metrics").await.text().await.unwrap();
+        process::sample(&text, series)
     }
 
     /// The sum of every series of the metric `name` (all label sets) in this process's

@@ -186,10 +186,7 @@ async fn a_steadily_read_key_is_refreshed_ahead_and_never_expires() {
     lists_cached(&s.app, &p).await;
     let waited0 = s.app.state.cache.stats().waited.load(std::sync::atomic::Ordering::Relaxed);
     let series = r#"cache_refresh_total{type="prices",outcome="refreshed"}"#;
-    let counted = async || {
-        let text = s.app.ops_get("/metrics").await.text().await.unwrap();
-        harness::process::sample(&text, series)
-    };
+    let counted = async || s.app.metric(series).await;
     let counted0 = counted().await;
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_secs(8) {

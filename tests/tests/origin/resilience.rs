@@ -148,20 +148,9 @@ async fn l1_goes_off_with_its_subscription_and_back_on_with_it() {
         let mut conn = conn.clone();
         let info: String =
             redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
-        let calls = |cmd: &str| -> u64 {
-            let needle = format!("cmdstat_{cmd}:calls=");
-            info.lines()
-                .find_map(|l| l.strip_prefix(needle.as_str()))
-                .and_then(|rest| rest.split(',').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
-        calls("get") + calls("mget")
+        harness::commandstat_calls(&info, "get") + harness::commandstat_calls(&info, "mget")
     };
-    let gauge = async || {
-        let text = app.ops_get("/metrics").await.text().await.unwrap();
-        harness::process::sample(&text, "cache_l1_live")
-    };
+    let gauge = async || app.metric("cache_l1_live").await;
     let read = async || assert_eq!(app.get(&path).await.status(), StatusCode::OK);
     read().await;
     let before = gets().await;
