@@ -55,8 +55,8 @@ image: ## the origin's container image (Containerfile, podman; FROM scratch, non
 stop: ## stop the private PostgreSQL/Redis/PgBouncer servers (plaintext and TLS) that setup and make test may have started under .local/
 	@pg_ctl=$$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | head -1); \
 	for d in .local/postgres .local/postgres-tls/data; do \
-	  if [ -s $$d/PG_VERSION ]; then \
-	    if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- $$pg_ctl -D $$d stop; else $$pg_ctl -D $$d stop; fi; \
+	  if [ -s $$d/postmaster.pid ]; then \
+	    if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- $$pg_ctl -D $$d stop || true; else $$pg_ctl -D $$d stop || true; fi; \
 	  fi; \
 	done; \
 	for f in .local/redis/redis.pid .local/redis-tls/redis.pid .local/pgbouncer/pgbouncer.pid .local/pgbouncer-tls/pgbouncer.pid .local/redis-cluster-tls/*/redis.pid; do \
