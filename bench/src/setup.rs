@@ -570,6 +570,7 @@ async fn workers(origin: &Proc, body: &[u8]) -> anyhow::Result<Vec<Proc>> {
         "make bench builds it (scripts/build-edge.sh)",
     )?;
     let vars = serde_json::json!({
+        "EDGE_ENV": "local",
         "ORIGIN_URL": format!("http://127.0.0.1:{}", origin.port),
         "RATE_LIMIT_PER_MINUTE": "1000000000",
         "RATE_LIMIT_BURST": "1000000000",
@@ -614,6 +615,7 @@ async fn workers(origin: &Proc, body: &[u8]) -> anyhow::Result<Vec<Proc>> {
 /// the wasm module, then misses to the origin), and the second (a hit), on the worker socket.
 pub async fn edge_cold_start(origin: &Proc, path: &str) -> anyhow::Result<serde_json::Value> {
     let vars = serde_json::json!({
+        "EDGE_ENV": "local",
         "ORIGIN_URL": format!("http://127.0.0.1:{}", origin.port),
         "EDGE_INSECURE_DEV": "true",
     });

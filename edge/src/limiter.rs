@@ -146,6 +146,32 @@ impl<C: Clock<Instant = Nanos> + Clone> Scope<C> {
     }
 }
 
+/// The Workers Rate Limiting bindings (`[[ratelimits]]` in wrangler.toml) a deployed edge counts
+/// against, in the order they are asked. Each has its own limit in wrangler.toml (the /56 twice
+/// and the /48 four times the client's, as [`shared::ratelimit::WIDER_IPV6`] says); where the
+/// first is not bound (local runs, tests) the isolate's [`IpLimiter`] counts instead.
+pub const BINDING_CLIENT: &str = "EDGE_RATE_LIMIT";
+pub const BINDING_V6_56: &str = "EDGE_RATE_LIMIT_V6_56";
+pub const BINDING_V6_48: &str = "EDGE_RATE_LIMIT_V6_48";
+/// Trusted server-side clients, each counted by its name.
+pub const BINDING_TRUSTED: &str = "EDGE_RATE_LIMIT_TRUSTED";
+
+/// The (binding, key) pairs one request from the client address `raw` counts against: its own
+/// key, then for IPv6 its /56 and /48.
+pub fn binding_keys(raw: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut keys = vec![(BINDING_CLIENT, client_key(raw))];
+    let ip = raw.map(str::trim).and_then(|s| s.parse::<IpAddr>().ok());
+    if let Some(v6) = ip.and_then(shared::ratelimit::wider_ipv6) {
+        let names = [BINDING_V6_56, BINDING_V6_48];
+        for ((len, _), name) in shared::ratelimit::WIDER_IPV6.iter().zip(names) {
+            let mut key = String::new();
+            let _ = shared::ratelimit::write_prefix_key(&mut key, v6, *len);
+            keys.push((name, key));
+        }
+    }
+    keys
+}
+
 /// The limiter key of a client address (`shared::ratelimit::ip_key`). Unparseable or missing
 /// addresses share one key.
 pub fn client_key(raw: Option<&str>) -> String {
@@ -236,6 +262,30 @@ mod tests {
         assert_eq!(one_56, 20, "a /56's burst is two /64s' (2 x 10)");
         let v4 = (0..20).filter(|_| limiter.check_client(Some("203.0.113.5")) == Decision::Allow);
         assert_eq!(v4.count(), 10, "IPv4 has its own budget alone");
+    }
+
+    #[test]
+    fn binding_keys_count_ipv6_at_three_prefixes() {
+        assert_eq!(
+            binding_keys(Some("203.0.113.9")),
+            vec![(BINDING_CLIENT, "203.0.113.9".to_owned())]
+        );
+        assert_eq!(
+            binding_keys(Some("2001:db8:1:2a3:aaaa::1")),
+            vec![
+                (BINDING_CLIENT, "2001:db8:1:2a3::/64".to_owned()),
+                (BINDING_V6_56, "2001:db8:1:200::/56".to_owned()),
+                (BINDING_V6_48, "2001:db8:1::/48".to_owned()),
+            ]
+        );
+        assert_eq!(
+            binding_keys(Some("::ffff:198.51.100.7")),
+            vec![(BINDING_CLIENT, "198.51.100.7".to_owned())]
+        );
+        assert_eq!(
+            binding_keys(None),
+            vec![(BINDING_CLIENT, "unknown".to_owned())]
+        );
     }
 
     #[test]

@@ -52,8 +52,8 @@ impl Memo {
     pub fn put(
         &mut self,
         key: &str,
-        body: &[u8],
-        etag: &str,
+        body: Rc<[u8]>,
+        etag: Rc<str>,
         stored_at_ms: u64,
         fresh_until_ms: u64,
         now_ms: u64,
@@ -71,8 +71,8 @@ impl Memo {
         }
         self.bytes += body.len();
         let kept = Kept {
-            body: Rc::from(body),
-            etag: Rc::from(etag),
+            body,
+            etag,
             stored_at_ms,
             until_ms,
         };
@@ -114,10 +114,18 @@ impl Memo {
 mod tests {
     use super::*;
 
+    fn b(bytes: &[u8]) -> Rc<[u8]> {
+        Rc::from(bytes)
+    }
+
+    fn t(etag: &str) -> Rc<str> {
+        Rc::from(etag)
+    }
+
     #[test]
     fn kept_for_its_lifetime_and_never_past_its_freshness() {
         let mut m = Memo::default();
-        assert!(m.put("a", b"{}", "\"t\"", 1_000, 1_000_000, 5_000));
+        assert!(m.put("a", b(b"{}"), t("\"t\""), 1_000, 1_000_000, 5_000));
         let got = m.get("a", 5_000).unwrap();
         assert_eq!(
             (&*got.body, &*got.etag, got.stored_at_ms),
@@ -126,11 +134,11 @@ mod tests {
         assert!(m.get("a", 5_000 + LIFETIME_MS - 1).is_some());
         assert_eq!(m.get("a", 5_000 + LIFETIME_MS), None, "lifetime");
         // Fresh for only 500 ms more: kept 500 ms, not the whole lifetime.
-        assert!(m.put("b", b"{}", "\"t\"", 0, 5_500, 5_000));
+        assert!(m.put("b", b(b"{}"), t("\"t\""), 0, 5_500, 5_000));
         assert!(m.get("b", 5_499).is_some());
         assert_eq!(m.get("b", 5_500), None, "freshness ends first");
         assert!(
-            !m.put("c", b"{}", "\"t\"", 0, 5_000, 5_000),
+            !m.put("c", b(b"{}"), t("\"t\""), 0, 5_000, 5_000),
             "already stale"
         );
         assert_eq!(m.get("c", 5_000), None);
@@ -139,8 +147,8 @@ mod tests {
     #[test]
     fn a_replaced_entry_is_counted_once() {
         let mut m = Memo::default();
-        assert!(m.put("a", &[0; 100], "\"1\"", 0, u64::MAX, 0));
-        assert!(m.put("a", &[0; 40], "\"2\"", 0, u64::MAX, 0));
+        assert!(m.put("a", b(&[0; 100]), t("\"1\""), 0, u64::MAX, 0));
+        assert!(m.put("a", b(&[0; 40]), t("\"2\""), 0, u64::MAX, 0));
         assert_eq!((m.len(), m.bytes()), (1, 40));
         assert_eq!(&*m.get("a", 1).unwrap().etag, "\"2\"");
     }
@@ -148,26 +156,26 @@ mod tests {
     #[test]
     fn memory_is_bounded_and_a_full_memo_sweeps_then_refuses() {
         let mut m = Memo::default();
-        assert!(!m.put("big", &vec![0; MAX_BODY + 1], "\"t\"", 0, u64::MAX, 0));
+        assert!(!m.put("big", b(&vec![0; MAX_BODY + 1]), t("\"t\""), 0, u64::MAX, 0));
         for i in 0..MAX_ENTRIES {
-            assert!(m.put(&format!("k{i}"), b"x", "\"t\"", 0, u64::MAX, 0));
+            assert!(m.put(&format!("k{i}"), b(b"x"), t("\"t\""), 0, u64::MAX, 0));
         }
         assert!(
-            !m.put("one-more", b"x", "\"t\"", 0, u64::MAX, 1),
+            !m.put("one-more", b(b"x"), t("\"t\""), 0, u64::MAX, 1),
             "full of live entries"
         );
         assert_eq!(m.len(), MAX_ENTRIES);
         // Once they have lived their lifetime, the next put sweeps them away.
-        assert!(m.put("later", b"x", "\"t\"", 0, u64::MAX, LIFETIME_MS));
+        assert!(m.put("later", b(b"x"), t("\"t\""), 0, u64::MAX, LIFETIME_MS));
         assert_eq!((m.len(), m.bytes()), (1, 1));
         // And the byte bound holds on its own.
         let mut m = Memo::default();
         let body = vec![0; MAX_BODY];
         let fit = MAX_BYTES / MAX_BODY;
         for i in 0..fit {
-            assert!(m.put(&format!("b{i}"), &body, "\"t\"", 0, u64::MAX, 0));
+            assert!(m.put(&format!("b{i}"), b(&body), t("\"t\""), 0, u64::MAX, 0));
         }
-        assert!(!m.put("over", &body, "\"t\"", 0, u64::MAX, 0));
+        assert!(!m.put("over", b(&body), t("\"t\""), 0, u64::MAX, 0));
         assert!(m.bytes() <= MAX_BYTES);
     }
 }

@@ -6,12 +6,19 @@ use edge::cors::AllowedOrigins;
 use edge::limiter::client_key;
 use proptest::prelude::*;
 
-const VARS: [&str; 7] = [
+const VARS: [&str; 14] = [
+    "EDGE_ENV",
     "ORIGIN_URL",
     "EDGE_SECRET",
+    "EDGE_INSECURE_DEV",
+    "PUBLIC_HOST",
     "ORIGIN_TIMEOUT_MS",
     "RATE_LIMIT_PER_MINUTE",
     "RATE_LIMIT_BURST",
+    "RATE_LIMIT_PERIOD_SECS",
+    "TRUSTED_CLIENTS",
+    "TRUSTED_RATE_LIMIT_PER_MINUTE",
+    "TRUSTED_RATE_LIMIT_BURST",
     "CORS_ALLOWED_ORIGINS",
     "CACHE_TTL_DIVISOR",
 ];
@@ -22,8 +29,9 @@ proptest! {
         let name = VARS[index];
         let lookup = |k: &str| match k {
             k if k == name => Some(value.clone()),
-            "ORIGIN_URL" => Some("http://127.0.0.1:8080".to_owned()),
+            "ORIGIN_URL" => Some("https://origin.example".to_owned()),
             "EDGE_SECRET" => Some("s".repeat(20)),
+            "PUBLIC_HOST" => Some("catalog.example".to_owned()),
             _ => None,
         };
         if let Err(e) = EdgeConfig::from_lookup(lookup) {

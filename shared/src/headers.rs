@@ -17,3 +17,16 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
 /// Origin → client: the remaining quota and the seconds until it resets.
 pub const RATELIMIT: &str = "ratelimit";
+/// Trusted server-side client → edge: the key that earns a client its own, larger budget (a
+/// `wrangler secret`); never forwarded to the origin, never logged.
+pub const EDGE_CLIENT_KEY: &str = "x-edge-client-key";
+/// Trusted server-side client → edge: the address of the end user it asks for, which the edge
+/// forwards as [`CLIENT_IP`] (ignored from anyone without a valid [`EDGE_CLIENT_KEY`]).
+pub const END_USER_IP: &str = "x-end-user-ip";
+/// W3C Trace Context, passed from the client through the edge to the origin when well formed.
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
+/// Largest request body the origin reads (every body here is a few fields); the edge refuses a
+/// larger one before contacting the origin.
+pub const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024;

@@ -2,6 +2,7 @@
 // Configuration comes from the environment:
 //   EDGE_PORT  port on 127.0.0.1 to listen on
 //   EDGE_VARS  JSON object of worker vars (ORIGIN_URL, EDGE_SECRET, ...)
+//   EDGE_RATELIMITS  optional JSON object of rate-limit bindings (Miniflare's `ratelimits`)
 //   EDGE_STATIC_BODY  optional: run a static JS worker answering this body instead
 //   EDGE_JS_CACHE_ORIGIN  optional: run a 20-line JS worker instead that answers from
 //                     `caches.default` and, on a miss, fetches this origin and stores the answer
@@ -55,11 +56,13 @@ export default { fetch() { return new Response(body, { headers: { "content-type"
       ],
     };
 const direct = process.env.EDGE_DIRECT_PORT;
+const rateLimits = JSON.parse(process.env.EDGE_RATELIMITS || "null");
 const mf = new Miniflare({
   ...worker,
   ...(direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: Number(direct) }] } : {}),
   compatibilityDate: "2026-04-01",
   bindings: JSON.parse(process.env.EDGE_VARS ?? "{}"),
+  ...(rateLimits ? { ratelimits: rateLimits } : {}),
   host: "127.0.0.1",
   port: Number(process.env.EDGE_PORT ?? 0),
 });

@@ -47,7 +47,7 @@ impl Negotiation {
 }
 
 /// Largest request body any route accepts: every body here is a few fields.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub const MAX_BODY_BYTES: usize = shared::headers::MAX_REQUEST_BODY_BYTES;
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {

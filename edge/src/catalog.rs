@@ -1,0 +1,319 @@
+//! The catalog flow, start to end, over [`Ports`]: one request for a catalog representation
+//! becomes an [`Answer`] in three steps, each tried in turn:
+//!
+//! 1. [`Catalog::try_memo`]: this isolate's copy of an answer fresh a moment ago → `HIT`;
+//! 2. [`Catalog::try_cache`]: the edge cache — fresh → `HIT` (and kept in the memo); within
+//!    stale-while-revalidate → `STALE` at once, plus one background refresh per key; within
+//!    stale-if-error → kept aside in case the origin fails; else nothing;
+//! 3. [`Catalog::try_origin`]: one fetch per key in this isolate ([`crate::coalesce`]); a
+//!    storable answer → `MISS`, stored after replying and shared with the waiters; a failure or a
+//!    5xx → the stale copy if there is one, else the failure; anything else passed through.
+//!
+//! The answer says *what* to send; `reply` decides the status (200, 304) and headers, and the
+//! glue builds the runtime's response.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use shared::CachePolicy;
+
+use crate::coalesce::{Flights, Landed, Role};
+use crate::freshness::{Freshness, age_secs, classify};
+use crate::headers::CacheStatus;
+use crate::memo::Memo;
+use crate::ports::{Copy, Fetched, OriginFailure, Ports};
+
+/// The isolate-wide state of the catalog flow.
+#[derive(Default)]
+pub struct Catalog {
+    /// Hot answers this isolate just read or stored, served without a cache lookup.
+    memo: RefCell<Memo>,
+    /// Origin fetches in progress, by cache key.
+    flights: Rc<Flights<Shared>>,
+    /// Cache keys being refreshed in the background: at most one refresh per key.
+    refreshing: RefCell<HashSet<String>>,
+}
+
+/// One catalog request.
+pub struct Ask<'a> {
+    /// The edge cache key: an absolute URL on the configured public host.
+    pub key: &'a str,
+    /// The canonical path and query, as fetched from the origin.
+    pub path: &'a str,
+    pub policy: CachePolicy,
+    pub origin_timeout_ms: u32,
+}
+
+/// What to send for a catalog request.
+pub enum Answer<B, R> {
+    /// The catalog representation, with the policy's headers (or a 304 for a matching tag).
+    Representation {
+        body: Body<B>,
+        etag: Rc<str>,
+        cache: CacheStatus,
+        age: u64,
+    },
+    /// The origin's own answer (an error, a personal answer), as it is.
+    Passthrough { response: R },
+    /// No answer from the origin and nothing stale to serve instead.
+    Failed(OriginFailure),
+}
+
+/// A representation's bytes: in memory, or the edge cache's body handed on unread.
+pub enum Body<B> {
+    Bytes(Rc<[u8]>),
+    Stored(B),
+}
+
+/// What a flight hands to the requests that waited for it.
+#[derive(Clone)]
+enum Shared {
+    Answer(Rc<[u8]>, Rc<str>),
+    Failed(OriginFailure),
+}
+
+/// A copy past stale-while-revalidate, served only if the origin fails.
+struct Stale {
+    body: Rc<[u8]>,
+    etag: Rc<str>,
+    age: u64,
+}
+
+impl Stale {
+    fn answer<B, R>(self) -> Answer<B, R> {
+        Answer::Representation {
+            body: Body::Bytes(self.body),
+            etag: self.etag,
+            cache: CacheStatus::Stale,
+            age: self.age,
+        }
+    }
+}
+
+/// What the edge cache gave.
+enum Cached<B, R> {
+    Answer(Answer<B, R>),
+    StaleIfError(Stale),
+    Nothing,
+}
+
+impl Catalog {
+    pub async fn serve<P: Ports>(
+        self: &Rc<Self>,
+        ports: &P,
+        ask: &Ask<'_>,
+    ) -> Answer<P::Body, P::Passthrough> {
+        if let Some(answer) = self.try_memo(ports, ask) {
+            return answer;
+        }
+        let stale = match self.try_cache(ports, ask).await {
+            Cached::Answer(answer) => return answer,
+            Cached::StaleIfError(stale) => Some(stale),
+            Cached::Nothing => None,
+        };
+        self.try_origin(ports, ask, stale).await
+    }
+
+    fn try_memo<P: Ports>(
+        &self,
+        ports: &P,
+        ask: &Ask<'_>,
+    ) -> Option<Answer<P::Body, P::Passthrough>> {
+        let now = ports.now_ms();
+        let kept = self.memo.borrow().get(ask.key, now)?;
+        Some(Answer::Representation {
+            age: age_secs(kept.stored_at_ms, now),
+            body: Body::Bytes(kept.body),
+            etag: kept.etag,
+            cache: CacheStatus::Hit,
+        })
+    }
+
+    async fn try_cache<P: Ports>(
+        self: &Rc<Self>,
+        ports: &P,
+        ask: &Ask<'_>,
+    ) -> Cached<P::Body, P::Passthrough> {
+        let Some(entry) = ports.cache_get(ask.key).await else {
+            return Cached::Nothing;
+        };
+        let now = ports.now_ms();
+        let age = age_secs(entry.stored_at_ms, now);
+        match classify(age, &ask.policy) {
+            // Read once into this isolate's memory: the requests of the next moment are answered
+            // from there without a cache lookup.
+            Freshness::Fresh => {
+                let Some(bytes) = ports.read(entry.body).await else {
+                    return Cached::Nothing;
+                };
+                let (body, etag): (Rc<[u8]>, Rc<str>) = (bytes.into(), entry.etag.into());
+                self.keep(ask.key, &body, &etag, entry.stored_at_ms, &ask.policy, now);
+                Cached::Answer(Answer::Representation {
+                    body: Body::Bytes(body),
+                    etag,
+                    cache: CacheStatus::Hit,
+                    age,
+                })
+            }
+            Freshness::StaleWhileRevalidate => {
+                self.refresh(ports, ask);
+                Cached::Answer(Answer::Representation {
+                    body: Body::Stored(entry.body),
+                    etag: entry.etag.into(),
+                    cache: CacheStatus::Stale,
+                    age,
+                })
+            }
+            Freshness::StaleIfError => match ports.read(entry.body).await {
+                Some(bytes) => Cached::StaleIfError(Stale {
+                    body: bytes.into(),
+                    etag: entry.etag.into(),
+                    age,
+                }),
+                None => Cached::Nothing,
+            },
+            Freshness::Expired => Cached::Nothing,
+        }
+    }
+
+    async fn try_origin<P: Ports>(
+        self: &Rc<Self>,
+        ports: &P,
+        ask: &Ask<'_>,
+        stale: Option<Stale>,
+    ) -> Answer<P::Body, P::Passthrough> {
+        let leading = match self.flights.join(ask.key) {
+            Role::Leader(leading) => Some(leading),
+            Role::Waiter(waiting) => {
+                match waiting
+                    .wait(|ms| ports.sleep(ms), ask.origin_timeout_ms)
+                    .await
+                {
+                    Landed::Shared(Shared::Answer(body, etag)) => {
+                        return Answer::Representation {
+                            body: Body::Bytes(body),
+                            etag,
+                            cache: CacheStatus::Miss,
+                            age: 0,
+                        };
+                    }
+                    Landed::Shared(Shared::Failed(failure)) => {
+                        return stale.map_or(Answer::Failed(failure), Stale::answer);
+                    }
+                    Landed::Nothing => None,
+                }
+            }
+        };
+        match ports.fetch(ask.path).await {
+            Ok(Fetched::Storable { body, etag }) => {
+                let copy = self.copy_of(ports, ask.key, body, etag, ask.policy);
+                let (p, key, stored) = (ports.clone(), ask.key.to_owned(), copy.clone());
+                ports.in_background(async move { p.cache_put(&key, &stored).await });
+                if let Some(leading) = leading {
+                    leading.land(Shared::Answer(copy.body.clone(), copy.etag.clone()));
+                }
+                Answer::Representation {
+                    body: Body::Bytes(copy.body),
+                    etag: copy.etag,
+                    cache: CacheStatus::Miss,
+                    age: 0,
+                }
+            }
+            // Nothing to share (dropping `leading` says so): each waiter fetches for itself.
+            Ok(Fetched::Other { status, response }) => match stale {
+                Some(stale) if status >= 500 => stale.answer(),
+                _ => Answer::Passthrough { response },
+            },
+            Err(failure) => {
+                if let Some(leading) = leading {
+                    leading.land(Shared::Failed(failure.clone()));
+                }
+                stale.map_or(Answer::Failed(failure), Stale::answer)
+            }
+        }
+    }
+
+    /// One background refresh per key, on behalf of the client that found the entry stale.
+    fn refresh<P: Ports>(self: &Rc<Self>, ports: &P, ask: &Ask<'_>) {
+        if !self.refreshing.borrow_mut().insert(ask.key.to_owned()) {
+            return;
+        }
+        let guard = Refreshing {
+            catalog: self.clone(),
+            key: ask.key.to_owned(),
+        };
+        let (p, path, policy) = (ports.clone(), ask.path.to_owned(), ask.policy);
+        ports.in_background(async move {
+            if let Ok(Fetched::Storable { body, etag }) = p.fetch(&path).await {
+                let copy = guard.catalog.copy_of(&p, &guard.key, body, etag, policy);
+                p.cache_put(&guard.key, &copy).await;
+            }
+            drop(guard);
+        });
+    }
+
+    /// The copy of a fresh origin answer to store, stamped now, and kept in the memo with the
+    /// same stamp.
+    fn copy_of<P: Ports>(
+        &self,
+        ports: &P,
+        key: &str,
+        body: Vec<u8>,
+        etag: String,
+        policy: CachePolicy,
+    ) -> Copy {
+        let now = ports.now_ms();
+        let copy = Copy {
+            body: body.into(),
+            etag: etag.into(),
+            stored_at_ms: now,
+            policy,
+        };
+        self.keep(key, &copy.body, &copy.etag, now, &policy, now);
+        copy
+    }
+
+    /// Keeps an answer stored at `stored_at_ms` in the memo, at most while it is fresh.
+    fn keep(
+        &self,
+        key: &str,
+        body: &Rc<[u8]>,
+        etag: &Rc<str>,
+        stored_at_ms: u64,
+        policy: &CachePolicy,
+        now_ms: u64,
+    ) {
+        let fresh_until_ms = stored_at_ms + u64::from(policy.s_maxage) * 1000;
+        self.memo.borrow_mut().put(
+            key,
+            body.clone(),
+            etag.clone(),
+            stored_at_ms,
+            fresh_until_ms,
+            now_ms,
+        );
+    }
+
+    /// Keys with an origin fetch in progress (for tests).
+    pub fn in_flight(&self) -> usize {
+        self.flights.in_flight()
+    }
+}
+
+/// A key's claim on its background refresh, given up however the refresh ends (the runtime may
+/// cancel work after the response).
+struct Refreshing {
+    catalog: Rc<Catalog>,
+    key: String,
+}
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        self.catalog.refreshing.borrow_mut().remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+#[path = "catalog_tests.rs"]
+mod tests;

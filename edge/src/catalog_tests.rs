@@ -1,0 +1,294 @@
+//! The catalog flow in native tests: the fake runtime (`crate::fakes`) stands in for the Cache
+//! API, the origin and the clock; the workerd suite (`tests/tests/edge`) is the end-to-end proof.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::executor::LocalPool;
+use futures::task::LocalSpawnExt;
+use shared::DataType;
+
+use super::*;
+use crate::fakes::{Fake, failing, other, storable};
+use crate::memo::LIFETIME_MS;
+
+const KEY: &str = "https://catalog.test/v1/catalog/acme/prices/us/whatsapp";
+const PATH: &str = "/v1/catalog/acme/prices/us/whatsapp";
+
+fn ask() -> Ask<'static> {
+    Ask {
+        key: KEY,
+        path: PATH,
+        // prices: fresh 30 s, stale-while-revalidate 30 s, stale-if-error 600 s
+        policy: DataType::Prices.policy(),
+        origin_timeout_ms: 3_000,
+    }
+}
+
+/// What a test sees of an answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Body(CacheStatus, String, u64),
+    Passthrough(u16),
+    Failed(OriginFailure),
+}
+
+fn seen(answer: Answer<Vec<u8>, u16>) -> Seen {
+    match answer {
+        Answer::Representation {
+            body, cache, age, ..
+        } => {
+            let bytes = match body {
+                Body::Bytes(b) => b.to_vec(),
+                Body::Stored(b) => b,
+            };
+            Seen::Body(cache, String::from_utf8(bytes).unwrap(), age)
+        }
+        Answer::Passthrough { response } => Seen::Passthrough(response),
+        Answer::Failed(f) => Seen::Failed(f),
+    }
+}
+
+fn hit(body: &str, age: u64) -> Seen {
+    Seen::Body(CacheStatus::Hit, body.to_owned(), age)
+}
+
+fn miss(body: &str) -> Seen {
+    Seen::Body(CacheStatus::Miss, body.to_owned(), 0)
+}
+
+fn stale(body: &str, age: u64) -> Seen {
+    Seen::Body(CacheStatus::Stale, body.to_owned(), age)
+}
+
+/// Serves one request to the end (background work included).
+fn serve(pool: &mut LocalPool, fake: &Fake, catalog: &Rc<Catalog>) -> Seen {
+    let out = Rc::new(RefCell::new(None));
+    spawn_request(pool, fake, catalog, &out);
+    fake.timers.run_for(pool, 10);
+    let got = out.borrow_mut().take();
+    got.expect("answered within 10 ms")
+}
+
+fn spawn_request(
+    pool: &mut LocalPool,
+    fake: &Fake,
+    catalog: &Rc<Catalog>,
+    out: &Rc<RefCell<Option<Seen>>>,
+) {
+    let (fake, catalog, out) = (fake.clone(), catalog.clone(), out.clone());
+    pool.spawner()
+        .spawn_local(async move {
+            let answer = catalog.serve(&fake, &ask()).await;
+            *out.borrow_mut() = Some(seen(answer));
+        })
+        .unwrap();
+}
+
+/// `n` requests at once; their answers once all are in (or after `ms`).
+fn concurrently(
+    pool: &mut LocalPool,
+    fake: &Fake,
+    catalog: &Rc<Catalog>,
+    n: usize,
+    ms: u64,
+) -> Vec<Seen> {
+    let outs: Vec<_> = (0..n).map(|_| Rc::new(RefCell::new(None))).collect();
+    for out in &outs {
+        spawn_request(pool, fake, catalog, out);
+    }
+    fake.timers.run_for(pool, ms);
+    outs.iter()
+        .map(|o| o.borrow_mut().take().expect("every request answered"))
+        .collect()
+}
+
+#[test]
+fn a_miss_is_fetched_stored_then_served_from_memory_then_from_the_cache() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| storable("{\"p\":1}"));
+    let catalog = Rc::new(Catalog::default());
+
+    assert_eq!(serve(&mut pool, &fake, &catalog), miss("{\"p\":1}"));
+    assert_eq!(fake.fetches(), 1);
+    assert_eq!(fake.cache_puts(), 1, "stored after the answer");
+    assert_eq!(fake.cache_body(KEY).as_deref(), Some("{\"p\":1}"));
+
+    // The next moment: from this isolate's memory, no cache lookup.
+    let gets = fake.cache_gets();
+    assert_eq!(serve(&mut pool, &fake, &catalog), hit("{\"p\":1}", 0));
+    assert_eq!(fake.cache_gets(), gets, "the memo answered");
+
+    // Past the memo's lifetime, still fresh: from the cache, with its age.
+    fake.timers.advance(LIFETIME_MS + 1_000);
+    assert_eq!(serve(&mut pool, &fake, &catalog), hit("{\"p\":1}", 3));
+    assert_eq!(fake.cache_gets(), gets + 1);
+    assert_eq!(fake.fetches(), 1, "nothing more from the origin");
+}
+
+#[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| storable("new").after(50));
+    let catalog = Rc::new(Catalog::default());
+    fake.cached(KEY, "old", 35_000); // past s-maxage (30 s), within stale-while-revalidate
+
+    let answers = concurrently(&mut pool, &fake, &catalog, 5, 0);
+    assert!(
+        answers.iter().all(|a| *a == stale("old", 35)),
+        "{answers:?}"
+    );
+    assert_eq!(fake.fetches(), 1, "one refresh for five stale reads");
+    fake.timers.run_for(&mut pool, 60);
+    assert_eq!(fake.cache_body(KEY).as_deref(), Some("new"));
+    assert_eq!(serve(&mut pool, &fake, &catalog), hit("new", 0));
+
+    // The refresh is over: the next stale read refreshes again.
+    fake.timers.advance(31_000);
+    assert_eq!(serve(&mut pool, &fake, &catalog), stale("new", 31));
+    assert_eq!(fake.fetches(), 2);
+}
+
+#[test]
+fn a_refresh_that_fails_keeps_the_copy_and_lets_the_next_read_try_again() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| failing(OriginFailure::Timeout));
+    let catalog = Rc::new(Catalog::default());
+    fake.cached(KEY, "old", 35_000);
+    assert_eq!(serve(&mut pool, &fake, &catalog), stale("old", 35));
+    assert_eq!(serve(&mut pool, &fake, &catalog), stale("old", 35));
+    assert_eq!(fake.fetches(), 2, "each failed refresh gave its claim up");
+    assert_eq!(fake.cache_body(KEY).as_deref(), Some("old"));
+}
+
+#[test]
+fn stale_if_error_serves_the_old_copy_only_when_the_origin_fails() {
+    let cases = [
+        (failing(OriginFailure::Timeout), stale("old", 100)),
+        (
+            failing(OriginFailure::Unreachable("reset".into())),
+            stale("old", 100),
+        ),
+        (other(503), stale("old", 100)),
+        (other(500), stale("old", 100)),
+        (other(404), Seen::Passthrough(404)),
+        (other(429), Seen::Passthrough(429)),
+        (storable("new"), miss("new")),
+    ];
+    for (script, expected) in cases {
+        let mut pool = LocalPool::new();
+        let script = RefCell::new(Some(script));
+        let fake = Fake::new(&pool, move |_| script.borrow_mut().take().unwrap());
+        let catalog = Rc::new(Catalog::default());
+        // Past fresh + stale-while-revalidate (60 s), within stale-if-error (630 s).
+        fake.cached(KEY, "old", 100_000);
+        assert_eq!(serve(&mut pool, &fake, &catalog), expected);
+        assert_eq!(fake.fetches(), 1);
+    }
+}
+
+#[test]
+fn expired_copies_are_misses_and_failures_with_nothing_stale_are_failures() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| failing(OriginFailure::Timeout));
+    let catalog = Rc::new(Catalog::default());
+    fake.cached(KEY, "ancient", 631_000);
+    assert_eq!(
+        serve(&mut pool, &fake, &catalog),
+        Seen::Failed(OriginFailure::Timeout)
+    );
+    fake.set_origin(|_| storable("now"));
+    assert_eq!(serve(&mut pool, &fake, &catalog), miss("now"));
+}
+
+#[test]
+fn concurrent_misses_of_one_key_make_one_fetch() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| storable("{}").after(100));
+    let catalog = Rc::new(Catalog::default());
+    let answers = concurrently(&mut pool, &fake, &catalog, 24, 120);
+    assert!(answers.iter().all(|a| *a == miss("{}")), "{answers:?}");
+    assert_eq!(fake.fetches(), 1, "one fetch for 24 misses");
+    assert_eq!(catalog.in_flight(), 0);
+}
+
+#[test]
+fn concurrent_misses_share_a_failure_and_waiters_use_their_stale_copy() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| failing(OriginFailure::Timeout).after(600));
+    let catalog = Rc::new(Catalog::default());
+    let answers = concurrently(&mut pool, &fake, &catalog, 16, 700);
+    assert!(
+        answers
+            .iter()
+            .all(|a| *a == Seen::Failed(OriginFailure::Timeout)),
+        "{answers:?}"
+    );
+    assert_eq!(fake.fetches(), 1, "the struggling origin was asked once");
+
+    // With a copy in the stale-if-error window, everyone gets it.
+    fake.cached(KEY, "old", 100_000);
+    let answers = concurrently(&mut pool, &fake, &catalog, 8, 700);
+    assert!(
+        answers.iter().all(|a| *a == stale("old", 100)),
+        "{answers:?}"
+    );
+    assert_eq!(fake.fetches(), 2);
+}
+
+#[test]
+fn answers_that_cannot_be_shared_send_each_waiter_to_the_origin() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| other(200).after(100));
+    let catalog = Rc::new(Catalog::default());
+    let answers = concurrently(&mut pool, &fake, &catalog, 6, 400);
+    assert!(answers.iter().all(|a| *a == Seen::Passthrough(200)));
+    assert_eq!(fake.fetches(), 6, "a personal answer is nobody else's");
+    assert_eq!(fake.cache_puts(), 0);
+}
+
+#[test]
+fn a_leader_whose_client_went_away_releases_its_waiters() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| storable("{}").after(1_000));
+    let catalog = Rc::new(Catalog::default());
+    // The leader's request, polled until it is fetching, then dropped.
+    let leader = {
+        let (fake, catalog) = (fake.clone(), catalog.clone());
+        pool.spawner()
+            .spawn_local_with_handle(async move {
+                let _ = catalog.serve(&fake, &ask()).await;
+            })
+            .unwrap()
+    };
+    pool.run_until_stalled();
+    assert_eq!((fake.fetches(), catalog.in_flight()), (1, 1));
+    let out = Rc::new(RefCell::new(None));
+    spawn_request(&mut pool, &fake, &catalog, &out);
+    fake.timers.run_for(&mut pool, 20);
+    assert!(out.borrow().is_none(), "the waiter waits for the leader");
+    drop(leader);
+    fake.set_origin(|_| storable("{}"));
+    fake.timers.run_for(&mut pool, 20);
+    assert_eq!(out.borrow_mut().take(), Some(miss("{}")));
+    assert_eq!(fake.fetches(), 2, "the waiter fetched for itself");
+    assert_eq!(catalog.in_flight(), 0);
+}
+
+#[test]
+fn a_memo_copy_never_outlives_the_answers_freshness() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| storable("v"));
+    let catalog = Rc::new(Catalog::default());
+    // Fresh for one more second only: the memo keeps it one second, not its whole lifetime.
+    fake.cached(KEY, "v", 29_000);
+    assert_eq!(serve(&mut pool, &fake, &catalog), hit("v", 29));
+    fake.timers.advance(1_000);
+    let gets = fake.cache_gets();
+    assert_eq!(serve(&mut pool, &fake, &catalog), stale("v", 30));
+    assert_eq!(
+        fake.cache_gets(),
+        gets + 1,
+        "the stale read went to the cache"
+    );
+}

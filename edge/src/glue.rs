@@ -1,0 +1,549 @@
+//! The Workers-runtime side: the fetch handler, the isolate's state, and [`Ports`] over the
+//! runtime. Every decision it applies is made in a natively tested module; this is the order
+//! of work for every request:
+//!
+//! 1. the request id (`cf-ray`, or 128 random bits) and the configuration (a bad one: a JSON 500
+//!    on every request, the reason in the log);
+//! 2. the method, read raw ([`request::method`]): 405 or 501 for the rest;
+//! 3. who is asking ([`Caller`]) and its budget (the `[[ratelimits]]` bindings where bound, else
+//!    the isolate's limiter): 429 — preflights count too;
+//! 4. a CORS preflight: 204 or 403;
+//! 5. operator paths (`/metrics`, `/readyz`): 404, never forwarded;
+//! 6. a catalog `GET` or `HEAD`, whatever cookies or credentials it carries (the catalog is
+//!    public): [`Catalog::serve`], keyed on `PUBLIC_HOST`;
+//! 7. everything else: forwarded to the origin ([`Upstream::forward`]), never cached (BYPASS).
+//!
+//! Every answer carries `X-Request-Id`; one JSON line per request is logged ([`AccessLog`]).
+//! Errors become JSON responses, never panics: a panic resets the isolate, its memo and its
+//! limiter.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use shared::headers::{EDGE_CLIENT_KEY, END_USER_IP, X_CACHE};
+use shared::route::CatalogRoute;
+use worker::{Cache, Context, Env, Headers, Request, Response, ResponseBody, Result};
+
+use crate::catalog::{Answer, Ask, Body, Catalog};
+use crate::clients::Caller;
+use crate::clock::{JsClock, http_date, now_ms};
+use crate::config::EdgeConfig;
+use crate::headers::{CacheStatus, STORED_AT, stored_headers};
+use crate::limiter::{BINDING_CLIENT, BINDING_TRUSTED, Decision, IpLimiter, binding_keys};
+use crate::log::AccessLog;
+use crate::ports::{Copy, Entry, Fetched, OriginFailure, Ports};
+use crate::reply::{Head, Reply, error_body, error_head, merge_vary};
+use crate::request::{self, ALLOWED_METHODS, MethodCheck};
+use crate::target::Target;
+use crate::upstream::{ForwardError, Upstream};
+
+thread_local! {
+    static ISOLATE: Isolate = Isolate::default();
+}
+
+/// Everything an isolate keeps between requests. Vars and secrets are fixed for a deployment (a
+/// new version runs in new isolates), so the configuration and the limiters built from it are
+/// made once; a bad configuration is not kept, so every request reports it.
+#[derive(Default)]
+struct Isolate {
+    setup: RefCell<Option<Rc<Setup>>>,
+    catalog: Rc<Catalog>,
+    warned_insecure: Cell<bool>,
+}
+
+/// The configuration and what is built from it.
+struct Setup {
+    cfg: Rc<EdgeConfig>,
+    /// Per client address (IPv6 at its /64, /56 and /48).
+    clients: IpLimiter<JsClock>,
+    /// Per trusted client, by name.
+    trusted: IpLimiter<JsClock>,
+}
+
+fn setup(env: &Env) -> std::result::Result<(Rc<Setup>, Rc<Catalog>), String> {
+    ISOLATE.with(|isolate| {
+        let catalog = isolate.catalog.clone();
+        if let Some(setup) = isolate.setup.borrow().clone() {
+            return Ok((setup, catalog));
+        }
+        let cfg = EdgeConfig::from_lookup(|name| {
+            env.var(name)
+                .ok()
+                .map(|v| v.to_string())
+                .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
+        })?;
+        if cfg.edge_secret.is_none() && !isolate.warned_insecure.replace(true) {
+            worker::console_warn!(
+                "EDGE_INSECURE_DEV: forwarding without EDGE_SECRET; the origin cannot tell clients apart"
+            );
+        }
+        let setup = Rc::new(Setup {
+            clients: IpLimiter::new(cfg.rate_per_minute, cfg.rate_burst, JsClock),
+            trusted: IpLimiter::new(cfg.trusted_per_minute, cfg.trusted_burst, JsClock),
+            cfg: Rc::new(cfg),
+        });
+        *isolate.setup.borrow_mut() = Some(setup.clone());
+        Ok((setup, catalog))
+    })
+}
+
+#[cfg(target_arch = "wasm32")]
+#[worker::event(fetch)]
+pub async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    serve(req, env, ctx).await
+}
+
+/// One request, start to end (the runtime's entry point calls this).
+pub async fn serve(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let started = now_ms();
+    let id = request_id(&req);
+    let mut log = AccessLog {
+        request_id: id.clone(),
+        method: req.inner().method(),
+        caller: "client".to_owned(),
+        ..AccessLog::default()
+    };
+    let resp = match handle(req, &env, ctx, &id, &mut log).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            worker::console_error!("edge error ({id}): {e}");
+            error(
+                500,
+                "internal",
+                "edge error",
+                &[("X-Request-Id", id.clone())],
+            )?
+        }
+    };
+    log.status = resp.status_code();
+    log.ms = now_ms().saturating_sub(started);
+    worker::console_log!("{}", log.line());
+    Ok(resp)
+}
+
+/// `cf-ray` when Cloudflare set one, else 128 random bits.
+fn request_id(req: &Request) -> String {
+    let ray = req.headers().get("cf-ray").ok().flatten();
+    if let Some(id) = request::request_id_from_ray(ray.as_deref()) {
+        return id.to_owned();
+    }
+    let mut bytes = [0u8; 16];
+    let scope: Option<web_sys::WorkerGlobalScope> =
+        wasm_bindgen::JsCast::dyn_into(js_sys::global()).ok();
+    if let Some(crypto) = scope.and_then(|s| s.crypto().ok()) {
+        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
+    }
+    request::request_id_from_bytes(&bytes)
+}
+
+async fn handle(
+    mut req: Request,
+    env: &Env,
+    ctx: Context,
+    id: &str,
+    log: &mut AccessLog,
+) -> Result<Response> {
+    let request_id = ("X-Request-Id", id.to_owned());
+    let (setup, catalog) = match setup(env) {
+        Ok(state) => state,
+        Err(msg) => {
+            worker::console_error!("edge misconfigured: {msg}");
+            log.refused = Some("misconfigured");
+            return error(500, "misconfigured", "edge misconfigured", &[request_id]);
+        }
+    };
+    let cfg = &setup.cfg;
+    let raw_method = req.inner().method();
+    let method = match request::method(&raw_method) {
+        MethodCheck::Allowed(m) => m,
+        MethodCheck::NotAllowed => {
+            log.refused = Some("method_not_allowed");
+            let allow = ("Allow", ALLOWED_METHODS.to_owned());
+            return error(
+                405,
+                "method_not_allowed",
+                "method not allowed",
+                &[request_id, allow],
+            );
+        }
+        MethodCheck::Unknown => {
+            log.refused = Some("not_implemented");
+            return error(501, "not_implemented", "unknown method", &[request_id]);
+        }
+    };
+    log.path = Target::parse(&req.inner().url())
+        .map(|t| t.path.to_owned())
+        .unwrap_or_default();
+
+    let headers = req.headers();
+    let connecting = headers.get("CF-Connecting-IP")?;
+    let (client_key, end_user) = (headers.get(EDGE_CLIENT_KEY)?, headers.get(END_USER_IP)?);
+    let caller = Caller::identify(
+        &cfg.trusted,
+        connecting.as_deref(),
+        client_key.as_deref(),
+        end_user.as_deref(),
+    );
+    log.caller = caller.label();
+    let origin = headers.get("Origin")?;
+    let mut extra = cfg.cors.response_headers(origin.as_deref());
+    extra.push(request_id);
+
+    if let Decision::Deny { retry_after_secs } = limit(env, &setup, &caller).await {
+        log.refused = Some("rate_limited");
+        extra.push(("Retry-After", retry_after_secs.to_string()));
+        return error(
+            429,
+            "rate_limited",
+            "too many requests from this address",
+            &extra,
+        );
+    }
+    if method == "OPTIONS"
+        && let (Some(o), Some(m)) = (
+            origin.as_deref(),
+            headers.get("Access-Control-Request-Method")?,
+        )
+    {
+        return preflight(cfg, o, &m, id);
+    }
+
+    let raw_url = req.inner().url();
+    let Some(target) = Target::parse(&raw_url) else {
+        return error(
+            400,
+            "bad_request",
+            "the request URL is not absolute",
+            &extra,
+        );
+    };
+    if matches!(target.path, "/metrics" | "/readyz") {
+        return error(404, "not_found", "no such route", &extra);
+    }
+    let trace = trace_context(headers)?;
+    let upstream = Rc::new(Upstream::new(
+        cfg.clone(),
+        caller.forwarded_ip(connecting.as_deref()),
+        id.to_owned(),
+        trace,
+    ));
+    let resp = match CatalogRoute::parse(target.path, target.query) {
+        Err(e) => error(400, "bad_request", &e.to_string(), &extra),
+        Ok(Some(route)) if matches!(method, "GET" | "HEAD") => {
+            let inm = headers.get("If-None-Match")?;
+            let ports = WorkerPorts {
+                upstream: upstream.clone(),
+                ctx: Rc::new(ctx),
+            };
+            let reply = Reply {
+                policy: route.data_type().policy().scaled_down(cfg.ttl_divisor),
+                if_none_match: inm.as_deref(),
+                head_only: method == "HEAD",
+                extra: &extra,
+            };
+            serve_catalog(&catalog, &ports, &route, &reply, cfg, log).await
+        }
+        _ => {
+            let length = headers.get("Content-Length")?;
+            let plan = request::body_plan(method, length.as_deref(), req.inner().body().is_some());
+            let path = target.path_and_query();
+            let forwarded = upstream.forward(&mut req, method, &path, plan).await;
+            forwarded_answer(forwarded, &extra, log)
+        }
+    };
+    if let Some((status, ms)) = upstream.seen() {
+        log.origin_status = Some(status);
+        log.origin_ms = Some(ms);
+    }
+    resp
+}
+
+/// A valid `traceparent` (and its `tracestate`, if valid) to pass on.
+fn trace_context(headers: &Headers) -> Result<Option<(String, Option<String>)>> {
+    let Some(parent) = headers
+        .get(shared::headers::TRACEPARENT)?
+        .filter(|v| request::valid_traceparent(v))
+    else {
+        return Ok(None);
+    };
+    let state = headers
+        .get(shared::headers::TRACESTATE)?
+        .filter(|v| request::valid_tracestate(v));
+    Ok(Some((parent.trim().to_owned(), state)))
+}
+
+async fn serve_catalog(
+    catalog: &Rc<Catalog>,
+    ports: &WorkerPorts,
+    route: &CatalogRoute,
+    reply: &Reply<'_>,
+    cfg: &EdgeConfig,
+    log: &mut AccessLog,
+) -> Result<Response> {
+    let path = route.canonical();
+    let key = format!("https://{}{path}", cfg.public_host);
+    let ask = Ask {
+        key: &key,
+        path: &path,
+        policy: reply.policy,
+        origin_timeout_ms: cfg.origin_timeout_ms,
+    };
+    match catalog.serve(ports, &ask).await {
+        Answer::Representation {
+            body,
+            etag,
+            cache,
+            age,
+        } => {
+            log.cache = Some(cache.as_str());
+            let head = reply.representation(&etag, cache, age, http_date());
+            let body = match body {
+                _ if !head.body => ResponseBody::Empty,
+                Body::Bytes(bytes) => ResponseBody::Body(bytes.to_vec()),
+                Body::Stored(stream) => stream,
+            };
+            respond(head, body)
+        }
+        Answer::Passthrough { response } => {
+            log.cache = Some(CacheStatus::Miss.as_str());
+            passthrough(response, CacheStatus::Miss, reply.extra)
+        }
+        Answer::Failed(failure) => failure_response(&failure, reply.extra),
+    }
+}
+
+fn forwarded_answer(
+    forwarded: std::result::Result<Response, ForwardError>,
+    extra: &[(&'static str, String)],
+    log: &mut AccessLog,
+) -> Result<Response> {
+    match forwarded {
+        Ok(resp) => {
+            log.cache = Some(CacheStatus::Bypass.as_str());
+            passthrough(resp, CacheStatus::Bypass, extra)
+        }
+        Err(ForwardError::TooLarge) => {
+            log.refused = Some("payload_too_large");
+            let limit = shared::headers::MAX_REQUEST_BODY_BYTES;
+            let message = format!("the request body is over {limit} bytes");
+            error(413, "payload_too_large", &message, extra)
+        }
+        Err(ForwardError::BodyCut) => {
+            log.refused = Some("bad_body");
+            error(
+                400,
+                "bad_request",
+                "the request body could not be read",
+                extra,
+            )
+        }
+        Err(ForwardError::Origin(failure)) => failure_response(&failure, extra),
+    }
+}
+
+/// The isolate's limiter, or Cloudflare's rate-limit bindings where the first one is bound. A
+/// binding that fails to answer leaves the decision to the isolate's limiter (the local safety
+/// net), never to nobody.
+async fn limit(env: &Env, setup: &Setup, caller: &Caller<'_>) -> Decision {
+    if env.rate_limiter(BINDING_CLIENT).is_ok()
+        && let Some(decision) =
+            limit_with_bindings(env, caller, setup.cfg.rate_limit_period_secs).await
+    {
+        return decision;
+    }
+    match caller {
+        Caller::Client { ip } => setup.clients.check_client(*ip),
+        Caller::Trusted { name, .. } => setup.trusted.check(&format!("trusted:{name}")),
+    }
+}
+
+async fn limit_with_bindings(env: &Env, caller: &Caller<'_>, period_secs: u32) -> Option<Decision> {
+    let keys = match caller {
+        Caller::Client { ip } => binding_keys(*ip),
+        Caller::Trusted { name, .. } => vec![(BINDING_TRUSTED, format!("trusted:{name}"))],
+    };
+    for (binding, key) in keys {
+        let outcome = env.rate_limiter(binding).ok()?.limit(key).await.ok()?;
+        if !outcome.success {
+            return Some(Decision::Deny {
+                retry_after_secs: u64::from(period_secs),
+            });
+        }
+    }
+    Some(Decision::Allow)
+}
+
+fn preflight(cfg: &EdgeConfig, origin: &str, method: &str, id: &str) -> Result<Response> {
+    let vary = (
+        "Vary",
+        "Origin, Access-Control-Request-Method, Access-Control-Request-Headers".to_owned(),
+    );
+    let request_id = ("X-Request-Id", id.to_owned());
+    match cfg.cors.preflight(origin, method) {
+        Some(mut headers) => {
+            headers.push(vary);
+            headers.push(request_id);
+            let head = Head {
+                status: 204,
+                headers,
+                body: false,
+            };
+            respond(head, ResponseBody::Empty)
+        }
+        None => error(
+            403,
+            "cors_refused",
+            "origin or method not allowed",
+            &[vary, request_id],
+        ),
+    }
+}
+
+fn failure_response(failure: &OriginFailure, extra: &[(&'static str, String)]) -> Result<Response> {
+    match failure {
+        OriginFailure::Timeout => error(
+            504,
+            "origin_timeout",
+            "the origin did not answer in time",
+            extra,
+        ),
+        OriginFailure::Unreachable(e) => {
+            worker::console_warn!("origin unreachable: {e}");
+            error(
+                502,
+                "origin_unreachable",
+                "the origin is unreachable",
+                extra,
+            )
+        }
+        OriginFailure::BadStatus(status) => {
+            worker::console_warn!("origin answered status {status}, which cannot be passed on");
+            error(
+                502,
+                "origin_bad_answer",
+                "the origin's answer could not be passed on",
+                extra,
+            )
+        }
+    }
+}
+
+/// The origin's answer as it is, plus `X-Cache`, this request's headers, `Vary: Origin` and a
+/// `Date` when it has none (fetched headers are immutable: copy, then rebuild).
+fn passthrough(
+    resp: Response,
+    cache: CacheStatus,
+    extra: &[(&'static str, String)],
+) -> Result<Response> {
+    let headers = resp.headers().clone();
+    for (name, value) in extra {
+        headers.set(name, value)?;
+    }
+    headers.set(X_CACHE, cache.as_str())?;
+    let vary = merge_vary(headers.get("Vary")?.as_deref(), "Origin");
+    headers.set("Vary", &vary)?;
+    if !headers.has("Date")? {
+        headers.set("Date", &http_date())?;
+    }
+    let status = resp.status_code();
+    let (_, body) = resp.into_parts();
+    Ok(Response::builder()
+        .with_status(status)
+        .with_headers(headers)
+        .body(body))
+}
+
+/// A JSON error, never cached, with this request's headers and `Vary: Origin`.
+fn error(
+    status: u16,
+    code: &str,
+    message: &str,
+    extra: &[(&'static str, String)],
+) -> Result<Response> {
+    let mut head = error_head(status, extra);
+    if !head
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("Vary"))
+    {
+        head.headers.push(("Vary", "Origin".to_owned()));
+    }
+    head.headers.push(("Date", http_date()));
+    respond(head, ResponseBody::Body(error_body(code, message)))
+}
+
+fn respond(head: Head, body: ResponseBody) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &head.headers {
+        headers.set(name, value)?;
+    }
+    Ok(Response::builder()
+        .with_status(head.status)
+        .with_headers(headers)
+        .body(body))
+}
+
+/// [`Ports`] over the Workers runtime, for one request.
+#[derive(Clone)]
+struct WorkerPorts {
+    upstream: Rc<Upstream>,
+    ctx: Rc<Context>,
+}
+
+impl Ports for WorkerPorts {
+    type Body = ResponseBody;
+    type Passthrough = Response;
+
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()> + 'static {
+        worker::Delay::from(Duration::from_millis(ms))
+    }
+
+    async fn cache_get(&self, key: &str) -> Option<Entry<ResponseBody>> {
+        let hit = Cache::default().get(key, false).await.ok().flatten()?;
+        let stored_at_ms = hit
+            .headers()
+            .get(STORED_AT)
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let etag = hit.headers().get("ETag").ok().flatten().unwrap_or_default();
+        let (_, body) = hit.into_parts();
+        Some(Entry {
+            body,
+            etag,
+            stored_at_ms,
+        })
+    }
+
+    async fn read(&self, body: ResponseBody) -> Option<Vec<u8>> {
+        Response::from_body(body).ok()?.bytes().await.ok()
+    }
+
+    async fn cache_put(&self, key: &str, copy: &Copy) {
+        let stored = || -> Result<Response> {
+            let headers = Headers::new();
+            for (name, value) in stored_headers(&copy.policy, &copy.etag, copy.stored_at_ms) {
+                headers.set(name, &value)?;
+            }
+            Ok(Response::from_bytes(copy.body.to_vec())?.with_headers(headers))
+        };
+        if let Ok(resp) = stored() {
+            let _ = Cache::default().put(key, resp).await;
+        }
+    }
+
+    async fn fetch(&self, path: &str) -> std::result::Result<Fetched<Response>, OriginFailure> {
+        self.upstream.fetch_catalog(path).await
+    }
+
+    fn in_background(&self, work: impl Future<Output = ()> + 'static) {
+        self.ctx.wait_until(work);
+    }
+}
