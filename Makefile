@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge dev test fleet bench stop lint fmt settings seed seed-large fuzz image openapi client schemathesis example browser
+.PHONY: help setup edge deploy-check dev test fleet bench stop lint fmt settings seed seed-large fuzz image openapi client schemathesis example browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,6 +19,14 @@ setup: ## install toolchain pieces (Rust targets, worker-build, wrangler) and ma
 edge: ## build the edge worker (wasm32) into edge/build/
 	@scripts/edge-tools.sh
 	@scripts/build-edge.sh
+
+deploy-check: edge ## what `wrangler deploy` would upload for staging and production (dry run, no account): bindings, vars, bundle size
+	@for env in staging production; do \
+	  out=.local/deploy-$$env; rm -rf $$out; mkdir -p $$out; \
+	  WRANGLER_SEND_METRICS=false npx wrangler deploy --dry-run --env $$env --outdir $$out > $$out.log 2>&1 \
+	    || { cat $$out.log; echo "error: the dry-run deploy of $$env failed" >&2; exit 1; }; \
+	  echo "== $$env"; grep -E "Total Upload|env\." $$out.log | sed 's/^/  /'; \
+	done
 
 dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080 and the edge (wrangler dev) on 127.0.0.1:8787
 	@$(SERVICES); \

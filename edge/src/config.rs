@@ -5,6 +5,82 @@
 use crate::clients::TrustedClients;
 use crate::cors::AllowedOrigins;
 
+/// Every variable the worker reads: name, default, meaning. The settings table in
+/// `docs/edge.md` is checked against this list (`edge/tests/deploy.rs`), and so is what
+/// [`EdgeConfig::from_lookup`] asks for.
+pub const VARS: &[(&str, &str, &str)] = &[
+    (
+        "EDGE_ENV",
+        "`production`",
+        "`local`, `staging` or `production`; only `local` accepts an `http://` origin, `EDGE_INSECURE_DEV` and `CACHE_TTL_DIVISOR`",
+    ),
+    (
+        "ORIGIN_URL",
+        "(required)",
+        "scheme, host and port of the origin; `https://` outside `EDGE_ENV=local`",
+    ),
+    (
+        "EDGE_SECRET",
+        "(required, a secret)",
+        "≥ 16 characters, the origin's value: it believes the edge's client address and request id only with it",
+    ),
+    (
+        "EDGE_INSECURE_DEV",
+        "unset",
+        "`true`: run without `EDGE_SECRET` (`EDGE_ENV=local` only; logs a warning)",
+    ),
+    (
+        "PUBLIC_HOST",
+        "(required; `localhost` locally)",
+        "the host the catalog is served on: edge cache keys are made on it whatever `Host` a request carries",
+    ),
+    (
+        "ORIGIN_TIMEOUT_MS",
+        "`3000`",
+        "longest an origin fetch may take; past it the stale copy (within `stale-if-error`) or a 504",
+    ),
+    (
+        "RATE_LIMIT_PER_MINUTE",
+        "`600`",
+        "sustained requests per client (IPv6 by /64, /56 ×2, /48 ×4) in the isolate's limiter, where the rate-limit bindings are not bound",
+    ),
+    (
+        "RATE_LIMIT_BURST",
+        "`100`",
+        "how many of those may arrive at once",
+    ),
+    (
+        "RATE_LIMIT_PERIOD_SECS",
+        "`60`",
+        "the period (10 or 60) of the `[[ratelimits]]` bindings: the `Retry-After` of their refusals",
+    ),
+    (
+        "TRUSTED_CLIENTS",
+        "none (a secret)",
+        "`name=key,…`: server-side clients (keys ≥ 32 characters) with their own budget, who may name their end user in `X-End-User-IP`",
+    ),
+    (
+        "TRUSTED_RATE_LIMIT_PER_MINUTE",
+        "`6000`",
+        "a trusted client's sustained budget in the isolate's limiter",
+    ),
+    (
+        "TRUSTED_RATE_LIMIT_BURST",
+        "`1000`",
+        "how many of those may arrive at once",
+    ),
+    (
+        "CORS_ALLOWED_ORIGINS",
+        "none",
+        "`*` or a comma-separated list of origins allowed to read answers from a browser",
+    ),
+    (
+        "CACHE_TTL_DIVISOR",
+        "`1`",
+        "divides every policy duration (tests; `EDGE_ENV=local` only)",
+    ),
+];
+
 /// Where the worker runs (`EDGE_ENV`): the rules that keep a deployment safe are relaxed only for
 /// a local run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -123,17 +123,26 @@ pub async fn serve(req: Request, env: Env, ctx: Context) -> Result<Response> {
     Ok(resp)
 }
 
-/// `cf-ray` when Cloudflare set one, else 128 random bits.
+/// `cf-ray` when Cloudflare set one, else 128 random bits (`crypto.getRandomValues`).
 fn request_id(req: &Request) -> String {
     let ray = req.headers().get("cf-ray").ok().flatten();
     if let Some(id) = request::request_id_from_ray(ray.as_deref()) {
         return id.to_owned();
     }
     let mut bytes = [0u8; 16];
-    let scope: Option<web_sys::WorkerGlobalScope> =
-        wasm_bindgen::JsCast::dyn_into(js_sys::global()).ok();
-    if let Some(crypto) = scope.and_then(|s| s.crypto().ok()) {
-        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
+        .ok()
+        .filter(|c| c.is_object());
+    let filled = crypto.is_some_and(|c| {
+        let crypto: web_sys::Crypto = wasm_bindgen::JsCast::unchecked_into(c);
+        crypto.get_random_values_with_u8_array(&mut bytes).is_ok()
+    });
+    if !filled {
+        // Never in workerd; unique enough for a log line if it ever happens.
+        let now = now_ms().to_le_bytes();
+        let noise = (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
+        bytes[..8].copy_from_slice(&now);
+        bytes[8..12].copy_from_slice(&noise.to_le_bytes());
     }
     request::request_id_from_bytes(&bytes)
 }

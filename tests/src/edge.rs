@@ -162,3 +162,138 @@ impl Drop for EdgeWorker {
         }
     }
 }
+
+/// One request an origin received from the edge.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// A recording origin for the edge: every request it receives is kept; it answers as it was
+/// told, or passes the request on to a real origin and returns its answer.
+pub struct Tap {
+    pub url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a [`Tap`] does with a request.
+#[derive(Clone)]
+pub enum TapAnswer {
+    /// This status, these headers, this body.
+    Fixed(u16, Vec<(&'static str, &'static str)>, &'static str),
+    /// Whatever the origin at this base URL answers.
+    Forward(String),
+}
+
+impl Tap {
+    pub async fn start(answer: TapAnswer) -> Tap {
+        use axum::body::Body;
+        use axum::http::Request;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let client = reqwest::Client::new();
+        let app = axum::Router::new().fallback(move |req: Request<Body>| {
+            let (log, answer, client) = (log.clone(), answer.clone(), client.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+                let path = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                log.lock().unwrap().push(Seen {
+                    method: parts.method.to_string(),
+                    path: path.clone(),
+                    headers: parts.headers.clone(),
+                    body: body.to_vec(),
+                });
+                match answer {
+                    TapAnswer::Fixed(status, headers, text) => {
+                        let mut resp = axum::response::Response::new(Body::from(text));
+                        *resp.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+                        for (k, v) in headers {
+                            resp.headers_mut().append(k, v.parse().unwrap());
+                        }
+                        resp
+                    }
+                    TapAnswer::Forward(base) => {
+                        let mut headers = parts.headers.clone();
+                        headers.remove("host");
+                        let method =
+                            reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap();
+                        let upstream = client
+                            .request(method, format!("{base}{path}"))
+                            .headers(headers)
+                            .body(body)
+                            .send()
+                            .await
+                            .expect("the tapped origin answers");
+                        let mut resp = axum::response::Response::new(Body::empty());
+                        *resp.status_mut() = upstream.status();
+                        *resp.headers_mut() = upstream.headers().clone();
+                        resp.headers_mut().remove("transfer-encoding");
+                        resp.headers_mut().remove("content-length");
+                        *resp.body_mut() = Body::from(upstream.bytes().await.unwrap_or_default());
+                        resp
+                    }
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Tap { url, seen, task }
+    }
+
+    /// A tap answering every request `200` with a public, edge-storable empty provider list.
+    pub async fn storable() -> Tap {
+        Tap::start(TapAnswer::Fixed(
+            200,
+            vec![
+                ("content-type", "application/json"),
+                ("cache-control", "public, max-age=60, s-maxage=60"),
+            ],
+            "{\"providers\":[]}",
+        ))
+        .await
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A raw HTTP/1.1 exchange on 127.0.0.1:`port` (for requests a client library would not send):
+/// writes `head` and `body`, reads until the server closes or `within` passes. Returns the final
+/// status (interim `1xx` skipped) and everything read.
+pub async fn raw_exchange(port: u16, head: &str, body: &[u8], within: Duration) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let _ = sock.write_all(body).await;
+    let mut read = Vec::new();
+    let _ = tokio::time::timeout(within, sock.read_to_end(&mut read)).await;
+    let text = String::from_utf8_lossy(&read).into_owned();
+    let status = text
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("HTTP/1.1 "))
+        .filter_map(|l| l.get(..3)?.parse::<u16>().ok())
+        .find(|s| *s >= 200)
+        .unwrap_or(0);
+    (status, text)
+}

@@ -79,6 +79,8 @@ pub struct OriginProcess {
     pub port: u16,
     pub ops_port: u16,
     child: Child,
+    /// Its stdout (the JSON log) line by line.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl OriginProcess {
@@ -104,17 +106,29 @@ impl OriginProcess {
         port: u16,
         ops_port: u16,
     ) -> OriginProcess {
-        let child = command
+        let log_filter = std::env::var("TEST_ORIGIN_LOG").unwrap_or_else(|_| "warn".into());
+        let mut child = command
             .arg("serve")
+            .env("RUST_LOG", log_filter)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
             .env("METRICS_ADDR", format!("127.0.0.1:{ops_port}"))
-            .env("RUST_LOG", std::env::var("TEST_ORIGIN_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn origin serve");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let kept = logs.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    kept.lock().unwrap().push(line);
+                }
+            });
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = reqwest::Client::new();
         loop {
@@ -125,7 +139,12 @@ impl OriginProcess {
             assert!(Instant::now() < deadline, "origin serve did not come up on {port}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        OriginProcess { port, ops_port, child }
+        OriginProcess { port, ops_port, child, logs }
+    }
+
+    /// The lines the origin has logged so far (JSON, per `RUST_LOG`).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -19,19 +19,24 @@ use crate::state::AppState;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+/// Whether the request comes from the edge: it carries the configured secret (compared in
+/// constant time). Only then are the edge's client address and request id believed.
+pub fn from_edge(secret: Option<&SecretString>, headers: &HeaderMap) -> bool {
+    match (secret, headers.get(EDGE_SECRET_HEADER)) {
+        (Some(secret), Some(given)) => {
+            bool::from(secret.expose_secret().as_bytes().ct_eq(given.as_bytes()))
+        }
+        _ => false,
+    }
+}
+
 /// The client address given the trusted secret (if any), the request headers and the peer.
 pub fn resolve(
     secret: Option<&SecretString>,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
 ) -> Option<IpAddr> {
-    let trusted = match (secret, headers.get(EDGE_SECRET_HEADER)) {
-        (Some(secret), Some(given)) => {
-            bool::from(secret.expose_secret().as_bytes().ct_eq(given.as_bytes()))
-        }
-        _ => false,
-    };
-    if trusted {
+    if from_edge(secret, headers) {
         let forwarded = headers
             .get(CLIENT_IP_HEADER)
             .and_then(|v| v.to_str().ok())

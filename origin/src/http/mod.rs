@@ -182,8 +182,18 @@ impl Public {
         let Public { front, router } = self;
         let req = req.map(Body::new);
         let started = front.metrics_on.then(Instant::now);
-        let id = request_id(req.headers().get(&REQUEST_ID));
+        // The edge's request id is adopted (one id in the edge's log and ours); anyone else's is
+        // replaced, so a client cannot plant ids in our logs.
+        let secret = front.state.settings.edge_secret.as_ref();
+        let given = client_ip::from_edge(secret, req.headers())
+            .then(|| req.headers().get(&REQUEST_ID))
+            .flatten();
+        let id = request_id(given);
         let span = request_span(&req, &id);
+        // One line per request when `RUST_LOG` asks for it (`access=debug`): the request id the
+        // edge logged too, so the two lines join. Nothing is copied when it is off.
+        let access = tracing::enabled!(target: "access", tracing::Level::DEBUG)
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
         let method = front.metrics_on.then(|| req.method().clone());
         let work = async {
             let mut req = match whole_body(req, front.body_timeout).await {
@@ -255,6 +265,16 @@ impl Public {
         };
         let (mut resp, pattern) = work.instrument(span.clone()).await;
         let status = resp.status();
+        if let Some((method, path)) = access {
+            tracing::debug!(
+                target: "access",
+                request_id = %id.to_str().unwrap_or("-"),
+                method = %method,
+                path = %path,
+                status = status.as_u16(),
+                "request"
+            );
+        }
         if status.is_server_error() {
             tracing::warn!(parent: &span, status = status.as_u16(), "request failed");
         }
@@ -365,7 +385,7 @@ fn internal_error() -> Response {
     )
 }
 
-/// The request id: a client's is kept only when it is 1–64 characters of `A-Z a-z 0-9 - _ .`;
+/// The request id: the edge's is kept only when it is 1–64 characters of `A-Z a-z 0-9 - _ .`;
 /// anything else (log injection, megabyte ids) is replaced by a fresh one: 128 random bits as
 /// 32 hex digits, from the thread's ChaCha generator (a counter, or a plain PRNG whose state two
 /// ids give away, would tell anyone how many requests came between theirs).

@@ -234,21 +234,32 @@ async fn unknown_fields_are_refused_everywhere() {
     assert_error(app.buy(&token, &body, None).await, 400, "bad_request").await;
 }
 
-/// Item 13: a client-supplied request id is kept only when short and well formed.
+/// Item 13, and one id from edge to origin (#23 item 3): a request id is adopted only from the
+/// edge (with its secret), and only when short and well formed; anyone else's is replaced, so a
+/// client cannot plant ids (or markup) in the logs.
 #[tokio::test]
-async fn malformed_request_ids_are_replaced() {
-    let (_db, app) = app(AppOptions::default()).await;
-    let id_for = |sent: String| {
-        let req = app.client.get(app.url("/healthz")).header("x-request-id", sent);
+async fn request_ids_are_adopted_from_the_edge_only() {
+    const SECRET: &str = "edge-secret-0123456789abcdef";
+    let (_db, app) = app(AppOptions::default().env("EDGE_SECRET", SECRET)).await;
+    let id_for = |sent: String, secret: Option<&'static str>| {
+        let mut req = app.client.get(app.url("/healthz")).header("x-request-id", sent);
+        if let Some(secret) = secret {
+            req = req.header("x-edge-secret", secret);
+        }
         async move {
             let resp = req.send().await.unwrap();
             resp.headers()["x-request-id"].to_str().unwrap().to_owned()
         }
     };
     let good = "edge-7f3a9c01-trace".to_owned();
-    assert_eq!(id_for(good.clone()).await, good, "a well-formed id is propagated");
+    assert_eq!(id_for(good.clone(), Some(SECRET)).await, good, "the edge's id is propagated");
+    for secret in [None, Some("not-the-edge-secret-at-all")] {
+        let got = id_for(good.clone(), secret).await;
+        assert_ne!(got, good, "a client's id ({secret:?}) is replaced");
+        assert_eq!(got.len(), 32);
+    }
     for bad in ["a".repeat(300), "<script>alert(1)</script>".into(), "id with spaces".into()] {
-        let got = id_for(bad.clone()).await;
+        let got = id_for(bad.clone(), Some(SECRET)).await;
         assert_ne!(got, bad);
         assert!(got.len() <= 64 && got.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     }

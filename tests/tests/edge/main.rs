@@ -6,22 +6,28 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::HeaderMap;
-use harness::edge::EdgeWorker;
+use harness::edge::{EdgeWorker, Tap, TapAnswer};
 use harness::{AppOptions, TestApp, TestDb, json};
 use origin::seed::Scale;
 use reqwest::StatusCode;
 use shared::DataType;
+
+mod hostile;
+mod identity;
 
 const SECRET: &str = "test-edge-secret-0123456789";
 
 struct Stack {
     db: TestDb,
     app: TestApp,
+    /// Between the edge and the origin: what reached the origin, counted there.
+    tap: Tap,
     edge: EdgeWorker,
     http: reqwest::Client,
 }
 
-/// Origin (with `EDGE_SECRET` unless `origin_secret` is None) and an edge in front of it.
+/// Origin (with `EDGE_SECRET` unless `origin_secret` is None), a tap recording what reaches it,
+/// and an edge in front.
 async fn stack(edge_vars: &[(&str, &str)], origin_secret: Option<&str>) -> Stack {
     let db = TestDb::new(Some(Scale::Small)).await;
     let mut env = Vec::new();
@@ -29,8 +35,9 @@ async fn stack(edge_vars: &[(&str, &str)], origin_secret: Option<&str>) -> Stack
         env.push(("EDGE_SECRET".to_owned(), s.to_owned()));
     }
     let app = TestApp::spawn(&db, AppOptions { env, ..Default::default() }).await;
+    let tap = Tap::start(TapAnswer::Forward(format!("http://{}", app.addr))).await;
     let mut vars: Vec<(&str, String)> = vec![
-        ("ORIGIN_URL", format!("http://{}", app.addr)),
+        ("ORIGIN_URL", tap.url.clone()),
         ("EDGE_SECRET", SECRET.to_owned()),
         ("CORS_ALLOWED_ORIGINS", "https://nexnum.app".to_owned()),
     ];
@@ -39,7 +46,7 @@ async fn stack(edge_vars: &[(&str, &str)], origin_secret: Option<&str>) -> Stack
         vars.push((k, (*v).to_owned()));
     }
     let edge = EdgeWorker::start(&vars).await;
-    Stack { db, app, edge, http: reqwest::Client::new() }
+    Stack { db, app, tap, edge, http: reqwest::Client::new() }
 }
 
 impl Stack {
@@ -110,6 +117,13 @@ async fn miss_then_hit_with_policy_headers_and_304s() {
     assert!(header(&hit, "age").parse::<u64>().is_ok());
     assert_eq!(json(hit).await["price_cents"], price);
     assert_eq!(s.app.db_queries(), queries, "a HIT never reaches the origin's database");
+    // Nor the origin at all (its own caches would have answered without a query): counted
+    // where the origin receives requests.
+    let reached = s.tap.count();
+    for _ in 0..10 {
+        assert_eq!(header(&s.get(&path).await, "x-cache"), "HIT");
+    }
+    assert_eq!(s.tap.count(), reached, "ten HITs, nothing reached the origin");
 
     // 304 on a HIT.
     let not_modified =
@@ -145,10 +159,12 @@ async fn miss_then_hit_with_policy_headers_and_304s() {
         assert!(Instant::now() < deadline, "normalised URL never hit");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // A bad code is refused at the edge with the origin's JSON shape.
+    // A bad code is refused at the edge with the origin's JSON shape, and not forwarded.
+    let reached = s.tap.count();
     let bad = s.get("/v1/catalog/NOPE/countries").await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert_eq!(json(bad).await["error"]["code"], "bad_request");
+    assert_eq!(s.tap.count(), reached, "refused at the edge: the origin saw nothing");
 }
 
 #[tokio::test]
@@ -188,7 +204,7 @@ async fn stale_if_error_then_gateway_errors_when_nothing_is_stale() {
     let (path, price, ..) = s.price_path(3).await;
     assert_eq!(header(&s.get(&path).await, "x-cache"), "MISS");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let Stack { app, edge, http, db: _db } = s;
+    let Stack { app, edge, http, db: _db, tap: _tap } = s;
     app.stop().await;
     tokio::time::sleep(Duration::from_millis(2000)).await; // past fresh + stale-while-revalidate
 
@@ -242,6 +258,12 @@ async fn per_ip_limit_answers_429_with_retry_after() {
     let retry: u64 = header(&limited, "retry-after").parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     assert_eq!(json(limited).await["error"]["code"], "rate_limited");
+    // A refused request is refused at the edge: a route the edge would forward never arrives.
+    let reached = s.tap.count();
+    let forwarded =
+        s.http.get(s.edge.url("/v1/client-ip")).header("CF-Connecting-IP", "198.51.100.1");
+    assert_eq!(forwarded.send().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(s.tap.count(), reached, "the origin saw nothing of it");
     assert_eq!(
         ask("198.51.100.2").await.unwrap().status(),
         StatusCode::OK,
