@@ -3,6 +3,8 @@
 //! ones are on a custom domain with all their rate-limit bindings sized as the limiter is, and
 //! `docs/edge.md` lists exactly the settings the worker reads.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
