@@ -23,6 +23,8 @@ cargo build -q -p origin
 spare() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 origin_port=$(spare); ops_port=$(spare); edge_port=$(spare); web_port=$(spare)
 secret="browser-test-edge-secret-$$"
+# The Next.js server's key: it is a trusted client of the edge (its own budget).
+client_key="browser-test-nextjs-key-$$-$(date +%s%N)"
 db=nexnum_browser
 export DATABASE_URL="${PG_ADMIN_URL%/*}/$db"
 psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
@@ -53,11 +55,12 @@ curl -sf -o /dev/null "http://127.0.0.1:$origin_port/v1/admin/users/$user_id/cre
 
 WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port "$edge_port" \
   --var "ORIGIN_URL:http://127.0.0.1:$origin_port" --var "EDGE_SECRET:$secret" \
-  --var "CORS_ALLOWED_ORIGINS:http://localhost:$web_port" >"$art/wrangler.log" 2>&1 &
+  --var "CORS_ALLOWED_ORIGINS:http://localhost:$web_port" --var "TRUSTED_CLIENTS:nextjs=$client_key" \
+  >"$art/wrangler.log" 2>&1 &
 pids+=($!)
 wait_for "http://127.0.0.1:$edge_port/v1/catalog/providers"
 
-(cd examples/nextjs && EDGE_URL="http://localhost:$edge_port" PORT="$web_port" \
+(cd examples/nextjs && EDGE_URL="http://localhost:$edge_port" PORT="$web_port" EDGE_CLIENT_KEY="$client_key" \
   exec npx next start --port "$web_port" --hostname 127.0.0.1 >"$art/next.log" 2>&1) &
 pids+=($!)
 wait_for "http://127.0.0.1:$web_port/"
@@ -65,6 +68,6 @@ wait_for "http://127.0.0.1:$web_port/"
 cd examples/nextjs
 WEB_URL="http://localhost:$web_port" EDGE_URL="http://localhost:$edge_port" \
   ORIGIN_URL="http://127.0.0.1:$origin_port" USER_EMAIL=shopper@example.com \
-  USER_PASSWORD="$user_password" ARTIFACTS="$art" \
+  USER_PASSWORD="$user_password" ARTIFACTS="$art" EDGE_CLIENT_KEY="$client_key" \
   timeout "${BROWSER_TEST_SECS:-600}" node --test --test-reporter=spec e2e/browser.test.mjs
 echo "screenshots: $art/example.png, $art/rate-limited.png"

@@ -3,13 +3,16 @@
 //   WEB_URL     the example, e.g. http://localhost:3100 (an allowed CORS origin of the edge)
 //   EDGE_URL    the edge, e.g. http://localhost:8797 (same site as WEB_URL: cookies flow)
 //   ORIGIN_URL  the origin, to compare what the page shows with the API's own answer
-//   USER_EMAIL, USER_PASSWORD  a funded account; ARTIFACTS  where the screenshot goes
+//   USER_EMAIL, USER_PASSWORD  a funded account; ARTIFACTS  where the screenshot goes (and where
+//               the edge's log is: ARTIFACTS/wrangler.log)
+//   EDGE_CLIENT_KEY  the key the Next.js server presents to the edge as a trusted client
 // Run: node --test e2e/browser.test.mjs
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 
-const { WEB_URL, EDGE_URL, ORIGIN_URL, USER_EMAIL, USER_PASSWORD, ARTIFACTS } = process.env;
+const { WEB_URL, EDGE_URL, ORIGIN_URL, USER_EMAIL, USER_PASSWORD, ARTIFACTS, EDGE_CLIENT_KEY } =
+  process.env;
 let browser;
 
 before(async () => {
@@ -163,4 +166,16 @@ test("a 429 is explained on the page, not a blank screen", async () => {
   assert.equal(await page.locator("h1").textContent(), "NexNum catalog", "the page is still there");
   await page.screenshot({ path: `${ARTIFACTS}/rate-limited.png` });
   await context.close();
+});
+
+test("the server renders as a trusted client of the edge, and its key is never logged", async () => {
+  const { context } = await openExample();
+  await context.close();
+  const { readFile } = await import("node:fs/promises");
+  const log = await readFile(`${ARTIFACTS}/wrangler.log`, "utf8");
+  const lines = log.split("\n").filter((l) => l.includes('"request_id"'));
+  const callers = new Set(lines.map((l) => JSON.parse(l.slice(l.indexOf("{"))).caller));
+  assert.ok(callers.has("trusted:nextjs"), `the server's reads: ${[...callers]}`);
+  assert.ok(callers.has("client"), "the browser's own reads");
+  assert.ok(!log.includes(EDGE_CLIENT_KEY), "the key is in the edge's log");
 });
