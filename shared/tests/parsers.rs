@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use shared::etag::{if_none_match_matches, strong_etag};
-use shared::route::{CatalogRoute, MAX_BULK_SERVICES, parse_services_param};
+use shared::route::{CatalogRoute, EntryRoute, MAX_BULK_SERVICES, parse_services_param};
 use shared::{Product, Slug};
 
 /// Strings a hostile client might send: anything, plus near-misses of valid codes and lists.
@@ -15,7 +15,108 @@ fn hostile() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A valid code.
+fn code() -> impl Strategy<Value = String> {
+    "[a-z0-9][a-z0-9_-]{0,12}"
+}
+
+/// A path segment: mostly a valid code, else one of its near misses.
+fn segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => code(),
+        1 => "[A-Z][a-z0-9]{0,4}",
+        1 => "[a-z]{1,3}%[0-9A-F]{2}[a-z]{0,2}",
+        1 => Just(String::new()),
+        1 => "[a-z0-9]{33,40}",
+        1 => "[a-z]{1,4}[:*.~ +][a-z]{0,3}",
+        1 => "-[a-z]{1,4}",
+    ]
+}
+
+/// Catalog paths from the route grammar (every shape, the bulk one too), their segments drawn
+/// from [`segment`], sometimes with a trailing slash, a doubled slash or an extra segment.
+fn catalog_path() -> impl Strategy<Value = String> {
+    let shape = prop_oneof![
+        Just(vec!["providers".to_owned()]),
+        segment().prop_map(|p| vec![p, "countries".into()]),
+        segment().prop_map(|p| vec![p, "services".into()]),
+        (segment(), segment(), segment()).prop_map(|(p, c, s)| vec![p, "prices".into(), c, s]),
+        (segment(), segment()).prop_map(|(p, c)| vec![p, "prices".into(), c]),
+    ];
+    (shape, 0..8u8).prop_map(|(parts, twist)| {
+        let path = format!("/v1/catalog/{}", parts.join("/"));
+        match twist {
+            0 => format!("{path}/"),
+            1 => path.replacen("/catalog/", "/catalog//", 1),
+            2 => format!("{path}/extra"),
+            _ => path,
+        }
+    })
+}
+
+/// Only valid routes, as a client spells them (with a `services` list in any order, duplicates
+/// and unknown parameters around it).
+fn valid_route() -> impl Strategy<Value = (String, Option<String>)> {
+    let services = prop::collection::vec(code(), 1..6);
+    prop_oneof![
+        Just(("/v1/catalog/providers".to_owned(), None)),
+        code().prop_map(|p| (format!("/v1/catalog/{p}/countries"), None)),
+        code().prop_map(|p| (format!("/v1/catalog/{p}/services"), None)),
+        (code(), code(), code())
+            .prop_map(|(p, c, s)| (format!("/v1/catalog/{p}/prices/{c}/{s}"), None)),
+        (code(), code()).prop_map(|(p, c)| (format!("/v1/catalog/{p}/prices/{c}"), None)),
+        (code(), code(), services).prop_map(|(p, c, list)| {
+            let mut twice = list.clone();
+            twice.extend(list.iter().rev().cloned());
+            (
+                format!("/v1/catalog/{p}/prices/{c}"),
+                Some(format!("utm=x&services={}&ref=1", twice.join(","))),
+            )
+        }),
+    ]
+}
+
 proptest! {
+    /// Every valid route parses, to the route its parts name, and its canonical form parses to
+    /// the same route (the key the edge and the origin both use).
+    #[test]
+    fn valid_catalog_routes_parse_and_their_canonical_form_round_trips(
+        (path, query) in valid_route(),
+    ) {
+        let route = CatalogRoute::parse(&path, query.as_deref());
+        let Ok(Some(route)) = route else {
+            return Err(TestCaseError::fail(format!("{path}?{query:?} -> {route:?}")));
+        };
+        let canonical = route.canonical();
+        let (p, q) = match canonical.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (canonical.as_str(), None),
+        };
+        prop_assert_eq!(p, path.as_str(), "the path is already canonical");
+        prop_assert_eq!(CatalogRoute::parse(p, q), Ok(Some(route)));
+        if let Some(q) = q {
+            prop_assert!(!q.contains("utm") && !q.contains("ref="), "unknown parameters dropped");
+        }
+    }
+
+    /// The origin's hit path takes a path only when the full parser makes the same route of it,
+    /// and it leaves none of the plain spellings to the slow way.
+    #[test]
+    fn the_hit_path_parser_agrees_with_the_full_parser(path in catalog_path()) {
+        let full = CatalogRoute::parse(&path, None);
+        match EntryRoute::parse(&path) {
+            Some(entry) => prop_assert_eq!(full, Ok(Some(CatalogRoute::from(entry)))),
+            None => {
+                let single_entry = matches!(
+                    full,
+                    Ok(Some(CatalogRoute::Providers | CatalogRoute::Countries { .. }
+                        | CatalogRoute::Services { .. } | CatalogRoute::Price(_)))
+                );
+                prop_assert!(!single_entry, "{path} is plain and parses, but the hit path left it");
+            }
+        }
+    }
+
     #[test]
     fn slugs_are_valid_or_refused(raw in hostile()) {
         if let Ok(slug) = Slug::parse(&raw) {
@@ -35,7 +136,7 @@ proptest! {
 
     #[test]
     fn catalog_urls_parse_to_their_canonical_form_or_are_refused(
-        path in prop_oneof![hostile(), "/v1/catalog/[a-z0-9/_-]{0,80}".prop_map(String::from)],
+        path in prop_oneof![hostile(), catalog_path()],
         query in proptest::option::of(hostile()),
     ) {
         if let Ok(Some(route)) = CatalogRoute::parse(&path, query.as_deref()) {
