@@ -4,6 +4,8 @@
 //! router here is axum's own matcher over the patterns the origin's router serves (read from the
 //! checked-in `openapi.json`, itself checked against the served document).
 
+#![allow(clippy::unwrap_used)]
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, RawPathParams};
