@@ -61,10 +61,11 @@ async fn a_killed_master_fails_only_its_slots_and_the_origin_recovers() {
     let mut cluster = RedisCluster::start(3);
     let db = TestDb::new(Some(Scale::Small)).await;
     // L1 off: every catalog read asks Redis, so keys in the lost slots must come from PostgreSQL.
-    // The API tier is lifted so the steady load is never refused for its volume: a limiter that
-    // failed closed on the lost slot would still show as refusals.
-    let options =
-        on_cluster(&cluster).env("L1_CACHE", "off").env("RATE_LIMITS", "api=100000000/60000");
+    // The API tier is sized so the steady load is never refused for its volume (a limiter that
+    // failed closed on the lost slot would show as refusals), yet small and short enough that
+    // the limiter must go back to Redis every 100 ms (its lease: 200 tokens, one 100 ms bucket)
+    // and so meets the dead master during the outage (a huge tier's lease would outlast it).
+    let options = on_cluster(&cluster).env("L1_CACHE", "off").env("RATE_LIMITS", "api=20000/2000");
     let app = TestApp::spawn(&db, options).await;
 
     // The victim: the master holding this client's rate-limit state, so the limiter must fail
@@ -125,6 +126,7 @@ async fn a_killed_master_fails_only_its_slots_and_the_origin_recovers() {
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    let failed_open = app.metric("ratelimit_fail_open_total{tier=\"api\"}").await;
     let killed_at = Instant::now();
     cluster.nodes[victim].stop();
 
@@ -161,6 +163,9 @@ async fn a_killed_master_fails_only_its_slots_and_the_origin_recovers() {
         recovered.as_secs_f64()
     );
     assert_eq!(other, 0, "every catalog request answered 200 (rate limit failed open)");
+    let failed_open = app.metric("ratelimit_fail_open_total{tier=\"api\"}").await - failed_open;
+    eprintln!("rate-limit decisions that failed open during the outage: {failed_open}");
+    assert!(failed_open >= 1.0, "the limiter reached the dead master and failed open");
     assert!(ok > during, "the load kept going through the failover");
     // The replica had the session: the user is still signed in.
     let r = app.get_as(&on_victim, "/v1/me/balance").await;
