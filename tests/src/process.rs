@@ -161,6 +161,22 @@ impl OriginProcess {
         let _ = self.child.kill().await;
     }
 
+    /// Sends SIGTERM and returns at once (graceful shutdown begins).
+    pub fn sigterm(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+    }
+
+    /// Waits up to `within` for the process to exit; its status, or `None` if it has not.
+    pub async fn wait_exit(mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let status = tokio::time::timeout(within, self.child.wait()).await.ok().and_then(Result::ok);
+        if status.is_none() {
+            let _ = self.child.kill().await;
+        }
+        status
+    }
+
     /// SIGTERM: graceful shutdown; returns the exit status.
     pub async fn terminate(mut self) -> Option<std::process::ExitStatus> {
         if let Some(pid) = self.child.id() {

@@ -2,6 +2,8 @@
 //! Sentry client): metrics that move as requests are made, `origin check` against thresholds,
 //! one Sentry event per 5xx, alert rules valid and backed by real metrics.
 
+mod drain;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
