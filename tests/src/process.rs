@@ -170,7 +170,8 @@ impl OriginProcess {
 
     /// Waits up to `within` for the process to exit; its status, or `None` if it has not.
     pub async fn wait_exit(mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let status = tokio::time::timeout(within, self.child.wait()).await.ok().and_then(Result::ok);
+        let status =
+            tokio::time::timeout(within, self.child.wait()).await.ok().and_then(Result::ok);
         if status.is_none() {
             let _ = self.child.kill().await;
         }

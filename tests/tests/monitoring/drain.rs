@@ -94,11 +94,12 @@ async fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
     let took = terminated.elapsed();
     assert!(status.is_some_and(|s| s.success()), "exited cleanly: {status:?}");
     assert!(took < Duration::from_secs(8), "within the grace period: {took:?}");
-    let (debits,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM transactions WHERE user_id = $1 AND type = 'purchase'")
-            .bind(user)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let (debits,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM transactions WHERE user_id = $1 AND type = 'purchase'",
+    )
+    .bind(user)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(debits, 1, "bought once");
 }

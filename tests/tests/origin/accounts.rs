@@ -408,6 +408,93 @@ async fn admin_credit_and_price_changes_are_seen_at_once() {
     assert_eq!((now["price_cents"].as_i64(), now["stock"].as_i64()), (Some(777), Some(3)));
 }
 
+/// A purchase is priced from PostgreSQL in its own transaction, never from a cached copy: with
+/// the cache still holding the old price (changed behind its back, no invalidation), the buyer
+/// is charged the current one, and the answer says so.
+#[tokio::test]
+async fn a_purchase_is_priced_from_the_database_not_the_cache() {
+    let s = seeded(AppOptions::default()).await;
+    let (product, old) = product(&s.app, 7).await;
+    let cached = json(s.app.get(&path_of(&product, false)).await).await;
+    assert_eq!(cached["price_cents"], old);
+    let new = old + 123;
+    sqlx::query(
+        "UPDATE prices SET price_cents = $4 FROM providers pr, countries c, services sv
+          WHERE prices.provider_id = pr.id AND prices.country_id = c.id
+            AND prices.service_id = sv.id AND pr.code = $1 AND c.code = $2 AND sv.code = $3",
+    )
+    .bind(product["provider"].as_str().unwrap())
+    .bind(product["country"].as_str().unwrap())
+    .bind(product["service"].as_str().unwrap())
+    .bind(new)
+    .execute(&s.app.pool)
+    .await
+    .unwrap();
+    let still = json(s.app.get(&path_of(&product, false)).await).await;
+    assert_eq!(still["price_cents"], old, "the cache still says the old price");
+    let (user, token) = s.app.user_with("priced@example.com", new * 2).await;
+    let r = s.app.buy(&token, &product, None).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(json(r).await["price_cents"], new, "charged what PostgreSQL says");
+    assert_eq!(ledger(&s.app, user).await, (new, new), "one debit of the current price");
+}
+
+/// A price for a provider × country × service that did not exist: its cached absence (404) and
+/// the provider's cached country and service lists are all dropped, so the new product shows
+/// everywhere at once.
+#[tokio::test]
+async fn a_new_product_clears_its_cached_absence_and_the_providers_lists() {
+    let s = seeded(AppOptions::default()).await;
+    let admin = s.app.admin("root@nexnum.test").await;
+    // A country and a service the provider sells nowhere yet (rows an operator just added).
+    for sql in [
+        "INSERT INTO countries (code, name) VALUES ('zw', 'Zimbabwe') ON CONFLICT (code) DO NOTHING",
+        "INSERT INTO services (code, name) VALUES ('zz-new', 'New') ON CONFLICT (code) DO NOTHING",
+    ] {
+        sqlx::query(sql).execute(&s.app.pool).await.unwrap();
+    }
+    let (p,): (String,) = sqlx::query_as(
+        "SELECT pr.code FROM providers pr WHERE NOT EXISTS (SELECT 1 FROM prices x
+           JOIN countries c ON c.id = x.country_id WHERE x.provider_id = pr.id AND c.code = 'zw')
+          ORDER BY 1 LIMIT 1",
+    )
+    .fetch_one(&s.app.pool)
+    .await
+    .unwrap();
+    let (c, sv) = ("zw".to_owned(), "zz-new".to_owned());
+    let price = format!("/v1/catalog/{p}/prices/{c}/{sv}");
+    let codes = |list: &'static str, body: Value| -> Vec<String> {
+        body[list].as_array().unwrap().iter().map(|x| x["code"].as_str().unwrap().into()).collect()
+    };
+    // Cached: the absence, and both lists without them.
+    assert_eq!(s.app.get(&price).await.status(), StatusCode::NOT_FOUND);
+    let countries =
+        codes("countries", json(s.app.get(&format!("/v1/catalog/{p}/countries")).await).await);
+    let services =
+        codes("services", json(s.app.get(&format!("/v1/catalog/{p}/services")).await).await);
+    assert!(!countries.contains(&c) && !services.contains(&sv));
+    assert_eq!(s.app.get(&price).await.status(), StatusCode::NOT_FOUND, "absence cached");
+
+    let r = s
+        .app
+        .put_json_as(
+            &admin,
+            &format!("/v1/admin/prices/{p}/{c}/{sv}"),
+            &j!({"price_cents": 4321, "stock": 7}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let now = s.app.get(&price).await;
+    assert_eq!(now.status(), StatusCode::OK, "the cached 404 is gone");
+    assert_eq!(json(now).await["price_cents"], 4321);
+    let countries =
+        codes("countries", json(s.app.get(&format!("/v1/catalog/{p}/countries")).await).await);
+    let services =
+        codes("services", json(s.app.get(&format!("/v1/catalog/{p}/services")).await).await);
+    assert!(countries.contains(&c), "{c} in the provider's countries");
+    assert!(services.contains(&sv), "{sv} in the provider's services");
+}
+
 #[tokio::test]
 async fn admin_routes_need_an_admin() {
     let s = seeded(AppOptions::default()).await;
