@@ -416,6 +416,14 @@ impl RedisCluster {
         }
     }
 
+    /// A counter of `INFO stats` (`total_reads_processed`, …) on node `index`; 0 when absent.
+    pub fn stat(&self, index: usize, field: &str) -> u64 {
+        let info = self.cli(self.nodes[index].port, &["info", "stats"]).unwrap_or_default();
+        info.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The index in [`RedisCluster::nodes`] of the master now serving `key`.
     pub fn master_of(&self, key: &str) -> usize {
         let node = self.live().next().expect("a live node");

@@ -171,3 +171,52 @@ async fn a_killed_master_fails_only_its_slots_and_the_origin_recovers() {
     let r = app.get_as(&on_victim, "/v1/me/balance").await;
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// A bulk read on a cluster: its `MGET` is split per slot (Redis refuses a cross-slot `MGET`) and
+/// the parts go out at once over each master's one connection, so each master reads them in one
+/// or two network reads (`total_reads_processed`, which counts read events, not commands), not
+/// one per key: a round trip per master, not per key.
+#[tokio::test]
+async fn a_bulk_read_costs_a_round_trip_per_master_not_per_key() {
+    let cluster = RedisCluster::start(3);
+    let db = TestDb::new(Some(Scale::Small)).await;
+    // L1 off and no rate limit: the bulk read is the only Redis traffic of the request.
+    let options = on_cluster(&cluster).env("L1_CACHE", "off").env("RATE_LIMIT", "off");
+    let app = TestApp::spawn(&db, options).await;
+    let services: Vec<String> =
+        harness::json(app.get("/v1/catalog/5sim/services").await).await["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["code"].as_str().unwrap().to_owned())
+            .collect();
+    let countries = harness::json(app.get("/v1/catalog/5sim/countries").await).await;
+    let country = countries["countries"][0]["code"].as_str().unwrap().to_owned();
+    let list = &services[..services.len().min(24)];
+    let path = format!("/v1/catalog/5sim/prices/{country}?services={}", list.join(","));
+    let key = |s: &str| app.key(&format!("cache:prices:5sim:{country}:{s}"));
+    // The first read fills Redis (the absent ones too); the second is all hits.
+    let first = harness::json(app.get(&path).await).await;
+    let found = first["prices"].as_array().unwrap().len();
+    let masters: Vec<usize> = {
+        let mut m: Vec<usize> = list.iter().map(|s| cluster.master_of(&key(s))).collect();
+        m.sort_unstable();
+        m.dedup();
+        m
+    };
+    let per_master = |i: usize| list.iter().filter(|s| cluster.master_of(&key(s)) == i).count();
+    let reads = |i: usize| cluster.stat(i, "total_reads_processed");
+    let before: Vec<u64> = masters.iter().map(|&i| reads(i)).collect();
+    let r = app.get(&path).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(harness::json(r).await["prices"].as_array().unwrap().len(), found);
+    let after: Vec<u64> = masters.iter().map(|&i| reads(i)).collect();
+    for (n, &i) in masters.iter().enumerate() {
+        // `INFO` itself is one read event on that node; the rest is the bulk read's.
+        let events = after[n] - before[n] - 1;
+        eprintln!("master {i}: {} keys, {events} network reads", per_master(i));
+        assert!(events <= 2, "master {i}: {events} reads for {} keys", per_master(i));
+    }
+    assert!(masters.len() >= 2, "the keys spread over the masters: {masters:?}");
+    assert!(masters.iter().any(|&i| per_master(i) >= 5), "several keys on one master");
+}
