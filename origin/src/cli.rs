@@ -64,6 +64,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Held for the whole run: dropping it flushes events still queued for Sentry.
     let _sentry = telemetry::init(&config::log_filter(), config::sentry_dsn().as_deref());
+    // `FAILPOINTS` (tests; a no-op unless built with the `failpoints` feature).
+    let _faults = fail::FailScenario::setup();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

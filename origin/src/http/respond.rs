@@ -21,6 +21,8 @@ pub fn cacheable(
     request: &Negotiation,
     value: Value,
 ) -> Response {
+    // Tests make a catalog answer panic here (the `failpoints` feature only).
+    fail::fail_point!("respond::cacheable");
     represent(compressed, policies.cache_control(data), request, value)
 }
 

@@ -233,10 +233,9 @@ async fn origin_check_passes_when_healthy_and_fails_past_a_threshold() {
 /// leave the origin in order on one transport, so by the time the second's event is here a
 /// duplicate of the first, or an event for the 400 in between, would have arrived before it.
 /// Each event is told apart by its own timestamp (the origin's clock, this machine's).
-#[tokio::test]
-async fn a_forced_5xx_sends_exactly_one_sentry_event() {
-    // A local stand-in for Sentry's ingest endpoint, recording each error event's message and
-    // timestamp (an envelope is a header line, then item header and payload lines).
+/// A local stand-in for Sentry's ingest endpoint, recording each error event's message and
+/// timestamp (an envelope is a header line, then item header and payload lines); its DSN.
+async fn fake_sentry() -> (String, Arc<std::sync::Mutex<Vec<(String, f64)>>>) {
     let events: Arc<std::sync::Mutex<Vec<(String, f64)>>> = Arc::default();
     let seen = events.clone();
     let app = Router::new().route(
@@ -261,7 +260,18 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dsn = format!("http://publickey@{}/1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (dsn, events)
+}
 
+/// Now in seconds since the epoch, as Sentry timestamps events.
+fn now() -> f64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_secs_f64()
+}
+
+#[tokio::test]
+async fn a_forced_5xx_sends_exactly_one_sentry_event() {
+    let (dsn, events) = fake_sentry().await;
     let dead = format!("postgres://postgres@127.0.0.1:{}/none", harness::spare_port());
     let origin = OriginProcess::start(&[
         ("DATABASE_URL", dead),
@@ -271,10 +281,6 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
         ("SENTRY_DSN", dsn),
     ])
     .await;
-    let now = || {
-        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        since.unwrap().as_secs_f64()
-    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let wait_for_event_after = async |t: f64| {
         while !events.lock().unwrap().iter().any(|(_, at)| *at >= t) {
@@ -301,6 +307,43 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
     assert_eq!(before.len(), 1, "the first 5xx and the 400 made one event: {events:?}");
     assert_eq!(events.len(), 2, "and the second 5xx one more: {events:?}");
     assert!(events.iter().all(|(m, _)| m == "request failed"), "{events:?}");
+}
+
+/// A panic while answering (made to happen with a fail point, on the hit path and through the
+/// router) is a JSON 500 `internal`, and exactly one Sentry event each: the panic's own.
+#[tokio::test]
+async fn a_panic_is_a_json_500_and_exactly_one_sentry_event() {
+    let (dsn, events) = fake_sentry().await;
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let mut env = env_for(&db, shared_redis_url(), &[("FAILPOINTS", "respond::cacheable=panic")]);
+    env.push(("SENTRY_DSN", dsn));
+    let origin = OriginProcess::start(&env).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let wait_for_event_after = async |t: f64| {
+        while !events.lock().unwrap().iter().any(|(_, at)| *at >= t) {
+            assert!(std::time::Instant::now() < deadline, "no event after {t}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    // The hit path (answered before routing), then a routed one (the bulk read).
+    let mut marks = Vec::new();
+    for path in ["/v1/catalog/providers", "/v1/catalog/5sim/prices/ad?services=whatsapp"] {
+        let at = now();
+        marks.push(at);
+        let r = reqwest::get(origin.url(path)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "internal", "{path}: {body}");
+        assert!(!body.to_string().contains("respond::cacheable"), "no internals in the body");
+        wait_for_event_after(at).await;
+    }
+    // And a request that does not panic, to be sure nothing else was queued behind.
+    assert_eq!(reqwest::get(origin.url("/healthz")).await.unwrap().status(), StatusCode::OK);
+    let events = events.lock().unwrap().clone();
+    let first: Vec<_> = events.iter().filter(|(_, at)| *at < marks[1]).collect();
+    assert_eq!(first.len(), 1, "one event for the first panic: {events:?}");
+    assert_eq!(events.len(), 2, "and one for the second: {events:?}");
 }
 
 /// Metric names in a PromQL expression: identifiers with an underscore, outside label
