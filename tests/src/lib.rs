@@ -107,6 +107,16 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// What an origin process needs to reach this database the way the suite's back end says
+    /// (through PgBouncer in transaction mode for that back end).
+    pub fn process_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("DATABASE_URL", self.app_url())];
+        if db_backend() == DbBackend::PgBouncer {
+            env.push(("DB_POOLER", "pgbouncer-transaction".to_owned()));
+        }
+        env
+    }
+
     /// The database's name.
     pub fn name(&self) -> &str {
         &self.name

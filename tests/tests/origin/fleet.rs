@@ -127,11 +127,11 @@ async fn waiters_take_over_when_the_lock_holder_dies() {
     let db = TestDb::new(Some(Scale::Small)).await;
     let (p, c, s, price, _) = some_price(&db.pool, 8).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
-    let env = vec![
-        ("DATABASE_URL", db.url.clone()),
+    let mut env = db.process_env();
+    env.extend([
         ("REDIS_URL", shared_redis_url()),
         ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
-    ];
+    ]);
     let holder = OriginProcess::start(&env).await;
     let waiter = OriginProcess::start(&env).await;
 

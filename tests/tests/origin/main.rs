@@ -2,6 +2,7 @@
 //! and Redis namespace (or private Redis).
 
 mod accounts;
+mod backends;
 mod cache;
 mod catalog;
 mod common;

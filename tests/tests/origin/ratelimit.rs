@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use harness::{AppOptions, RedisServer, TestApp, TestDb, error_code, json};
+use harness::{AppOptions, TestApp, TestDb, error_code, json};
 use origin::Settings;
 use origin::ratelimit::Limiter;
 use origin::redis::Redis;
@@ -50,7 +50,7 @@ async fn via_edge(app: &TestApp, ip: &str) -> StatusCode {
 }
 
 /// Milliseconds on Redis's clock (the limiter's clock).
-async fn redis_now_ms(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+async fn redis_now_ms(conn: &mut origin::redis::Conn) -> u64 {
     let (s, us): (u64, u64) = redis::cmd("TIME").query_async(conn).await.unwrap();
     s * 1000 + us / 1000
 }
@@ -122,29 +122,55 @@ async fn each_tier_admits_its_limit_then_429s_then_recovers() {
     }
 }
 
-/// The limiter alone against a private Redis.
-fn limiter(redis: &RedisServer, limits: &str) -> Limiter {
-    let mut env = vec![
-        ("DATABASE_URL".to_owned(), "postgres://unused@127.0.0.1:1/x".to_owned()),
-        ("REDIS_URL".to_owned(), redis.url()),
-        ("REDIS_TIMEOUT_MS".to_owned(), "200".to_owned()),
-        ("RATE_LIMITS".to_owned(), limits.to_owned()),
-    ];
-    env.extend(harness::redis_tls_env(&redis.url()));
-    let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
-    let settings = Settings::from_lookup(lookup).unwrap();
-    Limiter::new(Redis::from_settings(&settings).unwrap(), settings.rate_limits.clone())
+/// The back end this pass runs on (`REDIS_URL`: one server, over TLS, or a cluster), under a key
+/// prefix of the test's own: the limiter's algorithms need no private server.
+struct Backend {
+    settings: Settings,
+}
+
+impl Backend {
+    fn new(limits: &str) -> Backend {
+        let url = harness::shared_redis_url();
+        let mut env = vec![
+            ("DATABASE_URL".to_owned(), "postgres://unused@127.0.0.1:1/x".to_owned()),
+            ("REDIS_URL".to_owned(), url.clone()),
+            ("REDIS_TIMEOUT_MS".to_owned(), "200".to_owned()),
+            ("RATE_LIMITS".to_owned(), limits.to_owned()),
+            ("REDIS_KEY_PREFIX".to_owned(), format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ];
+        env.extend(harness::redis_tls_env(&url));
+        let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        Backend { settings: Settings::from_lookup(lookup).unwrap() }
+    }
+
+    /// A limiter (an origin replica's) on this back end.
+    fn limiter(&self) -> Limiter {
+        let redis = Redis::from_settings(&self.settings).unwrap();
+        Limiter::new(redis, self.settings.rate_limits.clone())
+    }
+
+    /// A plain connection, for Redis's clock and for reading keys (prefix added by the caller).
+    fn conn(&self) -> origin::redis::Conn {
+        let tls = &self.settings.redis_tls;
+        use secrecy::ExposeSecret;
+        let url = self.settings.redis_url.expose_secret();
+        origin::redis::Conn::open_lazy(url, tls, Duration::from_secs(2)).unwrap()
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.settings.redis_key_prefix)
+    }
 }
 
 /// Bursts of `per_burst` checks at each offset (ms past a window boundary, on Redis's clock),
 /// alternating between `limiters`; returns (lower, upper) bounds of each admission's time.
 async fn admissions(
-    redis: &RedisServer,
+    backend: &Backend,
     limiters: &[Limiter],
     offsets: &[u64],
     per_burst: usize,
 ) -> Vec<(u64, u64)> {
-    let mut conn = redis.client().await;
+    let mut conn = backend.conn();
     let start = (redis_now_ms(&mut conn).await / 1000 + 1) * 1000;
     let mut admitted = Vec::new();
     for offset in offsets {
@@ -173,28 +199,28 @@ fn assert_window_bound(admitted: &[(u64, u64)], limit: usize, window: u64) {
 
 #[tokio::test]
 async fn sliding_window_never_exceeds_the_limit_in_any_window() {
-    let redis = RedisServer::start();
+    let backend = Backend::new("api=10/1000");
     // Bursts around window edges: the pattern that breaks fixed windows and weighted counters.
     let offsets = [900, 990, 1010, 1100, 1500, 1950, 2005, 2600, 2990, 3010, 3500];
-    let admitted = admissions(&redis, &[limiter(&redis, "api=10/1000")], &offsets, 15).await;
+    let admitted = admissions(&backend, &[backend.limiter()], &offsets, 15).await;
     assert!(admitted.len() >= 30, "it keeps admitting across windows: {}", admitted.len());
     assert_window_bound(&admitted, 10, 1000);
 }
 
 #[tokio::test]
 async fn leases_across_replicas_keep_the_window_guarantee() {
-    let redis = RedisServer::start();
-    let (a, b) = (limiter(&redis, "api=300/1000"), limiter(&redis, "api=300/1000")); // leases of 3
-    let admitted = admissions(&redis, &[a, b], &[950, 1020, 1500, 1980, 2030], 200).await;
+    let backend = Backend::new("api=300/1000");
+    let (a, b) = (backend.limiter(), backend.limiter()); // two replicas, leases of 3
+    let admitted = admissions(&backend, &[a, b], &[950, 1020, 1500, 1980, 2030], 200).await;
     assert!(admitted.len() > 300, "{}", admitted.len());
     assert_window_bound(&admitted, 300, 1000);
 }
 
 #[tokio::test]
 async fn fixed_window_resets_on_its_boundary() {
-    let redis = RedisServer::start();
-    let limiter = limiter(&redis, "ops=2/1000");
-    let mut conn = redis.client().await;
+    let backend = Backend::new("ops=2/1000");
+    let limiter = backend.limiter();
+    let mut conn = backend.conn();
     let now = redis_now_ms(&mut conn).await;
     tokio::time::sleep(Duration::from_millis((now / 1000 + 1) * 1000 - now + 20)).await;
     assert!(limiter.check(Tier::Ops, "user:1").await.allowed);
@@ -205,7 +231,8 @@ async fn fixed_window_resets_on_its_boundary() {
     assert!(limiter.check(Tier::Ops, "user:1").await.allowed, "a new window admits at once");
     limiter.check(Tier::Api, "user:1").await;
     for (key, max) in [("ratelimit:ops:user:1", 1000), ("ratelimit:api:user:1", 63_000)] {
-        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await.unwrap();
+        let ttl: i64 =
+            redis::cmd("PTTL").arg(backend.key(key)).query_async(&mut conn).await.unwrap();
         assert!((1..=max).contains(&ttl), "{key} expires: {ttl}");
     }
 }
