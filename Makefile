@@ -34,7 +34,8 @@ dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080 and the 
 	export EDGE_SECRET=$$(sed -n 's/^EDGE_SECRET=//p' .dev.vars); \
 	$(CARGO) build -p origin; \
 	target/debug/origin seed --scale small; \
-	ORIGIN_ENV=local ORIGIN_ADDR=127.0.0.1:8080 target/debug/origin serve & origin_pid=$$!; \
+	ORIGIN_ENV=local ORIGIN_ADDR=127.0.0.1:8080 EDGE_PURGE_URL=http://127.0.0.1:8787/__edge/purge \
+	  target/debug/origin serve & origin_pid=$$!; \
 	trap 'kill $$origin_pid 2>/dev/null' EXIT INT TERM; \
 	WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787
 

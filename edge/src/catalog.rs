@@ -4,7 +4,9 @@
 //! 1. [`Catalog::try_memo`]: this isolate's copy of an answer fresh a moment ago → `HIT`;
 //! 2. [`Catalog::try_cache`]: the edge cache — fresh → `HIT` (and kept in the memo); within
 //!    stale-while-revalidate → `STALE` at once, plus one background refresh per key; within
-//!    stale-if-error → kept aside in case the origin fails; else nothing;
+//!    stale-if-error → kept aside in case the origin fails; else nothing. A purge of one of the
+//!    entry's tags since it was fetched ([`crate::purge`]) makes it a miss (hard) or stale
+//!    (soft);
 //! 3. [`Catalog::try_origin`]: one fetch per key in this isolate ([`crate::coalesce`]); a
 //!    storable answer → `MISS`, stored after replying and shared with the waiters; a failure or a
 //!    5xx → the stale copy if there is one, else the failure; anything else passed through.
@@ -23,6 +25,7 @@ use crate::freshness::{Freshness, age_secs, classify};
 use crate::headers::CacheStatus;
 use crate::memo::Memo;
 use crate::ports::{Copy, Fetched, OriginFailure, Ports};
+use crate::purge::{Purges, Verdict};
 
 /// The isolate-wide state of the catalog flow.
 #[derive(Default)]
@@ -33,6 +36,8 @@ pub struct Catalog {
     flights: Rc<Flights<Shared>>,
     /// Cache keys being refreshed in the background: at most one refresh per key.
     refreshing: RefCell<HashSet<String>>,
+    /// The purges this isolate has been told of, by tag.
+    purges: RefCell<Purges>,
 }
 
 /// One catalog request.
@@ -43,6 +48,8 @@ pub struct Ask<'a> {
     pub path: &'a str,
     pub policy: CachePolicy,
     pub origin_timeout_ms: u32,
+    /// The answer's cache tags ([`shared::tags::for_route`]).
+    pub tags: Rc<[String]>,
 }
 
 /// What to send for a catalog request.
@@ -140,7 +147,16 @@ impl Catalog {
         };
         let now = ports.now_ms();
         let age = age_secs(entry.stored_at_ms, now);
-        match classify(age, &ask.policy) {
+        let verdict = self
+            .purges
+            .borrow()
+            .verdict(&entry.tags, entry.stored_at_ms);
+        let freshness = match (verdict, classify(age, &ask.policy)) {
+            (Verdict::Gone, _) => return Cached::Nothing,
+            (Verdict::Stale, Freshness::Fresh) => Freshness::StaleWhileRevalidate,
+            (_, freshness) => freshness,
+        };
+        match freshness {
             // Read once into this isolate's memory: the requests of the next moment are answered
             // from there without a cache lookup.
             Freshness::Fresh => {
@@ -148,7 +164,16 @@ impl Catalog {
                     return Cached::Nothing;
                 };
                 let (body, etag): (Rc<[u8]>, Rc<str>) = (bytes.into(), entry.etag.into());
-                self.keep(ask.key, &body, &etag, entry.stored_at_ms, &ask.policy, now);
+                let tags: Rc<[String]> = entry.tags.into();
+                self.keep(
+                    ask.key,
+                    &body,
+                    &etag,
+                    &tags,
+                    entry.stored_at_ms,
+                    &ask.policy,
+                    now,
+                );
                 Cached::Answer(Answer::Representation {
                     body: Body::Bytes(body),
                     etag,
@@ -205,9 +230,12 @@ impl Catalog {
                 }
             }
         };
+        // A copy is stamped with the moment its fetch began: a purge that lands while the
+        // fetch is out covers what it brings back.
+        let started = ports.now_ms();
         match ports.fetch(ask.path).await {
             Ok(Fetched::Storable { body, etag }) => {
-                let copy = self.copy_of(ports, ask.key, body, etag, ask.policy);
+                let copy = self.copy_of(ports, ask, started, body, etag);
                 let (p, key, stored) = (ports.clone(), ask.key.to_owned(), copy.clone());
                 ports.in_background(async move { p.cache_put(&key, &stored).await });
                 if let Some(leading) = leading {
@@ -243,43 +271,68 @@ impl Catalog {
             catalog: self.clone(),
             key: ask.key.to_owned(),
         };
-        let (p, path, policy) = (ports.clone(), ask.path.to_owned(), ask.policy);
+        let (p, path, policy, tags) = (
+            ports.clone(),
+            ask.path.to_owned(),
+            ask.policy,
+            ask.tags.clone(),
+        );
+        let timeout = ask.origin_timeout_ms;
         ports.in_background(async move {
+            let started = p.now_ms();
             if let Ok(Fetched::Storable { body, etag }) = p.fetch(&path).await {
-                let copy = guard.catalog.copy_of(&p, &guard.key, body, etag, policy);
+                let ask = Ask {
+                    key: &guard.key,
+                    path: &path,
+                    policy,
+                    origin_timeout_ms: timeout,
+                    tags,
+                };
+                let copy = guard.catalog.copy_of(&p, &ask, started, body, etag);
                 p.cache_put(&guard.key, &copy).await;
             }
             drop(guard);
         });
     }
 
-    /// The copy of a fresh origin answer to store, stamped now, and kept in the memo with the
-    /// same stamp.
+    /// The copy of a fresh origin answer to store, stamped with the moment its fetch began, and
+    /// kept in the memo with the same stamp.
     fn copy_of<P: Ports>(
         &self,
         ports: &P,
-        key: &str,
+        ask: &Ask<'_>,
+        started_ms: u64,
         body: Vec<u8>,
         etag: String,
-        policy: CachePolicy,
     ) -> Copy {
-        let now = ports.now_ms();
         let copy = Copy {
             body: body.into(),
             etag: etag.into(),
-            stored_at_ms: now,
-            policy,
+            stored_at_ms: started_ms,
+            policy: ask.policy,
+            tags: ask.tags.clone(),
         };
-        self.keep(key, &copy.body, &copy.etag, now, &policy, now);
+        let now = ports.now_ms();
+        self.keep(
+            ask.key,
+            &copy.body,
+            &copy.etag,
+            &copy.tags,
+            started_ms,
+            &ask.policy,
+            now,
+        );
         copy
     }
 
     /// Keeps an answer stored at `stored_at_ms` in the memo, at most while it is fresh.
+    #[allow(clippy::too_many_arguments)]
     fn keep(
         &self,
         key: &str,
         body: &Rc<[u8]>,
         etag: &Rc<str>,
+        tags: &Rc<[String]>,
         stored_at_ms: u64,
         policy: &CachePolicy,
         now_ms: u64,
@@ -289,10 +342,18 @@ impl Catalog {
             key,
             body.clone(),
             etag.clone(),
+            tags.clone(),
             stored_at_ms,
             fresh_until_ms,
             now_ms,
         );
+    }
+
+    /// A purge of `tags` at `now_ms`: entries fetched no later are a miss (`soft`: stale) from
+    /// now on, and this isolate's copies of them are forgotten. Returns how many copies.
+    pub fn purge(&self, tags: &[String], soft: bool, now_ms: u64) -> usize {
+        self.purges.borrow_mut().record(tags, soft, now_ms);
+        self.memo.borrow_mut().forget_tagged(tags)
     }
 
     /// Keys with an origin fetch in progress (for tests).

@@ -15,6 +15,12 @@ use crate::memo::LIFETIME_MS;
 const KEY: &str = "https://catalog.test/v1/catalog/acme/prices/us/whatsapp";
 const PATH: &str = "/v1/catalog/acme/prices/us/whatsapp";
 
+fn tags() -> Vec<String> {
+    ["catalog", "provider:acme", "prices:acme:us"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
 fn ask() -> Ask<'static> {
     Ask {
         key: KEY,
@@ -22,6 +28,7 @@ fn ask() -> Ask<'static> {
         // prices: fresh 30 s, stale-while-revalidate 30 s, stale-if-error 600 s
         policy: DataType::Prices.policy(),
         origin_timeout_ms: 3_000,
+        tags: tags().into(),
     }
 }
 
@@ -131,7 +138,7 @@ fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
     let mut pool = LocalPool::new();
     let fake = Fake::new(&pool, |_| storable("new").after(50));
     let catalog = Rc::new(Catalog::default());
-    fake.cached(KEY, "old", 35_000); // past s-maxage (30 s), within stale-while-revalidate
+    fake.cached(KEY, "old", 35_000, &tags()); // past s-maxage (30 s), within stale-while-revalidate
 
     let answers = concurrently(&mut pool, &fake, &catalog, 5, 0);
     assert!(
@@ -154,7 +161,7 @@ fn a_refresh_that_fails_keeps_the_copy_and_lets_the_next_read_try_again() {
     let mut pool = LocalPool::new();
     let fake = Fake::new(&pool, |_| failing(OriginFailure::Timeout));
     let catalog = Rc::new(Catalog::default());
-    fake.cached(KEY, "old", 35_000);
+    fake.cached(KEY, "old", 35_000, &tags());
     assert_eq!(serve(&mut pool, &fake, &catalog), stale("old", 35));
     assert_eq!(serve(&mut pool, &fake, &catalog), stale("old", 35));
     assert_eq!(fake.fetches(), 2, "each failed refresh gave its claim up");
@@ -181,7 +188,7 @@ fn stale_if_error_serves_the_old_copy_only_when_the_origin_fails() {
         let fake = Fake::new(&pool, move |_| script.borrow_mut().take().unwrap());
         let catalog = Rc::new(Catalog::default());
         // Past fresh + stale-while-revalidate (60 s), within stale-if-error (630 s).
-        fake.cached(KEY, "old", 100_000);
+        fake.cached(KEY, "old", 100_000, &tags());
         assert_eq!(serve(&mut pool, &fake, &catalog), expected);
         assert_eq!(fake.fetches(), 1);
     }
@@ -192,7 +199,7 @@ fn expired_copies_are_misses_and_failures_with_nothing_stale_are_failures() {
     let mut pool = LocalPool::new();
     let fake = Fake::new(&pool, |_| failing(OriginFailure::Timeout));
     let catalog = Rc::new(Catalog::default());
-    fake.cached(KEY, "ancient", 631_000);
+    fake.cached(KEY, "ancient", 631_000, &tags());
     assert_eq!(
         serve(&mut pool, &fake, &catalog),
         Seen::Failed(OriginFailure::Timeout)
@@ -227,7 +234,7 @@ fn concurrent_misses_share_a_failure_and_waiters_use_their_stale_copy() {
     assert_eq!(fake.fetches(), 1, "the struggling origin was asked once");
 
     // With a copy in the stale-if-error window, everyone gets it.
-    fake.cached(KEY, "old", 100_000);
+    fake.cached(KEY, "old", 100_000, &tags());
     let answers = concurrently(&mut pool, &fake, &catalog, 8, 700);
     assert!(
         answers.iter().all(|a| *a == stale("old", 100)),
@@ -281,7 +288,7 @@ fn a_memo_copy_never_outlives_the_answers_freshness() {
     let fake = Fake::new(&pool, |_| storable("v"));
     let catalog = Rc::new(Catalog::default());
     // Fresh for one more second only: the memo keeps it one second, not its whole lifetime.
-    fake.cached(KEY, "v", 29_000);
+    fake.cached(KEY, "v", 29_000, &tags());
     assert_eq!(serve(&mut pool, &fake, &catalog), hit("v", 29));
     fake.timers.advance(1_000);
     let gets = fake.cache_gets();
@@ -290,5 +297,75 @@ fn a_memo_copy_never_outlives_the_answers_freshness() {
         fake.cache_gets(),
         gets + 1,
         "the stale read went to the cache"
+    );
+}
+
+#[test]
+fn a_hard_purge_makes_a_cached_answer_a_miss_and_one_fetch_replaces_it() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| storable("old"));
+    let catalog = Rc::new(Catalog::default());
+    assert_eq!(serve(&mut pool, &fake, &catalog), miss("old"));
+    assert_eq!(
+        serve(&mut pool, &fake, &catalog),
+        hit("old", 0),
+        "from the memo"
+    );
+    fake.set_origin(|_| storable("new").after(50));
+    fake.timers.advance(10);
+    // Another country's purge touches nothing.
+    assert_eq!(
+        catalog.purge(&["prices:acme:de".to_owned()], false, fake.timers.now()),
+        0
+    );
+    assert_eq!(serve(&mut pool, &fake, &catalog), hit("old", 0));
+    assert_eq!(
+        catalog.purge(&["prices:acme:us".to_owned()], false, fake.timers.now()),
+        1
+    );
+    // A burst right after the purge: one fetch, everyone gets the new answer.
+    let answers = concurrently(&mut pool, &fake, &catalog, 50, 80);
+    assert!(answers.iter().all(|a| *a == miss("new")), "{answers:?}");
+    assert_eq!(fake.fetches(), 2, "the first miss and one after the purge");
+    assert_eq!(serve(&mut pool, &fake, &catalog), hit("new", 0));
+}
+
+#[test]
+fn a_soft_purge_serves_the_old_answer_stale_while_one_refresh_replaces_it() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| storable("new").after(50));
+    let catalog = Rc::new(Catalog::default());
+    fake.cached(KEY, "old", 5_000, &tags());
+    fake.timers.advance(1);
+    catalog.purge(&["provider:acme".to_owned()], true, fake.timers.now());
+    let answers = concurrently(&mut pool, &fake, &catalog, 20, 0);
+    assert!(answers.iter().all(|a| *a == stale("old", 5)), "{answers:?}");
+    assert_eq!(fake.fetches(), 1, "one refresh for the herd");
+    fake.timers.run_for(&mut pool, 60);
+    assert_eq!(serve(&mut pool, &fake, &catalog), hit("new", 0));
+}
+
+#[test]
+fn an_answer_fetched_across_a_purge_is_not_trusted_after_it() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| storable("old").after(100));
+    let catalog = Rc::new(Catalog::default());
+    let out = Rc::new(RefCell::new(None));
+    spawn_request(&mut pool, &fake, &catalog, &out);
+    fake.timers.run_for(&mut pool, 50);
+    // The price changes (and is purged) while that fetch is out; it brings the old answer back.
+    catalog.purge(&["prices:acme:us".to_owned()], false, fake.timers.now());
+    fake.timers.run_for(&mut pool, 60);
+    assert_eq!(
+        out.borrow_mut().take(),
+        Some(miss("old")),
+        "its own client gets what it fetched"
+    );
+    fake.set_origin(|_| storable("new"));
+    fake.timers.advance(LIFETIME_MS);
+    assert_eq!(
+        serve(&mut pool, &fake, &catalog),
+        miss("new"),
+        "the stored copy predates the purge"
     );
 }

@@ -135,8 +135,8 @@ pub struct Fake {
     inner: Rc<FakeInner>,
 }
 
-/// body, etag, stored at
-type CachedEntry = (Vec<u8>, String, u64);
+/// body, etag, stored at, tags
+type CachedEntry = (Vec<u8>, String, u64, Vec<String>);
 
 struct FakeInner {
     cache: RefCell<HashMap<String, CachedEntry>>,
@@ -167,14 +167,12 @@ impl Fake {
         *self.inner.origin.borrow_mut() = Box::new(origin);
     }
 
-    /// Puts an entry in the edge cache as if stored `age_ms` ago.
-    pub fn cached(&self, key: &str, body: &str, age_ms: u64) {
+    /// Puts an entry in the edge cache as if stored `age_ms` ago, with `tags`.
+    pub fn cached(&self, key: &str, body: &str, age_ms: u64, tags: &[String]) {
         let stored_at = self.timers.now() - age_ms;
         let etag = shared::etag::strong_etag(body.as_bytes());
-        self.inner
-            .cache
-            .borrow_mut()
-            .insert(key.to_owned(), (body.as_bytes().to_vec(), etag, stored_at));
+        let entry = (body.as_bytes().to_vec(), etag, stored_at, tags.to_vec());
+        self.inner.cache.borrow_mut().insert(key.to_owned(), entry);
     }
 
     /// The body the edge cache holds for `key`.
@@ -214,10 +212,11 @@ impl Ports for Fake {
     async fn cache_get(&self, key: &str) -> Option<Entry<Vec<u8>>> {
         self.inner.cache_gets.set(self.inner.cache_gets.get() + 1);
         let cache = self.inner.cache.borrow();
-        cache.get(key).map(|(body, etag, stored_at)| Entry {
+        cache.get(key).map(|(body, etag, stored_at, tags)| Entry {
             body: body.clone(),
             etag: etag.clone(),
             stored_at_ms: *stored_at,
+            tags: tags.clone(),
         })
     }
 
@@ -229,7 +228,12 @@ impl Ports for Fake {
         self.inner.cache_puts.set(self.inner.cache_puts.get() + 1);
         self.inner.cache.borrow_mut().insert(
             key.to_owned(),
-            (copy.body.to_vec(), copy.etag.to_string(), copy.stored_at_ms),
+            (
+                copy.body.to_vec(),
+                copy.etag.to_string(),
+                copy.stored_at_ms,
+                copy.tags.to_vec(),
+            ),
         );
     }
 

@@ -24,13 +24,14 @@ use std::time::Duration;
 
 use shared::headers::{EDGE_CLIENT_KEY, END_USER_IP, X_CACHE};
 use shared::route::CatalogRoute;
+use shared::types::PurgeRequest;
 use worker::{Cache, Context, Env, Headers, Request, Response, ResponseBody, Result};
 
 use crate::catalog::{Answer, Ask, Body, Catalog};
 use crate::clients::Caller;
 use crate::clock::{JsClock, http_date, now_ms};
 use crate::config::EdgeConfig;
-use crate::headers::{CacheStatus, STORED_AT, stored_headers};
+use crate::headers::{CacheStatus, STORED_AT, TAGS, parse_tags, stored_headers};
 use crate::limiter::{BINDING_CLIENT, BINDING_TRUSTED, Decision, IpLimiter, binding_keys};
 use crate::log::AccessLog;
 use crate::ports::{Copy, Entry, Fetched, OriginFailure, Ports};
@@ -185,6 +186,9 @@ async fn handle(
     log.path = Target::parse(&req.inner().url())
         .map(|t| t.path.to_owned())
         .unwrap_or_default();
+    if log.path == PURGE_PATH {
+        return purge(&mut req, method, cfg, &catalog, request_id, log).await;
+    }
 
     let headers = req.headers();
     let connecting = headers.get("CF-Connecting-IP")?;
@@ -269,6 +273,77 @@ async fn handle(
     resp
 }
 
+/// The origin's purge route (`EDGE_PURGE_URL` points here): `POST` with the edge secret and a
+/// [`PurgeRequest`]; this isolate forgets what the tags cover ([`Catalog::purge`]). Anyone
+/// without the secret gets a 404, as for any unknown path. In production Cloudflare's purge API
+/// reaches the cache of every data centre; this route reaches the isolate that answers it.
+pub const PURGE_PATH: &str = "/__edge/purge";
+
+async fn purge(
+    req: &mut Request,
+    method: &str,
+    cfg: &EdgeConfig,
+    catalog: &Catalog,
+    request_id: (&'static str, String),
+    log: &mut AccessLog,
+) -> Result<Response> {
+    use subtle::ConstantTimeEq;
+    log.refused = Some("purge");
+    let given = req.headers().get(shared::headers::EDGE_SECRET)?;
+    let trusted = match (&cfg.edge_secret, &given) {
+        (Some(secret), Some(given)) => bool::from(secret.as_bytes().ct_eq(given.as_bytes())),
+        _ => false,
+    };
+    if !trusted {
+        return error(404, "not_found", "no such route", &[request_id]);
+    }
+    if method != "POST" {
+        let allow = ("Allow", "POST".to_owned());
+        return error(
+            405,
+            "method_not_allowed",
+            "POST a purge",
+            &[request_id, allow],
+        );
+    }
+    let length = req.headers().get("Content-Length")?;
+    let within = length
+        .as_deref()
+        .and_then(|l| l.trim().parse::<usize>().ok())
+        .is_some_and(|l| l <= shared::headers::MAX_REQUEST_BODY_BYTES);
+    if !within {
+        return error(
+            413,
+            "payload_too_large",
+            "a purge is a small JSON body",
+            &[request_id],
+        );
+    }
+    let body = req.bytes().await?;
+    let parsed: Option<PurgeRequest> = serde_json::from_slice(&body).ok();
+    let Some(purge) = parsed.filter(PurgeRequest::is_valid) else {
+        let message = "expected {\"tags\": [1-100 cache tags], \"soft\": bool}";
+        return error(400, "bad_request", message, &[request_id]);
+    };
+    let forgotten = catalog.purge(&purge.tags, purge.soft, now_ms());
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"purge": purge.tags, "soft": purge.soft, "forgotten": forgotten})
+    );
+    let body =
+        serde_json::to_vec(&serde_json::json!({"purged": purge.tags.len()})).unwrap_or_default();
+    let head = Head {
+        status: 200,
+        headers: vec![
+            ("Content-Type", "application/json".to_owned()),
+            ("Cache-Control", shared::policy::PRIVATE_NO_STORE.to_owned()),
+            request_id,
+        ],
+        body: true,
+    };
+    respond(head, ResponseBody::Body(body))
+}
+
 /// A valid `traceparent` (and its `tracestate`, if valid) to pass on.
 fn trace_context(headers: &Headers) -> Result<Option<(String, Option<String>)>> {
     let Some(parent) = headers
@@ -298,6 +373,7 @@ async fn serve_catalog(
         path: &path,
         policy: reply.policy,
         origin_timeout_ms: cfg.origin_timeout_ms,
+        tags: shared::tags::for_route(route).into(),
     };
     match catalog.serve(ports, &ask).await {
         Answer::Representation {
@@ -523,11 +599,13 @@ impl Ports for WorkerPorts {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let etag = hit.headers().get("ETag").ok().flatten().unwrap_or_default();
+        let tags = parse_tags(hit.headers().get(TAGS).ok().flatten().as_deref());
         let (_, body) = hit.into_parts();
         Some(Entry {
             body,
             etag,
             stored_at_ms,
+            tags,
         })
     }
 
@@ -538,7 +616,9 @@ impl Ports for WorkerPorts {
     async fn cache_put(&self, key: &str, copy: &Copy) {
         let stored = || -> Result<Response> {
             let headers = Headers::new();
-            for (name, value) in stored_headers(&copy.policy, &copy.etag, copy.stored_at_ms) {
+            for (name, value) in
+                stored_headers(&copy.policy, &copy.etag, copy.stored_at_ms, &copy.tags)
+            {
                 headers.set(name, &value)?;
             }
             Ok(Response::from_bytes(copy.body.to_vec())?.with_headers(headers))

@@ -6,6 +6,10 @@ use shared::headers::X_CACHE;
 
 /// The time an entry was stored, in ms since the epoch, kept on the stored copy.
 pub const STORED_AT: &str = "X-Edge-Stored-At";
+/// The entry's cache tags, read back by the worker for its own purges.
+pub const TAGS: &str = "X-Edge-Tags";
+/// The same tags for Cloudflare's purge by tag (a zone's cache reads this header).
+pub const CACHE_TAG: &str = "Cache-Tag";
 
 /// What happened, in `X-Cache`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +54,12 @@ pub fn stored_headers(
     policy: &CachePolicy,
     etag: &str,
     now_ms: u64,
+    tags: &[String],
 ) -> Vec<(&'static str, String)> {
+    let tags = shared::tags::header_value(tags);
     vec![
+        (TAGS, tags.clone()),
+        (CACHE_TAG, tags),
         ("Content-Type", "application/json".to_owned()),
         (
             "Cache-Control",
@@ -60,6 +68,17 @@ pub fn stored_headers(
         ("ETag", etag.to_owned()),
         (STORED_AT, now_ms.to_string()),
     ]
+}
+
+/// The tags of a stored copy, from its [`TAGS`] header.
+pub fn parse_tags(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether an origin answer may go into the shared edge cache: a 200 that is not personal.
@@ -84,7 +103,14 @@ mod tests {
         assert!(h.contains(&("Cache-Control", p.cache_control())));
         assert!(h.contains(&(X_CACHE, "STALE".to_owned())));
         assert!(h.contains(&("Age", "42".to_owned())));
-        let s = stored_headers(&p, "\"abc\"", 1234);
+        let s = stored_headers(
+            &p,
+            "\"abc\"",
+            1234,
+            &["catalog".to_owned(), "prices:p:c".to_owned()],
+        );
+        assert!(s.contains(&(TAGS, "catalog,prices:p:c".to_owned())));
+        assert!(s.contains(&(CACHE_TAG, "catalog,prices:p:c".to_owned())));
         assert!(s.contains(&("Cache-Control", "public, max-age=630".to_owned())));
         assert!(s.contains(&(STORED_AT, "1234".to_owned())));
     }

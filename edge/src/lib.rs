@@ -16,6 +16,7 @@
 //! - [`coalesce`]: one origin fetch per key in an isolate; the others wait for it.
 //! - [`freshness`]: fresh / stale-while-revalidate / stale-if-error decisions on read.
 //! - [`memo`]: the isolate's short-lived copy of hot answers, in front of the Cache API.
+//! - [`purge`]: purges by cache tag, as an isolate remembers them (hard: a miss; soft: stale).
 //! - [`headers`]: the headers a client sees and the headers an entry is stored with.
 //! - [`reply`]: an answer's status, headers and body (200, 304, `HEAD`, JSON errors).
 //! - [`ports`]: what the catalog flow needs from the runtime, as one trait.
@@ -38,6 +39,7 @@ pub mod limiter;
 pub mod log;
 pub mod memo;
 pub mod ports;
+pub mod purge;
 pub mod reply;
 pub mod request;
 pub mod target;

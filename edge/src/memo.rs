@@ -29,6 +29,8 @@ pub struct Kept {
     pub etag: Rc<str>,
     /// When the answer was stored in the Cache API (its `Age` counts from here).
     pub stored_at_ms: u64,
+    /// Its cache tags: a purge of any of them forgets it.
+    pub tags: Rc<[String]>,
     until_ms: u64,
 }
 
@@ -49,11 +51,13 @@ impl Memo {
 
     /// Keeps an answer stored at `stored_at_ms` that is fresh until `fresh_until_ms`, for at
     /// most [`LIFETIME_MS`] from `now_ms`; returns whether it was kept.
+    #[allow(clippy::too_many_arguments)] // the parts of one entry, each a different type of fact
     pub fn put(
         &mut self,
         key: &str,
         body: Rc<[u8]>,
         etag: Rc<str>,
+        tags: Rc<[String]>,
         stored_at_ms: u64,
         fresh_until_ms: u64,
         now_ms: u64,
@@ -73,11 +77,26 @@ impl Memo {
         let kept = Kept {
             body,
             etag,
+            tags,
             stored_at_ms,
             until_ms,
         };
         self.entries.insert(key.to_owned(), kept);
         true
+    }
+
+    /// Forgets every entry carrying one of `tags`; returns how many.
+    pub fn forget_tagged(&mut self, tags: &[String]) -> usize {
+        let before = self.entries.len();
+        let bytes = &mut self.bytes;
+        self.entries.retain(|_, k| {
+            let purged = k.tags.iter().any(|t| tags.contains(t));
+            if purged {
+                *bytes -= k.body.len();
+            }
+            !purged
+        });
+        before - self.entries.len()
     }
 
     fn remove(&mut self, key: &str) {
@@ -122,10 +141,14 @@ mod tests {
         Rc::from(etag)
     }
 
+    fn tags() -> Rc<[String]> {
+        Rc::from(vec!["catalog".to_owned()])
+    }
+
     #[test]
     fn kept_for_its_lifetime_and_never_past_its_freshness() {
         let mut m = Memo::default();
-        assert!(m.put("a", b(b"{}"), t("\"t\""), 1_000, 1_000_000, 5_000));
+        assert!(m.put("a", b(b"{}"), t("\"t\""), tags(), 1_000, 1_000_000, 5_000));
         let got = m.get("a", 5_000).unwrap();
         assert_eq!(
             (&*got.body, &*got.etag, got.stored_at_ms),
@@ -134,21 +157,50 @@ mod tests {
         assert!(m.get("a", 5_000 + LIFETIME_MS - 1).is_some());
         assert_eq!(m.get("a", 5_000 + LIFETIME_MS), None, "lifetime");
         // Fresh for only 500 ms more: kept 500 ms, not the whole lifetime.
-        assert!(m.put("b", b(b"{}"), t("\"t\""), 0, 5_500, 5_000));
+        assert!(m.put("b", b(b"{}"), t("\"t\""), tags(), 0, 5_500, 5_000));
         assert!(m.get("b", 5_499).is_some());
         assert_eq!(m.get("b", 5_500), None, "freshness ends first");
         assert!(
-            !m.put("c", b(b"{}"), t("\"t\""), 0, 5_000, 5_000),
+            !m.put("c", b(b"{}"), t("\"t\""), tags(), 0, 5_000, 5_000),
             "already stale"
         );
         assert_eq!(m.get("c", 5_000), None);
     }
 
     #[test]
+    fn a_purge_forgets_exactly_the_tagged_entries() {
+        let mut m = Memo::default();
+        let tagged = |t: &[&str]| -> Rc<[String]> { t.iter().map(|s| s.to_string()).collect() };
+        assert!(m.put(
+            "a",
+            b(&[0; 10]),
+            t("\"a\""),
+            tagged(&["catalog", "prices:p:c"]),
+            0,
+            u64::MAX,
+            0
+        ));
+        assert!(m.put(
+            "b",
+            b(&[0; 20]),
+            t("\"b\""),
+            tagged(&["catalog", "prices:p:d"]),
+            0,
+            u64::MAX,
+            0
+        ));
+        assert_eq!(m.forget_tagged(&["prices:p:c".to_owned()]), 1);
+        assert_eq!((m.len(), m.bytes()), (1, 20));
+        assert!(m.get("a", 1).is_none() && m.get("b", 1).is_some());
+        assert_eq!(m.forget_tagged(&["catalog".to_owned()]), 1);
+        assert_eq!((m.len(), m.bytes()), (0, 0));
+    }
+
+    #[test]
     fn a_replaced_entry_is_counted_once() {
         let mut m = Memo::default();
-        assert!(m.put("a", b(&[0; 100]), t("\"1\""), 0, u64::MAX, 0));
-        assert!(m.put("a", b(&[0; 40]), t("\"2\""), 0, u64::MAX, 0));
+        assert!(m.put("a", b(&[0; 100]), t("\"1\""), tags(), 0, u64::MAX, 0));
+        assert!(m.put("a", b(&[0; 40]), t("\"2\""), tags(), 0, u64::MAX, 0));
         assert_eq!((m.len(), m.bytes()), (1, 40));
         assert_eq!(&*m.get("a", 1).unwrap().etag, "\"2\"");
     }
@@ -156,26 +208,58 @@ mod tests {
     #[test]
     fn memory_is_bounded_and_a_full_memo_sweeps_then_refuses() {
         let mut m = Memo::default();
-        assert!(!m.put("big", b(&vec![0; MAX_BODY + 1]), t("\"t\""), 0, u64::MAX, 0));
+        assert!(!m.put(
+            "big",
+            b(&vec![0; MAX_BODY + 1]),
+            t("\"t\""),
+            tags(),
+            0,
+            u64::MAX,
+            0
+        ));
         for i in 0..MAX_ENTRIES {
-            assert!(m.put(&format!("k{i}"), b(b"x"), t("\"t\""), 0, u64::MAX, 0));
+            assert!(m.put(
+                &format!("k{i}"),
+                b(b"x"),
+                t("\"t\""),
+                tags(),
+                0,
+                u64::MAX,
+                0
+            ));
         }
         assert!(
-            !m.put("one-more", b(b"x"), t("\"t\""), 0, u64::MAX, 1),
+            !m.put("one-more", b(b"x"), t("\"t\""), tags(), 0, u64::MAX, 1),
             "full of live entries"
         );
         assert_eq!(m.len(), MAX_ENTRIES);
         // Once they have lived their lifetime, the next put sweeps them away.
-        assert!(m.put("later", b(b"x"), t("\"t\""), 0, u64::MAX, LIFETIME_MS));
+        assert!(m.put(
+            "later",
+            b(b"x"),
+            t("\"t\""),
+            tags(),
+            0,
+            u64::MAX,
+            LIFETIME_MS
+        ));
         assert_eq!((m.len(), m.bytes()), (1, 1));
         // And the byte bound holds on its own.
         let mut m = Memo::default();
         let body = vec![0; MAX_BODY];
         let fit = MAX_BYTES / MAX_BODY;
         for i in 0..fit {
-            assert!(m.put(&format!("b{i}"), b(&body), t("\"t\""), 0, u64::MAX, 0));
+            assert!(m.put(
+                &format!("b{i}"),
+                b(&body),
+                t("\"t\""),
+                tags(),
+                0,
+                u64::MAX,
+                0
+            ));
         }
-        assert!(!m.put("over", b(&body), t("\"t\""), 0, u64::MAX, 0));
+        assert!(!m.put("over", b(&body), t("\"t\""), tags(), 0, u64::MAX, 0));
         assert!(m.bytes() <= MAX_BYTES);
     }
 }

@@ -18,6 +18,8 @@ pub struct Entry<B> {
     pub etag: String,
     /// When it was stored (ms since the epoch): its age counts from here.
     pub stored_at_ms: u64,
+    /// The answer's cache tags ([`shared::tags`]), for purges.
+    pub tags: Vec<String>,
 }
 
 /// A fresh origin answer to put in the edge cache.
@@ -27,6 +29,7 @@ pub struct Copy {
     pub etag: Rc<str>,
     pub stored_at_ms: u64,
     pub policy: CachePolicy,
+    pub tags: Rc<[String]>,
 }
 
 /// An origin answer to a catalog fetch.

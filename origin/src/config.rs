@@ -256,6 +256,45 @@ pub static VARS: &[Var] = &[
          `stopTimeout`, 30 s by default)",
     ),
     var(
+        "EDGE_PURGE_URL",
+        Unset,
+        "the edge's purge route (`https://catalog.example.com/__edge/purge`; `make dev` sets the \
+         local worker's): after a catalog change the origin posts the changed cache tags there, \
+         with `EDGE_SECRET` (required with it)",
+    ),
+    var(
+        "CLOUDFLARE_ZONE_ID",
+        Unset,
+        "with `CLOUDFLARE_API_TOKEN`: purge changed cache tags from the zone's cache through \
+         Cloudflare's API (every data centre)",
+    ),
+    var(
+        "CLOUDFLARE_API_TOKEN",
+        Unset,
+        "an API token with the zone's Cache Purge permission (a secret)",
+    ),
+    var(
+        "CLOUDFLARE_API_URL",
+        Value("https://api.cloudflare.com/client/v4"),
+        "Cloudflare's API (tests point it at a stand-in)",
+    ),
+    var(
+        "NEXT_REVALIDATE_URL",
+        Unset,
+        "the Next.js frontend's revalidation route (`https://www.example.com/api/revalidate`): \
+         changed cache tags are posted there with `NEXT_REVALIDATE_SECRET` (required with it)",
+    ),
+    var(
+        "NEXT_REVALIDATE_SECRET",
+        Unset,
+        "the secret the revalidation route expects in `X-Revalidate-Secret` (≥ 16 characters)",
+    ),
+    var(
+        "PURGE_BATCH_MS",
+        Value("100"),
+        "changes within this window are purged together: each tag once, one call per cache",
+    ),
+    var(
         "SENTRY_DSN",
         Unset,
         "where 5xx errors and panics are reported; unset, nothing is sent",
@@ -269,6 +308,12 @@ pub static VARS: &[Var] = &[
         "ADMIN_PASSWORD",
         Unset,
         "`origin admin create`'s password when `--password` is not given",
+    ),
+    var(
+        "FAILPOINTS",
+        Unset,
+        "fault injection for tests (`respond::cacheable=panic`); only in a binary built with the \
+         `failpoints` feature, which a release build is not",
     ),
 ];
 
@@ -447,6 +492,118 @@ pub struct Settings {
     /// `RATE_LIMITS` (default: the guide's table): per-tier overrides `name=limit/window_ms`,
     /// comma-separated (tests only).
     pub rate_limits: Vec<TierLimit>,
+    /// Where changed cache tags are purged (`EDGE_PURGE_URL`, `CLOUDFLARE_*`,
+    /// `NEXT_REVALIDATE_*`, `PURGE_BATCH_MS`).
+    pub purge: PurgeSettings,
+}
+
+/// The downstream caches a catalog change is purged from ([`crate::purge`]).
+#[derive(Clone, Debug, Default)]
+pub struct PurgeSettings {
+    pub edge: Option<(String, SecretString)>,
+    /// API base, zone, token.
+    pub cloudflare: Option<(String, String, SecretString)>,
+    pub next: Option<(String, SecretString)>,
+    pub batch: Duration,
+    /// Bound on one purge call.
+    pub timeout: Duration,
+}
+
+impl PurgeSettings {
+    fn read<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        edge_secret: Option<&String>,
+        local: bool,
+    ) -> Result<PurgeSettings, ConfigError> {
+        // A purge carries a secret: in clear only to this machine, or in a local run.
+        let url = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            let Some(raw) = env.raw(name) else {
+                return Ok(None);
+            };
+            let parsed = url::Url::parse(raw.trim()).map_err(|e| ConfigError::Invalid {
+                name,
+                value: raw.clone(),
+                reason: e.to_string(),
+            })?;
+            let loopback = matches!(
+                parsed.host(),
+                Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+            ) || matches!(parsed.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+                || parsed.host_str() == Some("localhost");
+            match parsed.scheme() {
+                "https" => {}
+                "http" if loopback || local => {}
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name,
+                        value: raw.clone(),
+                        reason: "must be https:// (http:// only to this machine or with \
+                                 ORIGIN_ENV=local): a secret travels with it"
+                            .into(),
+                    });
+                }
+            }
+            Ok(Some(raw.trim().trim_end_matches('/').to_owned()))
+        };
+        let edge = match url("EDGE_PURGE_URL")? {
+            None => None,
+            Some(u) => {
+                let secret = edge_secret.ok_or(ConfigError::Missing {
+                    name: "EDGE_SECRET",
+                })?;
+                Some((u, SecretString::from(secret.clone())))
+            }
+        };
+        let cloudflare = match (
+            env.raw("CLOUDFLARE_ZONE_ID"),
+            env.raw("CLOUDFLARE_API_TOKEN"),
+        ) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    name: "CLOUDFLARE_API_TOKEN",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    name: "CLOUDFLARE_ZONE_ID",
+                });
+            }
+            (Some(zone), Some(token)) => {
+                let zone = zone.trim().to_owned();
+                if zone.is_empty() || !zone.bytes().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(ConfigError::Invalid {
+                        name: "CLOUDFLARE_ZONE_ID",
+                        value: zone,
+                        reason: "a zone id is letters and digits".into(),
+                    });
+                }
+                let api = url("CLOUDFLARE_API_URL")?.unwrap_or_default();
+                Some((api, zone, SecretString::from(token.trim().to_owned())))
+            }
+        };
+        let next = match url("NEXT_REVALIDATE_URL")? {
+            None => None,
+            Some(u) => {
+                let secret = env.required("NEXT_REVALIDATE_SECRET")?;
+                if secret.len() < 16 {
+                    return Err(ConfigError::redacted(
+                        "NEXT_REVALIDATE_SECRET",
+                        "must be at least 16 characters",
+                    ));
+                }
+                Some((u, SecretString::from(secret)))
+            }
+        };
+        let batch: u64 = env.parse("PURGE_BATCH_MS")?;
+        Ok(PurgeSettings {
+            edge,
+            cloudflare,
+            next,
+            batch: Duration::from_millis(batch),
+            timeout: Duration::from_secs(5),
+        })
+    }
 }
 
 impl Settings {
@@ -523,6 +680,7 @@ impl Settings {
             ));
         }
 
+        let purge = PurgeSettings::read(&env, edge_secret.as_ref(), local)?;
         let l1_enabled = env.switch("L1_CACHE")?;
         let metrics_enabled = env.switch("METRICS")?;
         let rate_limit_enabled = env.switch("RATE_LIMIT")?;
@@ -570,6 +728,7 @@ impl Settings {
             metrics_enabled,
             rate_limit_enabled,
             rate_limits,
+            purge,
         })
     }
 }
@@ -1214,6 +1373,10 @@ mod tests {
             lookup(name);
         }
         lookup("ADMIN_PASSWORD"); // clap reads it (`cli.rs`, `env = "ADMIN_PASSWORD"`)
+        lookup("FAILPOINTS"); // the fail crate reads it (`cli.rs`), in test builds only
+        // Read only when their URLs are set.
+        lookup("NEXT_REVALIDATE_SECRET");
+        lookup("CLOUDFLARE_API_URL");
         let read = read.into_inner().unwrap();
         let table: BTreeSet<String> = VARS.iter().map(|v| v.name.to_owned()).collect();
         assert_eq!(read, table);

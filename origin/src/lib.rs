@@ -13,6 +13,8 @@
 //! - [`ratelimit`]: the Redis rate-limit tiers (Lua), failing open onto a local safety net.
 //! - [`db`]: the PostgreSQL pool and the queries — the one module that talks to PostgreSQL.
 //! - [`redis`]: the Redis client — the one module that talks to Redis.
+//! - [`purge`]: telling the caches downstream (the edge, Cloudflare, Next.js) which cache tags a
+//!   change made out of date — the one module that talks to them.
 //! - [`policies`]: the shared policy table as this configuration's header values.
 //! - [`seed`]: the deterministic demo/benchmark catalog.
 //! - [`meters`]: every Prometheus metric: names, handles, gauges.
@@ -39,6 +41,7 @@ pub mod http;
 pub mod meters;
 pub mod monitor;
 pub mod policies;
+pub mod purge;
 pub mod ratelimit;
 pub mod redis;
 pub mod seed;

@@ -92,6 +92,14 @@ fn describe_and_baseline() {
         "cache_l1_live",
         "1 while L1's invalidation subscription is live"
     );
+    describe_counter!(
+        "purge_calls_total",
+        "Purge calls to a downstream cache (edge, cloudflare, next) by outcome (ok, retried, refused, failed)"
+    );
+    describe_counter!(
+        "purge_tags_total",
+        "Cache tags a downstream cache confirmed purged"
+    );
     describe_counter!("db_queries_total", "PostgreSQL queries by name");
     describe_counter!(
         "dependency_unavailable_total",
@@ -148,6 +156,9 @@ fn describe_and_baseline() {
     }
     hit_path().increment(0);
     metrics::counter!("cache_invalidation_failures_total").increment(0);
+    for sink in ["edge", "cloudflare", "next"] {
+        metrics::counter!("purge_calls_total", "sink" => sink, "outcome" => "failed").increment(0);
+    }
     metrics::counter!("dependency_unavailable_total").increment(0);
 }
 
@@ -207,6 +218,17 @@ pub fn dependency_unavailable() {
 
 pub fn cache_invalidation_failed() {
     metrics::counter!("cache_invalidation_failures_total").increment(1);
+}
+
+/// `purge_calls_total{sink, outcome}`: one call to a downstream cache (`ok`, `retried`,
+/// `refused`, `failed`).
+pub fn purge_call(sink: &'static str, outcome: &'static str) {
+    metrics::counter!("purge_calls_total", "sink" => sink, "outcome" => outcome).increment(1);
+}
+
+/// `purge_tags_total{sink}`: cache tags a downstream cache confirmed purged.
+pub fn purge_tags(sink: &'static str, tags: usize) {
+    metrics::counter!("purge_tags_total", "sink" => sink).increment(tags as u64);
 }
 
 pub fn cache_l1_live(live: bool) {

@@ -20,6 +20,7 @@ use crate::db::Db;
 use crate::http;
 use crate::meters;
 use crate::policies::HeaderPolicies;
+use crate::purge::Purger;
 use crate::ratelimit::Limiter;
 use crate::redis::Redis;
 use crate::server;
@@ -78,6 +79,7 @@ impl Application {
             cache.enable_l1(settings.l1_max_bytes, settings.l1_ttl);
         }
         let metrics = settings.metrics_enabled.then(meters::handle);
+        let purger = Purger::start(&settings.purge);
         let listener = bind("ORIGIN_ADDR", settings.addr).await?;
         let ops_listener = bind("METRICS_ADDR", settings.metrics_addr).await?;
         let state = AppState::new(Services {
@@ -85,6 +87,7 @@ impl Application {
             accounts: Accounts::new(
                 db.clone(),
                 cache.clone(),
+                purger.clone(),
                 Sessions::new(
                     redis.clone(),
                     settings.cache_ttl_divisor,
@@ -112,6 +115,7 @@ impl Application {
             redis,
             cache,
             metrics,
+            purger,
             draining: AtomicBool::new(false),
             schema_current: AtomicBool::new(schema_current),
         });

@@ -40,6 +40,8 @@ pub struct Services {
     pub catalog: Catalog,
     pub accounts: Accounts,
     pub limiter: Limiter,
+    /// The caches downstream of the origin (edge, Cloudflare, Next.js).
+    pub purger: crate::purge::Purger,
     pub headers: HeaderPolicies,
     /// Compressed catalog bodies, made once per entry.
     pub compressed: crate::http::compress::Compressed,

@@ -12,6 +12,7 @@
 //! - [`etag`]: the strong entity tag of a response body, and `If-None-Match` matching.
 //! - [`ratelimit`]: the rate-limit tiers and which route group falls in which tier.
 //! - [`input`]: the email and `Cookie` parsers of the sign-in path.
+//! - [`tags`]: the cache tags of every catalog answer, and what a change purges.
 
 pub mod etag;
 pub mod headers;
@@ -22,6 +23,7 @@ pub mod product;
 pub mod ratelimit;
 pub mod route;
 pub mod slug;
+pub mod tags;
 pub mod types;
 
 pub use policy::{CachePolicy, DataType};

@@ -75,6 +75,34 @@ pub struct BulkPricesResponse<P = Price> {
     pub unavailable: Vec<String>,
 }
 
+/// A purge the origin asks of a downstream cache (the edge's purge route, the Next.js
+/// revalidation route): the cache tags ([`crate::tags`]) whose answers are out of date.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    pub tags: Vec<String>,
+    /// Serve what the tags cover as stale while refreshing it, rather than miss (default: a miss).
+    #[serde(default)]
+    pub soft: bool,
+}
+
+/// Most tags in one purge (Cloudflare's purge API takes 30 per call; a batch is split there).
+pub const MAX_PURGE_TAGS: usize = 100;
+
+impl PurgeRequest {
+    /// Tags that are what [`crate::tags`] makes: 1–128 characters of `a-z 0-9 : _ -`, between
+    /// 1 and [`MAX_PURGE_TAGS`] of them.
+    pub fn is_valid(&self) -> bool {
+        (1..=MAX_PURGE_TAGS).contains(&self.tags.len())
+            && self.tags.iter().all(|t| {
+                (1..=128).contains(&t.len())
+                    && t.bytes().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || b":_-".contains(&c)
+                    })
+            })
+    }
+}
+
 /// Every 4xx/5xx body: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

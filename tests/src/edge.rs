@@ -35,6 +35,19 @@ impl EdgeWorker {
     /// As [`start`](Self::start), with Cloudflare rate-limit bindings (Miniflare's
     /// `ratelimits` option: `{"NAME": {"simple": {"limit": 10, "period": 60}}}`).
     pub async fn start_with(vars: &[(&str, String)], ratelimits: serde_json::Value) -> EdgeWorker {
+        Self::launch(crate::spare_port(), vars, ratelimits).await
+    }
+
+    /// As [`start`](Self::start), on `port` (chosen before, e.g. for an origin that purges it).
+    pub async fn start_on(port: u16, vars: &[(&str, String)]) -> EdgeWorker {
+        Self::launch(port, vars, serde_json::Value::Null).await
+    }
+
+    async fn launch(
+        port: u16,
+        vars: &[(&str, String)],
+        ratelimits: serde_json::Value,
+    ) -> EdgeWorker {
         let root = repo_root();
         let shim = root.join("edge/build/worker/shim.mjs");
         assert!(
@@ -42,7 +55,6 @@ impl EdgeWorker {
             "the edge worker is not built ({}); run `make test` (or scripts/build-edge.sh)",
             shim.display()
         );
-        let port = crate::spare_port();
         let mut vars: serde_json::Map<String, serde_json::Value> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))

@@ -11,6 +11,7 @@
 pub mod edge;
 pub mod pg;
 pub mod process;
+pub mod sink;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -158,7 +159,22 @@ impl Drop for TestDb {
 }
 
 /// A free TCP port on loopback (bound then released).
+///
+/// Drawn from 20000–32767, below the kernel's ephemeral range (32768–60999): a port from there
+/// could be handed to one of the thousands of outgoing connections a load test opens (or a
+/// database connection) between the moment it is chosen and the moment a server binds it.
 pub fn spare_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Spread tests of concurrent processes apart; step through the range from there.
+    let seed = std::process::id().wrapping_mul(7919) % 12_000;
+    for _ in 0..12_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + ((seed + n.wrapping_mul(31)) % 12_768) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -24,6 +24,7 @@ use shared::{DataType, Product, keys};
 use crate::cache::{Cache, LoadError, Loaded};
 use crate::db::Db;
 use crate::db::accounts::{CreditOutcome, PurchaseOutcome, Role, is_unique_violation};
+use crate::purge::Purger;
 use hashing::{Hashing, Slot};
 use password::PasswordError;
 use sessions::{SessionError, SessionUser, Sessions};
@@ -72,6 +73,8 @@ pub enum AccountsError {
 pub struct Accounts {
     db: Db,
     cache: Cache,
+    /// The caches downstream of the origin, told what a mutation changed.
+    purger: Purger,
     pub sessions: Sessions,
     throttle: LoginThrottle,
     hashing: Hashing,
@@ -117,6 +120,7 @@ impl Accounts {
     pub fn new(
         db: Db,
         cache: Cache,
+        purger: Purger,
         sessions: Sessions,
         throttle: LoginThrottle,
         password_wait: Duration,
@@ -124,6 +128,7 @@ impl Accounts {
         Accounts {
             db,
             cache,
+            purger,
             sessions,
             throttle,
             hashing: Hashing::per_core(),
@@ -399,13 +404,16 @@ impl Accounts {
         Ok((BalanceResponse { balance_cents }, replayed))
     }
 
-    /// Deletes stale keys after a commit. A failure is logged and counted: the value then
-    /// expires by its TTL (30 s for balances, 60 s for prices).
+    /// Deletes stale keys after a commit, then has the caches downstream (the edge, Next.js)
+    /// purge what they made out of date — after, so a purged cache refilling at once finds the
+    /// new value. A failure is logged and counted: the value then expires by its TTL (30 s for
+    /// balances, 60 s for prices).
     async fn invalidate(&self, keys: &[String]) {
         if let Err(e) = self.cache.invalidate(keys).await {
             crate::meters::cache_invalidation_failed();
             tracing::warn!(error = %e, "cache invalidation failed; entries expire by TTL");
         }
+        self.purger.keys(keys);
     }
 }
 

@@ -86,5 +86,11 @@ pub async fn invalidate(
 ) -> Result<Response, ApiError> {
     let patterns = patterns(&req);
     let deleted = state.cache.delete_matching(&patterns).await?;
+    let mut tags: Vec<String> = patterns
+        .iter()
+        .filter_map(|p| shared::tags::for_pattern(p))
+        .collect();
+    tags.dedup();
+    state.purger.tags(tags);
     Ok(Json(InvalidateResponse { deleted }).into_response())
 }

@@ -192,7 +192,8 @@ async fn bodies_over_the_origin_limit_are_refused_before_the_origin_sees_them() 
             vec![Ok(vec![b'a'; len / 2]), Ok(vec![b'b'; len - len / 2])];
         reqwest::Body::wrap_stream(futures::stream::iter(chunks))
     };
-    let http = reqwest::Client::new();
+    // No connection reuse: one refused before its body was read is closed by the server.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let over = http.post(edge.url("/v1/auth/login")).body(chunked(limit + 1)).send().await.unwrap();
     assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(crate::json(over).await["error"]["code"], "payload_too_large");

@@ -14,6 +14,7 @@ use shared::DataType;
 
 mod hostile;
 mod identity;
+mod purge;
 
 const SECRET: &str = "test-edge-secret-0123456789";
 

@@ -9,5 +9,6 @@ mod common;
 mod fleet;
 mod health;
 mod plans;
+mod purge;
 mod ratelimit;
 mod resilience;

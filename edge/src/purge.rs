@@ -1,0 +1,193 @@
+//! Purges by cache tag ([`shared::tags`]) as one isolate knows them. The Cache API cannot find
+//! entries by tag (Cloudflare's purge API can, in production: every stored copy carries
+//! `Cache-Tag`), so the isolate remembers *when* each tag was purged, and an entry stored (or
+//! fetched) no later than that is judged on read:
+//!
+//! - a **hard** purge makes it a miss: the next read fetches the origin (one fetch per key per
+//!   isolate: [`crate::coalesce`]);
+//! - a **soft** purge makes it stale: it is served at once (`STALE`) while one background
+//!   refresh replaces it, so the herd a purge would send to the origin never forms (Fastly's and
+//!   Vercel's soft purge).
+//!
+//! Invariants: a purge is never forgotten while an entry it covers could still be served — marks
+//! live for the longest time any entry is kept ([`MAX_RETENTION_MS`]); past [`MAX_MARKS`] tags the
+//! table collapses into one mark for everything (over-purging, never under-purging).
+
+use std::collections::HashMap;
+
+use shared::DataType;
+
+/// Most tags remembered one by one.
+pub const MAX_MARKS: usize = 10_000;
+
+/// The longest an entry is kept at the edge (fresh plus the longer stale window), over every
+/// cached data type: a mark older than this covers nothing that can still be served.
+pub const MAX_RETENTION_MS: u64 = {
+    let all = [
+        DataType::Providers.policy(),
+        DataType::Countries.policy(),
+        DataType::Services.policy(),
+        DataType::Prices.policy(),
+    ];
+    let mut longest = 0;
+    let mut i = 0;
+    while i < all.len() {
+        let r = all[i].edge_retention() as u64;
+        if r > longest {
+            longest = r;
+        }
+        i += 1;
+    }
+    longest * 1000
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mark {
+    at_ms: u64,
+    soft: bool,
+}
+
+/// How a purge judges an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No purge since it was stored.
+    Current,
+    /// Soft-purged: serve it stale and refresh it.
+    Stale,
+    /// Hard-purged: a miss.
+    Gone,
+}
+
+#[derive(Default)]
+pub struct Purges {
+    by_tag: HashMap<String, Mark>,
+    /// Everything, as of this mark (the table overflowed).
+    all: Option<Mark>,
+}
+
+impl Purges {
+    /// Records a purge of `tags` at `now_ms`.
+    pub fn record(&mut self, tags: &[String], soft: bool, now_ms: u64) {
+        let mark = Mark {
+            at_ms: now_ms,
+            soft,
+        };
+        for tag in tags {
+            let kept = self.by_tag.entry(tag.clone()).or_insert(mark);
+            // A hard purge is not softened by a later soft one of the same moment.
+            *kept = Mark {
+                at_ms: now_ms,
+                soft: soft && (kept.soft || kept.at_ms < now_ms),
+            };
+        }
+        if self.by_tag.len() > MAX_MARKS {
+            self.by_tag
+                .retain(|_, m| now_ms.saturating_sub(m.at_ms) < MAX_RETENTION_MS);
+        }
+        if self.by_tag.len() > MAX_MARKS {
+            let hard = self.by_tag.values().any(|m| !m.soft);
+            self.by_tag.clear();
+            self.all = Some(Mark {
+                at_ms: now_ms,
+                soft: !hard,
+            });
+        }
+    }
+
+    /// The verdict on an entry with `tags`, stored (or fetched) at `stored_at_ms`.
+    pub fn verdict(&self, tags: &[String], stored_at_ms: u64) -> Verdict {
+        let covering = tags
+            .iter()
+            .filter_map(|t| self.by_tag.get(t))
+            .chain(self.all.as_ref())
+            .filter(|m| stored_at_ms <= m.at_ms);
+        let mut verdict = Verdict::Current;
+        for mark in covering {
+            if !mark.soft {
+                return Verdict::Gone;
+            }
+            verdict = Verdict::Stale;
+        }
+        verdict
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_tag.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_tag.is_empty() && self.all.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(t: &[&str]) -> Vec<String> {
+        t.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_entry_stored_before_a_purge_of_one_of_its_tags_is_judged() {
+        let mut p = Purges::default();
+        let price = tags(&["catalog", "provider:p", "prices:p:c"]);
+        let other = tags(&["catalog", "provider:p", "prices:p:d"]);
+        p.record(&tags(&["prices:p:c"]), false, 1_000);
+        assert_eq!(p.verdict(&price, 999), Verdict::Gone);
+        assert_eq!(
+            p.verdict(&price, 1_000),
+            Verdict::Gone,
+            "fetched at the purge's moment"
+        );
+        assert_eq!(
+            p.verdict(&price, 1_001),
+            Verdict::Current,
+            "stored after it"
+        );
+        assert_eq!(p.verdict(&other, 999), Verdict::Current, "another country");
+        p.record(&tags(&["provider:p"]), true, 2_000);
+        assert_eq!(p.verdict(&other, 1_500), Verdict::Stale);
+        assert_eq!(p.verdict(&price, 999), Verdict::Gone, "hard wins over soft");
+        assert_eq!(p.verdict(&price, 1_500), Verdict::Stale);
+    }
+
+    #[test]
+    fn a_soft_purge_does_not_soften_a_hard_one_of_the_same_moment() {
+        let mut p = Purges::default();
+        let t = tags(&["catalog"]);
+        p.record(&t, false, 5);
+        p.record(&t, true, 5);
+        assert_eq!(p.verdict(&t, 5), Verdict::Gone);
+        p.record(&t, true, 6);
+        assert_eq!(p.verdict(&t, 5), Verdict::Stale);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_overflow_purges_everything() {
+        let mut p = Purges::default();
+        for i in 0..=MAX_MARKS {
+            p.record(&[format!("prices:p:{i}")], false, 10);
+        }
+        assert!(p.len() <= MAX_MARKS, "{}", p.len());
+        let anything = tags(&["catalog", "providers"]);
+        assert_eq!(
+            p.verdict(&anything, 9),
+            Verdict::Gone,
+            "over-purged, never under"
+        );
+        assert_eq!(p.verdict(&anything, 11), Verdict::Current);
+        // Old marks are dropped before anything collapses.
+        let mut p = Purges::default();
+        p.record(&tags(&["old"]), false, 0);
+        for i in 0..MAX_MARKS {
+            p.record(&[format!("t{i}")], false, MAX_RETENTION_MS + 1);
+        }
+        assert_eq!(
+            p.verdict(&tags(&["old"]), 0),
+            Verdict::Current,
+            "expired mark swept"
+        );
+        assert_eq!(p.verdict(&tags(&["t1"]), 0), Verdict::Gone);
+    }
+}
