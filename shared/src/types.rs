@@ -117,6 +117,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation; never contains internals.
     pub message: String,
+    /// With `price_changed`: the price now, in cents (buy again with it to accept it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_cents: Option<i64>,
 }
 
 impl ErrorBody {
@@ -125,6 +128,7 @@ impl ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
                 message: message.into(),
+                price_cents: None,
             },
         }
     }
@@ -179,8 +183,38 @@ pub struct BalanceResponse {
     pub balance_cents: i64,
 }
 
-/// `POST /v1/activations`: buy a number for a service in a country from a provider.
-pub type PurchaseRequest = crate::product::Product;
+/// `POST /v1/activations`: buy a number for a service in a country from a provider, at most at
+/// the price the buyer was shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({"provider": "5sim", "country": "ad", "service": "whatsapp", "expected_price_cents": 370}))
+)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseRequest {
+    #[cfg_attr(feature = "openapi", schema(example = "5sim"))]
+    pub provider: crate::Slug,
+    #[cfg_attr(feature = "openapi", schema(example = "ad"))]
+    pub country: crate::Slug,
+    #[cfg_attr(feature = "openapi", schema(example = "whatsapp"))]
+    pub service: crate::Slug,
+    /// The price the buyer saw, in cents. When the price is higher now, nothing is charged and
+    /// the answer is 409 `price_changed` with the current price. Absent: the current price,
+    /// whatever it is (older clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_price_cents: Option<i64>,
+}
+
+impl PurchaseRequest {
+    pub fn product(&self) -> crate::Product {
+        crate::Product {
+            provider: self.provider.clone(),
+            country: self.country.clone(),
+            service: self.service.clone(),
+        }
+    }
+}
 
 /// One purchased number (an activation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

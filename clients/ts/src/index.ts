@@ -19,7 +19,7 @@ export type Activation = Schemas["Activation"];
 export type ActivationPage = Schemas["ActivationPage"];
 export type Balance = Schemas["BalanceResponse"];
 export type Credentials = Schemas["Credentials"];
-export type PurchaseRequest = Schemas["Product"];
+export type PurchaseRequest = Schemas["PurchaseRequest"];
 /** Every 4xx/5xx body: `{"error": {"code", "message"}}`. */
 export type ErrorBody = Schemas["ErrorBody"];
 
@@ -31,6 +31,7 @@ export type ErrorCode =
   | "forbidden"
   | "not_found"
   | "conflict"
+  | "price_changed"
   | "method_not_allowed"
   | "payload_too_large"
   | "rate_limited"
@@ -52,6 +53,15 @@ export type NexnumClient = ReturnType<typeof createNexnumClient>;
 /** A fresh `Idempotency-Key` for one purchase attempt: reuse it for retries of that attempt. */
 export function idempotencyKey(): string {
   return crypto.randomUUID();
+}
+
+/**
+ * With a 409 `price_changed`: the price now, in cents (the purchase charged nothing; buy again
+ * with `expected_price_cents` set to it to accept it).
+ */
+export function currentPrice(body: unknown): number | undefined {
+  const cents = (body as ErrorBody | undefined)?.error?.price_cents;
+  return errorCode(body) === "price_changed" && typeof cents === "number" ? cents : undefined;
 }
 
 /** The error code of an error body, or `undefined` when the body is not one. */

@@ -398,6 +398,11 @@ export interface components {
             code: string;
             /** @description Human-readable explanation; never contains internals. */
             message: string;
+            /**
+             * Format: int64
+             * @description With `price_changed`: the price now, in cents (buy again with it to accept it).
+             */
+            price_cents?: number | null;
         };
         /** @description `GET /healthz`. */
         HealthResponse: {
@@ -441,21 +446,6 @@ export interface components {
              */
             stock: number;
         };
-        /**
-         * @description `{"provider", "country", "service"}`, each a [`Slug`]: deserialising one validates all three
-         *     (a bad code is refused naming its field).
-         * @example {
-         *       "country": "ad",
-         *       "provider": "5sim",
-         *       "service": "whatsapp"
-         *     }
-         */
-        Product: {
-            country: components["schemas"]["Slug"];
-            provider: components["schemas"]["Slug"];
-            /** @description The service the number is for (`whatsapp`, `telegram`, …). */
-            service: components["schemas"]["Slug"];
-        };
         Provider: {
             code: string;
             name: string;
@@ -463,6 +453,28 @@ export interface components {
         /** @description `GET /v1/catalog/providers` */
         ProvidersResponse: {
             providers: components["schemas"]["Provider"][];
+        };
+        /**
+         * @description `POST /v1/activations`: buy a number for a service in a country from a provider, at most at
+         *     the price the buyer was shown.
+         * @example {
+         *       "country": "ad",
+         *       "expected_price_cents": 370,
+         *       "provider": "5sim",
+         *       "service": "whatsapp"
+         *     }
+         */
+        PurchaseRequest: {
+            country: components["schemas"]["Slug"];
+            /**
+             * Format: int64
+             * @description The price the buyer saw, in cents. When the price is higher now, nothing is charged and
+             *     the answer is 409 `price_changed` with the current price. Absent: the current price,
+             *     whatever it is (older clients).
+             */
+            expected_price_cents?: number | null;
+            provider: components["schemas"]["Slug"];
+            service: components["schemas"]["Slug"];
         };
         Service: {
             code: string;
@@ -652,7 +664,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["Product"];
+                "application/json": components["schemas"]["PurchaseRequest"];
             };
         };
         responses: {
@@ -716,7 +728,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Out of stock, or the key was used for another request (`conflict`). */
+            /** @description Out of stock, or the key was used for another request (`conflict`); or the price is now above `expected_price_cents` (`price_changed`, with the current `price_cents`; nothing charged or reserved). */
             409: {
                 headers: {
                     [name: string]: unknown;

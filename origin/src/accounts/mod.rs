@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shared::types::{
-    Activation, ActivationPage, BalanceResponse, Credentials, Price, SetPriceRequest, UserResponse,
+    Activation, ActivationPage, BalanceResponse, Credentials, Price, PurchaseRequest,
+    SetPriceRequest, UserResponse,
 };
 use shared::{DataType, Product, keys};
 
@@ -59,6 +60,9 @@ pub enum AccountsError {
     Conflict(String),
     #[error("insufficient balance")]
     InsufficientFunds,
+    /// The price is above what the buyer was shown: the current price, nothing charged.
+    #[error("the price changed to {0} cents; buy again at that price to accept it")]
+    PriceChanged(i64),
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error(transparent)]
@@ -255,13 +259,20 @@ impl Accounts {
     pub async fn purchase(
         &self,
         user_id: i64,
-        product: Product,
+        request: PurchaseRequest,
         idempotency_key: Option<String>,
     ) -> Result<Purchase, AccountsError> {
         check_idempotency_key(idempotency_key.as_deref())?;
+        let expected = request.expected_price_cents;
+        if expected.is_some_and(|e| !(0..=MAX_PRICE_CENTS).contains(&e)) {
+            return Err(AccountsError::Invalid(format!(
+                "expected_price_cents must be between 0 and {MAX_PRICE_CENTS}"
+            )));
+        }
+        let product = request.product();
         let outcome = self
             .db
-            .purchase(user_id, &product, idempotency_key.as_deref())
+            .purchase(user_id, &product, expected, idempotency_key.as_deref())
             .await?;
         match outcome {
             PurchaseOutcome::Created { activation, .. } => {
@@ -286,6 +297,9 @@ impl Accounts {
             ))),
             PurchaseOutcome::OutOfStock => Err(AccountsError::Conflict("out of stock".into())),
             PurchaseOutcome::InsufficientFunds => Err(AccountsError::InsufficientFunds),
+            PurchaseOutcome::PriceChanged { current_cents } => {
+                Err(AccountsError::PriceChanged(current_cents))
+            }
         }
     }
 

@@ -62,6 +62,10 @@ pub enum PurchaseOutcome {
     NotFound,
     OutOfStock,
     InsufficientFunds,
+    /// The price is above what the buyer expected: nothing charged or reserved.
+    PriceChanged {
+        current_cents: i64,
+    },
 }
 
 /// Columns of an activation as the API shows it, joined to its codes and number.
@@ -201,6 +205,7 @@ impl Db {
         &self,
         user_id: i64,
         product: &Product,
+        expected_price_cents: Option<i64>,
         idempotency_key: Option<&str>,
     ) -> Result<PurchaseOutcome, sqlx::Error> {
         self.count("purchase");
@@ -220,7 +225,13 @@ impl Db {
             });
         }
         match self
-            .purchase_in(&mut tx, user_id, product, idempotency_key)
+            .purchase_in(
+                &mut tx,
+                user_id,
+                product,
+                expected_price_cents,
+                idempotency_key,
+            )
             .await
         {
             Ok(PurchaseOutcome::Created {
@@ -256,6 +267,7 @@ impl Db {
         tx: &mut Transaction<'static, Postgres>,
         user_id: i64,
         product: &Product,
+        expected_price_cents: Option<i64>,
         idempotency_key: Option<&str>,
     ) -> Result<PurchaseOutcome, sqlx::Error> {
         let Product {
@@ -282,6 +294,13 @@ impl Db {
         let Some((pid, cid, sid, price, stock)) = product else {
             return Ok(PurchaseOutcome::NotFound);
         };
+        // The locked row's price is the price: a change that commits before this lock is seen
+        // here, one after it waits for this purchase. A buyer shown less is asked again.
+        if expected_price_cents.is_some_and(|expected| price > expected) {
+            return Ok(PurchaseOutcome::PriceChanged {
+                current_cents: price,
+            });
+        }
         if stock <= 0 {
             return Ok(PurchaseOutcome::OutOfStock);
         }

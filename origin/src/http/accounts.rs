@@ -160,7 +160,7 @@ pub async fn balance(
         (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
         (status = 402, description = "The balance is below the price (`insufficient_funds`).", body = ErrorBody),
         (status = 404, description = "No such product (`not_found`).", body = ErrorBody),
-        (status = 409, description = "Out of stock, or the key was used for another request (`conflict`).", body = ErrorBody),
+        (status = 409, description = "Out of stock, or the key was used for another request (`conflict`); or the price is now above `expected_price_cents` (`price_changed`, with the current `price_cents`; nothing charged or reserved).", body = ErrorBody),
     ))]
 pub async fn purchase(
     State(state): State<AppState>,

@@ -30,6 +30,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The price is above what the buyer was shown (409 `price_changed`, with the price now).
+    #[error("the price changed to {0} cents; buy again at that price to accept it")]
+    PriceChanged(i64),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than {0} bytes")]
@@ -54,7 +57,7 @@ impl ApiError {
             ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::PriceChanged(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::PriceChanged(_) => "price_changed",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BodyTimeout => "request_timeout",
@@ -96,7 +100,14 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        let mut resp = json_error(status, self.code(), &message);
+        let mut resp = match &self {
+            ApiError::PriceChanged(cents) => {
+                let mut body = ErrorBody::new(self.code(), &message);
+                body.error.price_cents = Some(*cents);
+                json_body(status, &body)
+            }
+            _ => json_error(status, self.code(), &message),
+        };
         if let ApiError::TooManyRequests(_, retry_after) = &self
             && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
         {
@@ -124,7 +135,11 @@ const RETRY_AFTER_SECS: &str = "2";
 
 /// A JSON error response. Errors are never cached by anyone.
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::to_vec(&ErrorBody::new(code, message)).unwrap_or_default();
+    json_body(status, &ErrorBody::new(code, message))
+}
+
+fn json_body(status: StatusCode, body: &ErrorBody) -> Response {
+    let body = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = (status, body).into_response();
     let headers = resp.headers_mut();
     headers.insert(
@@ -201,6 +216,7 @@ impl From<AccountsError> for ApiError {
             AccountsError::NotFound(m) => ApiError::NotFound(m),
             AccountsError::Conflict(m) => ApiError::Conflict(m),
             e @ AccountsError::InsufficientFunds => ApiError::PaymentRequired(e.to_string()),
+            AccountsError::PriceChanged(cents) => ApiError::PriceChanged(cents),
             AccountsError::Session(e) => e.into(),
             AccountsError::Password(PasswordError::Busy) => {
                 ApiError::Unavailable("password hashing is saturated".into())

@@ -495,6 +495,88 @@ async fn a_new_product_clears_its_cached_absence_and_the_providers_lists() {
     assert!(services.contains(&sv), "{sv} in the provider's services");
 }
 
+/// No surprise charges: a purchase carries the price the buyer saw; when the price is higher
+/// now, the answer is 409 `price_changed` with the current price and nothing is charged or
+/// reserved; a lower one is charged as it is; without it (older clients) the current price.
+#[tokio::test]
+async fn a_purchase_above_the_price_the_buyer_saw_charges_nothing() {
+    let s = seeded(AppOptions::default()).await;
+    let admin = s.app.admin("root@nexnum.test").await;
+    let (mut product, price) = product(&s.app, 9).await;
+    let (user, token) = s.app.user_with("careful@example.com", price * 10).await;
+    let (read_path, admin_path) = (path_of(&product, false), path_of(&product, true));
+    let stock_of = async || json(s.app.get(&read_path).await).await["stock"].clone();
+    let put = async |cents: i64| {
+        let body = j!({"price_cents": cents, "stock": 50});
+        s.app.put_json_as(&admin, &admin_path, &body).await
+    };
+    assert_eq!(put(price + 150).await.status(), StatusCode::OK);
+    let stock = stock_of().await;
+    product["expected_price_cents"] = j!(price);
+    let r = s.app.buy(&token, &product, Some("careful-1")).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body = json(r).await;
+    assert_eq!(body["error"]["code"], "price_changed");
+    assert_eq!(body["error"]["price_cents"], price + 150, "the price now");
+    assert_eq!(ledger(&s.app, user).await, (price * 10, price * 10), "nothing charged");
+    assert_eq!(stock_of().await, stock, "nothing reserved");
+    // Accepting the new price: the same key is a new purchase (the refused one left nothing).
+    product["expected_price_cents"] = j!(price + 150);
+    let r = s.app.buy(&token, &product, Some("careful-1")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    // A lower price than expected is simply charged; no expectation, the current price.
+    assert_eq!(put(price - 1).await.status(), StatusCode::OK);
+    product["expected_price_cents"] = j!(price);
+    let r = s.app.buy(&token, &product, None).await;
+    assert_eq!(json(r).await["price_cents"], price - 1);
+    product.as_object_mut().unwrap().remove("expected_price_cents");
+    assert_eq!(json(s.app.buy(&token, &product, None).await).await["price_cents"], price - 1);
+    let spent = (price + 150) + 2 * (price - 1);
+    assert_eq!(ledger(&s.app, user).await, (price * 10 - spent, price * 10 - spent));
+    for bad in [j!(-1), j!(1_000_000_000_000_i64), j!("370"), j!(3.7)] {
+        product["expected_price_cents"] = bad.clone();
+        assert_error(s.app.buy(&token, &product, None).await, 400, "bad_request").await;
+    }
+}
+
+/// A price change racing purchases that expect the old price: each purchase either lands before
+/// the change, at the old price, or after it, refused with the new price; never charged the new
+/// price unasked. The locked price row decides the order.
+#[tokio::test]
+async fn a_price_change_racing_purchases_never_charges_a_price_nobody_saw() {
+    let s = seeded(AppOptions::default()).await;
+    let admin = s.app.admin("root@nexnum.test").await;
+    let (mut product, price) = product(&s.app, 10).await;
+    product["expected_price_cents"] = j!(price);
+    let (user, token) = s.app.user_with("racer@example.com", price * 100).await;
+    let body = j!({"price_cents": price + 40, "stock": 500});
+    let admin_path = path_of(&product, true);
+    let buys = (0..12).map(|_| s.app.buy(&token, &product, None));
+    let (change, answers) = tokio::join!(
+        s.app.put_json_as(&admin, &admin_path, &body),
+        futures::future::join_all(buys)
+    );
+    assert_eq!(change.status(), StatusCode::OK);
+    let mut charged = 0;
+    for r in answers {
+        match r.status() {
+            StatusCode::CREATED => {
+                let body = json(r).await;
+                assert_eq!(body["price_cents"], price, "bought at the price the buyer saw");
+                charged += price;
+            }
+            StatusCode::CONFLICT => {
+                let body = json(r).await;
+                assert_eq!(body["error"]["code"], "price_changed");
+                assert_eq!(body["error"]["price_cents"], price + 40);
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ledger(&s.app, user).await, (price * 100 - charged, price * 100 - charged));
+}
+
 #[tokio::test]
 async fn admin_routes_need_an_admin() {
     let s = seeded(AppOptions::default()).await;
