@@ -174,6 +174,9 @@ pub struct LoginResponse {
     pub token: String,
     /// Seconds of inactivity before the session ends (it slides on every authenticated request).
     pub expires_in: u32,
+    /// `user` or `admin`: what the account may do (a hint for a user interface, e.g. whether to
+    /// load an admin view; every admin route checks the session's role itself).
+    pub role: String,
 }
 
 /// `GET /v1/me/balance`.

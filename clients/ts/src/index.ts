@@ -69,3 +69,32 @@ export function errorCode(body: unknown): ErrorCode | undefined {
   const code = (body as ErrorBody | undefined)?.error?.code;
   return typeof code === "string" ? (code as ErrorCode) : undefined;
 }
+
+/**
+ * The cache tags of a catalog answer, as the API defines them (`shared/src/tags.rs`): tag a
+ * server-side fetch with them (Next.js: `next: { tags }`), and the purge the origin sends after
+ * a change (to a revalidation route) reaches exactly the answers it made out of date.
+ *
+ * | path | tags |
+ * |---|---|
+ * | `/v1/catalog/providers` | `catalog`, `providers` |
+ * | `/v1/catalog/{p}/countries` | `catalog`, `provider:{p}`, `countries:{p}` |
+ * | `/v1/catalog/{p}/services` | `catalog`, `provider:{p}`, `services:{p}` |
+ * | `/v1/catalog/{p}/prices/{c}[/{s}]` | `catalog`, `provider:{p}`, `prices:{p}:{c}` |
+ */
+export function catalogTags(path: string): string[] {
+  const parts = (path.split("?")[0] ?? "").split("/").filter(Boolean);
+  const [, , provider, kind, country] = parts;
+  if (parts[0] !== "v1" || parts[1] !== "catalog") return [];
+  if (provider === "providers" && parts.length === 3) return ["catalog", "providers"];
+  switch (kind) {
+    case "countries":
+      return ["catalog", `provider:${provider}`, `countries:${provider}`];
+    case "services":
+      return ["catalog", `provider:${provider}`, `services:${provider}`];
+    case "prices":
+      return ["catalog", `provider:${provider}`, `prices:${provider}:${country}`];
+    default:
+      return ["catalog"];
+  }
+}

@@ -428,6 +428,11 @@ export interface components {
              * @description Seconds of inactivity before the session ends (it slides on every authenticated request).
              */
             expires_in: number;
+            /**
+             * @description `user` or `admin`: what the account may do (a hint for a user interface, e.g. whether to
+             *     load an admin view; every admin route checks the session's role itself).
+             */
+            role: string;
             token: string;
         };
         /** @description `GET /v1/catalog/{provider}/prices/{country}/{service}`, and one element of the bulk answer. */

@@ -3,12 +3,25 @@
 import {
   type Activation,
   createNexnumClient,
+  currentPrice,
   errorCode,
   idempotencyKey,
-  type PurchaseRequest,
 } from "@nexnum/api-client";
+import dynamic from "next/dynamic";
 import { type FormEvent, useMemo, useRef, useState } from "react";
 import { dollars } from "../lib/format";
+import type { AdminScope } from "./admin-panel";
+
+/**
+ * The admin view, in a chunk of its own (the guide's §4): `next/dynamic` fetches it the first
+ * time it is rendered, which happens only for an admin, so no other visitor downloads it.
+ */
+const AdminPanel = dynamic(() => import("./admin-panel").then((m) => m.AdminPanel), {
+  ssr: false,
+  loading: () => <p>Loading the admin view…</p>,
+});
+
+type Product = { provider: string; country: string; service: string };
 
 /** What a person should read for an error answer (the body's code, and Retry-After for 429). */
 function explain(status: number, body: unknown, retryAfter: string | null): string {
@@ -19,6 +32,8 @@ function explain(status: number, body: unknown, retryAfter: string | null): stri
       return "Your balance is too low for this number. Top up and try again.";
     case "conflict":
       return "This number is sold out, or this purchase was already made.";
+    case "price_changed":
+      return `The price changed to ${dollars(currentPrice(body) ?? 0)} since you saw it. Nothing was charged.`;
     case "rate_limited":
       return `Too many attempts. Try again in ${retryAfter ?? "a few"} seconds.`;
     case "bad_request":
@@ -31,10 +46,28 @@ function explain(status: number, body: unknown, retryAfter: string | null): stri
   }
 }
 
-/** Sign-in (cookie session), balance, and one purchase button for `product`. */
-export function Account({ edge, product }: { edge: string; product: PurchaseRequest }) {
+/**
+ * Sign-in (cookie session), balance, and one purchase button for `product` at the price the
+ * visitor was shown (`shownCents`): if the price went up since, nothing is charged and the
+ * visitor is asked whether to buy at the new one. An admin also gets the admin view.
+ */
+export function Account({
+  edge,
+  product,
+  shownCents,
+  adminScope,
+}: {
+  edge: string;
+  product: Product;
+  shownCents: number;
+  adminScope: AdminScope;
+}) {
   const api = useMemo(() => createNexnumClient(edge), [edge]);
   const [signedIn, setSignedIn] = useState(false);
+  const [admin, setAdmin] = useState(false);
+  // The price the visitor agreed to: the one shown, or a newer one they accepted.
+  const [expected, setExpected] = useState(shownCents);
+  const [newPrice, setNewPrice] = useState<number | null>(null);
   const [balance, setBalance] = useState<number | null>(null);
   const [bought, setBought] = useState<Activation[]>([]);
   const [message, setMessage] = useState<string | null>(null);
@@ -63,32 +96,35 @@ export function Account({ edge, product }: { edge: string; product: PurchaseRequ
       }
     }
     // The token also comes back as an HttpOnly cookie, which is what the browser uses from now on.
-    const { error, response } = await api.POST("/v1/auth/login", { body });
+    const { data, error, response } = await api.POST("/v1/auth/login", { body });
     if (error) {
       setMessage(explain(response.status, error, response.headers.get("Retry-After")));
       return;
     }
     setSignedIn(true);
+    setAdmin(data.role === "admin");
     await refreshBalance();
   }
 
-  async function buy() {
+  async function buy(atCents: number) {
     // A double click sends one request: the second click finds the first still in flight.
     if (inFlight.current) return;
     inFlight.current = true;
     setBusy(true);
     setMessage(null);
+    setNewPrice(null);
     attempt.current ??= idempotencyKey();
     try {
       const { data, error, response } = await api.POST("/v1/activations", {
         params: { header: { "Idempotency-Key": attempt.current } },
-        body: product,
+        body: { ...product, expected_price_cents: atCents },
       });
       if (data) {
         setBought((list) => [data, ...list]);
         attempt.current = null;
       } else {
         setMessage(explain(response.status, error, response.headers.get("Retry-After")));
+        setNewPrice(currentPrice(error) ?? null);
         if (response.status < 500) attempt.current = null;
       }
       await refreshBalance();
@@ -120,8 +156,8 @@ export function Account({ edge, product }: { edge: string; product: PurchaseRequ
           <p>
             Balance: <strong data-testid="balance">{balance === null ? "…" : dollars(balance)}</strong>
           </p>
-          <button type="button" onClick={buy} disabled={busy} data-testid="buy">
-            Buy a number for {product.service} in {product.country.toUpperCase()}
+          <button type="button" onClick={() => buy(expected)} disabled={busy} data-testid="buy">
+            Buy a number for {product.service} in {product.country.toUpperCase()} ({dollars(expected)})
           </button>
           <ul data-testid="bought">
             {bought.map((a) => (
@@ -137,6 +173,20 @@ export function Account({ edge, product }: { edge: string; product: PurchaseRequ
           {message}
         </p>
       )}
+      {newPrice !== null && (
+        <button
+          type="button"
+          data-testid="buy-at-new-price"
+          disabled={busy}
+          onClick={() => {
+            setExpected(newPrice);
+            void buy(newPrice);
+          }}
+        >
+          Buy at {dollars(newPrice)}
+        </button>
+      )}
+      {signedIn && admin && <AdminPanel edge={edge} scope={adminScope} />}
     </section>
   );
 }

@@ -33,7 +33,15 @@ export function LivePrices(props: {
     <section>
       <h2>Live prices (fetched by your browser)</h2>
       {problem && <p role="alert">{problem}</p>}
-      {!prices && !problem && <p>Loading…</p>}
+      {/* While loading, one placeholder line per service: the same height as the answer, so
+          nothing below moves when it arrives (no layout shift). */}
+      {!prices && !problem && (
+        <ul data-testid="live-prices-loading" aria-busy="true">
+          {props.services.map((s) => (
+            <li key={s}>{s}: …</li>
+          ))}
+        </ul>
+      )}
       {prices && (
         <ul data-testid="live-prices">
           {prices.map((p) => (

@@ -1,3 +1,4 @@
+import Image from "next/image";
 import { connection } from "next/server";
 import { catalog, dollars, PUBLIC_EDGE_URL, REVALIDATE, type Schemas } from "../lib/edge";
 import { Account } from "./account";
@@ -5,24 +6,22 @@ import { LivePrices } from "./live-prices";
 
 // Rendered on the server from the edge at request time (the edge need not be up while building);
 // each read is kept in Next.js's data cache for its revalidation period (the policy table's
-// max-age), like a browser would keep it.
+// max-age), like a browser would keep it, and tagged so the origin's purge after a change
+// reaches it at once (`app/api/revalidate`).
 
 const PROVIDER = "5sim";
 
+/** Logos shipped with the example (public/logos), for the seeded providers. */
+const LOGOS = new Set(["5sim", "sms-activate", "onlinesim", "smshub", "grizzly"]);
+
 export default async function Page() {
   await connection();
-  const providers = await catalog<Schemas["ProvidersResponse"]>(
-    "/v1/catalog/providers",
-    REVALIDATE.lists,
-  );
-  const countries = await catalog<Schemas["CountriesResponse"]>(
-    `/v1/catalog/${PROVIDER}/countries`,
-    REVALIDATE.lists,
-  );
-  const services = await catalog<Schemas["ServicesResponse"]>(
-    `/v1/catalog/${PROVIDER}/services`,
-    REVALIDATE.lists,
-  );
+  // The three lists do not depend on each other: read them at once (the guide's §2, batching).
+  const [providers, countries, services] = await Promise.all([
+    catalog<Schemas["ProvidersResponse"]>("/v1/catalog/providers", REVALIDATE.lists),
+    catalog<Schemas["CountriesResponse"]>(`/v1/catalog/${PROVIDER}/countries`, REVALIDATE.lists),
+    catalog<Schemas["ServicesResponse"]>(`/v1/catalog/${PROVIDER}/services`, REVALIDATE.lists),
+  ]);
   const country = countries.countries[0]?.code ?? "us";
   const codes = services.services.slice(0, 8).map((s) => s.code);
   const bulk = await catalog<Schemas["BulkPricesResponse_Price"]>(
@@ -34,10 +33,18 @@ export default async function Page() {
   return (
     <main>
       <h1>NexNum catalog</h1>
-      <p>
-        Providers:{" "}
-        <span data-testid="providers">{providers.providers.map((p) => p.name).join(", ")}</span>
-      </p>
+      <ul data-testid="providers" style={{ listStyle: "none", padding: 0, display: "flex", gap: "1rem" }}>
+        {providers.providers.map((p) => (
+          <li key={p.code} style={{ display: "flex", alignItems: "center", gap: "0.4rem" }}>
+            {/* Explicit width and height: the space is held before the image arrives (no layout
+                shift); SVGs are served as they are (nothing to optimise). */}
+            {LOGOS.has(p.code) && (
+              <Image src={`/logos/${p.code}.svg`} alt="" width={32} height={32} unoptimized data-testid="logo" />
+            )}
+            {p.name}
+          </li>
+        ))}
+      </ul>
       <h2>
         Prices of {PROVIDER} in {country.toUpperCase()} (rendered on the server)
       </h2>
@@ -64,6 +71,8 @@ export default async function Page() {
         <Account
           edge={PUBLIC_EDGE_URL}
           product={{ provider: PROVIDER, country, service: first.service }}
+          shownCents={first.price_cents}
+          adminScope={{ provider: PROVIDER, country, services: codes }}
         />
       )}
     </main>

@@ -6,13 +6,23 @@
 //   USER_EMAIL, USER_PASSWORD  a funded account; ARTIFACTS  where the screenshot goes (and where
 //               the edge's log is: ARTIFACTS/wrangler.log)
 //   EDGE_CLIENT_KEY  the key the Next.js server presents to the edge as a trusted client
+//   ADMIN_EMAIL, ADMIN_PASSWORD  an admin account
 // Run: node --test e2e/browser.test.mjs
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 
-const { WEB_URL, EDGE_URL, ORIGIN_URL, USER_EMAIL, USER_PASSWORD, ARTIFACTS, EDGE_CLIENT_KEY } =
-  process.env;
+const {
+  WEB_URL,
+  EDGE_URL,
+  ORIGIN_URL,
+  USER_EMAIL,
+  USER_PASSWORD,
+  ADMIN_EMAIL,
+  ADMIN_PASSWORD,
+  ARTIFACTS,
+  EDGE_CLIENT_KEY,
+} = process.env;
 let browser;
 
 before(async () => {
@@ -35,13 +45,18 @@ after(async () => {
   await browser?.close();
 });
 
-/** A fresh profile (its own cache and cookies) with the example open. */
+/** A fresh profile (its own cache and cookies) with the example open; `scripts()` resolves to
+ * the text of every script the page downloaded, from its very first. */
 async function openExample() {
   const context = await browser.newContext();
   const page = await context.newPage();
+  const bodies = [];
+  page.on("response", (r) => {
+    if (r.request().resourceType() === "script") bodies.push(r.text().catch(() => ""));
+  });
   await page.goto(WEB_URL);
   await page.getByTestId("live-prices").waitFor();
-  return { context, page };
+  return { context, page, scripts: async () => Promise.all(bodies) };
 }
 
 const firstRow = (page) => page.locator("[data-testid=server-prices] tbody tr").first();
@@ -148,6 +163,117 @@ test("sign-in sets an HttpOnly cookie the page cannot read; a double-clicked pur
   const cents = (s) => Math.round(Number(s.replace(/[$,]/g, "")) * 100);
   assert.equal(cents(before) - cents(after), history.items[0].price_cents, "charged once");
   await page.screenshot({ path: `${ARTIFACTS}/example.png`, fullPage: true });
+  await context.close();
+});
+
+/** Signs the page in; waits for the balance. */
+async function signIn(page, email, password) {
+  await page.fill("input[name=email]", email);
+  await page.fill("input[name=password]", password);
+  await page.click("button[value=login]");
+  await page.getByTestId("balance").filter({ hasText: "$" }).waitFor();
+}
+
+const ADMIN_VIEW = "nexnum-admin-panel";
+
+test("the admin view is a chunk only an admin downloads; an admin's price change shows on the next server render", async () => {
+  // A signed-in customer: no admin view, and its code never reaches the browser.
+  const visitor = await openExample();
+  await signIn(visitor.page, USER_EMAIL, USER_PASSWORD);
+  await visitor.page.waitForTimeout(500);
+  assert.equal(await visitor.page.getByTestId("admin-panel").count(), 0);
+  const downloaded = await visitor.scripts();
+  assert.ok(downloaded.length > 0, "the page's scripts were seen");
+  assert.ok(!downloaded.some((t) => t.includes(ADMIN_VIEW)), "a customer downloaded the admin view");
+  await visitor.context.close();
+
+  // An admin: the chunk arrives with the view.
+  const { context, page, scripts } = await openExample();
+  const before = (await scripts()).length;
+  await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
+  await page.getByTestId("admin-panel").locator("form").first().waitFor();
+  const after = await scripts();
+  assert.ok(after.slice(before).some((t) => t.includes(ADMIN_VIEW)), "the admin view came in a chunk of its own, on sign-in");
+
+  // The admin raises the first product's price in the view; the server-rendered page shows it on
+  // the next load (the origin purged the edge and this frontend's data cache), not after
+  // `revalidate` (15 s for prices).
+  const row = firstRow(page);
+  const service = await row.getAttribute("data-service");
+  const cents = Number(await row.getAttribute("data-cents"));
+  const target = cents + 111;
+  const form = page.locator(`[data-testid=admin-panel] form[data-service="${service}"]`);
+  await form.locator("input[name=price]").fill((target / 100).toFixed(2));
+  await form.locator("button").click();
+  await page.getByTestId("admin-status").filter({ hasText: "Saved" }).waitFor();
+  const saved = Date.now();
+  let shown = cents;
+  while (shown !== target && Date.now() - saved < 5000) {
+    await page.reload();
+    await page.getByTestId("live-prices").waitFor();
+    shown = Number(await firstRow(page).getAttribute("data-cents"));
+  }
+  assert.equal(shown, target, "the server-rendered page shows the new price");
+  console.log(`price change to the server-rendered page: ${Date.now() - saved} ms`);
+  await context.close();
+});
+
+test("provider logos load through next/image, and the page does not shift as it loads", async () => {
+  const { context, page } = await openExample();
+  const logos = page.getByTestId("logo");
+  const providers = await page.locator("[data-testid=providers] li").count();
+  assert.ok(providers > 0);
+  assert.equal(await logos.count(), providers, "one per provider");
+  for (const logo of await logos.all()) {
+    await logo.evaluate((img) => (img.complete ? null : new Promise((r) => (img.onload = r))));
+    const size = await logo.evaluate((img) => [img.naturalWidth, img.width, img.height]);
+    assert.ok(size[0] > 0, "the logo loaded");
+    assert.deepEqual(size.slice(1), [32, 32], "its box was reserved");
+  }
+  const cls = await page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        let total = 0;
+        new PerformanceObserver((list) => {
+          for (const e of list.getEntries()) if (!e.hadRecentInput) total += e.value;
+        }).observe({ type: "layout-shift", buffered: true });
+        setTimeout(() => resolve(total), 1000);
+      }),
+  );
+  assert.equal(cls, 0, "cumulative layout shift");
+  await context.close();
+});
+
+test("a price that went up after the page was rendered charges nothing until the visitor accepts it", async () => {
+  const { context, page } = await openExample();
+  await signIn(page, USER_EMAIL, USER_PASSWORD);
+  const balance = await page.getByTestId("balance").textContent();
+  const row = firstRow(page);
+  const [service, cents] = [await row.getAttribute("data-service"), Number(await row.getAttribute("data-cents"))];
+  const country = (await page.locator("h2").first().textContent()).match(/in ([A-Z]{2})/)[1].toLowerCase();
+  // Meanwhile an admin raises it (straight at the origin's API).
+  const login = await fetch(`${ORIGIN_URL}/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: ADMIN_EMAIL, password: ADMIN_PASSWORD }),
+  });
+  const { token } = await login.json();
+  const raised = cents + 250;
+  const put = await fetch(`${ORIGIN_URL}/v1/admin/prices/5sim/${country}/${service}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ price_cents: raised, stock: 50 }),
+  });
+  assert.equal(put.status, 200);
+
+  await page.getByTestId("buy").click();
+  await page.getByTestId("buy-at-new-price").waitFor();
+  assert.match(await page.getByTestId("message").textContent(), /price changed to \$[\d.]+ since you saw it\. Nothing was charged/);
+  assert.equal(await page.getByTestId("balance").textContent(), balance, "nothing charged");
+  const bought = await page.locator("[data-testid=bought] li").count();
+  await page.getByTestId("buy-at-new-price").click();
+  await page.locator("[data-testid=bought] li").nth(bought).waitFor();
+  assert.match(await page.locator("[data-testid=bought] li").first().textContent(), new RegExp(`\\$${(raised / 100).toFixed(2)}`));
   await context.close();
 });
 

@@ -94,6 +94,7 @@ const CLI_PASSWORD_WAIT: Duration = Duration::from_secs(60);
 pub struct SignedIn {
     pub token: String,
     pub device: Option<String>,
+    pub role: Role,
 }
 
 /// A purchase's answer and whether it is the replay of an earlier one.
@@ -196,7 +197,7 @@ impl Accounts {
         };
         let checked = self.check_password(&email, creds.password, slot).await;
         match checked {
-            Ok(Some(user_id)) => {
+            Ok(Some((user_id, role))) => {
                 let known_device = reservation.from_device();
                 self.throttle.release(reservation).await;
                 let token = self.sessions.create(SessionUser { user_id }).await?;
@@ -205,7 +206,11 @@ impl Accounts {
                 } else {
                     self.throttle.new_device(&email).await
                 };
-                Ok(SignedIn { token, device })
+                Ok(SignedIn {
+                    token,
+                    device,
+                    role,
+                })
             }
             // A wrong password keeps its reservation: it is the count.
             Ok(None) => Err(AccountsError::BadCredentials),
@@ -224,11 +229,11 @@ impl Accounts {
         email: &str,
         password: String,
         slot: Slot,
-    ) -> Result<Option<i64>, AccountsError> {
+    ) -> Result<Option<(i64, Role)>, AccountsError> {
         let row = self.db.login_row(email).await?;
         let stored = row.as_ref().map(|r| r.password_hash.clone());
         let ok = password::verify(password, stored, slot).await?;
-        Ok(row.filter(|_| ok).map(|r| r.id))
+        Ok(row.filter(|_| ok).map(|r| (r.id, r.role)))
     }
 
     /// The balance JSON through the cache-aside helper (`cache:balance:{userId}`, 30 s).

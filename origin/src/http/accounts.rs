@@ -67,6 +67,7 @@ pub async fn login(
     let mut resp = Json(LoginResponse {
         token,
         expires_in: ttl,
+        role: signed_in.role.as_str().to_owned(),
     })
     .into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {

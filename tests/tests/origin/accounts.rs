@@ -580,6 +580,14 @@ async fn a_price_change_racing_purchases_never_charges_a_price_nobody_saw() {
 #[tokio::test]
 async fn admin_routes_need_an_admin() {
     let s = seeded(AppOptions::default()).await;
+    // The sign-in says which the account is (a hint for a user interface).
+    s.app.admin("root@nexnum.test").await;
+    s.app.register("plain@example.com").await;
+    for (email, role) in [("root@nexnum.test", "admin"), ("plain@example.com", "user")] {
+        let r =
+            s.app.post_json("/v1/auth/login", &j!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(json(r).await["role"], role, "{email}");
+    }
     let (product, _) = product(&s.app, 4).await;
     let (user, token) = s.app.user_with("err@example.com", 0).await;
     let credit = format!("/v1/admin/users/{user}/credit");
