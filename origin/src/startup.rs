@@ -109,7 +109,7 @@ impl Application {
             },
             headers: HeaderPolicies::new(settings.cache_ttl_divisor),
             // As large as L1: every body L1 holds can have its compressed forms beside it.
-            compressed: crate::http::compress::Compressed::new(settings.l1_max_bytes),
+            compressed: crate::cache::compressed::Compressed::new(settings.l1_max_bytes),
             settings: Arc::new(settings),
             db,
             redis,

@@ -44,7 +44,7 @@ pub struct Services {
     pub purger: crate::purge::Purger,
     pub headers: HeaderPolicies,
     /// Compressed catalog bodies, made once per entry.
-    pub compressed: crate::http::compress::Compressed,
+    pub compressed: crate::cache::compressed::Compressed,
     /// `None` when `METRICS=off`.
     pub metrics: Option<PrometheusHandle>,
     /// Set on the shutdown signal: `/readyz` fails from then on.

@@ -1,5 +1,8 @@
-//! Cache-aside over Redis: the guide's section 1, in one module. It knows keys, TTLs and bytes;
-//! it does not know HTTP, and a loader's error comes back to its caller as the loader's own type.
+//! Cache-aside over Redis: the guide's section 1. It knows keys, TTLs and bytes; it does not know
+//! HTTP, and a loader's error comes back to its caller as the loader's own type. A file per
+//! concern: [`l1`] (the in-process layer), [`flight`] (one load per key per process), [`lock`] (one
+//! per key per fleet: the fill lock and its scripts), [`refresh`] (refresh ahead), [`compressed`]
+//! (each value's compressed forms, made once).
 //!
 //! - [`Cache::get_or_load`] is the guide's `cacheGet`: L1 ([`l1`]), then GET;
 //!   on a miss one load per key per process ([`flight`]) and one per key for the whole fleet (a
@@ -22,8 +25,14 @@
 //! [`crate::redis`]); on error or timeout the value is loaded from PostgreSQL, the error is
 //! counted, and caching resumes by itself when Redis returns.
 
+pub mod compressed;
 pub mod flight;
 pub mod l1;
+mod lock;
+mod refresh;
+
+pub use lock::FILL_LEASE;
+pub use refresh::refresh_window;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,23 +47,6 @@ use crate::meters;
 use crate::redis::{Redis, RedisError};
 use flight::{Flights, Role};
 use l1::L1;
-
-static FILL: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("fill.lua")));
-static STORE: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("store.lua")));
-static EXTEND: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("extend.lua")));
-static RELEASE: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
-static REFRESH: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("refresh.lua")));
-
-/// A fill lock's lease: a load takes milliseconds, and its holder renews the lease every half
-/// lease while it loads; if the holder dies, waiters take over after this.
-pub const FILL_LEASE: Duration = Duration::from_secs(2);
-/// How often a waiter looks for the holder's result.
-const FILL_POLL: Duration = Duration::from_millis(10);
 
 /// A cached value: the JSON bytes and their strong `ETag` (`shared::etag`), computed once when
 /// the value enters this process (from Redis or a load), so a hit hashes and formats nothing.
@@ -176,20 +168,6 @@ pub struct Stats {
     pub waited: std::sync::atomic::AtomicU64,
     /// Values reloaded and stored ahead of their expiry.
     pub refreshed: std::sync::atomic::AtomicU64,
-}
-
-/// When a hit starts a refresh: in the last fifth of the Redis TTL, but never less than twice
-/// L1's lifetime (a hot key is read from Redis only when its L1 copy ends, so the window must
-/// hold at least one such read), and never more than half the TTL.
-pub fn refresh_window(ttl: Duration, l1_ttl: Duration) -> Duration {
-    (ttl / 5).max(l1_ttl * 2).min(ttl / 2)
-}
-
-/// What a fleet-wide fill attempt found.
-enum Fill {
-    Found(Bytes),
-    Locked,
-    Wait,
 }
 
 impl Cache {
@@ -314,221 +292,6 @@ impl Cache {
         let value = self.l1.as_ref()?.get(key)??;
         meters::cache_results(data, "hit", 1);
         Some(value)
-    }
-
-    /// Whether a hit with `pttl_ms` left should be refreshed ahead.
-    fn refresh_due(&self, data: DataType, pttl_ms: i64) -> bool {
-        let ttl = Duration::from_secs(self.ttl(data).into());
-        let l1_ttl = self.l1.as_ref().map_or(Duration::ZERO, L1::ttl);
-        pttl_ms > 0 && (pttl_ms as u128) < refresh_window(ttl, l1_ttl).as_millis()
-    }
-
-    /// Reloads `key` in the background (one refresh per key per process, and through the fill
-    /// lock one per fleet); the caller does not wait.
-    fn refresh_ahead<E, F, Fut>(&self, data: DataType, key: String, load: F)
-    where
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Loaded, E>> + Send + 'static,
-    {
-        let fresh = self
-            .refreshing
-            .lock()
-            .map(|mut set| set.insert(key.clone()))
-            .unwrap_or(false);
-        if !fresh {
-            return;
-        }
-        let this = self.clone();
-        tokio::spawn(async move {
-            let outcome = this.refresh(data, &key, load).await;
-            if let Ok(mut set) = this.refreshing.lock() {
-                set.remove(&key);
-            }
-            meters::cache_refresh(data, outcome);
-        });
-    }
-
-    async fn refresh<E, F, Fut>(&self, data: DataType, key: &str, load: F) -> &'static str
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Loaded, E>>,
-    {
-        let owner = uuid::Uuid::new_v4().simple().to_string();
-        let lock = keys::fill_lock(key);
-        let lease = FILL_LEASE.as_secs() as u32;
-        match self
-            .redis
-            .set_new("refresh", &lock, owner.as_bytes(), lease)
-            .await
-        {
-            Ok(true) => {}
-            // Another process is loading it: nothing to do.
-            Ok(false) => return "skipped",
-            Err(_) => return "failed",
-        }
-        let started = Instant::now();
-        let Ok(loaded) = load().await else {
-            let _ = self.release(&lock, &owner).await;
-            return "failed";
-        };
-        meters::cache_load(data, started.elapsed());
-        let Some((bytes, ttl)) = self.stored_form(data, &loaded) else {
-            let _ = self.release(&lock, &owner).await;
-            return "skipped";
-        };
-        let stored = self
-            .redis
-            .eval::<i64>(
-                "refresh",
-                &REFRESH,
-                &[key, &lock],
-                (&owner, bytes.as_ref(), ttl),
-            )
-            .await;
-        match stored {
-            Ok(1) => {
-                self.stats
-                    .refreshed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                "refreshed"
-            }
-            Ok(_) => "superseded",
-            Err(_) => "failed",
-        }
-    }
-
-    /// The leader's side of a miss: take the fleet's fill lock (or wait for whoever holds it and
-    /// use their result), load, store, release.
-    async fn fill<E, F, Fut>(
-        &self,
-        data: DataType,
-        key: &str,
-        redis_ok: bool,
-        load: F,
-    ) -> Result<Entry, E>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Loaded, E>>,
-    {
-        let owner = uuid::Uuid::new_v4().simple().to_string();
-        let lock = keys::fill_lock(key);
-        let mut locked = false;
-        if redis_ok {
-            // Bounded: a holder that died stops blocking anyone once its lease expires (the next
-            // poll takes the lock); past twice the lease, load regardless.
-            let deadline = Instant::now() + FILL_LEASE * 2;
-            loop {
-                match self.try_fill(key, &lock, &owner).await {
-                    Ok(Fill::Found(bytes)) => return Ok(decode(bytes)),
-                    Ok(Fill::Locked) => {
-                        locked = true;
-                        break;
-                    }
-                    Ok(Fill::Wait) if Instant::now() < deadline => {
-                        tokio::time::sleep(FILL_POLL).await
-                    }
-                    Ok(Fill::Wait) | Err(_) => break,
-                }
-            }
-        }
-        let started = Instant::now();
-        let held: &[String] = if locked {
-            std::slice::from_ref(&lock)
-        } else {
-            &[]
-        };
-        let loaded = match self.holding(held, &owner, load()).await {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                // Whatever went wrong, the lock goes now: waiters must not sit out its lease.
-                if locked {
-                    let _ = self.release(&lock, &owner).await;
-                }
-                return Err(e);
-            }
-        };
-        meters::cache_load(data, started.elapsed());
-        self.at_gate().await;
-        // Written back only under our fill lock (stored only while the lock is still ours: a
-        // mutation meanwhile deleted both). Without the lock (Redis failed, or the wait for
-        // another loader ran out) nothing says no mutation came between our read and now, so the
-        // value is served but not stored. A failed write-back is counted by the Redis module
-        // and otherwise harmless.
-        let _ = match (self.stored_form(data, &loaded), locked) {
-            (Some((bytes, ttl)), true) => {
-                self.store_and_unlock(key, &lock, &owner, &bytes, ttl).await
-            }
-            (None, true) => self.release(&lock, &owner).await,
-            (_, false) => Ok(()),
-        };
-        Ok(loaded.entry())
-    }
-
-    async fn try_fill(&self, key: &str, lock: &str, owner: &str) -> Result<Fill, RedisError> {
-        let lease = FILL_LEASE.as_millis() as u64;
-        let reply: Vec<redis::Value> = self
-            .redis
-            .eval("fill", &FILL, &[key, lock], (owner, lease))
-            .await?;
-        Ok(match reply.as_slice() {
-            [redis::Value::Int(1), redis::Value::BulkString(v)] => {
-                Fill::Found(Bytes::from(v.clone()))
-            }
-            [redis::Value::Int(2)] => Fill::Locked,
-            _ => Fill::Wait,
-        })
-    }
-
-    async fn store_and_unlock(
-        &self,
-        key: &str,
-        lock: &str,
-        owner: &str,
-        bytes: &Bytes,
-        ttl: u32,
-    ) -> Result<(), RedisError> {
-        self.redis
-            .eval("store", &STORE, &[key, lock], (owner, bytes.as_ref(), ttl))
-            .await
-    }
-
-    /// Runs `load` while renewing the fill locks it holds every half lease, so a load slower
-    /// than the lease keeps them (a waiter would otherwise take over and load again).
-    async fn holding<T>(&self, locks: &[String], owner: &str, load: impl Future<Output = T>) -> T {
-        if locks.is_empty() {
-            return load.await;
-        }
-        let mut load = std::pin::pin!(load);
-        let lease = FILL_LEASE.as_millis() as u64;
-        let mut renew =
-            tokio::time::interval_at(tokio::time::Instant::now() + FILL_LEASE / 2, FILL_LEASE / 2);
-        loop {
-            tokio::select! {
-                out = &mut load => return out,
-                _ = renew.tick() => {
-                    futures::future::join_all(locks.iter().map(|lock| async move {
-                        self.redis
-                            .eval::<i64>("fill", &EXTEND, &[lock.as_str()], (owner, lease))
-                            .await
-                    }))
-                    .await;
-                }
-            }
-        }
-    }
-
-    /// Releases the locks of `locks` this load took (`locked`).
-    async fn release_all(&self, locks: &[String], locked: &[bool], owner: &str) {
-        let held = locks.iter().zip(locked).filter(|(_, l)| **l);
-        futures::future::join_all(held.map(|(lock, _)| self.release(lock, owner))).await;
-    }
-
-    async fn release(&self, lock: &str, owner: &str) -> Result<(), RedisError> {
-        self.redis
-            .eval::<i64>("release", &RELEASE, &[lock], owner)
-            .await
-            .map(|_| ())
     }
 
     /// Copies an entry into L1 (if on, and nothing was invalidated meanwhile).

@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 
 use super::error::ApiError;
+use crate::cache::compressed::Coding;
 
 #[derive(FromRequestParts)]
 #[from_request(via(Path), rejection(ApiError))]
@@ -44,6 +45,41 @@ impl Negotiation {
             accept_encoding: headers.get(header::ACCEPT_ENCODING).cloned(),
         }
     }
+
+    /// The client's preference from `Accept-Encoding`: brotli if accepted, else gzip, else
+    /// identity (a coding listed with `q=0` is refused; `*` accepts both).
+    pub fn coding(&self) -> Coding {
+        let accept_encoding = self.accept_encoding.as_ref();
+        let Some(value) = accept_encoding.and_then(|v| v.to_str().ok()) else {
+            return Coding::Identity;
+        };
+        let mut br = None;
+        let mut gzip = None;
+        let mut any = None;
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let accepted = !parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            match name.as_str() {
+                "br" => br = Some(accepted),
+                "gzip" | "x-gzip" => gzip = Some(accepted),
+                "*" => any = Some(accepted),
+                _ => {}
+            }
+        }
+        if br.or(any) == Some(true) {
+            Coding::Br
+        } else if gzip.or(any) == Some(true) {
+            Coding::Gzip
+        } else {
+            Coding::Identity
+        }
+    }
 }
 
 /// Largest request body any route accepts: every body here is a few fields.
@@ -68,5 +104,35 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn pref(v: &str) -> Coding {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
+        );
+        Negotiation::of(&headers).coding()
+    }
+
+    #[test]
+    fn negotiation_follows_accept_encoding() {
+        assert_eq!(
+            Negotiation::of(&HeaderMap::new()).coding(),
+            Coding::Identity
+        );
+        assert_eq!(pref("gzip, deflate, br, zstd"), Coding::Br);
+        assert_eq!(pref("gzip"), Coding::Gzip);
+        assert_eq!(pref("br;q=0, gzip;q=0.5"), Coding::Gzip);
+        assert_eq!(pref("br;q=0, gzip;q=0"), Coding::Identity);
+        assert_eq!(pref("*"), Coding::Br);
+        assert_eq!(pref("identity"), Coding::Identity);
+        assert_eq!(pref("deflate"), Coding::Identity);
     }
 }

@@ -20,7 +20,6 @@ pub mod accounts;
 pub mod auth;
 pub mod catalog;
 pub mod client_ip;
-pub mod compress;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -119,7 +118,7 @@ pub fn public(state: AppState) -> Public {
     let (api, spec) = api_router().split_for_parts();
     // The document never changes in a process: made, tagged and compressed once.
     let spec = crate::cache::Value::new(Bytes::from(openapi::document(&openapi::complete(spec))));
-    let spec_codings = compress::Compressed::new(1 << 20);
+    let spec_codings = crate::cache::compressed::Compressed::new(1 << 20);
     let mut router = Router::new()
         .merge(api)
         .route(

@@ -1,6 +1,7 @@
 //! Cacheable responses: the data type's `Cache-Control` from the policy table, a strong `ETag`
 //! of the representation sent, `304 Not Modified` when the client already holds it, and the body
-//! compressed (brotli or gzip, once per entry: [`super::compress`]) when the client accepts it.
+//! compressed (brotli or gzip, once per entry: [`crate::cache::compressed`]) when the client
+//! accepts it.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -8,9 +9,9 @@ use axum::response::Response;
 use shared::DataType;
 use shared::etag::if_none_match_matches;
 
-use super::compress::{Coding, Compressed, MIN_BYTES, Variant};
 use super::extract::Negotiation;
 use crate::cache::Value;
+use crate::cache::compressed::{Coding, Compressed, MIN_BYTES, Variant};
 use crate::policies::HeaderPolicies;
 
 /// A JSON body with validators; `304` with the same validators when `If-None-Match` matches.
@@ -34,19 +35,19 @@ pub fn represent(
     value: Value,
 ) -> Response {
     let coding = if value.bytes.len() >= MIN_BYTES {
-        Coding::preferred(request.accept_encoding.as_ref())
+        request.coding()
     } else {
         Coding::Identity
     };
     // A strong ETag names exact bytes: each coding of the body is its own representation,
     // made (with its header value) once per entry.
     let Variant { body, etag } = compressed.get(&value, coding);
-    let not_modified = match (&request.if_none_match, &etag) {
-        (Some(given), Some(etag)) => given
-            .to_str()
-            .is_ok_and(|v| if_none_match_matches(v, etag.to_str().unwrap_or_default())),
-        _ => false,
-    };
+    let not_modified = request.if_none_match.as_ref().is_some_and(|given| {
+        let tag = std::str::from_utf8(&etag).unwrap_or_default();
+        given.to_str().is_ok_and(|v| if_none_match_matches(v, tag))
+    });
+    // The tag is hex in quotes: always a valid header value.
+    let etag = HeaderValue::from_maybe_shared(etag).ok();
     let (status, body) = if not_modified {
         (StatusCode::NOT_MODIFIED, Body::empty())
     } else {

@@ -1,7 +1,8 @@
-//! Compressed representations of cacheable bodies. A catalog list can be tens of KB (the large
+//! Compressed representations of cached values. A catalog list can be tens of KB (the large
 //! catalog's services list of one provider); compressing it per request would cost more than the
 //! rest of a hit. Each distinct body (named by its xxh3 ETag) is compressed once per coding and
-//! kept here, bounded by bytes, so every later request for it is a lookup.
+//! kept here, bounded by bytes, so every later request for it is a lookup. Which coding a client
+//! accepts is HTTP's business (`http::extract`); this module only makes and keeps the bytes.
 //!
 //! Bodies under [`MIN_BYTES`] are always sent as they are: compression would not pay for itself.
 
@@ -10,10 +11,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::HeaderValue;
 use bytes::Bytes;
 
-use crate::cache::Value;
+use super::Value;
 use crate::small::Small;
 
 /// Smallest body worth compressing.
@@ -46,48 +46,13 @@ impl Coding {
             Coding::Br => "-br",
         }
     }
-
-    /// The client's preference from `Accept-Encoding`: brotli if accepted, else gzip, else
-    /// identity (a coding listed with `q=0` is refused; `*` accepts both).
-    pub fn preferred(accept_encoding: Option<&HeaderValue>) -> Coding {
-        let Some(value) = accept_encoding.and_then(|v| v.to_str().ok()) else {
-            return Coding::Identity;
-        };
-        let mut br = None;
-        let mut gzip = None;
-        let mut any = None;
-        for item in value.split(',') {
-            let mut parts = item.split(';');
-            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let accepted = !parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            match name.as_str() {
-                "br" => br = Some(accepted),
-                "gzip" | "x-gzip" => gzip = Some(accepted),
-                "*" => any = Some(accepted),
-                _ => {}
-            }
-        }
-        if br.or(any) == Some(true) {
-            Coding::Br
-        } else if gzip.or(any) == Some(true) {
-            Coding::Gzip
-        } else {
-            Coding::Identity
-        }
-    }
 }
 
-/// One representation of a cacheable value: its bytes and its strong `ETag` header.
+/// One representation of a cacheable value: its bytes and its strong `ETag` (quotes included).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Variant {
     pub body: Bytes,
-    /// `None` only if the tag were not a valid header value (it is hex in quotes: never).
-    pub etag: Option<HeaderValue>,
+    pub etag: Bytes,
 }
 
 /// The compressed representations made so far, keyed by their own ETag (`"<xxh3>-br"`), which
@@ -117,7 +82,7 @@ impl Compressed {
         if coding == Coding::Identity {
             return Variant {
                 body: value.bytes.clone(),
-                etag: HeaderValue::from_maybe_shared(value.etag.clone()).ok(),
+                etag: value.etag.clone(),
             };
         }
         let mut tag = Small::<64>::new();
@@ -135,7 +100,7 @@ impl Compressed {
             self.made.fetch_add(1, Ordering::Relaxed);
             Variant {
                 body: compress(coding, &value.bytes),
-                etag: HeaderValue::from_str(tag.as_str()).ok(),
+                etag: Bytes::copy_from_slice(tag.as_str().as_bytes()),
             }
         })
     }
@@ -172,24 +137,6 @@ fn compress(coding: Coding, body: &[u8]) -> Bytes {
 mod tests {
     use super::*;
 
-    fn pref(v: &str) -> Coding {
-        Coding::preferred(Some(
-            &HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
-        ))
-    }
-
-    #[test]
-    fn negotiation_follows_accept_encoding() {
-        assert_eq!(Coding::preferred(None), Coding::Identity);
-        assert_eq!(pref("gzip, deflate, br, zstd"), Coding::Br);
-        assert_eq!(pref("gzip"), Coding::Gzip);
-        assert_eq!(pref("br;q=0, gzip;q=0.5"), Coding::Gzip);
-        assert_eq!(pref("br;q=0, gzip;q=0"), Coding::Identity);
-        assert_eq!(pref("*"), Coding::Br);
-        assert_eq!(pref("identity"), Coding::Identity);
-        assert_eq!(pref("deflate"), Coding::Identity);
-    }
-
     #[test]
     fn each_body_is_compressed_once_per_coding_and_round_trips() {
         let compressed = Compressed::new(1 << 20);
@@ -200,7 +147,7 @@ mod tests {
         let gz = compressed.get(&value, Coding::Gzip);
         assert_eq!(compressed.made(), 2);
         assert_eq!(br, again);
-        let tag = |v: &Variant| v.etag.as_ref().map(|e| e.to_str().unwrap_or("").to_owned());
+        let tag = |v: &Variant| std::str::from_utf8(&v.etag).ok().map(str::to_owned);
         let plain_tag = value.etag_str().trim_end_matches('"').to_owned();
         assert_eq!(tag(&br), Some(format!("{plain_tag}-br\"")));
         assert_eq!(tag(&gz), Some(format!("{plain_tag}-gzip\"")));
