@@ -260,7 +260,13 @@ async fn handle(
         }
         _ => {
             let length = headers.get("Content-Length")?;
-            let plan = request::body_plan(method, length.as_deref(), req.inner().body().is_some());
+            let limit = shared::headers::max_body_bytes(method, target.path);
+            let plan = request::body_plan(
+                method,
+                length.as_deref(),
+                req.inner().body().is_some(),
+                limit,
+            );
             let path = target.path_and_query();
             let forwarded = upstream.forward(&mut req, method, &path, plan).await;
             forwarded_answer(forwarded, &extra, log)
@@ -411,8 +417,7 @@ fn forwarded_answer(
         }
         Err(ForwardError::TooLarge) => {
             log.refused = Some("payload_too_large");
-            let limit = shared::headers::MAX_REQUEST_BODY_BYTES;
-            let message = format!("the request body is over {limit} bytes");
+            let message = "the request body is over this route's limit".to_owned();
             error(413, "payload_too_large", &message, extra)
         }
         Err(ForwardError::BodyCut) => {

@@ -3,9 +3,7 @@
 //! at what the origin accepts), the request id and W3C trace context, and which origin statuses
 //! can become a response at all. Pure decisions, tested natively; the glue applies them.
 
-use shared::headers::{
-    EDGE_CLIENT_KEY, MAX_REQUEST_BODY_BYTES, REQUEST_ID, TRACEPARENT, TRACESTATE,
-};
+use shared::headers::{EDGE_CLIENT_KEY, REQUEST_ID, TRACEPARENT, TRACESTATE};
 
 /// A request method as the client sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +90,13 @@ pub enum BodyPlan {
     BadLength,
 }
 
-pub fn body_plan(method: &str, content_length: Option<&str>, has_stream: bool) -> BodyPlan {
+/// `limit` is the route's ([`shared::headers::max_body_bytes`]).
+pub fn body_plan(
+    method: &str,
+    content_length: Option<&str>,
+    has_stream: bool,
+    limit: usize,
+) -> BodyPlan {
     if !has_body(method) || !has_stream {
         return BodyPlan::None;
     }
@@ -100,7 +104,7 @@ pub fn body_plan(method: &str, content_length: Option<&str>, has_stream: bool) -
         None => BodyPlan::Capped,
         Some(v) => match v.parse::<u64>() {
             Ok(0) => BodyPlan::None,
-            Ok(n) if n > MAX_REQUEST_BODY_BYTES as u64 => BodyPlan::TooLarge,
+            Ok(n) if n > limit as u64 => BodyPlan::TooLarge,
             Ok(_) => BodyPlan::Stream,
             Err(_) => BodyPlan::BadLength,
         },
@@ -179,6 +183,7 @@ pub const NEVER_FORWARDED: &[&str] = &[EDGE_CLIENT_KEY];
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::headers::MAX_REQUEST_BODY_BYTES;
 
     #[test]
     fn methods_are_read_raw_and_checked_case_sensitively() {
@@ -242,17 +247,29 @@ mod tests {
 
     #[test]
     fn bodies_are_planned_before_they_are_read() {
-        let max = MAX_REQUEST_BODY_BYTES.to_string();
-        let over = (MAX_REQUEST_BODY_BYTES + 1).to_string();
-        assert_eq!(body_plan("GET", Some("10"), true), BodyPlan::None);
-        assert_eq!(body_plan("POST", None, false), BodyPlan::None);
-        assert_eq!(body_plan("POST", Some("0"), true), BodyPlan::None);
-        assert_eq!(body_plan("POST", Some(&max), true), BodyPlan::Stream);
-        assert_eq!(body_plan("POST", Some(&over), true), BodyPlan::TooLarge);
-        assert_eq!(body_plan("PUT", Some("8000000"), true), BodyPlan::TooLarge);
-        assert_eq!(body_plan("POST", None, true), BodyPlan::Capped);
-        assert_eq!(body_plan("PATCH", Some("12x"), true), BodyPlan::BadLength);
-        assert_eq!(body_plan("POST", Some("-1"), true), BodyPlan::BadLength);
+        let limit = MAX_REQUEST_BODY_BYTES;
+        let (max, over) = (limit.to_string(), (limit + 1).to_string());
+        let plan = |m, l, s| body_plan(m, l, s, limit);
+        assert_eq!(plan("GET", Some("10"), true), BodyPlan::None);
+        assert_eq!(plan("POST", None, false), BodyPlan::None);
+        assert_eq!(plan("POST", Some("0"), true), BodyPlan::None);
+        assert_eq!(plan("POST", Some(&max), true), BodyPlan::Stream);
+        assert_eq!(plan("POST", Some(&over), true), BodyPlan::TooLarge);
+        assert_eq!(plan("PUT", Some("8000000"), true), BodyPlan::TooLarge);
+        assert_eq!(plan("POST", None, true), BodyPlan::Capped);
+        assert_eq!(plan("PATCH", Some("12x"), true), BodyPlan::BadLength);
+        assert_eq!(plan("POST", Some("-1"), true), BodyPlan::BadLength);
+        // The bulk price route takes larger bodies, and only that route.
+        let bulk = shared::headers::max_body_bytes("PUT", "/v1/admin/prices");
+        assert_eq!(body_plan("PUT", Some(&over), true, bulk), BodyPlan::Stream);
+        assert_eq!(
+            shared::headers::max_body_bytes("POST", "/v1/admin/prices"),
+            limit
+        );
+        assert_eq!(
+            shared::headers::max_body_bytes("PUT", "/v1/admin/prices/a/b/c"),
+            limit
+        );
     }
 
     #[test]

@@ -11,9 +11,7 @@ use std::rc::Rc;
 
 use futures::StreamExt;
 use shared::etag::strong_etag;
-use shared::headers::{
-    CLIENT_IP, EDGE_SECRET, MAX_REQUEST_BODY_BYTES, REQUEST_ID, TRACEPARENT, TRACESTATE,
-};
+use shared::headers::{CLIENT_IP, EDGE_SECRET, REQUEST_ID, TRACEPARENT, TRACESTATE};
 use wasm_bindgen::JsValue;
 use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
 
@@ -37,7 +35,7 @@ pub struct Upstream {
 
 /// Why a request was not forwarded.
 pub enum ForwardError {
-    /// The body is over [`MAX_REQUEST_BODY_BYTES`]: 413.
+    /// The body is over its route's limit: 413.
     TooLarge,
     /// The body could not be read (the client went away mid-body): 400.
     BodyCut,
@@ -128,7 +126,11 @@ impl Upstream {
                 init.with_body(req.inner().body().map(JsValue::from));
             }
             BodyPlan::Capped => {
-                let body = capped_body(req).await?;
+                let limit = shared::headers::max_body_bytes(
+                    method,
+                    path_and_query.split('?').next().unwrap_or(""),
+                );
+                let body = capped_body(req, limit).await?;
                 if !body.is_empty() {
                     init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
                 }
@@ -190,12 +192,12 @@ impl Upstream {
 
 /// A body of undeclared length, read up to the origin's limit (one chunk at a time; the limit is
 /// what the origin would read anyway).
-async fn capped_body(req: &mut Request) -> Result<Vec<u8>, ForwardError> {
+async fn capped_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ForwardError> {
     let mut stream = req.stream().map_err(|_| ForwardError::BodyCut)?;
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| ForwardError::BodyCut)?;
-        if body.len() + chunk.len() > MAX_REQUEST_BODY_BYTES {
+        if body.len() + chunk.len() > limit {
             return Err(ForwardError::TooLarge);
         }
         body.extend_from_slice(&chunk);

@@ -119,6 +119,61 @@ fn fleet_pools(settings: &Settings, args: &CheckArgs, max: Option<i64>) -> Row {
     }
 }
 
+/// Each provider's catalog sync: its last run, and how long since a good one. A provider in
+/// `SYNC_PROVIDERS` with no run at all is a WARN (it has never synced); a last run held or
+/// failed, or no good run for three intervals (an hour when no interval is set), a FAIL.
+async fn sync_rows(settings: &Settings, db: &Db) -> Vec<Row> {
+    let last = match db.last_syncs().await {
+        Ok(last) => last,
+        Err(e) => return vec![failed("sync", "readable log".into(), e)],
+    };
+    let stale_after = if settings.sync.interval.is_zero() {
+        3600.0
+    } else {
+        3.0 * settings.sync.interval.as_secs_f64()
+    };
+    let threshold = format!("a good run within {stale_after:.0} s");
+    let mut rows: Vec<Row> = last
+        .iter()
+        .map(|run| {
+            let good = run
+                .good_age_secs
+                .map_or("never".to_owned(), |a| format!("{a:.0} s ago"));
+            let status = match (run.outcome.as_str(), run.good_age_secs) {
+                ("held" | "failed", _) => Status::Fail,
+                (_, Some(age)) if age <= stale_after => Status::Pass,
+                _ => Status::Fail,
+            };
+            Row {
+                check: format!("sync {}", run.provider),
+                value: format!(
+                    "{} {:.0} s ago ({} rows)",
+                    run.outcome, run.age_secs, run.changed
+                ),
+                threshold: threshold.clone(),
+                status,
+                note: if run.detail.is_empty() {
+                    format!("last good run {good}")
+                } else {
+                    format!("{}; last good run {good}", run.detail)
+                },
+            }
+        })
+        .collect();
+    for upstream in &settings.sync.upstreams {
+        if !last.iter().any(|r| r.provider == upstream.provider) {
+            rows.push(Row {
+                check: format!("sync {}", upstream.provider),
+                value: "never run".into(),
+                threshold: threshold.clone(),
+                status: Status::Warn,
+                note: "in SYNC_PROVIDERS, never synced: run `origin sync`".into(),
+            });
+        }
+    }
+    rows
+}
+
 /// What Redis may evict when full. Every key this system writes expires; the cache entries expire
 /// soonest (prices 60 s, made-up codes' nulls ≤ 30 s) and sessions last (15 min sliding), so
 /// `volatile-ttl` sheds cache first and sessions last. The LRU/LFU policies may log users out to
@@ -273,6 +328,9 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
             },
         },
     });
+    if let Ok(db) = &db {
+        rows.extend(sync_rows(settings, db).await);
+    }
     rows.push(fleet_pools(
         settings,
         args,

@@ -30,6 +30,14 @@ enum Command {
         #[arg(long, value_enum, default_value = "small")]
         scale: Scale,
     },
+    /// Sync prices and stock from the upstreams in SYNC_PROVIDERS (all, or one) once: exactly the
+    /// changed rows written, their keys invalidated, downstream caches purged (exit 1 when a run
+    /// failed or was held).
+    Sync {
+        /// Only this provider.
+        #[arg(long)]
+        provider: Option<String>,
+    },
     /// Run the pre-traffic checklist against the live services (exit 1 on any FAIL).
     Check(crate::check::CheckArgs),
     /// Exit 0 if this host's origin answers `/healthz` on METRICS_ADDR (a container health check).
@@ -121,6 +129,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             anyhow::ensure!(answer.status().is_success(), "{url}: {}", answer.status());
             Ok(())
         }
+        Command::Sync { provider } => sync(provider).await,
         Command::Check(args) => {
             let settings = Settings::from_env()?;
             let rows = crate::check::run(&settings, &args).await;
@@ -146,6 +155,60 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `origin sync`: one run per provider, a table of what each did.
+async fn sync(only: Option<String>) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    crate::tls::install_crypto_provider();
+    let syncer = crate::sync::from_settings(&settings)?;
+    let upstreams: Vec<_> = syncer
+        .upstreams()
+        .iter()
+        .filter(|u| only.as_ref().is_none_or(|p| &u.provider == p))
+        .cloned()
+        .collect();
+    anyhow::ensure!(
+        !upstreams.is_empty(),
+        "nothing to sync: SYNC_PROVIDERS lists {}",
+        only.map_or("no provider".to_owned(), |p| format!("no provider {p:?}"))
+    );
+    let mut bad = Vec::new();
+    println!(
+        "provider      outcome    offers  unmapped  new  changed  off-sale  same  keys  seconds"
+    );
+    for upstream in &upstreams {
+        let r = syncer.run(upstream).await;
+        println!(
+            "{:<13} {:<10} {:>6}  {:>8}  {:>3}  {:>7}  {:>8}  {:>4}  {:>4}  {:>7.2}{}",
+            r.provider,
+            r.outcome().as_str(),
+            r.offers,
+            r.unmapped,
+            r.inserted,
+            r.updated,
+            r.zeroed,
+            r.unchanged,
+            r.keys_invalidated,
+            r.duration.as_secs_f64(),
+            if r.detail.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", r.detail)
+            }
+        );
+        if matches!(
+            r.outcome(),
+            crate::sync::Outcome::Failed | crate::sync::Outcome::Held
+        ) {
+            bad.push(r.provider.clone());
+        }
+    }
+    syncer
+        .flush_purges(std::time::Duration::from_secs(10))
+        .await;
+    anyhow::ensure!(bad.is_empty(), "not applied: {}", bad.join(", "));
+    Ok(())
 }
 
 /// `origin admin …`: needs only PostgreSQL.

@@ -295,6 +295,42 @@ pub static VARS: &[Var] = &[
         "changes within this window are purged together: each tag once, one call per cache",
     ),
     var(
+        "SYNC_PROVIDERS",
+        Unset,
+        "the upstreams `origin sync` (and `SYNC_INTERVAL_SECS`) read: `provider=mapping@url,…` \
+         (`5sim=5sim@https://5sim.net/v1/guest/prices`; mappings: `5sim`, `sms-activate`, in \
+         `origin/sync/`); a secret (URLs carry API keys); URLs `https://` except to this machine \
+         or with `ORIGIN_ENV=local`, with no comma",
+    ),
+    var(
+        "SYNC_INTERVAL_SECS",
+        Value("0"),
+        "`serve` syncs every provider this often, one replica per provider for the fleet (a Redis \
+         lock); 0: only `origin sync`",
+    ),
+    var(
+        "SYNC_TIMEOUT_SECS",
+        Value("60"),
+        "bound on one fetch of an upstream's document (connect to last byte)",
+    ),
+    var(
+        "SYNC_ATTEMPTS",
+        Value("4"),
+        "tries per run on a timeout, 5xx or 429 (backoff 0.25 s doubling, with jitter; \
+         `Retry-After` honoured up to 30 s)",
+    ),
+    var(
+        "SYNC_MAX_BYTES",
+        Value("268435456"),
+        "largest upstream document read (it streams: memory holds one country at a time plus \
+         the priced rows)",
+    ),
+    var(
+        "SYNC_BREAKER_SECS",
+        Value("300"),
+        "after 3 failed runs in a row a provider is skipped this long (its circuit opens)",
+    ),
+    var(
         "SENTRY_DSN",
         Unset,
         "where 5xx errors and panics are reported; unset, nothing is sent",
@@ -495,6 +531,92 @@ pub struct Settings {
     /// Where changed cache tags are purged (`EDGE_PURGE_URL`, `CLOUDFLARE_*`,
     /// `NEXT_REVALIDATE_*`, `PURGE_BATCH_MS`).
     pub purge: PurgeSettings,
+    /// The catalog sync (`SYNC_*`).
+    pub sync: SyncSettings,
+}
+
+/// The catalog sync ([`crate::sync`]).
+#[derive(Clone, Debug, Default)]
+pub struct SyncSettings {
+    pub upstreams: Vec<SyncUpstream>,
+    /// 0: no periodic sync.
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub attempts: u32,
+    pub max_bytes: u64,
+    pub breaker: Duration,
+}
+
+/// One upstream: our provider code, the mapping it is read with, its URL (a secret: it may
+/// carry an API key).
+#[derive(Clone, Debug)]
+pub struct SyncUpstream {
+    pub provider: String,
+    pub mapping: String,
+    pub url: SecretString,
+}
+
+impl SyncSettings {
+    fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>, local: bool) -> Result<Self, ConfigError> {
+        let mut upstreams = Vec::new();
+        let raw = env.raw("SYNC_PROVIDERS").unwrap_or_default();
+        for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let bad = |reason: &str| ConfigError::redacted("SYNC_PROVIDERS", reason.to_owned());
+            let (provider, rest) = item
+                .split_once('=')
+                .ok_or_else(|| bad("each entry is provider=mapping@url"))?;
+            let (mapping, url) = rest
+                .split_once('@')
+                .ok_or_else(|| bad("each entry is provider=mapping@url"))?;
+            let provider = provider.trim();
+            if shared::Slug::check(provider).is_err() {
+                return Err(bad("a provider is a catalog code (a-z, 0-9, -, _)"));
+            }
+            if upstreams
+                .iter()
+                .any(|u: &SyncUpstream| u.provider == provider)
+            {
+                return Err(bad("a provider is listed twice"));
+            }
+            let url = url.trim();
+            let parsed = url::Url::parse(url).map_err(|_| bad("an upstream URL does not parse"))?;
+            if !(parsed.scheme() == "https"
+                || (parsed.scheme() == "http" && (local || is_loopback_url(&parsed))))
+            {
+                return Err(bad(
+                    "upstream URLs are https:// (http:// only to this machine or with \
+                     ORIGIN_ENV=local)",
+                ));
+            }
+            upstreams.push(SyncUpstream {
+                provider: provider.to_owned(),
+                mapping: mapping.trim().to_owned(),
+                url: SecretString::from(url.to_owned()),
+            });
+        }
+        let interval: u64 = env.parse("SYNC_INTERVAL_SECS")?;
+        let timeout: u64 = env.positive("SYNC_TIMEOUT_SECS")?;
+        let attempts: u32 = env.positive("SYNC_ATTEMPTS")?;
+        let max_bytes: u64 = env.positive("SYNC_MAX_BYTES")?;
+        let breaker: u64 = env.parse("SYNC_BREAKER_SECS")?;
+        Ok(SyncSettings {
+            upstreams,
+            interval: Duration::from_secs(interval),
+            timeout: Duration::from_secs(timeout),
+            attempts,
+            max_bytes,
+            breaker: Duration::from_secs(breaker),
+        })
+    }
+}
+
+fn is_loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
 }
 
 /// The downstream caches a catalog change is purged from ([`crate::purge`]).
@@ -681,6 +803,7 @@ impl Settings {
         }
 
         let purge = PurgeSettings::read(&env, edge_secret.as_ref(), local)?;
+        let sync = SyncSettings::read(&env, local)?;
         let l1_enabled = env.switch("L1_CACHE")?;
         let metrics_enabled = env.switch("METRICS")?;
         let rate_limit_enabled = env.switch("RATE_LIMIT")?;
@@ -729,6 +852,7 @@ impl Settings {
             rate_limit_enabled,
             rate_limits,
             purge,
+            sync,
         })
     }
 }

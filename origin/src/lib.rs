@@ -13,6 +13,8 @@
 //! - [`ratelimit`]: the Redis rate-limit tiers (Lua), failing open onto a local safety net.
 //! - [`db`]: the PostgreSQL pool and the queries — the one module that talks to PostgreSQL.
 //! - [`redis`]: the Redis client — the one module that talks to Redis.
+//! - [`sync`]: prices and stock from the upstream providers, diffed, applied in one
+//!   transaction, exactly the changed keys invalidated.
 //! - [`purge`]: telling the caches downstream (the edge, Cloudflare, Next.js) which cache tags a
 //!   change made out of date — the one module that talks to them.
 //! - [`policies`]: the shared policy table as this configuration's header values.
@@ -49,6 +51,7 @@ pub mod server;
 pub mod small;
 pub mod startup;
 pub mod state;
+pub mod sync;
 pub mod telemetry;
 pub mod tls;
 

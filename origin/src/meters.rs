@@ -100,6 +100,26 @@ fn describe_and_baseline() {
         "purge_tags_total",
         "Cache tags a downstream cache confirmed purged"
     );
+    describe_counter!(
+        "sync_runs_total",
+        "Catalog sync runs by provider and outcome (applied, unchanged, held, failed, skipped)"
+    );
+    describe_counter!(
+        "sync_rows_changed_total",
+        "Price rows a catalog sync wrote (new, changed, taken off sale)"
+    );
+    describe_counter!(
+        "sync_keys_invalidated_total",
+        "Cache keys a catalog sync invalidated"
+    );
+    describe_histogram!(
+        "sync_duration_seconds",
+        "Time of one catalog sync run, fetch to invalidation"
+    );
+    describe_gauge!(
+        "sync_last_success_timestamp_seconds",
+        "When each provider last synced (applied or unchanged), as a Unix time"
+    );
     describe_counter!("db_queries_total", "PostgreSQL queries by name");
     describe_counter!(
         "dependency_unavailable_total",
@@ -158,6 +178,7 @@ fn describe_and_baseline() {
     metrics::counter!("cache_invalidation_failures_total").increment(0);
     for sink in ["edge", "cloudflare", "next"] {
         metrics::counter!("purge_calls_total", "sink" => sink, "outcome" => "failed").increment(0);
+        metrics::counter!("purge_tags_total", "sink" => sink).increment(0);
     }
     metrics::counter!("dependency_unavailable_total").increment(0);
 }
@@ -218,6 +239,55 @@ pub fn dependency_unavailable() {
 
 pub fn cache_invalidation_failed() {
     metrics::counter!("cache_invalidation_failures_total").increment(1);
+}
+
+/// Zero-valued sync series for each configured provider, so they exist from the first scrape: a
+/// provider that has never synced shows `sync_last_success_timestamp_seconds` 0 (the alert on its
+/// age then fires until it does).
+pub fn sync_baseline(providers: &[String]) {
+    for p in providers {
+        for outcome in ["applied", "unchanged", "held", "failed"] {
+            metrics::counter!("sync_runs_total", "provider" => p.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+        metrics::counter!("sync_rows_changed_total", "provider" => p.clone()).increment(0);
+        metrics::counter!("sync_keys_invalidated_total", "provider" => p.clone()).increment(0);
+        metrics::gauge!("sync_last_success_timestamp_seconds", "provider" => p.clone()).set(0.0);
+    }
+}
+
+/// `sync_runs_total{provider, outcome}`.
+pub fn sync_run(provider: &str, outcome: &'static str) {
+    metrics::counter!("sync_runs_total", "provider" => provider.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// `sync_rows_changed_total{provider}`.
+pub fn sync_rows(provider: &str, rows: usize) {
+    metrics::counter!("sync_rows_changed_total", "provider" => provider.to_owned())
+        .increment(rows as u64);
+}
+
+/// `sync_keys_invalidated_total{provider}`.
+pub fn sync_keys(provider: &str, keys: usize) {
+    metrics::counter!("sync_keys_invalidated_total", "provider" => provider.to_owned())
+        .increment(keys as u64);
+}
+
+/// `sync_duration_seconds{provider}`.
+pub fn sync_duration(provider: &str, secs: f64) {
+    metrics::histogram!("sync_duration_seconds", "provider" => provider.to_owned()).record(secs);
+}
+
+/// `sync_last_success_timestamp_seconds{provider}`: when the provider last synced (applied or
+/// unchanged), as a Unix time; the alert is on its age.
+pub fn sync_succeeded(provider: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    metrics::gauge!("sync_last_success_timestamp_seconds", "provider" => provider.to_owned())
+        .set(now);
 }
 
 /// `purge_calls_total{sink, outcome}`: one call to a downstream cache (`ok`, `retried`,

@@ -107,10 +107,17 @@ impl Sink {
     }
 }
 
+/// What the purging task receives.
+enum Msg {
+    Tags(Vec<String>),
+    /// Answered once everything queued before it has gone out.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// The handle mutations use; cheap to clone.
 #[derive(Clone)]
 pub struct Purger {
-    tx: Option<mpsc::Sender<Vec<String>>>,
+    tx: Option<mpsc::Sender<Msg>>,
     overflowed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -151,9 +158,19 @@ impl Purger {
         if tags.is_empty() {
             return;
         }
-        if tx.try_send(tags).is_err() {
+        if tx.try_send(Msg::Tags(tags)).is_err() {
             self.overflowed
                 .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Waits (at most `within`) until every purge queued so far has been sent (or given up):
+    /// for a process about to exit (`origin sync`).
+    pub async fn flush(&self, within: Duration) {
+        let Some(tx) = &self.tx else { return };
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = tokio::time::timeout(within, wait).await;
         }
     }
 
@@ -164,21 +181,36 @@ impl Purger {
 }
 
 async fn run(
-    mut rx: mpsc::Receiver<Vec<String>>,
+    mut rx: mpsc::Receiver<Msg>,
     sinks: Vec<Sink>,
     http: reqwest::Client,
     batch: Duration,
     overflowed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     while let Some(first) = rx.recv().await {
-        // Gather what else arrives within the batch window.
-        let mut tags: BTreeSet<String> = first.into_iter().collect();
+        // Gather what else arrives within the batch window (a flush ends the window at once).
+        let mut tags: BTreeSet<String> = BTreeSet::new();
+        let mut flushes = Vec::new();
+        let take = |msg: Msg, tags: &mut BTreeSet<String>, flushes: &mut Vec<_>| match msg {
+            Msg::Tags(more) => tags.extend(more),
+            Msg::Flush(done) => flushes.push(done),
+        };
+        take(first, &mut tags, &mut flushes);
         let deadline = tokio::time::Instant::now() + batch;
-        while let Ok(Some(more)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-            tags.extend(more);
+        while flushes.is_empty() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(msg)) => take(msg, &mut tags, &mut flushes),
+                _ => break,
+            }
         }
-        while let Ok(more) = rx.try_recv() {
-            tags.extend(more);
+        while let Ok(msg) = rx.try_recv() {
+            take(msg, &mut tags, &mut flushes);
+        }
+        if tags.is_empty() && !overflowed.load(std::sync::atomic::Ordering::Acquire) {
+            for done in flushes {
+                let _ = done.send(());
+            }
+            continue;
         }
         if overflowed.swap(false, std::sync::atomic::Ordering::AcqRel)
             || tags.contains(shared::tags::CATALOG)
@@ -192,6 +224,9 @@ async fn run(
                 .map(move |chunk| send(http, sink, chunk.to_vec()))
         });
         futures::future::join_all(calls).await;
+        for done in flushes {
+            let _ = done.send(());
+        }
     }
 }
 

@@ -37,6 +37,8 @@ pub enum StartupError {
     Refused { name: &'static str, reason: String },
     #[error("DATABASE_URL: {0}")]
     Schema(String),
+    #[error("{0}")]
+    Sync(String),
     #[error("cannot listen on {name} {addr}: {source}")]
     Bind {
         name: &'static str,
@@ -79,7 +81,25 @@ impl Application {
             cache.enable_l1(settings.l1_max_bytes, settings.l1_ttl);
         }
         let metrics = settings.metrics_enabled.then(meters::handle);
+        let providers: Vec<String> = settings
+            .sync
+            .upstreams
+            .iter()
+            .map(|u| u.provider.clone())
+            .collect();
+        meters::sync_baseline(&providers);
         let purger = Purger::start(&settings.purge);
+        if !settings.sync.interval.is_zero() && !settings.sync.upstreams.is_empty() {
+            crate::sync::check_mappings(&settings.sync)
+                .map_err(|e| StartupError::Sync(e.to_string()))?;
+            let syncer = crate::sync::Syncer::new(
+                db.clone(),
+                cache.clone(),
+                purger.clone(),
+                settings.sync.clone(),
+            );
+            crate::sync::spawn_periodic(syncer, redis.clone(), settings.sync.interval);
+        }
         let listener = bind("ORIGIN_ADDR", settings.addr).await?;
         let ops_listener = bind("METRICS_ADDR", settings.metrics_addr).await?;
         let state = AppState::new(Services {

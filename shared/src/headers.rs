@@ -30,3 +30,18 @@ pub const TRACESTATE: &str = "tracestate";
 /// Largest request body the origin reads (every body here is a few fields); the edge refuses a
 /// larger one before contacting the origin.
 pub const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024;
+
+/// The one route with larger bodies: `PUT` of many prices at once (an operator's tool).
+pub const BULK_BODY_PATH: &str = "/v1/admin/prices";
+/// Its body limit (10 000 rows of about 90 bytes).
+pub const MAX_BULK_BODY_BYTES: usize = 1024 * 1024;
+
+/// The body limit of a request: [`MAX_BULK_BODY_BYTES`] for `PUT` [`BULK_BODY_PATH`], else
+/// [`MAX_REQUEST_BODY_BYTES`].
+pub fn max_body_bytes(method: &str, path: &str) -> usize {
+    if method.eq_ignore_ascii_case("PUT") && path == BULK_BODY_PATH {
+        MAX_BULK_BODY_BYTES
+    } else {
+        MAX_REQUEST_BODY_BYTES
+    }
+}

@@ -129,6 +129,11 @@ pub fn ratelimit(tier: &str, identity: &str) -> String {
 /// its in-process copies.
 pub const INVALIDATION_CHANNEL: &str = "cache:invalidate";
 
+/// The fleet's lock on syncing one provider (one replica per provider per interval).
+pub fn sync_lock(provider: &str) -> String {
+    format!("sync:lock:{provider}")
+}
+
 /// Pattern matching every price key of one provider (for SCAN-based invalidation).
 pub fn prices_of_provider_pattern(provider: &Slug) -> String {
     format!("cache:prices:{provider}:*")

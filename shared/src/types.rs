@@ -256,6 +256,52 @@ pub struct SetPriceRequest {
     pub stock: i64,
 }
 
+/// One row of `PUT /v1/admin/prices`: a product's price and stock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({"provider": "5sim", "country": "ad", "service": "whatsapp", "price_cents": 370, "stock": 25}))
+)]
+#[serde(deny_unknown_fields)]
+pub struct PriceUpdateRow {
+    pub provider: crate::Slug,
+    pub country: crate::Slug,
+    pub service: crate::Slug,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
+    #[serde(deserialize_with = "whole")]
+    pub price_cents: i64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10_000_000))]
+    #[serde(deserialize_with = "whole")]
+    pub stock: i64,
+}
+
+/// Most rows in one `PUT /v1/admin/prices`.
+pub const MAX_BULK_ROWS: usize = 10_000;
+
+/// `PUT /v1/admin/prices`: many products' prices and stock at once, applied whole or not at all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PriceUpdateRequest {
+    /// 1–10 000 rows, each product at most once.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 10_000))]
+    pub prices: Vec<PriceUpdateRow>,
+}
+
+/// What `PUT /v1/admin/prices` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PriceUpdateResponse {
+    /// Rows written: new products and changed prices or stock.
+    pub changed: u64,
+    /// Rows already so: not written.
+    pub unchanged: u64,
+    /// Cache keys invalidated (exactly the changed products', and the lists of a provider that
+    /// sells something new).
+    pub keys_invalidated: u64,
+}
+
 /// `POST /v1/admin/users/{id}/credit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

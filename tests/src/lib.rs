@@ -13,6 +13,7 @@ pub mod pg;
 pub mod process;
 pub mod sink;
 pub mod tls;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};

@@ -42,6 +42,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/prices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Sets many products' prices and stock at once (admin): validated whole, applied in one
+         *     transaction, exactly the changed products' cached copies dropped and purged downstream.
+         */
+        put: operations["put_prices"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/prices/{provider}/{country}/{service}": {
         parameters: {
             query?: never;
@@ -451,6 +471,49 @@ export interface components {
              */
             stock: number;
         };
+        /** @description `PUT /v1/admin/prices`: many products' prices and stock at once, applied whole or not at all. */
+        PriceUpdateRequest: {
+            /** @description 1–10 000 rows, each product at most once. */
+            prices: components["schemas"]["PriceUpdateRow"][];
+        };
+        /** @description What `PUT /v1/admin/prices` did. */
+        PriceUpdateResponse: {
+            /**
+             * Format: int64
+             * @description Rows written: new products and changed prices or stock.
+             */
+            changed: number;
+            /**
+             * Format: int64
+             * @description Cache keys invalidated (exactly the changed products', and the lists of a provider that
+             *     sells something new).
+             */
+            keys_invalidated: number;
+            /**
+             * Format: int64
+             * @description Rows already so: not written.
+             */
+            unchanged: number;
+        };
+        /**
+         * @description One row of `PUT /v1/admin/prices`: a product's price and stock.
+         * @example {
+         *       "country": "ad",
+         *       "price_cents": 370,
+         *       "provider": "5sim",
+         *       "service": "whatsapp",
+         *       "stock": 25
+         *     }
+         */
+        PriceUpdateRow: {
+            country: components["schemas"]["Slug"];
+            /** Format: int64 */
+            price_cents: number;
+            provider: components["schemas"]["Slug"];
+            service: components["schemas"]["Slug"];
+            /** Format: int64 */
+            stock: number;
+        };
         Provider: {
             code: string;
             name: string;
@@ -743,6 +806,128 @@ export interface operations {
                 };
             };
             /** @description The body is larger than 16 KiB (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    /** @description The tier's remaining quota, `"<tier>";r=<remaining>;t=<seconds to reset>` (IETF draft RateLimit header). */
+                    ratelimit?: string;
+                    /** @description The tier's quota, `"<tier>";q=<limit>;w=<window seconds>`. */
+                    "ratelimit-policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is out of reach or the origin is shedding load (`unavailable`). */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request ran past the request timeout (`timeout`); nothing was written. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_prices: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: the same key with the same body answers the first result again (with `Idempotent-Replayed: true`); with another body, 409. 1–64 visible ASCII characters. */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PriceUpdateRequest"];
+            };
+        };
+        responses: {
+            /** @description Applied (or already so): what changed. */
+            200: {
+                headers: {
+                    /** @description `true` when this answers a retried request with its key. */
+                    "Idempotent-Replayed"?: string;
+                    /** @description The tier's remaining quota, `"<tier>";r=<remaining>;t=<seconds to reset>` (IETF draft RateLimit header). */
+                    ratelimit?: string;
+                    /** @description The tier's quota, `"<tier>";q=<limit>;w=<window seconds>`. */
+                    "ratelimit-policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PriceUpdateResponse"];
+                };
+            };
+            /** @description A bad row, named (`bad_request`): nothing applied. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid session (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within `BODY_READ_TIMEOUT_MS` (`request_timeout`); the connection is closed. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key was used for another body (`conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is over 1 MiB (`payload_too_large`). */
             413: {
                 headers: {
                     [name: string]: unknown;

@@ -28,6 +28,17 @@ export async function examples(): Promise<number> {
   }
   const phone: string | undefined = bought.data?.phone_number;
 
+  // The price guard and the bulk update are typed too.
+  const guarded = await api.POST("/v1/activations", {
+    body: { provider: "5sim", country: "ad", service: "whatsapp", expected_price_cents: 370 },
+  });
+  const now: number | undefined = guarded.error?.error.price_cents ?? undefined;
+  const updated = await api.PUT("/v1/admin/prices", {
+    params: { header: { "Idempotency-Key": idempotencyKey() } },
+    body: { prices: [{ provider: "5sim", country: "ad", service: "whatsapp", price_cents: 370, stock: 5 }] },
+  });
+  const changed: number = (updated.data?.changed ?? 0) + (now ?? 0);
+
   // @ts-expect-error: a price is integer cents, not a string
   const wrong: string = price?.price_cents;
   // @ts-expect-error: no such route
@@ -37,5 +48,10 @@ export async function examples(): Promise<number> {
     body: { provider: "5sim", country: "ad" },
   });
 
-  return (cents ?? 0) + prices.length + (phone?.length ?? 0) + String(wrong).length;
+  await api.PUT("/v1/admin/prices", {
+    // @ts-expect-error: a row needs its stock
+    body: { prices: [{ provider: "5sim", country: "ad", service: "whatsapp", price_cents: 370 }] },
+  });
+
+  return (cents ?? 0) + prices.length + (phone?.length ?? 0) + String(wrong).length + changed;
 }

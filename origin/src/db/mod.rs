@@ -3,6 +3,7 @@
 //!
 //! - [`accounts`]: users, balances, purchases, the ledger.
 //! - [`catalog`]: providers, countries, services and prices.
+//! - [`sync`]: the catalog sync's diff reads, its one-transaction write, and its run log.
 //!
 //! **Behind PgBouncer in transaction mode** (`DB_POOLER=pgbouncer-transaction`) a server
 //! connection belongs to a client only for one transaction, so nothing may outlive one: no named
@@ -24,6 +25,7 @@
 pub mod accounts;
 pub mod catalog;
 pub mod schema;
+pub mod sync;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;

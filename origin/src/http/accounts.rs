@@ -10,7 +10,8 @@ use shared::Product;
 use shared::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use shared::types::{
     Activation, ActivationPage, BalanceResponse, Credentials, CreditRequest, ErrorBody,
-    LoginResponse, Price, PurchaseRequest, SetPriceRequest, UserResponse,
+    LoginResponse, Price, PriceUpdateRequest, PriceUpdateResponse, PurchaseRequest,
+    SetPriceRequest, UserResponse,
 };
 use utoipa::IntoParams;
 
@@ -226,6 +227,38 @@ pub async fn set_price(
 ) -> Result<Response, ApiError> {
     let price = state.accounts.set_price(product, req).await?;
     Ok(Json(price).into_response())
+}
+
+/// Sets many products' prices and stock at once (admin): validated whole, applied in one
+/// transaction, exactly the changed products' cached copies dropped and purged downstream.
+#[utoipa::path(put, path = "/v1/admin/prices", tag = "admin", security(("bearer" = []), ("session_cookie" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,64}$", description = "Makes a retry safe: the same key with the same body answers the first result again (with `Idempotent-Replayed: true`); with another body, 409. 1–64 visible ASCII characters.")),
+    request_body = PriceUpdateRequest,
+    responses(
+        (status = 200, description = "Applied (or already so): what changed.", body = PriceUpdateResponse, headers(("Idempotent-Replayed" = String, description = "`true` when this answers a retried request with its key."))),
+        (status = 400, description = "A bad row, named (`bad_request`): nothing applied.", body = ErrorBody),
+        (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
+        (status = 403, description = "Not an admin (`forbidden`).", body = ErrorBody),
+        (status = 409, description = "The key was used for another body (`conflict`).", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB (`payload_too_large`).", body = ErrorBody),
+    ))]
+pub async fn put_prices(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    headers: HeaderMap,
+    ValidJson(req): ValidJson<PriceUpdateRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let (answer, replayed) = crate::sync::bulk::apply(
+        &state.db,
+        &state.cache,
+        &state.purger,
+        admin.user_id,
+        key,
+        &req,
+    )
+    .await?;
+    Ok(replay_marked(Json(answer).into_response(), replayed))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -228,3 +228,14 @@ impl From<AccountsError> for ApiError {
         }
     }
 }
+
+impl From<crate::sync::bulk::BulkError> for ApiError {
+    fn from(e: crate::sync::bulk::BulkError) -> Self {
+        use crate::sync::bulk::BulkError;
+        match e {
+            BulkError::Invalid(m) => ApiError::BadRequest(m),
+            e @ BulkError::KeyReused => ApiError::Conflict(e.to_string()),
+            BulkError::Database(e) => database(&e),
+        }
+    }
+}

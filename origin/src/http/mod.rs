@@ -70,6 +70,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::balance))
         .routes(routes!(accounts::purchase, accounts::history))
         .routes(routes!(accounts::set_price))
+        .routes(routes!(accounts::put_prices))
         .routes(routes!(accounts::credit))
         .routes(routes!(ops::invalidate))
         .layer(SetResponseHeaderLayer::overriding(
@@ -133,8 +134,10 @@ pub fn public(state: AppState) -> Public {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // The front door has already read the body within its route's limit
+        // (`shared::headers::max_body_bytes`): the largest is allowed here.
         .layer(axum::extract::DefaultBodyLimit::max(
-            extract::MAX_BODY_BYTES,
+            shared::headers::MAX_BULK_BODY_BYTES,
         ))
         .layer(CatchPanicLayer::custom(|_| internal_error()));
     if front.metrics_on {
@@ -195,7 +198,8 @@ impl Public {
             .then(|| (req.method().clone(), req.uri().path().to_owned()));
         let method = front.metrics_on.then(|| req.method().clone());
         let work = async {
-            let mut req = match whole_body(req, front.body_timeout).await {
+            let limit = shared::headers::max_body_bytes(req.method().as_str(), req.uri().path());
+            let mut req = match whole_body(req, limit, front.body_timeout).await {
                 Ok(req) => req,
                 Err(e) => return (e.into_response(), None),
             };
@@ -297,22 +301,25 @@ impl Public {
     }
 }
 
-/// `req` with its body read whole: at most [`extract::MAX_BODY_BYTES`] (413 beyond, at once
-/// when the declared length says so), within `limit` (408 past it). A request without a body
-/// (every catalog read) passes untouched.
-async fn whole_body(req: Request, limit: std::time::Duration) -> Result<Request, ApiError> {
+/// `req` with its body read whole: at most `max` bytes (413 beyond, at once when the declared
+/// length says so), within `limit` (408 past it). A request without a body (every catalog read)
+/// passes untouched.
+async fn whole_body(
+    req: Request,
+    max: usize,
+    limit: std::time::Duration,
+) -> Result<Request, ApiError> {
     use axum::body::HttpBody;
     use http_body_util::BodyExt;
     if req.body().is_end_stream() {
         return Ok(req);
     }
-    let too_large = ApiError::PayloadTooLarge(extract::MAX_BODY_BYTES);
-    let max = extract::MAX_BODY_BYTES as u64;
-    if req.body().size_hint().lower() > max {
+    let too_large = ApiError::PayloadTooLarge(max);
+    if req.body().size_hint().lower() > max as u64 {
         return Err(too_large);
     }
     let (parts, body) = req.into_parts();
-    let limited = http_body_util::Limited::new(body, extract::MAX_BODY_BYTES);
+    let limited = http_body_util::Limited::new(body, max);
     match tokio::time::timeout(limit, limited.collect()).await {
         Err(_) => Err(ApiError::BodyTimeout),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),

@@ -419,9 +419,11 @@ async fn alert_rules_are_valid_and_name_only_real_metrics() {
     }
     assert!(names.len() >= 10, "{names:?}");
 
-    // A process with some traffic behind it, including a 5xx-free and a limited request.
+    // A process with some traffic behind it, including a 5xx-free and a limited request, and a
+    // provider to sync (whose series exist from the start).
     let db = TestDb::new(Some(Scale::Small)).await;
-    let origin = OriginProcess::start(&env_for(&db, shared_redis_url(), &[])).await;
+    let sync = [("SYNC_PROVIDERS", "5sim=5sim@http://127.0.0.1:1/prices")];
+    let origin = OriginProcess::start(&env_for(&db, shared_redis_url(), &sync)).await;
     for path in [
         "/v1/catalog/providers",
         "/v1/catalog/providers",
@@ -539,7 +541,14 @@ async fn origin_check_grades_the_ecs_plan_and_reports_the_schema() {
 #[tokio::test]
 async fn the_metrics_table_in_the_docs_is_what_metrics_serves() {
     let db = TestDb::new(None).await;
-    let origin = OriginProcess::start(&env_for(&db, shared_redis_url(), &[])).await;
+    // A provider to sync every second from an upstream that is not there: its series exist from
+    // the start, and the first (failed) run records a duration.
+    let sync = [
+        ("SYNC_PROVIDERS", "5sim=5sim@http://127.0.0.1:1/prices"),
+        ("SYNC_INTERVAL_SECS", "1"),
+        ("SYNC_ATTEMPTS", "1"),
+    ];
+    let origin = OriginProcess::start(&env_for(&db, shared_redis_url(), &sync)).await;
     // One request: the exporter describes a histogram or labelled counter once it has a sample.
     assert_eq!(reqwest::get(origin.url("/v1/catalog/providers")).await.unwrap().status(), 200);
     // And the L1 subscription up (its gauge is first set when it is; on a loaded machine that
@@ -547,7 +556,8 @@ async fn the_metrics_table_in_the_docs_is_what_metrics_serves() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let text = loop {
         let text = reqwest::get(origin.ops_url("/metrics")).await.unwrap().text().await.unwrap();
-        if text.contains("\ncache_l1_live 1") || std::time::Instant::now() > deadline {
+        let ready = text.contains("\ncache_l1_live 1") && text.contains("sync_duration_seconds");
+        if ready || std::time::Instant::now() > deadline {
             break text;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

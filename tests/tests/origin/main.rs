@@ -12,3 +12,4 @@ mod plans;
 mod purge;
 mod ratelimit;
 mod resilience;
+mod sync;

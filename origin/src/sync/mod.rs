@@ -1,0 +1,618 @@
+//! Catalog sync: prices and stock from the upstream providers, in bulk, with exactly the changed
+//! keys invalidated. One run for one provider, in order:
+//!
+//! 1. **fetch** the provider's price document (bounded in time and bytes; a timeout, a 5xx or a
+//!    429 is retried with exponential backoff and jitter, honouring `Retry-After`), read as it
+//!    streams in ([`document`]): a malformed or cut document, or one bad value, refuses the run;
+//! 2. **map** its identifiers to our codes ([`mapping`], kept as data) and its money to cents
+//!    exactly ([`money`]); unknown ones are skipped and counted;
+//! 3. **diff** against PostgreSQL: new, changed, and no longer sold (stock 0); the rest is left
+//!    alone;
+//! 4. **guard**: an empty document, or a change that looks like an upstream's mistake (half the
+//!    prices falling by 90 % or more, half the products leaving), is **held**: nothing applied,
+//!    logged at ERROR, counted (`sync_runs_total{outcome="held"}`, an alert);
+//! 5. **apply** the changed rows in one transaction ([`crate::db::sync`]): all or nothing;
+//! 6. **invalidate** exactly the changed keys (and the provider's lists when a product is new),
+//!    a thousand per round trip, each batch published to the replicas once, and purge their cache
+//!    tags downstream ([`crate::purge`]).
+//!
+//! Every run is logged (`sync_runs`: what `origin check` reports) and measured. A provider that
+//! fails [`BREAKER_FAILURES`] runs in a row is skipped until `SYNC_BREAKER_SECS` pass (its
+//! circuit opens). `origin sync` runs it from the command line; with `SYNC_INTERVAL_SECS`, `serve`
+//! runs it periodically, one runner per provider for the whole fleet (a Redis lock).
+
+pub mod bulk;
+pub mod document;
+pub mod mapping;
+pub mod money;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use secrecy::ExposeSecret;
+use shared::{Product, Slug, keys};
+
+use crate::cache::Cache;
+use crate::config::{SyncSettings, SyncUpstream};
+use crate::db::Db;
+use crate::db::sync::{PriceRow, Reference, SyncRun};
+use crate::meters;
+use crate::purge::Purger;
+use document::{DocumentError, Offer};
+use mapping::Mapping;
+
+/// Failures in a row after which a provider's circuit opens.
+pub const BREAKER_FAILURES: u32 = 3;
+/// Keys per invalidation round trip (and per message to the replicas).
+pub const INVALIDATE_BATCH: usize = 1000;
+/// The guard looks at a change only when the provider had at least this many products.
+pub const GUARD_MIN_ROWS: usize = 20;
+/// First retry's wait; doubled each time, plus up to half again of jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Changes were written and invalidated.
+    Applied,
+    /// The document matched the catalog: nothing to write.
+    Unchanged,
+    /// A suspicious document: nothing applied, an operator should look.
+    Held,
+    /// The document could not be had or read, or the write failed: nothing applied.
+    Failed,
+    /// Not run: the provider's circuit is open.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Held => "held",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub provider: String,
+    pub outcome: Option<Outcome>,
+    pub detail: String,
+    pub offers: usize,
+    pub unmapped: usize,
+    pub inserted: usize,
+    pub updated: usize,
+    pub zeroed: usize,
+    pub unchanged: usize,
+    pub keys_invalidated: usize,
+    pub duration: Duration,
+}
+
+impl Report {
+    pub fn outcome(&self) -> Outcome {
+        self.outcome.unwrap_or(Outcome::Failed)
+    }
+
+    pub fn changed(&self) -> usize {
+        self.inserted + self.updated + self.zeroed
+    }
+}
+
+/// Why a run stopped early.
+struct Stop(Outcome, String);
+
+impl From<sqlx::Error> for Stop {
+    fn from(e: sqlx::Error) -> Stop {
+        Stop(Outcome::Failed, format!("database: {e}"))
+    }
+}
+
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// Runs syncs; cheap to clone.
+#[derive(Clone)]
+pub struct Syncer {
+    db: Db,
+    cache: Cache,
+    purger: Purger,
+    http: reqwest::Client,
+    settings: Arc<SyncSettings>,
+    breakers: Arc<Mutex<HashMap<String, Breaker>>>,
+}
+
+/// A changed product and what it needs invalidated.
+struct Change {
+    country: i32,
+    service: i32,
+}
+
+impl Syncer {
+    pub fn new(db: Db, cache: Cache, purger: Purger, settings: SyncSettings) -> Syncer {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .build()
+            .unwrap_or_default();
+        Syncer {
+            db,
+            cache,
+            purger,
+            http,
+            settings: Arc::new(settings),
+            breakers: Arc::default(),
+        }
+    }
+
+    pub fn upstreams(&self) -> &[SyncUpstream] {
+        &self.settings.upstreams
+    }
+
+    /// Waits for the downstream purges this syncer queued (before a command-line run exits).
+    pub async fn flush_purges(&self, within: Duration) {
+        self.purger.flush(within).await;
+    }
+
+    /// One run for one provider, logged and measured whatever happens.
+    pub async fn run(&self, upstream: &SyncUpstream) -> Report {
+        let started = Instant::now();
+        let name = upstream.provider.clone();
+        if self.circuit_open(&name) {
+            meters::sync_run(&name, Outcome::Skipped.as_str());
+            return Report {
+                provider: name,
+                outcome: Some(Outcome::Skipped),
+                detail: "circuit open after repeated failures".into(),
+                ..Report::default()
+            };
+        }
+        let mut report = Report {
+            provider: name.clone(),
+            ..Report::default()
+        };
+        match self.attempt(upstream, &mut report).await {
+            Ok(outcome) => report.outcome = Some(outcome),
+            Err(Stop(outcome, detail)) => {
+                report.outcome = Some(outcome);
+                report.detail = detail;
+            }
+        }
+        report.duration = started.elapsed();
+        let outcome = report.outcome();
+        self.note(&name, outcome);
+        match outcome {
+            Outcome::Held | Outcome::Failed => {
+                tracing::error!(provider = %name, outcome = outcome.as_str(), detail = %report.detail, "catalog sync not applied");
+            }
+            _ => {
+                tracing::info!(provider = %name, outcome = outcome.as_str(), changed = report.changed(), "catalog sync")
+            }
+        }
+        meters::sync_run(&name, outcome.as_str());
+        meters::sync_rows(&name, report.changed());
+        meters::sync_keys(&name, report.keys_invalidated);
+        meters::sync_duration(&name, report.duration.as_secs_f64());
+        if matches!(outcome, Outcome::Applied | Outcome::Unchanged) {
+            meters::sync_succeeded(&name);
+        }
+        let run = SyncRun {
+            provider: name,
+            outcome: outcome.as_str(),
+            offers: report.offers as i64,
+            changed: report.changed() as i64,
+            detail: report.detail.clone(),
+            duration_ms: report.duration.as_millis() as i64,
+        };
+        if let Err(e) = self.db.record_sync(&run).await {
+            tracing::warn!(error = %e, "the sync log could not be written");
+        }
+        report
+    }
+
+    async fn attempt(&self, upstream: &SyncUpstream, report: &mut Report) -> Result<Outcome, Stop> {
+        let failed = |detail: String| Stop(Outcome::Failed, detail);
+        let mapping = Mapping::builtin(&upstream.mapping).map_err(|e| failed(e.to_string()))?;
+        let provider_id = self
+            .db
+            .provider_id(&upstream.provider)
+            .await?
+            .ok_or_else(|| {
+                failed(format!(
+                    "no provider {:?} in the catalog",
+                    upstream.provider
+                ))
+            })?;
+        let countries = self.db.reference_ids(Reference::Countries).await?;
+        let services = self.db.reference_ids(Reference::Services).await?;
+
+        let offers = self.fetch(upstream, &mapping).await?;
+        report.offers = offers.len();
+        if offers.is_empty() {
+            return Err(Stop(
+                Outcome::Held,
+                "an empty document: nothing applied".into(),
+            ));
+        }
+        // Mapped to our ids (the last of duplicate spellings wins).
+        let mut wanted: HashMap<(i32, i32), (i64, i64)> = HashMap::with_capacity(offers.len());
+        for offer in &offers {
+            let ids = mapping
+                .country(&offer.country)
+                .and_then(|c| countries.get(c))
+                .zip(
+                    mapping
+                        .service(&offer.service)
+                        .and_then(|s| services.get(s.as_ref())),
+                );
+            match ids {
+                Some((c, s)) => {
+                    wanted.insert((*c, *s), (offer.price_cents, offer.stock));
+                }
+                None => report.unmapped += 1,
+            }
+        }
+        drop(offers);
+        if wanted.is_empty() {
+            return Err(Stop(
+                Outcome::Held,
+                format!("none of the {} offers maps to the catalog", report.offers),
+            ));
+        }
+
+        let current = self.db.provider_prices(provider_id).await?;
+        let (mut upserts, mut changes, mut plunged, mut existing) = (Vec::new(), Vec::new(), 0, 0);
+        for (&(country, service), &(price_cents, stock)) in &wanted {
+            match current.get(&(country, service)) {
+                None => report.inserted += 1,
+                Some(&(old_price, old_stock)) => {
+                    existing += 1;
+                    if (old_price, old_stock) == (price_cents, stock) {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    if old_price > 0 && price_cents * 10 <= old_price {
+                        plunged += 1;
+                    }
+                    report.updated += 1;
+                }
+            }
+            upserts.push(PriceRow {
+                provider_id,
+                country_id: country,
+                service_id: service,
+                price_cents,
+                stock,
+            });
+            changes.push(Change { country, service });
+        }
+        let on_sale = current.values().filter(|(_, stock)| *stock > 0).count();
+        let zeroed: Vec<(i32, i32, i32)> = current
+            .iter()
+            .filter(|(k, (_, stock))| *stock > 0 && !wanted.contains_key(k))
+            .map(|(&(c, s), _)| (provider_id, c, s))
+            .collect();
+        report.zeroed = zeroed.len();
+
+        if existing >= GUARD_MIN_ROWS && plunged * 2 >= existing {
+            return Err(Stop(
+                Outcome::Held,
+                format!("{plunged} of {existing} prices would fall by 90 % or more: held back"),
+            ));
+        }
+        if on_sale >= GUARD_MIN_ROWS && zeroed.len() * 2 >= on_sale {
+            return Err(Stop(
+                Outcome::Held,
+                format!(
+                    "{} of {on_sale} products would leave sale: held back",
+                    zeroed.len()
+                ),
+            ));
+        }
+        if upserts.is_empty() && zeroed.is_empty() {
+            return Ok(Outcome::Unchanged);
+        }
+        self.db.apply_prices(&upserts, &zeroed, None).await?;
+
+        changes.extend(
+            zeroed
+                .iter()
+                .map(|&(_, country, service)| Change { country, service }),
+        );
+        report.keys_invalidated = self
+            .invalidate(
+                &upstream.provider,
+                &countries,
+                &services,
+                &changes,
+                report.inserted > 0,
+            )
+            .await;
+        Ok(Outcome::Applied)
+    }
+
+    /// Drops exactly the changed keys (and the provider's lists when it sells something new),
+    /// in batches: one round trip and one message to the replicas each; then purges downstream.
+    async fn invalidate(
+        &self,
+        provider: &str,
+        countries: &HashMap<String, i32>,
+        services: &HashMap<String, i32>,
+        changes: &[Change],
+        lists: bool,
+    ) -> usize {
+        let reverse = |map: &HashMap<String, i32>| -> HashMap<i32, Slug> {
+            map.iter()
+                .filter_map(|(code, id)| Slug::parse(code).ok().map(|s| (*id, s)))
+                .collect()
+        };
+        let (country_codes, service_codes) = (reverse(countries), reverse(services));
+        let Ok(provider) = Slug::parse(provider) else {
+            return 0;
+        };
+        let mut keys: Vec<String> = changes
+            .iter()
+            .filter_map(|c| {
+                let product = Product {
+                    provider: provider.clone(),
+                    country: country_codes.get(&c.country)?.clone(),
+                    service: service_codes.get(&c.service)?.clone(),
+                };
+                Some(keys::price(&product))
+            })
+            .collect();
+        if lists {
+            keys.push(keys::countries(&provider));
+            keys.push(keys::services(&provider));
+        }
+        invalidate_keys(&self.cache, &self.purger, &keys).await;
+        keys.len()
+    }
+
+    /// The provider's document, read as it streams, retried on timeouts, 5xx and 429.
+    async fn fetch(&self, upstream: &SyncUpstream, mapping: &Mapping) -> Result<Vec<Offer>, Stop> {
+        let rule = mapping
+            .rule()
+            .map_err(|e| Stop(Outcome::Failed, e.to_string()))?;
+        let attempts = self.settings.attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match self.fetch_once(upstream, mapping, rule).await {
+                Ok(offers) => return Ok(offers),
+                Err(Fetch::Refused(why)) => return Err(Stop(Outcome::Failed, why)),
+                Err(Fetch::Retry(why, after)) => {
+                    last = why;
+                    if attempt == attempts {
+                        break;
+                    }
+                    let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
+                    let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
+                    let wait = after.unwrap_or(backoff + Duration::from_millis(jitter));
+                    tracing::warn!(provider = %upstream.provider, attempt, reason = %last, "sync: retrying the upstream");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        Err(Stop(
+            Outcome::Failed,
+            format!("upstream failed {attempts} times; last: {last}"),
+        ))
+    }
+
+    async fn fetch_once(
+        &self,
+        upstream: &SyncUpstream,
+        mapping: &Mapping,
+        rule: money::Rule,
+    ) -> Result<Vec<Offer>, Fetch> {
+        let url = upstream.url.expose_secret();
+        let mut resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| Fetch::Retry(transport(&e), None))?;
+        let status = resp.status();
+        if status.as_u16() == 429 || status.is_server_error() {
+            let after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+            return Err(Fetch::Retry(format!("upstream answered {status}"), after));
+        }
+        if !status.is_success() {
+            return Err(Fetch::Refused(format!("upstream answered {status}")));
+        }
+        // The body goes to a blocking reader as it arrives: the document is never held whole.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<bytes::Bytes, String>>(16);
+        let format = mapping.format;
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut offers = Vec::new();
+            let mut source = ChannelReader {
+                rx,
+                chunk: bytes::Bytes::new(),
+                failed: None,
+            };
+            let read = document::read(format, &rule, &mut source, &mut |o| offers.push(o));
+            (read, offers, source.failed.take())
+        });
+        let max = self.settings.max_bytes;
+        let mut received: u64 = 0;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    received += chunk.len() as u64;
+                    if received > max {
+                        let _ = tx.send(Err(format!("document over SYNC_MAX_BYTES ({max} bytes)")));
+                        break;
+                    }
+                    if tx.send(Ok(chunk)).is_err() {
+                        break; // the reader stopped (a bad document): no need for the rest
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(transport(&e)));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let (read, offers, transport_failure) = reader
+            .await
+            .map_err(|e| Fetch::Refused(format!("reader: {e}")))?;
+        if let Some(why) = transport_failure {
+            // Cut off by the network or the byte bound: a network cut may mend on a retry.
+            return Err(if why.starts_with("document over") {
+                Fetch::Refused(why)
+            } else {
+                Fetch::Retry(why, None)
+            });
+        }
+        read.map_err(|e: DocumentError| Fetch::Refused(e.to_string()))?;
+        Ok(offers)
+    }
+
+    fn circuit_open(&self, provider: &str) -> bool {
+        let Ok(breakers) = self.breakers.lock() else {
+            return false;
+        };
+        breakers
+            .get(provider)
+            .and_then(|b| b.open_until)
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn note(&self, provider: &str, outcome: Outcome) {
+        let Ok(mut breakers) = self.breakers.lock() else {
+            return;
+        };
+        let b = breakers.entry(provider.to_owned()).or_default();
+        if outcome == Outcome::Failed {
+            b.failures += 1;
+            if b.failures >= BREAKER_FAILURES {
+                b.open_until = Some(Instant::now() + self.settings.breaker);
+                b.failures = 0;
+                tracing::error!(
+                    provider,
+                    "sync: circuit open after {BREAKER_FAILURES} failures in a row"
+                );
+            }
+        } else if outcome != Outcome::Skipped {
+            *b = Breaker::default();
+        }
+    }
+}
+
+/// Drops `keys` (a thousand per round trip, each batch published to the replicas once) and purges
+/// their tags downstream.
+pub(crate) async fn invalidate_keys(cache: &Cache, purger: &Purger, keys: &[String]) {
+    for batch in keys.chunks(INVALIDATE_BATCH) {
+        if let Err(e) = cache.invalidate(batch).await {
+            meters::cache_invalidation_failed();
+            tracing::warn!(error = %e, "cache invalidation failed; entries expire by TTL");
+        }
+        purger.keys(batch);
+    }
+}
+
+/// One fetch's failure: worth another try, or not.
+enum Fetch {
+    Retry(String, Option<Duration>),
+    Refused(String),
+}
+
+/// A transport error, without the URL (it may carry the provider's API key).
+fn transport(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the body was cut off"
+    } else {
+        "transport error"
+    };
+    format!("upstream {kind}")
+}
+
+/// The body's chunks as a `Read`, for the blocking document reader.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+    chunk: bytes::Bytes,
+    failed: Option<String>,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => self.chunk = chunk,
+                Ok(Err(why)) => {
+                    self.failed = Some(why.clone());
+                    return Err(std::io::Error::other(why));
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        let _ = self.chunk.split_to(n);
+        Ok(n)
+    }
+}
+
+/// A syncer for the command line: its own pool and Redis client (no L1: a one-off run's
+/// invalidations still reach every serving replica through Redis), purging downstream; every
+/// upstream's mapping is checked first, so a bad name stops here naming `SYNC_PROVIDERS`.
+pub fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<Syncer> {
+    check_mappings(&settings.sync)?;
+    let db = Db::connect_lazy(settings)?;
+    let redis = crate::redis::Redis::from_settings(settings)?;
+    let cache = Cache::new(redis, settings.cache_ttl_divisor);
+    let purger = Purger::start(&settings.purge);
+    Ok(Syncer::new(db, cache, purger, settings.sync.clone()))
+}
+
+/// Every upstream's mapping exists and loads.
+pub fn check_mappings(settings: &SyncSettings) -> anyhow::Result<()> {
+    for upstream in &settings.upstreams {
+        Mapping::builtin(&upstream.mapping)
+            .map_err(|e| anyhow::anyhow!("SYNC_PROVIDERS ({}): {e}", upstream.provider))?;
+    }
+    Ok(())
+}
+
+/// The periodic runner of `serve` (`SYNC_INTERVAL_SECS`): every interval, each provider is synced
+/// by whichever replica takes its Redis lock first; the lock lives for the interval, so the fleet
+/// runs each provider once per interval.
+pub fn spawn_periodic(syncer: Syncer, redis: crate::redis::Redis, interval: Duration) {
+    tokio::spawn(async move {
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for upstream in syncer.upstreams().to_vec() {
+                let lock = keys::sync_lock(&upstream.provider);
+                let ttl = interval.as_secs().max(1) as u32;
+                if let Ok(true) = redis.set_new("sync", &lock, owner.as_bytes(), ttl).await {
+                    syncer.run(&upstream).await;
+                }
+            }
+        }
+    });
+}
