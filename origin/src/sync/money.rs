@@ -187,7 +187,7 @@ mod tests {
                 "{raw:?}"
             );
         }
-        for raw in ["-1", "\"-0.5\"", "-0"] {
+        for raw in ["-1", "\"-0.5\"", "-0", "-Infinity"] {
             assert!(
                 matches!(same.cents(raw), Err(MoneyError::Negative(_))),
                 "{raw:?}"
