@@ -6,6 +6,7 @@
 //! - [`setup`]: the environment, the seeded catalogs, the request paths, the servers.
 //! - [`load`]: wrk runs of each scenario and the interleaved reps.
 //! - [`probes`]: measurements that are not wrk runs (fleet stampede, balance latency).
+//! - [`sync`]: the catalog sync of the large catalog (first load, 1 % changed) under warm hits.
 //! - [`results`]: what was measured, as plain data (samples, medians, percentiles).
 //! - [`report`]: ratios, targets, the table and the result files.
 //! - [`procs`]: child processes and their CPU time and memory from `/proc`.
@@ -23,6 +24,7 @@ mod procs;
 mod report;
 mod results;
 mod setup;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -236,6 +238,9 @@ async fn run(
         probes["refresh_ahead"] =
             probes::refresh_ahead(&origin, &hot, 60 / divisor, refresh_secs).await?;
     }
+
+    let prefix = servers.extra_prefix("sync");
+    probes["sync"] = sync::large_catalog(&env, &catalogs.large, &prefix, &paths.price).await?;
 
     // 3. The report.
     let results = load::summarise(&scenarios, samples);

@@ -204,13 +204,32 @@ async fn catalog_latencies(
     base: &str,
     path: &str,
 ) -> anyhow::Result<Vec<f64>> {
-    let until = Instant::now() + Duration::from_secs(3);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers = tokio::spawn(catalog_reads(
+        client.clone(),
+        base.to_owned(),
+        path.to_owned(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    readers.await?
+}
+
+/// Sorted latencies (ms) of catalog hits from 16 concurrent readers until `stop`; every one a
+/// 200.
+pub async fn catalog_reads(
+    client: reqwest::Client,
+    base: String,
+    path: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Vec<f64>> {
     let readers: Vec<_> = (0..16)
         .map(|_| {
-            let (client, url) = (client.clone(), format!("{base}{path}"));
+            let (client, url, stop) = (client.clone(), format!("{base}{path}"), stop.clone());
             tokio::spawn(async move {
                 let mut out = Vec::new();
-                while Instant::now() < until {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let t = Instant::now();
                     let r = client.get(&url).send().await?;
                     if !r.status().is_success() {
@@ -229,6 +248,23 @@ async fn catalog_latencies(
     }
     all.sort_by(f64::total_cmp);
     Ok(all)
+}
+
+/// Calls of `command` the Redis at `url` has served (`INFO commandstats`).
+pub async fn redis_calls(url: &str, command: &str) -> anyhow::Result<u64> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await?;
+    let needle = format!("cmdstat_{command}:calls=");
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0))
 }
 
 /// Refresh ahead under a steady load: `clients` clients read `paths` (hot price keys) for `secs`

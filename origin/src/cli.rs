@@ -37,6 +37,9 @@ enum Command {
         /// Only this provider.
         #[arg(long)]
         provider: Option<String>,
+        /// One JSON object per run on its own line instead of the table (for scripts).
+        #[arg(long)]
+        json: bool,
     },
     /// Run the pre-traffic checklist against the live services (exit 1 on any FAIL).
     Check(crate::check::CheckArgs),
@@ -71,7 +74,11 @@ enum AdminCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Held for the whole run: dropping it flushes events still queued for Sentry.
-    let _sentry = telemetry::init(&config::log_filter(), config::sentry_dsn().as_deref());
+    let _sentry = telemetry::init(
+        &config::log_filter(),
+        config::sentry_dsn().as_deref(),
+        !matches!(cli.command, Command::Serve),
+    );
     // `FAILPOINTS` (tests; a no-op unless built with the `failpoints` feature).
     let _faults = fail::FailScenario::setup();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -129,7 +136,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             anyhow::ensure!(answer.status().is_success(), "{url}: {}", answer.status());
             Ok(())
         }
-        Command::Sync { provider } => sync(provider).await,
+        Command::Sync { provider, json } => sync(provider, json).await,
         Command::Check(args) => {
             let settings = Settings::from_env()?;
             let rows = crate::check::run(&settings, &args).await;
@@ -158,7 +165,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 /// `origin sync`: one run per provider, a table of what each did.
-async fn sync(only: Option<String>) -> anyhow::Result<()> {
+async fn sync(only: Option<String>, json: bool) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     crate::tls::install_crypto_provider();
     let syncer = crate::sync::from_settings(&settings)?;
@@ -174,29 +181,35 @@ async fn sync(only: Option<String>) -> anyhow::Result<()> {
         only.map_or("no provider".to_owned(), |p| format!("no provider {p:?}"))
     );
     let mut bad = Vec::new();
-    println!(
-        "provider      outcome    offers  unmapped  new  changed  off-sale  same  keys  seconds"
-    );
+    if !json {
+        println!(
+            "provider      outcome    offers  unmapped  new  changed  off-sale  same  keys  seconds"
+        );
+    }
     for upstream in &upstreams {
         let r = syncer.run(upstream).await;
-        println!(
-            "{:<13} {:<10} {:>6}  {:>8}  {:>3}  {:>7}  {:>8}  {:>4}  {:>4}  {:>7.2}{}",
-            r.provider,
-            r.outcome().as_str(),
-            r.offers,
-            r.unmapped,
-            r.inserted,
-            r.updated,
-            r.zeroed,
-            r.unchanged,
-            r.keys_invalidated,
-            r.duration.as_secs_f64(),
-            if r.detail.is_empty() {
-                String::new()
-            } else {
-                format!("  {}", r.detail)
-            }
-        );
+        if json {
+            println!("{}", sync_json(&r));
+        } else {
+            println!(
+                "{:<13} {:<10} {:>6}  {:>8}  {:>3}  {:>7}  {:>8}  {:>4}  {:>4}  {:>7.2}{}",
+                r.provider,
+                r.outcome().as_str(),
+                r.offers,
+                r.unmapped,
+                r.inserted,
+                r.updated,
+                r.zeroed,
+                r.unchanged,
+                r.keys_invalidated,
+                r.duration.as_secs_f64(),
+                if r.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {}", r.detail)
+                }
+            );
+        }
         if matches!(
             r.outcome(),
             crate::sync::Outcome::Failed | crate::sync::Outcome::Held
@@ -209,6 +222,23 @@ async fn sync(only: Option<String>) -> anyhow::Result<()> {
         .await;
     anyhow::ensure!(bad.is_empty(), "not applied: {}", bad.join(", "));
     Ok(())
+}
+
+/// One run of `origin sync --json`.
+fn sync_json(r: &crate::sync::Report) -> serde_json::Value {
+    serde_json::json!({
+        "provider": r.provider,
+        "outcome": r.outcome().as_str(),
+        "detail": r.detail,
+        "offers": r.offers,
+        "unmapped": r.unmapped,
+        "inserted": r.inserted,
+        "updated": r.updated,
+        "zeroed": r.zeroed,
+        "unchanged": r.unchanged,
+        "keys_invalidated": r.keys_invalidated,
+        "seconds": r.duration.as_secs_f64(),
+    })
 }
 
 /// `origin admin …`: needs only PostgreSQL.

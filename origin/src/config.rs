@@ -338,7 +338,8 @@ pub static VARS: &[Var] = &[
     var(
         "RUST_LOG",
         Value(DEFAULT_LOG_FILTER),
-        "log filter (JSON lines, one span per request with its `x-request-id`)",
+        "log filter (JSON lines, one span per request with its `x-request-id`; on stdout from \
+         `serve`, on stderr from the other commands, whose stdout is their answer)",
     ),
     var(
         "ADMIN_PASSWORD",

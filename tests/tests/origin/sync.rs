@@ -470,3 +470,67 @@ async fn a_bulk_price_update_is_validated_whole_and_replayable() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+/// `origin sync` as an operator runs it: a line per provider (`--json`: one object each, for
+/// scripts), exit 0 when a run applied or found nothing to change, 1 (naming the provider) when
+/// one was held or failed, with nothing applied; the keys it invalidates are the serving
+/// origin's (same Redis, same prefix). Multi-threaded: the command blocks a thread while the
+/// stand-in upstream answers it from another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_command_reports_each_run_and_exits_1_when_one_is_not_applied() {
+    let s = setup(AppOptions::default()).await;
+    let mut lines = lines(&s).await;
+    let upstream = Upstream::start(document(&lines)).await;
+    let mut env: Vec<(String, String)> =
+        s.db.process_env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    env.extend(harness::redis_tls_env(&s.app.redis_url));
+    env.extend([
+        ("REDIS_URL".to_owned(), s.app.redis_url.clone()),
+        ("REDIS_KEY_PREFIX".to_owned(), s.app.prefix.clone()),
+        ("SYNC_PROVIDERS".to_owned(), format!("{PROVIDER}=sms-activate@{}", upstream.url)),
+    ]);
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let sync = |json: bool| {
+        let args: &[&str] = if json { &["sync", "--json"] } else { &["sync"] };
+        let out = harness::process::run_origin(args, &env);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), text, err)
+    };
+
+    let (code, text, err) = sync(true);
+    assert_eq!(code, Some(0), "{text}\n{err}");
+    let run: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    assert_eq!(run["provider"], PROVIDER);
+    assert_eq!(run["outcome"], "applied");
+    assert_eq!(run["inserted"], lines.len());
+    assert_eq!(catalog(&s).await.len(), lines.len());
+
+    // Cached by the serving origin, then changed upstream: the command drops that key.
+    let l = lines[0].clone();
+    let path = format!("/v1/catalog/{PROVIDER}/prices/{}/{}", l.ours.0, l.ours.1);
+    assert_eq!(s.app.get(&path).await.status(), StatusCode::OK);
+    let key = s.app.key(&format!("cache:prices:{PROVIDER}:{}:{}", l.ours.0, l.ours.1));
+    let mut conn = s.app.redis().await;
+    let cached: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!(cached, "{key} cached by the read");
+    lines[0].cost = "987.65".into();
+    upstream.set_document(document(&lines));
+    let (code, text, err) = sync(false);
+    assert_eq!(code, Some(0), "{text}\n{err}");
+    assert!(text.starts_with("provider      outcome"), "a table for people: {text}");
+    let row = text.lines().nth(1).unwrap();
+    assert!(row.starts_with(PROVIDER) && row.contains(" applied "), "{row}");
+    let cached: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!(!cached, "{key} invalidated by the command");
+
+    // An empty document is held: exit 1, the provider named, the catalog as it was.
+    let before = catalog(&s).await;
+    upstream.set_document("{}".into());
+    let (code, text, err) = sync(true);
+    assert_eq!(code, Some(1), "{text}\n{err}");
+    let run: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    assert_eq!(run["outcome"], "held", "{run}");
+    assert!(err.contains(&format!("not applied: {PROVIDER}")), "{err}");
+    assert_eq!(catalog(&s).await, before);
+}
