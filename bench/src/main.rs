@@ -4,6 +4,7 @@
 //! [`run`] reads top-down: set-up, scenarios, report.
 //!
 //! - [`setup`]: the environment, the seeded catalogs, the request paths, the servers.
+//! - [`instructions`]: instructions per request under callgrind, and the CI gate on them.
 //! - [`load`]: wrk runs of each scenario and the interleaved reps.
 //! - [`probes`]: measurements that are not wrk runs (fleet stampede, balance latency).
 //! - [`sync`]: the catalog sync of the large catalog (first load, 1 % changed) under warm hits.
@@ -18,6 +19,7 @@
 //! across machines.
 
 mod chart;
+mod instructions;
 mod load;
 mod probes;
 mod procs;
@@ -72,6 +74,17 @@ enum Cmd {
         #[arg(long)]
         cache_control: String,
     },
+    /// Instructions per request under callgrind (the servers on the 10k catalog), the table,
+    /// `instructions.json` under `--out`, and with `--gate` a failure when a gated scenario
+    /// rose past the checked-in figure (`make bench-instructions`, in CI).
+    Instructions {
+        #[arg(long, default_value_t = 4000)]
+        requests: usize,
+        #[arg(long, default_value = "bench/out")]
+        out: PathBuf,
+        #[arg(long)]
+        gate: Option<PathBuf>,
+    },
     /// Every scenario, then the table, `results.json` and `results.png` under `--out`.
     Run {
         #[arg(long, default_value_t = 3)]
@@ -110,6 +123,11 @@ fn main() -> anyhow::Result<()> {
             etag,
             cache_control,
         } => rt.block_on(redis_get(port, &redis, &key, &etag, &cache_control)),
+        Cmd::Instructions {
+            requests,
+            out,
+            gate,
+        } => rt.block_on(instructions_only(requests, &out, gate.as_deref())),
         Cmd::Run {
             reps,
             secs,
@@ -177,6 +195,28 @@ fn bytes_of(path: &Path) -> anyhow::Result<axum::body::Bytes> {
     ))
 }
 
+/// `make bench-instructions`: the callgrind table alone, and the gate.
+async fn instructions_only(requests: usize, out: &Path, gate: Option<&Path>) -> anyhow::Result<()> {
+    let env = BenchEnv::from_environment()?;
+    let tmp = out.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let rows = instructions::measure(&env, &tmp, requests).await?;
+    let table = instructions::table(&rows);
+    println!("{table}");
+    std::fs::write(
+        out.join("instructions.json"),
+        serde_json::to_string_pretty(&rows)?,
+    )?;
+    std::fs::write(out.join("instructions.md"), &table)?;
+    if let Some(gate) = gate {
+        for line in instructions::check(&rows, gate)? {
+            println!("{line}");
+        }
+        println!("gate {}: passed", gate.display());
+    }
+    Ok(())
+}
+
 /// The whole run: 1. set-up, 2. scenarios and probes, 3. report.
 async fn run(
     reps: usize,
@@ -187,6 +227,7 @@ async fn run(
     refresh_secs: u64,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    procs::require("wrk", "make bench installs it (Debian package wrk)")?;
     let env = BenchEnv::from_environment()?;
     let tmp = out.join("tmp");
     std::fs::create_dir_all(&tmp)?;

@@ -39,7 +39,6 @@ static REDIS_CA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 impl BenchEnv {
     pub fn from_environment() -> anyhow::Result<BenchEnv> {
-        procs::require("wrk", "make bench installs it (Debian package wrk)")?;
         let admin = plaintext(
             &std::env::var("PG_ADMIN_URL")
                 .context("PG_ADMIN_URL is not set (run through make bench)")?,
@@ -87,8 +86,26 @@ impl BenchEnv {
         prefix: &str,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Proc> {
+        self.origin_with(None, name, db, prefix, extra).await
+    }
+
+    /// As [`BenchEnv::origin`], run by `wrapper` (e.g. valgrind) when given.
+    pub async fn origin_with(
+        &self,
+        wrapper: Option<Command>,
+        name: &str,
+        db: &str,
+        prefix: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Proc> {
         let (port, ops_port) = (spare_port()?, spare_port()?);
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match wrapper {
+            Some(mut w) => {
+                w.arg(&self.bin);
+                w
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.arg("serve")
             .env("DATABASE_URL", db)
             .env("REDIS_URL", &self.redis)
@@ -149,7 +166,7 @@ pub async fn seed_catalogs(env: &BenchEnv) -> anyhow::Result<Catalogs> {
     })
 }
 
-fn seed(env: &BenchEnv, db: &str, scale: &str) -> anyhow::Result<()> {
+pub fn seed(env: &BenchEnv, db: &str, scale: &str) -> anyhow::Result<()> {
     let seeded = Command::new(&env.bin)
         .args(["seed", "--scale", scale])
         .env("DATABASE_URL", db)
@@ -664,7 +681,7 @@ pub fn plaintext(url: &str) -> String {
 }
 
 /// `admin` with its database replaced by `name` (its query, TLS parameters included, kept).
-fn db_url(admin: &str, name: &str) -> String {
+pub fn db_url(admin: &str, name: &str) -> String {
     let (url, query) = match admin.split_once('?') {
         Some((url, query)) => (url, format!("?{query}")),
         None => (admin, String::new()),

@@ -355,7 +355,7 @@ pub static VARS: &[Var] = &[
 ];
 
 /// The log filter when `RUST_LOG` is unset: `info`, with sqlx's per-statement logs kept to errors.
-const DEFAULT_LOG_FILTER: &str = "info,sqlx::query=error,sqlx::postgres::notice=warn";
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx::query=error,sqlx::postgres::notice=warn";
 
 /// [`VARS`] as the README's markdown table.
 pub fn markdown_table() -> String {

@@ -47,5 +47,5 @@ fn every_operation_documents_its_errors_and_the_shared_refusals() {
             assert_eq!(secured, personal, "{method} {path}: security schemes");
         }
     }
-    assert_eq!(operations, 17);
+    assert_eq!(operations, 18);
 }

@@ -30,6 +30,7 @@ pub mod respond;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use axum::Router;
@@ -152,7 +153,8 @@ pub fn public(state: AppState) -> Public {
 /// What every request passes through first, in one place (each tower layer of its own would
 /// cost a boxed future and a service clone per request; on a cache hit five such layers were a
 /// fifth of the origin's time):
-/// 1. a request id (`X-Request-Id` on the response) and a span;
+/// 1. a request id (`X-Request-Id` on the response), and a span once the request has to wait
+///    (a warm hit, answered in its first poll, pays for neither a span nor a deadline timer);
 /// 2. the body, read whole (at most [`extract::MAX_BODY_BYTES`], within `BODY_READ_TIMEOUT_MS`,
 ///    else 413 or 408) before anything is held, so a body trickled in a byte at a time holds
 ///    no slot;
@@ -191,17 +193,24 @@ impl Public {
             .then(|| req.headers().get(&REQUEST_ID))
             .flatten();
         let id = request_id(given);
-        let span = request_span(&req, &id);
+        // The span's fields, kept for when a span is made (a clone of each is a reference
+        // count, not a copy of the path).
+        let (span_method, span_uri) = (req.method().clone(), req.uri().clone());
         // One line per request when `RUST_LOG` asks for it (`access=debug`): the request id the
         // edge logged too, so the two lines join. Nothing is copied when it is off.
         let access = tracing::enabled!(target: "access", tracing::Level::DEBUG)
             .then(|| (req.method().clone(), req.uri().path().to_owned()));
         let method = front.metrics_on.then(|| req.method().clone());
         let work = async {
+            // A request without a body (every catalog read) skips the read and its future.
             let limit = shared::headers::max_body_bytes(req.method().as_str(), req.uri().path());
-            let mut req = match whole_body(req, limit, front.body_timeout).await {
-                Ok(req) => req,
-                Err(e) => return (e.into_response(), None),
+            let mut req = if axum::body::HttpBody::is_end_stream(req.body()) {
+                req
+            } else {
+                match Box::pin(whole_body(req, limit, front.body_timeout)).await {
+                    Ok(req) => req,
+                    Err(e) => return (e.into_response(), None),
+                }
             };
             let secret = front.state.settings.edge_secret.as_ref();
             let client = client_ip::resolve(secret, req.headers(), Some(peer.ip()));
@@ -254,6 +263,12 @@ impl Public {
                 }
                 (resp, pattern)
             };
+            // The deadline is armed only for a request that has to wait: one answered in its
+            // first poll (a warm hit) cannot overrun it, and a timer costs a wheel entry.
+            let mut limited = std::pin::pin!(limited);
+            if let Poll::Ready(answered) = futures::poll!(limited.as_mut()) {
+                return answered;
+            }
             match tokio::time::timeout(front.timeout, limited).await {
                 Ok(answered) => answered,
                 Err(_) => (
@@ -266,7 +281,18 @@ impl Public {
                 ),
             }
         };
-        let (mut resp, pattern) = work.instrument(span.clone()).await;
+        // The span (method, path, request id on every line logged for this request) is made
+        // when the request first has to wait: a request answered in its first poll (a warm
+        // hit, a refusal) logs nothing there, and making a span is the costliest part of such
+        // a request (its fields formatted for the JSON log). A 5xx gets one either way, for its
+        // WARN line below.
+        let make_span = || request_span(&span_method, &span_uri, &id);
+        let mut span = None;
+        let mut work = std::pin::pin!(work);
+        let (mut resp, pattern) = match futures::poll!(work.as_mut()) {
+            Poll::Ready(answered) => answered,
+            Poll::Pending => work.instrument(span.insert(make_span()).clone()).await,
+        };
         let status = resp.status();
         if let Some((method, path)) = access {
             tracing::debug!(
@@ -279,7 +305,8 @@ impl Public {
             );
         }
         if status.is_server_error() {
-            tracing::warn!(parent: &span, status = status.as_u16(), "request failed");
+            let span = span.get_or_insert_with(make_span);
+            tracing::warn!(parent: &*span, status = status.as_u16(), "request failed");
         }
         if let (Some(started), Some(method)) = (started, method) {
             let route = pattern
@@ -353,7 +380,9 @@ async fn answer(state: &AppState, route: EntryRoute<'_>, headers: &HeaderMap) ->
     let guarded = std::panic::AssertUnwindSafe(async {
         let value = match state.catalog.cached(&route) {
             Some(value) => value,
-            None => match state.catalog.answer(route.into()).await {
+            // Boxed: the cache-aside load's future is kilobytes (Redis, then PostgreSQL), and
+            // inline it would be carried and moved by every request's, hits included.
+            None => match Box::pin(state.catalog.answer(route.into())).await {
                 Ok(value) => value,
                 Err(e) => return ApiError::from(e).into_response(),
             },
@@ -428,13 +457,13 @@ pub fn ops_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// One span per request: method, path and request id (free when its level is off: the
-/// fields are only formatted for a subscriber that records them).
-fn request_span(req: &Request, id: &HeaderValue) -> tracing::Span {
+/// A request's span: method, path and request id (free when its level is off: the fields are
+/// only formatted for a subscriber that records them).
+fn request_span(method: &Method, uri: &axum::http::Uri, id: &HeaderValue) -> tracing::Span {
     tracing::info_span!(
         "request",
-        method = %req.method(),
-        uri = %req.uri().path(),
+        method = %method,
+        uri = %uri.path(),
         request_id = %id.to_str().unwrap_or("-")
     )
 }

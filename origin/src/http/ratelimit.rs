@@ -34,6 +34,26 @@ pub async fn decide(state: &AppState, req: &mut Request, client: IpAddr) -> Opti
     let _ = address
         .write_str("ip:")
         .and_then(|()| write_ip_key(&mut address, client));
+    // The common case, decided without a future: no session to look up, one budget (not an
+    // IPv6 client's wider prefixes), a lease with a token left. Everything else awaits Redis
+    // in a future of its own, boxed, so its kilobytes are not carried (and moved) by every
+    // request's.
+    let one_budget =
+        (tier == Tier::Auth || token(req.headers()).is_none()) && wider_ipv6(client).is_none();
+    if one_budget && let Some(decision) = state.limiter.check_leased(tier, address.as_str(), 1) {
+        return Some(decision);
+    }
+    Box::pin(decide_waiting(state, req, client, tier, address)).await
+}
+
+/// [`decide`] when it has to wait: a session looked up, budgets asked of Redis.
+async fn decide_waiting(
+    state: &AppState,
+    req: &mut Request,
+    client: IpAddr,
+    tier: Tier,
+    address: Small<64>,
+) -> Option<Decision> {
     // The sign-in routes are limited by address alone: a token must not buy more guesses. On
     // the other tiers a live session is looked up once (the auth extractor reuses it); a failing
     // session store leaves that extractor to answer 503.

@@ -182,6 +182,19 @@ impl Limiter {
         decision
     }
 
+    /// [`check_shared`](Self::check_shared) answered from this replica's lease alone, without
+    /// waiting on anything: `None` when `identity` holds no lease with a token left (then
+    /// `check_shared` asks Redis). The hit path's common case, kept out of any future.
+    pub fn check_leased(&self, tier: Tier, identity: &str, times: u32) -> Option<Decision> {
+        let mut limit = self.tier(tier);
+        limit.limit = limit.limit.saturating_mul(times.max(1));
+        let index = Tier::ALL.iter().position(|t| *t == tier).unwrap_or(0);
+        let slot = self.leases[index].get(identity)?;
+        let decision = from_lease(&slot, limit)?;
+        meters::decision_counter(tier, decision.allowed).increment(1);
+        Some(decision)
+    }
+
     async fn decide(&self, limit: TierLimit, identity: &str) -> Decision {
         let tier = Tier::ALL.iter().position(|t| *t == limit.tier).unwrap_or(0);
         let slot = self.leases[tier].get_with_by_ref(identity, Default::default);

@@ -583,3 +583,64 @@ async fn the_metrics_table_in_the_docs_is_what_metrics_serves() {
         "docs/operations.md's metrics table is stale; the served one is:\n| metric | meaning |\n|---|---|\n{table}"
     );
 }
+
+/// The lines logged for this request id (its span's `request_id` field), waiting up to 5 s for
+/// at least `at_least` of them.
+async fn lines_for(origin: &OriginProcess, id: &str, at_least: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines: Vec<serde_json::Value> = origin
+            .log_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["span"]["request_id"] == id)
+            .collect();
+        if lines.len() >= at_least || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A request's span (its request id on every line logged for it) is made only when the request
+/// has to wait: a warm hit pays for none. A failure still logs with it: one that waited (the
+/// database is down: its ERROR cause and WARN line) and one answered at once (a panic on the
+/// L1 hit path: its WARN line).
+#[tokio::test]
+async fn every_line_logged_for_a_failed_request_carries_its_request_id() {
+    let dead = format!("postgres://postgres@127.0.0.1:{}/none", harness::spare_port());
+    let down = OriginProcess::start(&[
+        ("DATABASE_URL", dead),
+        ("REDIS_URL", shared_redis_url()),
+        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ("DB_CONNECT_TIMEOUT_SECS", "1".into()),
+        ("RUST_LOG", "info".into()),
+    ])
+    .await;
+    let r = reqwest::get(down.url("/v1/catalog/providers")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let lines = lines_for(&down, &id, 2).await;
+    let levels: Vec<&str> = lines.iter().filter_map(|l| l["level"].as_str()).collect();
+    assert!(levels.contains(&"ERROR") && levels.contains(&"WARN"), "{lines:?}");
+    assert!(lines.iter().all(|l| l["span"]["uri"] == "/v1/catalog/providers"), "{lines:?}");
+
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let mut env = env_for(&db, shared_redis_url(), &[("FAILPOINTS", "respond::cacheable=panic")]);
+    env.push(("RUST_LOG", "info".into()));
+    let origin = OriginProcess::start(&env).await;
+    let path = "/v1/catalog/providers";
+    // The first read loads (and fills L1) before it panics; the second is an L1 hit, answered
+    // in its first poll, without a span until its 500 needs one.
+    for _ in 0..2 {
+        let r = reqwest::get(origin.url(path)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let lines = lines_for(&origin, &id, 1).await;
+        assert!(
+            lines.iter().any(|l| l["level"] == "WARN" && l["fields"]["status"] == 500),
+            "{id}: {lines:?}"
+        );
+    }
+    assert_eq!(origin.metric("cache_requests_total{type=\"providers\",result=\"hit\"}").await, 1.0);
+}

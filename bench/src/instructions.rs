@@ -1,0 +1,456 @@
+//! Instructions per request (#26): the servers run under Valgrind's callgrind, which counts every
+//! user-space instruction of every thread; counters are zeroed after a warm-up
+//! (`callgrind_control -z`), a fixed number of requests is sent over four keep-alive
+//! connections, and the counters are dumped (`callgrind_control -d`): their total over the
+//! requests is the figure. Wall-clock numbers on this shared 2-core machine move by a third
+//! from run to run; these move by a fraction of a percent, so they can gate CI.
+//!
+//! Why callgrind on the real server and not an in-process harness (iai-callgrind/gungraun): the
+//! cost that matters is the whole request as a client sees it (hyper's parsing, the front door,
+//! the rate limiter, the cache, the metrics, the response written), under the same runtime and
+//! threads as production. A function-level harness would miss the layers, which is where the
+//! cost was.
+//!
+//! What is not counted: the kernel's TCP work (both the ceiling and the origin pay it), and the
+//! other processes (Redis, PostgreSQL). Every response is checked (status, and a 2xx or 304
+//! only): a refused request would otherwise count as a cheap one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{Context, bail, ensure};
+
+use crate::procs::{self, Proc, spare_port, start};
+use crate::setup::BenchEnv;
+
+/// One measured scenario.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Row {
+    pub key: String,
+    pub label: String,
+    pub requests: usize,
+    pub instructions_per_request: f64,
+    /// Against the static ceiling of the same run.
+    pub ratio: f64,
+}
+
+/// The checked-in figures CI compares a run with (`bench/instructions.json`).
+#[derive(serde::Deserialize)]
+struct Gate {
+    /// Scenario key → instructions per request, as last measured deliberately.
+    figures: std::collections::BTreeMap<String, f64>,
+    /// How far above its figure a gated scenario may read.
+    tolerance_pct: f64,
+}
+
+/// A server under callgrind: its dumps land in `dir` as `name.<pid>.<n>`.
+struct Grind {
+    proc: Proc,
+    dir: PathBuf,
+    name: String,
+}
+
+impl Grind {
+    fn valgrind(dir: &Path, name: &str) -> Command {
+        let mut cmd = Command::new("valgrind");
+        cmd.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}/{name}.%p", dir.display()))
+            // Costs per function only (what `callgrind_annotate` reads); no per-instruction
+            // or cache simulation: the count is the same, the run faster.
+            .arg("--dump-instr=no")
+            .arg("--quiet");
+        cmd
+    }
+
+    /// Zeroes the counters, runs `load`, dumps them: instructions per request.
+    async fn measure<F, Fut>(&self, requests: usize, load: F) -> anyhow::Result<f64>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        control(&["-z"], self.proc.pid())?;
+        load().await?;
+        control(&["-d"], self.proc.pid())?;
+        let total = self.latest_total()?;
+        Ok(total / requests as f64)
+    }
+
+    /// The `totals:` line of the newest dump.
+    fn latest_total(&self) -> anyhow::Result<f64> {
+        let prefix = format!("{}.{}.", self.name, self.proc.pid());
+        let newest = std::fs::read_dir(&self.dir)?
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let n: u32 = name.strip_prefix(&prefix)?.parse().ok()?;
+                Some((n, e.path()))
+            })
+            .max_by_key(|(n, _)| *n)
+            .with_context(|| format!("no callgrind dump {prefix}* in {}", self.dir.display()))?;
+        let text = std::fs::read_to_string(&newest.1)?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("totals:")
+                    .or_else(|| l.strip_prefix("summary:"))
+            })
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .with_context(|| format!("no totals in {}", newest.1.display()))
+    }
+}
+
+fn control(args: &[&str], pid: u32) -> anyhow::Result<()> {
+    let out = Command::new("callgrind_control")
+        .args(args)
+        .arg(pid.to_string())
+        .output()
+        .context("running callgrind_control")?;
+    ensure!(
+        out.status.success(),
+        "callgrind_control {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// What one scenario sends: request `i`'s builder on `client`, and the status it must get.
+type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// `requests` requests over four keep-alive connections (one client each), every answer
+/// checked for `status` and read whole. `offset` shifts the index given to `make` (so a
+/// warm-up and the measured run can use different keys).
+async fn drive(
+    make: &MakeRequest,
+    requests: usize,
+    offset: usize,
+    status: u16,
+) -> anyhow::Result<()> {
+    const CONNECTIONS: usize = 4;
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let make = make.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()?;
+                let mut i = c;
+                while i < requests {
+                    let r = make(&client, offset + i).send().await?;
+                    let got = r.status().as_u16();
+                    r.bytes().await?;
+                    if got != status {
+                        bail!("request {i}: {got}, not the {status} this scenario measures");
+                    }
+                    i += CONNECTIONS;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// The scenarios' requests, from the 10k catalog.
+struct Requests {
+    price: String,
+    bulk20: String,
+    /// Every other price path (distinct keys for the cold misses).
+    others: Vec<String>,
+}
+
+impl Requests {
+    async fn load(db: &str) -> anyhow::Result<Requests> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(db)
+            .await?;
+        let all: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT pr.code, c.code, s.code FROM prices x JOIN providers pr ON pr.id = x.provider_id
+               JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
+              ORDER BY (s.code <> 'whatsapp'), pr.code, c.code, s.code",
+        )
+        .fetch_all(&pool)
+        .await?;
+        pool.close().await;
+        let (p, c, _) = all.first().context("an empty catalog")?.clone();
+        let services: Vec<&str> = all
+            .iter()
+            .filter(|(pp, cc, _)| (pp, cc) == (&p, &c))
+            .map(|(_, _, s)| s.as_str())
+            .take(20)
+            .collect();
+        ensure!(services.len() == 20, "fewer than 20 services in {p}/{c}");
+        let path = |(p, c, s): &(String, String, String)| format!("/v1/catalog/{p}/prices/{c}/{s}");
+        Ok(Requests {
+            price: path(&all[0]),
+            bulk20: format!("/v1/catalog/{p}/prices/{c}?services={}", services.join(",")),
+            others: all[1..].iter().map(path).collect(),
+        })
+    }
+}
+
+/// Every scenario; `requests` per scenario (a quarter of that for the cold misses, each a
+/// PostgreSQL load). Servers start under callgrind in `tmp` and stop before this returns.
+pub async fn measure(env: &BenchEnv, tmp: &Path, requests: usize) -> anyhow::Result<Vec<Row>> {
+    procs::require(
+        "valgrind",
+        "make bench-instructions installs it (Debian package valgrind)",
+    )?;
+    let dir = tmp.join("callgrind");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let db = crate::setup::db_url(&env.admin, "nexnum_bench_10k");
+    crate::setup::seed(env, &db, "10k")?;
+    let reqs = Requests::load(&db).await?;
+    let prefix = |name: &str| format!("bench:cg-{name}:{}:", uuid::Uuid::new_v4().simple());
+    let (full_p, no_l1_p) = (prefix("a"), prefix("b"));
+
+    let origin = |name: &'static str, prefix: String, extra: Vec<(&'static str, &'static str)>| {
+        let dir = dir.clone();
+        let db = db.clone();
+        async move {
+            let cmd = Grind::valgrind(&dir, name);
+            let proc = env
+                .origin_with(Some(cmd), name, &db, &prefix, &extra)
+                .await?;
+            anyhow::Ok(Grind {
+                proc,
+                dir,
+                name: name.to_owned(),
+            })
+        }
+    };
+    // Every feature on, logging included: the default filter (`info`), as deployed.
+    let log = ("RUST_LOG", origin::config::DEFAULT_LOG_FILTER);
+    let full = origin("origin", full_p.clone(), vec![log]).await?;
+    let no_l1 = origin(
+        "origin-l1-off",
+        no_l1_p.clone(),
+        vec![log, ("L1_CACHE", "off")],
+    )
+    .await?;
+
+    // The warm hit's bytes and headers, which the ceiling answers with.
+    let client = reqwest::Client::new();
+    let hit = client
+        .get(format!("http://127.0.0.1:{}{}", full.proc.port, reqs.price))
+        .send()
+        .await?;
+    ensure!(
+        hit.status().is_success(),
+        "the price path: {}",
+        hit.status()
+    );
+    let header = |name: &str| {
+        hit.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (etag, cache_control) = (header("etag"), header("cache-control"));
+    let body_file = dir.join("body.json");
+    std::fs::write(&body_file, hit.bytes().await?)?;
+    let ceiling = {
+        let port = spare_port()?;
+        let mut cmd = Grind::valgrind(&dir, "ceiling");
+        cmd.arg(std::env::current_exe()?)
+            .args(["ceiling", "--port", &port.to_string(), "--body"])
+            .arg(&body_file)
+            .args(["--etag", &etag, "--cache-control", &cache_control]);
+        Grind {
+            proc: start("ceiling (callgrind)", cmd, port, "/").await?,
+            dir: dir.clone(),
+            name: "ceiling".into(),
+        }
+    };
+    let token = sign_in(&client, full.proc.port).await?;
+
+    let get = |port: u16, path: String| -> MakeRequest {
+        Arc::new(move |c: &reqwest::Client, _| c.get(format!("http://127.0.0.1:{port}{path}")))
+    };
+    let scenarios: Vec<(&str, &str, &Grind, MakeRequest, u16, usize)> = vec![
+        (
+            "ceiling",
+            "static Axum (ceiling)",
+            &ceiling,
+            get(ceiling.proc.port, reqs.price.clone()),
+            200,
+            requests,
+        ),
+        (
+            "warm_hit",
+            "origin, warm hit (L1)",
+            &full,
+            get(full.proc.port, reqs.price.clone()),
+            200,
+            requests,
+        ),
+        (
+            "not_modified",
+            "origin, 304 (If-None-Match)",
+            &full,
+            {
+                let (port, path, etag) = (full.proc.port, reqs.price.clone(), etag.clone());
+                Arc::new(move |c: &reqwest::Client, _| {
+                    c.get(format!("http://127.0.0.1:{port}{path}"))
+                        .header("if-none-match", &etag)
+                })
+            },
+            304,
+            requests,
+        ),
+        (
+            "bulk_20",
+            "origin, bulk of 20 (L1)",
+            &full,
+            get(full.proc.port, reqs.bulk20.clone()),
+            200,
+            requests,
+        ),
+        (
+            "l1_off",
+            "origin, L1 off (Redis)",
+            &no_l1,
+            get(no_l1.proc.port, reqs.price.clone()),
+            200,
+            requests,
+        ),
+        (
+            "cold_miss",
+            "origin, cold miss (PostgreSQL)",
+            &no_l1,
+            {
+                let (port, others) = (no_l1.proc.port, Arc::new(reqs.others.clone()));
+                Arc::new(move |c: &reqwest::Client, i| {
+                    c.get(format!(
+                        "http://127.0.0.1:{port}{}",
+                        others[i % others.len()]
+                    ))
+                })
+            },
+            200,
+            (requests / 4).min(reqs.others.len() / 2),
+        ),
+        (
+            "balance",
+            "origin, GET /v1/me/balance (signed in)",
+            &full,
+            {
+                let port = full.proc.port;
+                Arc::new(move |c: &reqwest::Client, _| {
+                    c.get(format!("http://127.0.0.1:{port}/v1/me/balance"))
+                        .bearer_auth(&token)
+                })
+            },
+            200,
+            requests,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (key, label, server, make, status, n) in scenarios {
+        // Warm-up (the cold scenario's on keys it will not measure), then the counted run.
+        let warm = 200.min(n);
+        let offset = if key == "cold_miss" { n } else { 0 };
+        drive(&make, warm, offset, status).await?;
+        let per = server
+            .measure(n, || async { drive(&make, n, 0, status).await })
+            .await?;
+        rows.push(Row {
+            key: key.into(),
+            label: label.into(),
+            requests: n,
+            instructions_per_request: per,
+            ratio: 0.0,
+        });
+    }
+    let ceiling_per = rows[0].instructions_per_request;
+    for r in &mut rows {
+        r.ratio = r.instructions_per_request / ceiling_per;
+    }
+    drop((full, no_l1, ceiling));
+    for p in [full_p, no_l1_p] {
+        let _ = crate::setup::delete_prefix(&env.redis, &p).await;
+    }
+    Ok(rows)
+}
+
+/// A bench user registered (if new) and signed in on the origin at `port`: its token.
+async fn sign_in(client: &reqwest::Client, port: u16) -> anyhow::Result<String> {
+    let creds = serde_json::json!({
+        "email": "bench-instructions@example.com",
+        "password": "bench password 0123",
+    });
+    client
+        .post(format!("http://127.0.0.1:{port}/v1/auth/register"))
+        .json(&creds)
+        .send()
+        .await?;
+    let login: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{port}/v1/auth/login"))
+        .json(&creds)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(login["token"]
+        .as_str()
+        .context("no token from sign-in")?
+        .to_owned())
+}
+
+/// The table, as `make bench` and `make bench-instructions` print it.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| scenario | requests | instructions / request | x ceiling |\n|---|---:|---:|---:|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {:.0} | {:.2} |\n",
+            r.label, r.requests, r.instructions_per_request, r.ratio
+        ));
+    }
+    s
+}
+
+/// Compares `rows` with the figures in `gate`: every gated scenario more than the tolerance
+/// above its figure is an error naming it. A figure well below is reported, not refused: the
+/// change that made it cheaper should lower the figure in the same commit.
+pub fn check(rows: &[Row], gate: &Path) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(gate).with_context(|| format!("reading {}", gate.display()))?;
+    let gate: Gate = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a gate file", gate.display()))?;
+    let (mut over, mut notes) = (Vec::new(), Vec::new());
+    for (key, figure) in &gate.figures {
+        let row = rows
+            .iter()
+            .find(|r| &r.key == key)
+            .with_context(|| format!("the gate names {key}, which this run did not measure"))?;
+        let change = (row.instructions_per_request / figure - 1.0) * 100.0;
+        let line = format!(
+            "{key}: {:.0} instructions/request against {figure:.0} checked in ({change:+.2} %)",
+            row.instructions_per_request
+        );
+        if change > gate.tolerance_pct {
+            over.push(line);
+        } else if change < -gate.tolerance_pct {
+            notes.push(format!(
+                "{line}: cheaper; lower the figure in bench/instructions.json"
+            ));
+        } else {
+            notes.push(line);
+        }
+    }
+    if !over.is_empty() {
+        bail!(
+            "instructions per request rose more than {} % (bench/instructions.json):\n{}",
+            gate.tolerance_pct,
+            over.join("\n")
+        );
+    }
+    Ok(notes)
+}
