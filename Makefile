@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge deploy-check dev test fleet bench stop lint fmt settings seed seed-large fuzz image openapi client schemathesis example browser
+.PHONY: help setup edge deploy-check dev test fleet bench bench-instructions stop lint fmt settings seed seed-large fuzz image openapi client schemathesis example browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -117,6 +117,12 @@ bench: setup edge ## benchmarks (release, loopback, about ten minutes; plaintext
 	source scripts/tls-services.sh; \
 	ulimit -n 8192 2>/dev/null || true; \
 	target/release/bench run
+
+bench-instructions: setup ## instructions per request under callgrind (a minute or two), failing if the warm hit rose past bench/instructions.json (CI runs it)
+	@scripts/bench-tools.sh valgrind
+	@$(SERVICES); \
+	$(CARGO) build --release -p origin -p bench; \
+	target/release/bench instructions --gate bench/instructions.json
 
 fuzz: ## fuzz the shared parsers for 60 s (needs the nightly toolchain and cargo-fuzz; not in CI)
 	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "error: install with: rustup toolchain install nightly --profile minimal && cargo +nightly install cargo-fuzz --locked" >&2; exit 1; }

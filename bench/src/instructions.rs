@@ -267,6 +267,38 @@ pub async fn measure(env: &BenchEnv, tmp: &Path, requests: usize) -> anyhow::Res
             name: "ceiling".into(),
         }
     };
+    // What a minimal cache-aside read costs: the ceiling's answer, its body from one redis-rs
+    // `GET` per request.
+    let redis_get = {
+        let key = format!("{}body", prefix("redis-get"));
+        let mut conn = redis::Client::open(env.redis.as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(std::fs::read(&body_file)?)
+            .arg("EX")
+            .arg(3600)
+            .query_async(&mut conn)
+            .await?;
+        let port = spare_port()?;
+        let mut cmd = Grind::valgrind(&dir, "redis-get");
+        cmd.arg(std::env::current_exe()?)
+            .args([
+                "redis-get",
+                "--port",
+                &port.to_string(),
+                "--redis",
+                &env.redis,
+            ])
+            .args(["--key", &key])
+            .args(["--etag", &etag, "--cache-control", &cache_control]);
+        Grind {
+            proc: start("redis-get (callgrind)", cmd, port, "/").await?,
+            dir: dir.clone(),
+            name: "redis-get".into(),
+        }
+    };
     let token = sign_in(&client, full.proc.port).await?;
 
     let get = |port: u16, path: String| -> MakeRequest {
@@ -278,6 +310,14 @@ pub async fn measure(env: &BenchEnv, tmp: &Path, requests: usize) -> anyhow::Res
             "static Axum (ceiling)",
             &ceiling,
             get(ceiling.proc.port, reqs.price.clone()),
+            200,
+            requests,
+        ),
+        (
+            "redis_get",
+            "Axum + one redis-rs GET (baseline)",
+            &redis_get,
+            get(redis_get.proc.port, reqs.price.clone()),
             200,
             requests,
         ),
@@ -371,7 +411,7 @@ pub async fn measure(env: &BenchEnv, tmp: &Path, requests: usize) -> anyhow::Res
     for r in &mut rows {
         r.ratio = r.instructions_per_request / ceiling_per;
     }
-    drop((full, no_l1, ceiling));
+    drop((full, no_l1, ceiling, redis_get));
     for p in [full_p, no_l1_p] {
         let _ = crate::setup::delete_prefix(&env.redis, &p).await;
     }

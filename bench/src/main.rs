@@ -282,6 +282,11 @@ async fn run(
 
     let prefix = servers.extra_prefix("sync");
     probes["sync"] = sync::large_catalog(&env, &catalogs.large, &prefix, &paths.price).await?;
+    // Last, with nothing else running: instructions per request under callgrind.
+    if procs::require("valgrind", "").is_ok() {
+        let rows = instructions::measure(&env, &tmp, 4000).await?;
+        probes["instructions"] = serde_json::to_value(&rows)?;
+    }
 
     // 3. The report.
     let results = load::summarise(&scenarios, samples);

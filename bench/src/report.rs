@@ -190,6 +190,18 @@ fn targets(results: &[ScenarioResult], stampede: &serde_json::Value) -> Vec<Targ
             met: waited == 0.0 && ra["failures"].as_u64() == Some(0),
         });
     }
+    let rows: Vec<crate::instructions::Row> =
+        serde_json::from_value(stampede["instructions"].clone()).unwrap_or_default();
+    for (key, goal) in [("warm_hit", 1.5), ("l1_off", 2.5)] {
+        if let Some(r) = rows.iter().find(|r| r.key == key) {
+            targets.push(Target {
+                target: format!("{}: instructions per request", r.label),
+                goal: format!("<= {goal}x the ceiling's"),
+                measured: format!("{:.2}x ({:.0})", r.ratio, r.instructions_per_request),
+                met: r.ratio <= goal,
+            });
+        }
+    }
     let sync = &stampede["sync"];
     if sync.is_object() {
         let one = &sync["one_percent"];
@@ -403,6 +415,16 @@ fn render(r: &Report) -> String {
         ));
     }
     s.push_str(&sync_table(&st["sync"]));
+    let rows: Vec<crate::instructions::Row> =
+        serde_json::from_value(st["instructions"].clone()).unwrap_or_default();
+    if !rows.is_empty() {
+        s.push_str(
+            "\nuser-space instructions per request under callgrind (all threads, 4 keep-alive \
+             connections, counters zeroed after a warm-up; the 10k catalog):\n\n",
+        );
+        s.push_str(&crate::instructions::table(&rows));
+        s.push('\n');
+    }
     s.push_str(&format!("large catalog seeded from empty in {:.1} s\n\n| target | goal | measured | met |\n|---|---|---|---|\n", r.large_seed_secs));
     for t in &r.targets {
         s.push_str(&format!(

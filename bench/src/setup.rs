@@ -45,7 +45,10 @@ impl BenchEnv {
         );
         let redis =
             std::env::var("REDIS_URL").context("REDIS_URL is not set (run through make bench)")?;
-        let bin = PathBuf::from("target/release/origin");
+        // `ORIGIN_BIN`: another build's binary, to measure two builds with the same bench.
+        let bin = PathBuf::from(
+            std::env::var("ORIGIN_BIN").unwrap_or_else(|_| "target/release/origin".to_owned()),
+        );
         procs::exists(
             &bin,
             "make bench builds it (cargo build --release -p origin)",

@@ -17,6 +17,17 @@ impl<const N: usize> Small<N> {
         }
     }
 
+    /// Appends `s`; `false` (and nothing appended) when it does not fit. The hot path's way of
+    /// building a string: `write!` goes through `core::fmt`, several times the instructions.
+    pub fn push(&mut self, s: &str) -> bool {
+        std::fmt::Write::write_str(self, s).is_ok()
+    }
+
+    /// Appends an integer in decimal (`itoa`: no `core::fmt`).
+    pub fn push_int(&mut self, n: impl itoa::Integer) -> bool {
+        self.push(itoa::Buffer::new().format(n))
+    }
+
     pub fn as_str(&self) -> &str {
         // Only whole `&str`s are ever copied in, so this is always UTF-8.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
@@ -57,5 +68,10 @@ mod tests {
         );
         assert!(s.write_str(&"x".repeat(52)).is_ok(), "up to the last byte");
         assert_eq!(s.as_str().len(), 64);
+        assert!(!s.push("x") && !s.push_int(7u8), "full: nothing more");
+        let mut n = Small::<24>::new();
+        assert!(n.push("r=") && n.push_int(u64::MAX - 1) && n.push(";"));
+        assert_eq!(n.as_str(), "r=18446744073709551614;");
+        assert!(!n.push_int(-5i64), "past the capacity");
     }
 }

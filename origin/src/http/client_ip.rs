@@ -36,7 +36,12 @@ pub fn resolve(
     headers: &HeaderMap,
     peer: Option<IpAddr>,
 ) -> Option<IpAddr> {
-    if from_edge(secret, headers) {
+    resolve_from(from_edge(secret, headers), headers, peer)
+}
+
+/// [`resolve`] when [`from_edge`] has already been asked (the front door asks once).
+pub fn resolve_from(from_edge: bool, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+    if from_edge {
         let forwarded = headers
             .get(CLIENT_IP_HEADER)
             .and_then(|v| v.to_str().ok())

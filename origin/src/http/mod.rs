@@ -189,13 +189,11 @@ impl Public {
         // The edge's request id is adopted (one id in the edge's log and ours); anyone else's is
         // replaced, so a client cannot plant ids in our logs.
         let secret = front.state.settings.edge_secret.as_ref();
-        let given = client_ip::from_edge(secret, req.headers())
-            .then(|| req.headers().get(&REQUEST_ID))
-            .flatten();
+        let from_edge = client_ip::from_edge(secret, req.headers());
+        let given = from_edge.then(|| req.headers().get(&REQUEST_ID)).flatten();
         let id = request_id(given);
-        // The span's fields, kept for when a span is made (a clone of each is a reference
-        // count, not a copy of the path).
-        let (span_method, span_uri) = (req.method().clone(), req.uri().clone());
+        // Kept for the WARN line of a 5xx (a clone is a reference count, not a copy).
+        let (req_method, req_uri) = (req.method().clone(), req.uri().clone());
         // One line per request when `RUST_LOG` asks for it (`access=debug`): the request id the
         // edge logged too, so the two lines join. Nothing is copied when it is off.
         let access = tracing::enabled!(target: "access", tracing::Level::DEBUG)
@@ -212,11 +210,8 @@ impl Public {
                     Err(e) => return (e.into_response(), None),
                 }
             };
-            let secret = front.state.settings.edge_secret.as_ref();
-            let client = client_ip::resolve(secret, req.headers(), Some(peer.ip()));
+            let client = client_ip::resolve_from(from_edge, req.headers(), Some(peer.ip()));
             let client = client.unwrap_or(peer.ip());
-            // Resolved once: the `ClientIp` extractor reads it from here.
-            req.extensions_mut().insert(client_ip::ClientIp(client));
             let Some(_share) = front.per_client.take(client) else {
                 let e = ApiError::TooManyRequests(
                     "too many requests in flight from this client; retry shortly".into(),
@@ -253,6 +248,9 @@ impl Public {
                         (resp, Some(route.pattern()))
                     }
                     None => {
+                        // Resolved once: the `ClientIp` extractor reads it from here. Only
+                        // routed requests get extensions: the first insert allocates a map.
+                        req.extensions_mut().insert(client_ip::ClientIp(client));
                         req.extensions_mut().insert(ConnectInfo(peer));
                         let resp = router.oneshot(req).await.unwrap_or_else(|e| match e {});
                         (resp, None)
@@ -286,7 +284,7 @@ impl Public {
         // hit, a refusal) logs nothing there, and making a span is the costliest part of such
         // a request (its fields formatted for the JSON log). A 5xx gets one either way, for its
         // WARN line below.
-        let make_span = || request_span(&span_method, &span_uri, &id);
+        let make_span = || request_span(&id);
         let mut span = None;
         let mut work = std::pin::pin!(work);
         let (mut resp, pattern) = match futures::poll!(work.as_mut()) {
@@ -306,7 +304,13 @@ impl Public {
         }
         if status.is_server_error() {
             let span = span.get_or_insert_with(make_span);
-            tracing::warn!(parent: &*span, status = status.as_u16(), "request failed");
+            tracing::warn!(
+                parent: &*span,
+                method = req_method.as_str(),
+                path = req_uri.path(),
+                status = status.as_u16(),
+                "request failed"
+            );
         }
         if let (Some(started), Some(method)) = (started, method) {
             let route = pattern
@@ -457,15 +461,12 @@ pub fn ops_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A request's span: method, path and request id (free when its level is off: the fields are
-/// only formatted for a subscriber that records them).
-fn request_span(method: &Method, uri: &axum::http::Uri, id: &HeaderValue) -> tracing::Span {
-    tracing::info_span!(
-        "request",
-        method = %method,
-        uri = %uri.path(),
-        request_id = %id.to_str().unwrap_or("-")
-    )
+/// A request's span: its request id, on every line logged for the request (free when its level
+/// is off). One field, a plain string: the JSON log formats a span's fields when it is made,
+/// and that was most of the span's cost. The method and path are on the request's WARN line
+/// (and on its access line when those are on).
+fn request_span(id: &HeaderValue) -> tracing::Span {
+    tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"))
 }
 
 async fn not_found() -> ApiError {

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use shared::headers::{RATELIMIT, RATELIMIT_POLICY};
 use shared::ratelimit::{Tier, WIDER_IPV6, wider_ipv6, write_ip_key, write_prefix_key};
@@ -156,19 +156,23 @@ pub fn refusal(decision: &Decision, policies: &PolicyHeaders) -> Response {
     resp
 }
 
-/// `RateLimit-Policy` and `RateLimit` on a limited route's response.
+/// `RateLimit-Policy` and `RateLimit` on a limited route's response (on every request: built
+/// without `core::fmt`, under header names parsed once).
 pub fn add_headers(resp: &mut Response, d: &Decision, policies: &PolicyHeaders) {
+    const POLICY: HeaderName = HeaderName::from_static(RATELIMIT_POLICY);
+    const STATE: HeaderName = HeaderName::from_static(RATELIMIT);
     let mut state = Small::<64>::new();
-    let _ = write!(
-        state,
-        "\"{}\";r={};t={}",
-        d.limit.name, d.remaining, d.reset_secs
-    );
+    let written = state.push("\"")
+        && state.push(d.limit.name)
+        && state.push("\";r=")
+        && state.push_int(d.remaining)
+        && state.push(";t=")
+        && state.push_int(d.reset_secs);
     let h = resp.headers_mut();
     if let Some(v) = policies.get(&d.limit) {
-        h.insert(RATELIMIT_POLICY, v);
+        h.insert(POLICY, v);
     }
-    if let Ok(v) = HeaderValue::from_str(state.as_str()) {
-        h.insert(RATELIMIT, v);
+    if written && let Ok(v) = HeaderValue::from_str(state.as_str()) {
+        h.insert(STATE, v);
     }
 }
