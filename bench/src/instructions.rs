@@ -459,11 +459,11 @@ pub fn table(rows: &[Row]) -> String {
 /// Compares `rows` with the figures in `gate`: every gated scenario more than the tolerance
 /// above its figure is an error naming it. A figure well below is reported, not refused: the
 /// change that made it cheaper should lower the figure in the same commit.
-pub fn check(rows: &[Row], gate: &Path) -> anyhow::Result<Vec<String>> {
+pub fn check(rows: &[Row], path: &Path) -> anyhow::Result<Vec<String>> {
     let text =
-        std::fs::read_to_string(gate).with_context(|| format!("reading {}", gate.display()))?;
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let gate: Gate = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a gate file", gate.display()))?;
+        .with_context(|| format!("{} is not a gate file", path.display()))?;
     let (mut over, mut notes) = (Vec::new(), Vec::new());
     for (key, figure) in &gate.figures {
         let row = rows
@@ -479,7 +479,8 @@ pub fn check(rows: &[Row], gate: &Path) -> anyhow::Result<Vec<String>> {
             over.push(line);
         } else if change < -gate.tolerance_pct {
             notes.push(format!(
-                "{line}: cheaper; lower the figure in bench/instructions.json"
+                "{line}: cheaper; lower the figure in {}",
+                path.display()
             ));
         } else {
             notes.push(line);
@@ -487,10 +488,70 @@ pub fn check(rows: &[Row], gate: &Path) -> anyhow::Result<Vec<String>> {
     }
     if !over.is_empty() {
         bail!(
-            "instructions per request rose more than {} % (bench/instructions.json):\n{}",
+            "instructions per request rose more than {} % ({}):\n{}",
             gate.tolerance_pct,
+            path.display(),
             over.join("\n")
         );
     }
     Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, per: f64) -> Row {
+        Row {
+            key: key.into(),
+            label: key.into(),
+            requests: 1,
+            instructions_per_request: per,
+            ratio: 1.0,
+        }
+    }
+
+    fn gate(figures: &str) -> tempfile_path::Path {
+        tempfile_path::Path::with(&format!(
+            r#"{{"tolerance_pct": 3.0, "figures": {figures}}}"#
+        ))
+    }
+
+    /// A file of its own under the system's temporary directory, removed on drop.
+    mod tempfile_path {
+        pub struct Path(pub std::path::PathBuf);
+        impl Path {
+            pub fn with(text: &str) -> Path {
+                let p = std::env::temp_dir().join(format!("gate-{}.json", uuid::Uuid::new_v4()));
+                std::fs::write(&p, text).unwrap();
+                Path(p)
+            }
+        }
+        impl Drop for Path {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn the_gate_refuses_a_rise_past_its_tolerance_and_names_the_scenario() {
+        let rows = [row("warm_hit", 1040.0), row("l1_off", 5000.0)];
+        let within = gate(r#"{"warm_hit": 1010}"#);
+        assert!(check(&rows, &within.0).is_ok(), "+2.97 % is within 3 %");
+        let past = gate(r#"{"warm_hit": 1000}"#);
+        let err = check(&rows, &past.0).unwrap_err().to_string();
+        assert!(
+            err.contains("warm_hit: 1040") && err.contains("+4.00 %"),
+            "{err}"
+        );
+        let cheaper = gate(r#"{"warm_hit": 1200}"#);
+        let notes = check(&rows, &cheaper.0).unwrap();
+        assert!(notes[0].contains("cheaper; lower the figure"), "{notes:?}");
+        let unknown = gate(r#"{"no_such": 1}"#);
+        assert!(
+            check(&rows, &unknown.0).is_err(),
+            "a gated scenario the run lacks is an error"
+        );
+    }
 }
