@@ -18,25 +18,24 @@
 //! limiter.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::rc::Rc;
-use std::time::Duration;
 
-use shared::headers::{EDGE_CLIENT_KEY, END_USER_IP, X_CACHE};
+use shared::headers::{EDGE_CLIENT_KEY, END_USER_IP};
 use shared::route::CatalogRoute;
 use shared::types::PurgeRequest;
-use worker::{Cache, Context, Env, Headers, Request, Response, ResponseBody, Result};
+use worker::{Context, Env, Headers, Request, Response, ResponseBody, Result};
 
+use crate::answers::{error, failure_response, passthrough, preflight, respond};
 use crate::catalog::{Answer, Ask, Body, Catalog};
 use crate::clients::Caller;
 use crate::clock::{JsClock, http_date, now_ms};
 use crate::config::EdgeConfig;
-use crate::headers::{CacheStatus, STORED_AT, TAGS, parse_tags, stored_headers};
-use crate::limiter::{BINDING_CLIENT, BINDING_TRUSTED, Decision, IpLimiter, binding_keys};
+use crate::headers::CacheStatus;
+use crate::limiter::{Decision, IpLimiter};
 use crate::log::AccessLog;
-use crate::ports::{Copy, Entry, Fetched, OriginFailure, Ports};
-use crate::reply::{Head, Reply, error_body, error_head, merge_vary};
+use crate::reply::{Head, Reply};
 use crate::request::{self, ALLOWED_METHODS, MethodCheck};
+use crate::runtime::{WorkerPorts, limit};
 use crate::target::Target;
 use crate::upstream::{ForwardError, Upstream};
 
@@ -55,12 +54,12 @@ struct Isolate {
 }
 
 /// The configuration and what is built from it.
-struct Setup {
-    cfg: Rc<EdgeConfig>,
+pub(crate) struct Setup {
+    pub(crate) cfg: Rc<EdgeConfig>,
     /// Per client address (IPv6 at its /64, /56 and /48).
-    clients: IpLimiter<JsClock>,
+    pub(crate) clients: IpLimiter<JsClock>,
     /// Per trusted client, by name.
-    trusted: IpLimiter<JsClock>,
+    pub(crate) trusted: IpLimiter<JsClock>,
 }
 
 fn setup(env: &Env) -> std::result::Result<(Rc<Setup>, Rc<Catalog>), String> {
@@ -430,214 +429,5 @@ fn forwarded_answer(
             )
         }
         Err(ForwardError::Origin(failure)) => failure_response(&failure, extra),
-    }
-}
-
-/// The isolate's limiter, or Cloudflare's rate-limit bindings where the first one is bound. A
-/// binding that fails to answer leaves the decision to the isolate's limiter (the local safety
-/// net), never to nobody.
-async fn limit(env: &Env, setup: &Setup, caller: &Caller<'_>) -> Decision {
-    if env.rate_limiter(BINDING_CLIENT).is_ok()
-        && let Some(decision) =
-            limit_with_bindings(env, caller, setup.cfg.rate_limit_period_secs).await
-    {
-        return decision;
-    }
-    match caller {
-        Caller::Client { ip } => setup.clients.check_client(*ip),
-        Caller::Trusted { name, .. } => setup.trusted.check(&format!("trusted:{name}")),
-    }
-}
-
-async fn limit_with_bindings(env: &Env, caller: &Caller<'_>, period_secs: u32) -> Option<Decision> {
-    let keys = match caller {
-        Caller::Client { ip } => binding_keys(*ip),
-        Caller::Trusted { name, .. } => vec![(BINDING_TRUSTED, format!("trusted:{name}"))],
-    };
-    for (binding, key) in keys {
-        let outcome = env.rate_limiter(binding).ok()?.limit(key).await.ok()?;
-        if !outcome.success {
-            return Some(Decision::Deny {
-                retry_after_secs: u64::from(period_secs),
-            });
-        }
-    }
-    Some(Decision::Allow)
-}
-
-fn preflight(cfg: &EdgeConfig, origin: &str, method: &str, id: &str) -> Result<Response> {
-    let vary = (
-        "Vary",
-        "Origin, Access-Control-Request-Method, Access-Control-Request-Headers".to_owned(),
-    );
-    let request_id = ("X-Request-Id", id.to_owned());
-    match cfg.cors.preflight(origin, method) {
-        Some(mut headers) => {
-            headers.push(vary);
-            headers.push(request_id);
-            let head = Head {
-                status: 204,
-                headers,
-                body: false,
-            };
-            respond(head, ResponseBody::Empty)
-        }
-        None => error(
-            403,
-            "cors_refused",
-            "origin or method not allowed",
-            &[vary, request_id],
-        ),
-    }
-}
-
-fn failure_response(failure: &OriginFailure, extra: &[(&'static str, String)]) -> Result<Response> {
-    match failure {
-        OriginFailure::Timeout => error(
-            504,
-            "origin_timeout",
-            "the origin did not answer in time",
-            extra,
-        ),
-        OriginFailure::Unreachable(e) => {
-            worker::console_warn!("origin unreachable: {e}");
-            error(
-                502,
-                "origin_unreachable",
-                "the origin is unreachable",
-                extra,
-            )
-        }
-        OriginFailure::BadStatus(status) => {
-            worker::console_warn!("origin answered status {status}, which cannot be passed on");
-            error(
-                502,
-                "origin_bad_answer",
-                "the origin's answer could not be passed on",
-                extra,
-            )
-        }
-    }
-}
-
-/// The origin's answer as it is, plus `X-Cache`, this request's headers, `Vary: Origin` and a
-/// `Date` when it has none (fetched headers are immutable: copy, then rebuild).
-fn passthrough(
-    resp: Response,
-    cache: CacheStatus,
-    extra: &[(&'static str, String)],
-) -> Result<Response> {
-    let headers = resp.headers().clone();
-    for (name, value) in extra {
-        headers.set(name, value)?;
-    }
-    headers.set(X_CACHE, cache.as_str())?;
-    let vary = merge_vary(headers.get("Vary")?.as_deref(), "Origin");
-    headers.set("Vary", &vary)?;
-    if !headers.has("Date")? {
-        headers.set("Date", &http_date())?;
-    }
-    let status = resp.status_code();
-    let (_, body) = resp.into_parts();
-    Ok(Response::builder()
-        .with_status(status)
-        .with_headers(headers)
-        .body(body))
-}
-
-/// A JSON error, never cached, with this request's headers and `Vary: Origin`.
-fn error(
-    status: u16,
-    code: &str,
-    message: &str,
-    extra: &[(&'static str, String)],
-) -> Result<Response> {
-    let mut head = error_head(status, extra);
-    if !head
-        .headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("Vary"))
-    {
-        head.headers.push(("Vary", "Origin".to_owned()));
-    }
-    head.headers.push(("Date", http_date()));
-    respond(head, ResponseBody::Body(error_body(code, message)))
-}
-
-fn respond(head: Head, body: ResponseBody) -> Result<Response> {
-    let headers = Headers::new();
-    for (name, value) in &head.headers {
-        headers.set(name, value)?;
-    }
-    Ok(Response::builder()
-        .with_status(head.status)
-        .with_headers(headers)
-        .body(body))
-}
-
-/// [`Ports`] over the Workers runtime, for one request.
-#[derive(Clone)]
-struct WorkerPorts {
-    upstream: Rc<Upstream>,
-    ctx: Rc<Context>,
-}
-
-impl Ports for WorkerPorts {
-    type Body = ResponseBody;
-    type Passthrough = Response;
-
-    fn now_ms(&self) -> u64 {
-        now_ms()
-    }
-
-    fn sleep(&self, ms: u64) -> impl Future<Output = ()> + 'static {
-        worker::Delay::from(Duration::from_millis(ms))
-    }
-
-    async fn cache_get(&self, key: &str) -> Option<Entry<ResponseBody>> {
-        let hit = Cache::default().get(key, false).await.ok().flatten()?;
-        let stored_at_ms = hit
-            .headers()
-            .get(STORED_AT)
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let etag = hit.headers().get("ETag").ok().flatten().unwrap_or_default();
-        let tags = parse_tags(hit.headers().get(TAGS).ok().flatten().as_deref());
-        let (_, body) = hit.into_parts();
-        Some(Entry {
-            body,
-            etag,
-            stored_at_ms,
-            tags,
-        })
-    }
-
-    async fn read(&self, body: ResponseBody) -> Option<Vec<u8>> {
-        Response::from_body(body).ok()?.bytes().await.ok()
-    }
-
-    async fn cache_put(&self, key: &str, copy: &Copy) {
-        let stored = || -> Result<Response> {
-            let headers = Headers::new();
-            for (name, value) in
-                stored_headers(&copy.policy, &copy.etag, copy.stored_at_ms, &copy.tags)
-            {
-                headers.set(name, &value)?;
-            }
-            Ok(Response::from_bytes(copy.body.to_vec())?.with_headers(headers))
-        };
-        if let Ok(resp) = stored() {
-            let _ = Cache::default().put(key, resp).await;
-        }
-    }
-
-    async fn fetch(&self, path: &str) -> std::result::Result<Fetched<Response>, OriginFailure> {
-        self.upstream.fetch_catalog(path).await
-    }
-
-    fn in_background(&self, work: impl Future<Output = ()> + 'static) {
-        self.ctx.wait_until(work);
     }
 }

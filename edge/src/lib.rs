@@ -2,7 +2,7 @@
 //!
 //! Laid out as pingora-cache is, a file per concern. Every decision lives in a plain module,
 //! unit-tested natively (the whole catalog flow too, over [`ports::Ports`] and an in-memory
-//! fake of the runtime); only [`glue`], [`upstream`] and [`clock`] touch the Workers runtime.
+//! fake of the runtime); only [`glue`], [`runtime`], [`answers`], [`upstream`] and [`clock`] touch the Workers runtime.
 //!
 //! - [`config`]: the worker's vars and secrets, read and validated once per isolate.
 //! - [`request`]: what of a client's request is accepted and passed on (method, headers, body,
@@ -23,9 +23,12 @@
 //! - [`log`]: the one JSON line per request.
 //! - [`target`]: host, path and query cut from the runtime's (already parsed) request URL.
 //! - [`upstream`]: the origin fetch (catalog and forwarding), bounded, with the trust headers.
-//! - [`glue`]: the fetch handler, the isolate's state, [`ports::Ports`] over the runtime.
+//! - [`glue`]: the fetch handler: the order of work for every request, and the isolate's state.
+//! - [`runtime`]: [`ports::Ports`] over the Workers runtime, and the limit as Cloudflare runs it.
+//! - [`answers`]: the runtime's responses built from the pure decisions.
 //! - [`clock`]: the runtime's clock, for the glue and the limiter.
 
+pub mod answers;
 pub mod catalog;
 pub mod clients;
 pub mod clock;
@@ -42,6 +45,7 @@ pub mod ports;
 pub mod purge;
 pub mod reply;
 pub mod request;
+pub mod runtime;
 pub mod target;
 pub mod upstream;
 
