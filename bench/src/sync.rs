@@ -100,11 +100,9 @@ pub async fn large_catalog(
     let catalog = Theirs::new(&countries, &services)?;
     let documents: Arc<RwLock<HashMap<String, Bytes>>> = Arc::default();
     let mut offers = 0;
-    let mut changed = 0;
     for (i, p) in providers.iter().enumerate() {
-        let (doc, n, c) = catalog.document(i, false);
+        let (doc, n, _) = catalog.document(i, false);
         offers += n;
-        changed += c;
         documents.write().unwrap().insert(p.clone(), doc);
     }
     let upstream = serve(documents.clone()).await?;
@@ -133,8 +131,10 @@ pub async fn large_catalog(
         first.zeroed
     );
 
+    let mut changed = 0;
     for (i, p) in providers.iter().enumerate() {
-        let (doc, _, _) = catalog.document(i, true);
+        let (doc, _, touched) = catalog.document(i, true);
+        changed += touched;
         documents.write().unwrap().insert(p.clone(), doc);
     }
     let second = sync(env, db, prefix, &sync_providers, &client, &base, hit).await?;

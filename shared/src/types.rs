@@ -206,6 +206,7 @@ pub struct PurchaseRequest {
     /// the answer is 409 `price_changed` with the current price. Absent: the current price,
     /// whatever it is (older clients).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
     pub expected_price_cents: Option<i64>,
 }
 

@@ -882,7 +882,7 @@ export interface operations {
                     "application/json": components["schemas"]["PriceUpdateResponse"];
                 };
             };
-            /** @description A bad row, named (`bad_request`): nothing applied. */
+            /** @description A bad row, named (`bad_request`), or two rows for one product: nothing applied. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -902,6 +902,15 @@ export interface operations {
             };
             /** @description Not an admin (`forbidden`). */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A row names a provider, country or service the catalog does not have (`not_found`, the row named): nothing applied. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -236,9 +236,10 @@ pub async fn set_price(
     request_body = PriceUpdateRequest,
     responses(
         (status = 200, description = "Applied (or already so): what changed.", body = PriceUpdateResponse, headers(("Idempotent-Replayed" = String, description = "`true` when this answers a retried request with its key."))),
-        (status = 400, description = "A bad row, named (`bad_request`): nothing applied.", body = ErrorBody),
+        (status = 400, description = "A bad row, named (`bad_request`), or two rows for one product: nothing applied.", body = ErrorBody),
         (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
         (status = 403, description = "Not an admin (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "A row names a provider, country or service the catalog does not have (`not_found`, the row named): nothing applied.", body = ErrorBody),
         (status = 409, description = "The key was used for another body (`conflict`).", body = ErrorBody),
         (status = 413, description = "The body is over 1 MiB (`payload_too_large`).", body = ErrorBody),
     ))]

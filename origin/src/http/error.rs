@@ -234,6 +234,7 @@ impl From<crate::sync::bulk::BulkError> for ApiError {
         use crate::sync::bulk::BulkError;
         match e {
             BulkError::Invalid(m) => ApiError::BadRequest(m),
+            BulkError::Unknown(m) => ApiError::NotFound(m),
             e @ BulkError::KeyReused => ApiError::Conflict(e.to_string()),
             BulkError::Database(e) => database(&e),
         }

@@ -23,6 +23,10 @@ pub enum BulkError {
     /// The batch is refused whole; the message names the first bad row.
     #[error("{0}")]
     Invalid(String),
+    /// A row names a provider, country or service the catalog does not have (404, as for one
+    /// price): nothing applied; the message names the row.
+    #[error("{0}")]
+    Unknown(String),
     /// The key was used for another body.
     #[error("Idempotency-Key was already used for a different update")]
     KeyReused,
@@ -84,7 +88,7 @@ pub async fn apply(
     let mut ids = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         let unknown = |field: &str, code: &str| {
-            BulkError::Invalid(format!(
+            BulkError::Unknown(format!(
                 "prices[{i}].{field}: no {field} {code:?} in the catalog"
             ))
         };

@@ -401,11 +401,12 @@ async fn a_bulk_price_update_is_validated_whole_and_replayable() {
         assert_eq!(s.app.get(&path(r)).await.status(), StatusCode::OK);
     }
 
-    // One bad row refuses the batch, naming it; nothing is applied.
+    // One bad row refuses the batch, naming it; nothing is applied. A slug the catalog does not
+    // have is 404, as for one price.
     let mut bad = wanted.clone();
     bad[17].1 = "zz".into();
     let r = put(body(&bad), None).await.unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let message = harness::json(r).await["error"]["message"].as_str().unwrap().to_owned();
     assert!(message.contains("prices[17].country"), "{message}");
     let mut twice = wanted.clone();
