@@ -72,3 +72,51 @@ fn the_readme_catalog_table_is_what_the_policies_send() {
     assert_eq!(DataType::Balance.policy().redis_ttl, 30);
     assert_eq!(DataType::Session.policy().redis_ttl, 15 * 60);
 }
+
+/// The README's route tables and the API the origin serves name the same operations: every
+/// operation of the checked-in `openapi.json` (itself held to the code by `openapi.rs`) is a row
+/// of a README table or, for the operator's `/healthz`, named in its text; every row is an
+/// operation. A route added, renamed or removed without the README fails here.
+#[test]
+fn the_readme_route_tables_are_the_operations_openapi_json_has() {
+    use std::collections::BTreeSet;
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README.md");
+    let document: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/openapi.json")).expect("openapi.json"),
+    )
+    .expect("openapi.json is JSON");
+    let mut served = BTreeSet::new();
+    for (path, operations) in document["paths"].as_object().expect("paths") {
+        for method in operations.as_object().expect("operations").keys() {
+            served.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    assert!(served.len() >= 15, "openapi.json's operations: {served:?}");
+
+    // A row is "| `METHOD /path…` …": the path ends at a space, a `?` or the backtick.
+    let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+    let rows: BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| {
+            let (method, rest) = l.split_once(' ')?;
+            methods.contains(&method).then_some(())?;
+            let end = rest.find(['`', '?', ' ']).unwrap_or(rest.len());
+            Some(format!("{method} {}", &rest[..end]))
+        })
+        .collect();
+    for row in &rows {
+        assert!(
+            served.contains(row),
+            "README.md has a row for {row}, which openapi.json does not serve"
+        );
+    }
+    for operation in &served {
+        let named = rows.contains(operation) || readme.contains(&format!("`{operation}`"));
+        assert!(
+            named,
+            "openapi.json serves {operation}, which README.md's route tables do not list"
+        );
+    }
+}
