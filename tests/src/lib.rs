@@ -83,6 +83,21 @@ pub struct TestDb {
     name: String,
 }
 
+/// The `skip`-th seeded price in code order: (provider, country, service, price_cents, stock),
+/// so tests never hard-code what the seed happens to produce.
+pub async fn some_price(pool: &PgPool, skip: i64) -> (String, String, String, i64, i64) {
+    sqlx::query_as(
+        "SELECT pr.code, c.code, s.code, p.price_cents, p.stock
+           FROM prices p JOIN providers pr ON pr.id = p.provider_id
+           JOIN countries c ON c.id = p.country_id JOIN services s ON s.id = p.service_id
+          ORDER BY pr.code, c.code, s.code OFFSET $1 LIMIT 1",
+    )
+    .bind(skip)
+    .fetch_one(pool)
+    .await
+    .expect("a seeded price")
+}
+
 impl TestDb {
     pub async fn new(scale: Option<Scale>) -> TestDb {
         let name = format!("nexnum_test_{}", uuid::Uuid::new_v4().simple());

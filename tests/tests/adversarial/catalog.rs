@@ -12,14 +12,7 @@ async fn made_up_codes_cost_no_database_query() {
     let options = AppOptions::default().env("RATE_LIMITS", "api=1000000/60000");
     let app = TestApp::spawn(&db, options).await;
     app.wait_for_l1().await;
-    let (p, c, s): (String, String, String) = sqlx::query_as(
-        "SELECT pr.code, co.code, se.code FROM prices x JOIN providers pr ON pr.id = x.provider_id
-           JOIN countries co ON co.id = x.country_id JOIN services se ON se.id = x.service_id
-          ORDER BY 1, 2, 3 LIMIT 1",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let (p, c, s, ..) = harness::some_price(&db.pool, 0).await;
     // The lists, cached by ordinary reads.
     for path in [
         "/v1/catalog/providers".to_owned(),

@@ -70,14 +70,7 @@ const HIT_ALLOCATIONS: u64 = 5;
 async fn a_warm_hit_is_answered_in_one_poll_with_few_allocations() {
     let db = TestDb::new(Some(Scale::Small)).await;
     let app = TestApp::spawn(&db, AppOptions::default()).await;
-    let (p, c, s): (String, String, String) = sqlx::query_as(
-        "SELECT pr.code, c.code, s.code FROM prices x JOIN providers pr ON pr.id = x.provider_id
-           JOIN countries c ON c.id = x.country_id JOIN services s ON s.id = x.service_id
-          ORDER BY 1, 2, 3 LIMIT 1",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let (p, c, s, ..) = harness::some_price(&db.pool, 0).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
     // Warm: the entry in L1, and a rate-limit lease for the client address.
     let warm = app.get(&path).await;

@@ -56,16 +56,7 @@ impl Stack {
     }
 
     async fn price_path(&self, skip: i64) -> (String, i64, String, String, String) {
-        let (p, c, s, price): (String, String, String, i64) = sqlx::query_as(
-            "SELECT pr.code, c.code, s.code, p.price_cents FROM prices p
-               JOIN providers pr ON pr.id = p.provider_id JOIN countries c ON c.id = p.country_id
-               JOIN services s ON s.id = p.service_id ORDER BY 1, 2, 3 OFFSET $1 LIMIT 1",
-        )
-        .bind(skip)
-        .fetch_one(&self.db.pool)
-        .await
-        .unwrap();
-        (format!("/v1/catalog/{p}/prices/{c}/{s}"), price, p, c, s)
+        purge::price_path(&self.db, skip).await
     }
 
     /// Changes a price in PostgreSQL and drops its Redis key, as an admin update would.

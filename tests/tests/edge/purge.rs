@@ -42,16 +42,9 @@ async fn purging_stack() -> Purging {
     Purging { db, app, tap, edge }
 }
 
-async fn price_path(db: &TestDb, skip: i64) -> (String, i64, String, String, String) {
-    let (p, c, s, price): (String, String, String, i64) = sqlx::query_as(
-        "SELECT pr.code, c.code, s.code, p.price_cents FROM prices p
-           JOIN providers pr ON pr.id = p.provider_id JOIN countries c ON c.id = p.country_id
-           JOIN services s ON s.id = p.service_id ORDER BY 1, 2, 3 OFFSET $1 LIMIT 1",
-    )
-    .bind(skip)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+/// A seeded price's path, its price and its codes.
+pub(crate) async fn price_path(db: &TestDb, skip: i64) -> (String, i64, String, String, String) {
+    let (p, c, s, price, _) = harness::some_price(&db.pool, skip).await;
     (format!("/v1/catalog/{p}/prices/{c}/{s}"), price, p, c, s)
 }
 

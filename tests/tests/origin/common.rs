@@ -16,19 +16,7 @@ pub async fn seeded(options: AppOptions) -> Seeded {
     Seeded { db, app }
 }
 
-/// A price that exists: (provider, country, service, price_cents, stock).
-pub async fn some_price(pool: &PgPool, skip: i64) -> (String, String, String, i64, i64) {
-    sqlx::query_as(
-        "SELECT pr.code, c.code, s.code, p.price_cents, p.stock
-           FROM prices p JOIN providers pr ON pr.id = p.provider_id
-           JOIN countries c ON c.id = p.country_id JOIN services s ON s.id = p.service_id
-          ORDER BY pr.code, c.code, s.code OFFSET $1 LIMIT 1",
-    )
-    .bind(skip)
-    .fetch_one(pool)
-    .await
-    .expect("a seeded price")
-}
+pub use harness::some_price;
 
 /// A (provider, country, service) of known codes with no price row.
 pub async fn absent_price(pool: &PgPool) -> (String, String, String) {
