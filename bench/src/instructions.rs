@@ -22,7 +22,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail, ensure};
 
 use crate::procs::{self, Proc, spare_port, start};
-use crate::setup::BenchEnv;
+use crate::setup::{BenchEnv, WarmHit, warm_hit};
 
 /// One measured scenario.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -235,25 +235,12 @@ pub async fn measure(env: &BenchEnv, tmp: &Path, requests: usize) -> anyhow::Res
 
     // The warm hit's bytes and headers, which the ceiling answers with.
     let client = reqwest::Client::new();
-    let hit = client
-        .get(format!("http://127.0.0.1:{}{}", full.proc.port, reqs.price))
-        .send()
-        .await?;
-    ensure!(
-        hit.status().is_success(),
-        "the price path: {}",
-        hit.status()
-    );
-    let header = |name: &str| {
-        hit.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (etag, cache_control) = (header("etag"), header("cache-control"));
-    let body_file = dir.join("body.json");
-    std::fs::write(&body_file, hit.bytes().await?)?;
+    let WarmHit {
+        body_file,
+        etag,
+        cache_control,
+        ..
+    } = warm_hit(&client, &full.proc, &reqs.price, &dir).await?;
     let ceiling = {
         let port = spare_port()?;
         let mut cmd = Grind::valgrind(&dir, "ceiling");

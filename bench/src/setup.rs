@@ -517,14 +517,16 @@ impl Servers {
 }
 
 /// A warm hit of the full path, as the baselines answer it.
-struct WarmHit {
-    body: bytes::Bytes,
-    body_file: PathBuf,
-    etag: String,
-    cache_control: String,
+/// A warm hit's body (also written to `body_file`) and validators, which the baselines answer
+/// with.
+pub(crate) struct WarmHit {
+    pub(crate) body: bytes::Bytes,
+    pub(crate) body_file: PathBuf,
+    pub(crate) etag: String,
+    pub(crate) cache_control: String,
 }
 
-async fn warm_hit(
+pub(crate) async fn warm_hit(
     client: &reqwest::Client,
     full: &Proc,
     price_path: &str,
@@ -534,6 +536,11 @@ async fn warm_hit(
         .get(format!("http://127.0.0.1:{}{price_path}", full.port))
         .send()
         .await?;
+    anyhow::ensure!(
+        warm.status().is_success(),
+        "the price path: {}",
+        warm.status()
+    );
     let header = |name: &str| {
         warm.headers()
             .get(name)
