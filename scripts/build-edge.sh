@@ -12,4 +12,6 @@ for tool in "$WASM_BINDGEN_BIN" "$ESBUILD_BIN" "$WASM_OPT_BIN"; do
   [ -x "$tool" ] || { echo "error: $tool missing; run scripts/edge-tools.sh (or make setup)" >&2; exit 1; }
 done
 cd "$root/edge"
-worker-build --profile edge "$@"
+# Unminified, so scripts/lean-entry.mjs can find the shim's parts; it minifies the result.
+NO_MINIFY=1 worker-build --profile edge "$@"
+node "$root/scripts/lean-entry.mjs" "$root/edge/build/index.js" "$ESBUILD_BIN"

@@ -379,3 +379,32 @@ pub fn summarise(scenarios: &[Scenario], samples: Vec<Vec<Sample>>) -> Vec<Scena
     }
     results
 }
+
+/// The edge worker logs one line per request: its log must hold at least one `HIT` line for
+/// every request the edge HIT scenarios counted (warm-ups and probes add more), or the figure
+/// was measured with the access log off.
+pub fn check_edge_log(
+    scenarios: &[Scenario],
+    samples: &[Vec<Sample>],
+    log: &Path,
+) -> anyhow::Result<serde_json::Value> {
+    let counted: u64 = scenarios
+        .iter()
+        .zip(samples)
+        .filter(|(s, _)| matches!(s.key, "edge_hit" | "edge_hit_direct"))
+        .flat_map(|(_, reps)| reps.iter().map(|r| r.requests))
+        .sum();
+    let text =
+        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    let hits = text
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains("\"cache\":\"HIT\""))
+        .count() as u64;
+    anyhow::ensure!(
+        hits >= counted,
+        "the edge logged {hits} HIT lines for {counted} HIT requests counted: the access log was \
+         not on for every request measured"
+    );
+    println!("edge access log: {hits} HIT lines for the {counted} HIT requests counted");
+    Ok(serde_json::json!({"hit_lines": hits, "hit_requests_counted": counted}))
+}

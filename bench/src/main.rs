@@ -256,6 +256,8 @@ async fn run(
         probes::compressed_sizes(&servers.lists, "/v1/catalog/5sim/services").await?;
     probes["redis_reconnect"] = probes::redis_reconnect(&env, &catalogs.large, 5).await?;
     if !skip_edge {
+        probes["edge_access_log"] =
+            load::check_edge_log(&scenarios, &samples, &tmp.join(setup::EDGE_ACCESS_LOG))?;
         probes["edge_cold_start"] = setup::edge_cold_start(&servers.full, &paths.price).await?;
         probes["edge_wasm_gzip_bytes"] =
             serde_json::json!(setup::gzip_len(Path::new("edge/build/index_bg.wasm"))?);

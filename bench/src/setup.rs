@@ -464,7 +464,7 @@ impl Servers {
         let edges = if skip_edge {
             Vec::new()
         } else {
-            workers(&full, &hit.body).await?
+            workers(&full, &hit.body, &tmp.join(EDGE_ACCESS_LOG)).await?
         };
         prefixes.extend(tls_prefixes);
         Ok(Servers {
@@ -589,8 +589,12 @@ async fn redis_baseline(hit: &WarmHit, redis: &str, key: &str) -> anyhow::Result
     start("redis_get", cmd, port, "/").await
 }
 
-/// The edge worker in front of `origin`, and a static JS worker answering `body`.
-async fn workers(origin: &Proc, body: &[u8]) -> anyhow::Result<Vec<Proc>> {
+/// Where the edge worker's log lines go during the bench (in its `tmp` directory).
+pub const EDGE_ACCESS_LOG: &str = "edge-access.log";
+
+/// The edge worker in front of `origin` (its log lines to `log`), and a static JS worker
+/// answering `body`.
+async fn workers(origin: &Proc, body: &[u8], log: &Path) -> anyhow::Result<Vec<Proc>> {
     procs::require("node", "install Node.js 20+")?;
     procs::exists(
         Path::new("edge/build/worker/shim.mjs"),
@@ -619,9 +623,16 @@ async fn workers(origin: &Proc, body: &[u8]) -> anyhow::Result<Vec<Proc>> {
         anyhow::Ok(proc)
     };
     let origin_url = format!("http://127.0.0.1:{}", origin.port);
+    // The worker logs one line per request; workerd writes them to a file rather than through
+    // Miniflare's Node process (which would re-read and print each, a relay costing about as
+    // much CPU as the request itself, and one no deployed worker has). Counted after the run.
+    std::fs::write(log, "")?;
     let edge = worker(
         "edge worker (workerd)",
-        vec![("EDGE_VARS", vars.to_string())],
+        vec![
+            ("EDGE_VARS", vars.to_string()),
+            ("EDGE_LOG_FILE", log.display().to_string()),
+        ],
     )
     .await?;
     let static_body = String::from_utf8_lossy(body).into_owned();

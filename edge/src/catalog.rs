@@ -48,8 +48,9 @@ pub struct Ask<'a> {
     pub path: &'a str,
     pub policy: CachePolicy,
     pub origin_timeout_ms: u32,
-    /// The answer's cache tags ([`shared::tags::for_route`]).
-    pub tags: Rc<[String]>,
+    /// The answer's cache tags ([`shared::tags::for_route`]), made only when an answer is
+    /// stored: a hit never needs them.
+    pub tags: &'a dyn Fn() -> Rc<[String]>,
 }
 
 /// What to send for a catalog request.
@@ -271,22 +272,19 @@ impl Catalog {
             catalog: self.clone(),
             key: ask.key.to_owned(),
         };
-        let (p, path, policy, tags) = (
-            ports.clone(),
-            ask.path.to_owned(),
-            ask.policy,
-            ask.tags.clone(),
-        );
+        let (p, path, policy, tags) =
+            (ports.clone(), ask.path.to_owned(), ask.policy, (ask.tags)());
         let timeout = ask.origin_timeout_ms;
         ports.in_background(async move {
             let started = p.now_ms();
             if let Ok(Fetched::Storable { body, etag }) = p.fetch(&path).await {
+                let tags = move || tags.clone();
                 let ask = Ask {
                     key: &guard.key,
                     path: &path,
                     policy,
                     origin_timeout_ms: timeout,
-                    tags,
+                    tags: &tags,
                 };
                 let copy = guard.catalog.copy_of(&p, &ask, started, body, etag);
                 p.cache_put(&guard.key, &copy).await;
@@ -310,7 +308,7 @@ impl Catalog {
             etag: etag.into(),
             stored_at_ms: started_ms,
             policy: ask.policy,
-            tags: ask.tags.clone(),
+            tags: (ask.tags)(),
         };
         let now = ports.now_ms();
         self.keep(

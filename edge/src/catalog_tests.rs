@@ -21,6 +21,10 @@ fn tags() -> Vec<String> {
         .to_vec()
 }
 
+fn tag_list() -> Rc<[String]> {
+    tags().into()
+}
+
 fn ask() -> Ask<'static> {
     Ask {
         key: KEY,
@@ -28,7 +32,7 @@ fn ask() -> Ask<'static> {
         // prices: fresh 30 s, stale-while-revalidate 30 s, stale-if-error 600 s
         policy: DataType::Prices.policy(),
         origin_timeout_ms: 3_000,
-        tags: tags().into(),
+        tags: &tag_list,
     }
 }
 

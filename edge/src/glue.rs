@@ -31,7 +31,7 @@ use crate::clients::Caller;
 use crate::clock::{JsClock, http_date, now_ms};
 use crate::config::EdgeConfig;
 use crate::headers::CacheStatus;
-use crate::limiter::{Decision, IpLimiter};
+use crate::limiter::{BINDING_CLIENT, Decision, IpLimiter};
 use crate::log::AccessLog;
 use crate::reply::{Head, Reply};
 use crate::request::{self, ALLOWED_METHODS, MethodCheck};
@@ -43,14 +43,16 @@ thread_local! {
     static ISOLATE: Isolate = Isolate::default();
 }
 
-/// Everything an isolate keeps between requests. Vars and secrets are fixed for a deployment (a
-/// new version runs in new isolates), so the configuration and the limiters built from it are
-/// made once; a bad configuration is not kept, so every request reports it.
+/// Everything an isolate keeps between requests. Vars, secrets and bindings are fixed for a
+/// deployment (a new version runs in new isolates), so the configuration and the limiters built
+/// from it are made once; a bad configuration is not kept, so every request reports it.
 #[derive(Default)]
 struct Isolate {
     setup: RefCell<Option<Rc<Setup>>>,
     catalog: Rc<Catalog>,
     warned_insecure: Cell<bool>,
+    /// `crypto`, for request ids where Cloudflare gave no `cf-ray` (looked up once).
+    crypto: std::cell::OnceCell<Option<web_sys::Crypto>>,
 }
 
 /// The configuration and what is built from it.
@@ -60,6 +62,8 @@ pub(crate) struct Setup {
     pub(crate) clients: IpLimiter<JsClock>,
     /// Per trusted client, by name.
     pub(crate) trusted: IpLimiter<JsClock>,
+    /// Whether the `[[ratelimits]]` bindings are bound (else the isolate's limiters count).
+    pub(crate) bound: bool,
 }
 
 fn setup(env: &Env) -> std::result::Result<(Rc<Setup>, Rc<Catalog>), String> {
@@ -82,6 +86,7 @@ fn setup(env: &Env) -> std::result::Result<(Rc<Setup>, Rc<Catalog>), String> {
         let setup = Rc::new(Setup {
             clients: IpLimiter::new(cfg.rate_per_minute, cfg.rate_burst, JsClock),
             trusted: IpLimiter::new(cfg.trusted_per_minute, cfg.trusted_burst, JsClock),
+            bound: env.rate_limiter(BINDING_CLIENT).is_ok(),
             cfg: Rc::new(cfg),
         });
         *isolate.setup.borrow_mut() = Some(setup.clone());
@@ -98,14 +103,14 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 /// One request, start to end (the runtime's entry point calls this).
 pub async fn serve(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = now_ms();
-    let id = request_id(&req);
+    let headers = req.headers().clone();
+    let id = request_id(&headers);
     let mut log = AccessLog {
         request_id: id.clone(),
         method: req.inner().method(),
-        caller: "client".to_owned(),
         ..AccessLog::default()
     };
-    let resp = match handle(req, &env, ctx, &id, &mut log).await {
+    let resp = match handle(req, &headers, &env, ctx, &id, &mut log).await {
         Ok(resp) => resp,
         Err(e) => {
             worker::console_error!("edge error ({id}): {e}");
@@ -119,23 +124,27 @@ pub async fn serve(req: Request, env: Env, ctx: Context) -> Result<Response> {
     };
     log.status = resp.status_code();
     log.ms = now_ms().saturating_sub(started);
-    worker::console_log!("{}", log.line());
+    web_sys::console::log_1(&log.line().into());
     Ok(resp)
 }
 
 /// `cf-ray` when Cloudflare set one, else 128 random bits (`crypto.getRandomValues`).
-fn request_id(req: &Request) -> String {
-    let ray = req.headers().get("cf-ray").ok().flatten();
+fn request_id(headers: &Headers) -> String {
+    let ray = headers.get("cf-ray").ok().flatten();
     if let Some(id) = request::request_id_from_ray(ray.as_deref()) {
         return id.to_owned();
     }
     let mut bytes = [0u8; 16];
-    let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
-        .ok()
-        .filter(|c| c.is_object());
-    let filled = crypto.is_some_and(|c| {
-        let crypto: web_sys::Crypto = wasm_bindgen::JsCast::unchecked_into(c);
-        crypto.get_random_values_with_u8_array(&mut bytes).is_ok()
+    let filled = ISOLATE.with(|isolate| {
+        let crypto = isolate.crypto.get_or_init(|| {
+            js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
+                .ok()
+                .filter(|c| c.is_object())
+                .map(wasm_bindgen::JsCast::unchecked_into)
+        });
+        crypto
+            .as_ref()
+            .is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok())
     });
     if !filled {
         // Never in workerd; unique enough for a log line if it ever happens.
@@ -149,6 +158,7 @@ fn request_id(req: &Request) -> String {
 
 async fn handle(
     mut req: Request,
+    headers: &Headers,
     env: &Env,
     ctx: Context,
     id: &str,
@@ -164,8 +174,7 @@ async fn handle(
         }
     };
     let cfg = &setup.cfg;
-    let raw_method = req.inner().method();
-    let method = match request::method(&raw_method) {
+    let method = match request::method(&log.method) {
         MethodCheck::Allowed(m) => m,
         MethodCheck::NotAllowed => {
             log.refused = Some("method_not_allowed");
@@ -182,23 +191,35 @@ async fn handle(
             return error(501, "not_implemented", "unknown method", &[request_id]);
         }
     };
-    log.path = Target::parse(&req.inner().url())
+    let raw_url = req.inner().url();
+    let target = Target::parse(&raw_url);
+    log.path = target
+        .as_ref()
         .map(|t| t.path.to_owned())
         .unwrap_or_default();
     if log.path == PURGE_PATH {
         return purge(&mut req, method, cfg, &catalog, request_id, log).await;
     }
 
-    let headers = req.headers();
     let connecting = headers.get("CF-Connecting-IP")?;
-    let (client_key, end_user) = (headers.get(EDGE_CLIENT_KEY)?, headers.get(END_USER_IP)?);
+    // The key (and the end user it names) is read only where trusted clients are configured.
+    let client_key = match cfg.trusted.is_empty() {
+        true => None,
+        false => headers.get(EDGE_CLIENT_KEY)?,
+    };
+    let end_user = match client_key {
+        Some(_) => headers.get(END_USER_IP)?,
+        None => None,
+    };
     let caller = Caller::identify(
         &cfg.trusted,
         connecting.as_deref(),
         client_key.as_deref(),
         end_user.as_deref(),
     );
-    log.caller = caller.label();
+    if let Caller::Trusted { .. } = caller {
+        log.caller = caller.label().into();
+    }
     let origin = headers.get("Origin")?;
     let mut extra = cfg.cors.response_headers(origin.as_deref());
     extra.push(request_id);
@@ -222,8 +243,7 @@ async fn handle(
         return preflight(cfg, o, &m, id);
     }
 
-    let raw_url = req.inner().url();
-    let Some(target) = Target::parse(&raw_url) else {
+    let Some(target) = target else {
         return error(
             400,
             "bad_request",
@@ -234,12 +254,11 @@ async fn handle(
     if matches!(target.path, "/metrics" | "/readyz") {
         return error(404, "not_found", "no such route", &extra);
     }
-    let trace = trace_context(headers)?;
     let upstream = Rc::new(Upstream::new(
         cfg.clone(),
         caller.forwarded_ip(connecting.as_deref()),
         id.to_owned(),
-        trace,
+        headers.clone(),
     ));
     let resp = match CatalogRoute::parse(target.path, target.query) {
         Err(e) => error(400, "bad_request", &e.to_string(), &extra),
@@ -349,20 +368,6 @@ async fn purge(
     respond(head, ResponseBody::Body(body))
 }
 
-/// A valid `traceparent` (and its `tracestate`, if valid) to pass on.
-fn trace_context(headers: &Headers) -> Result<Option<(String, Option<String>)>> {
-    let Some(parent) = headers
-        .get(shared::headers::TRACEPARENT)?
-        .filter(|v| request::valid_traceparent(v))
-    else {
-        return Ok(None);
-    };
-    let state = headers
-        .get(shared::headers::TRACESTATE)?
-        .filter(|v| request::valid_tracestate(v));
-    Ok(Some((parent.trim().to_owned(), state)))
-}
-
 async fn serve_catalog(
     catalog: &Rc<Catalog>,
     ports: &WorkerPorts,
@@ -378,7 +383,7 @@ async fn serve_catalog(
         path: &path,
         policy: reply.policy,
         origin_timeout_ms: cfg.origin_timeout_ms,
-        tags: shared::tags::for_route(route).into(),
+        tags: &|| shared::tags::for_route(route).into(),
     };
     match catalog.serve(ports, &ask).await {
         Answer::Representation {

@@ -4,9 +4,11 @@
 //! and an origin line for one request can be joined. It never holds a credential: no headers,
 //! no query string, the caller by label only.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct AccessLog {
     pub request_id: String,
     pub method: String,
@@ -21,11 +23,28 @@ pub struct AccessLog {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin_ms: Option<u64>,
     /// `client` or `trusted:<name>`.
-    pub caller: String,
+    pub caller: Cow<'static, str>,
     /// Why the edge answered by itself (`rate_limited`, `method_not_allowed`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<&'static str>,
     pub ms: u64,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog {
+            request_id: String::new(),
+            method: String::new(),
+            path: String::new(),
+            status: 0,
+            cache: None,
+            origin_status: None,
+            origin_ms: None,
+            caller: Cow::Borrowed("client"),
+            refused: None,
+            ms: 0,
+        }
+    }
 }
 
 impl AccessLog {

@@ -12,7 +12,7 @@ use crate::clients::Caller;
 use crate::clock::now_ms;
 use crate::glue::Setup;
 use crate::headers::{STORED_AT, TAGS, parse_tags, stored_headers};
-use crate::limiter::{BINDING_CLIENT, BINDING_TRUSTED, Decision, binding_keys};
+use crate::limiter::{BINDING_TRUSTED, Decision, binding_keys};
 use crate::ports::{Copy, Entry, Fetched, OriginFailure, Ports};
 use crate::upstream::Upstream;
 
@@ -20,7 +20,7 @@ use crate::upstream::Upstream;
 /// binding that fails to answer leaves the decision to the isolate's limiter (the local safety
 /// net), never to nobody.
 pub(crate) async fn limit(env: &Env, setup: &Setup, caller: &Caller<'_>) -> Decision {
-    if env.rate_limiter(BINDING_CLIENT).is_ok()
+    if setup.bound
         && let Some(decision) =
             limit_with_bindings(env, caller, setup.cfg.rate_limit_period_secs).await
     {

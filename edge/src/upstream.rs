@@ -19,7 +19,9 @@ use crate::clock::now_ms;
 use crate::config::EdgeConfig;
 use crate::headers::storable;
 use crate::ports::{Fetched, OriginFailure};
-use crate::request::{BodyPlan, answerable_status, forwarded_header};
+use crate::request::{
+    BodyPlan, answerable_status, forwarded_header, valid_traceparent, valid_tracestate,
+};
 
 /// The origin for one request: where it is, and what the edge tells it about the request.
 pub struct Upstream {
@@ -27,8 +29,9 @@ pub struct Upstream {
     /// `X-Client-IP`: the address the origin counts this request against.
     client_ip: Option<String>,
     request_id: String,
-    /// A valid `traceparent`, with its `tracestate` if that was valid too.
-    trace: Option<(String, Option<String>)>,
+    /// The client's request headers, for the trace context passed on (read only when the
+    /// origin is asked: a hit never is).
+    client_headers: Headers,
     /// The last answer's status (0: none) and how long it took, for the log line.
     seen: Cell<Option<(u16, u64)>>,
 }
@@ -47,13 +50,13 @@ impl Upstream {
         cfg: Rc<EdgeConfig>,
         client_ip: Option<String>,
         request_id: String,
-        trace: Option<(String, Option<String>)>,
+        client_headers: Headers,
     ) -> Self {
         Upstream {
             cfg,
             client_ip,
             request_id,
-            trace,
+            client_headers,
             seen: Cell::new(None),
         }
     }
@@ -152,10 +155,13 @@ impl Upstream {
             headers.set(CLIENT_IP, ip)?;
         }
         headers.set(REQUEST_ID, &self.request_id)?;
-        if let Some((parent, state)) = &self.trace {
-            headers.set(TRACEPARENT, parent)?;
-            if let Some(state) = state {
-                headers.set(TRACESTATE, state)?;
+        // A valid `traceparent`, and its `tracestate` if that is valid too; neither otherwise.
+        let parent = self.client_headers.get(TRACEPARENT)?;
+        if let Some(parent) = parent.filter(|v| valid_traceparent(v)) {
+            headers.set(TRACEPARENT, parent.trim())?;
+            let state = self.client_headers.get(TRACESTATE)?;
+            if let Some(state) = state.filter(|v| valid_tracestate(v)) {
+                headers.set(TRACESTATE, &state)?;
             }
         }
         Ok(())

@@ -10,6 +10,8 @@
 //   EDGE_DIRECT_PORT  optional: also serve the worker itself on this port, without Miniflare's
 //                     entry worker (the proxy `wrangler dev` puts in front), so a benchmark
 //                     measures the worker and not the proxy
+//   EDGE_LOG_FILE     optional: workerd writes its output (the worker's log lines) to this file
+//                     instead of through this process (the benchmark's setting)
 // Prints "READY <url>" once serving; exits on SIGTERM/SIGINT or when stdin closes.
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
@@ -56,6 +58,11 @@ export default { fetch() { return new Response(body, { headers: { "content-type"
       ],
     };
 const direct = process.env.EDGE_DIRECT_PORT;
+if (process.env.EDGE_LOG_FILE) {
+  const { default: workerd } = await import("workerd");
+  process.env.EDGE_REAL_WORKERD = workerd;
+  process.env.MINIFLARE_WORKERD_PATH = path.join(root, "tests/edge/workerd-log-to-file.sh");
+}
 const rateLimits = JSON.parse(process.env.EDGE_RATELIMITS || "null");
 const mf = new Miniflare({
   ...worker,
@@ -65,6 +72,12 @@ const mf = new Miniflare({
   ...(rateLimits ? { ratelimits: rateLimits } : {}),
   host: "127.0.0.1",
   port: Number(process.env.EDGE_PORT ?? 0),
+  // workerd's output streamed through as it comes, not re-read line by line and printed again
+  // (Miniflare's default): the worker logs one line per request.
+  handleRuntimeStdio(stdout, stderr) {
+    stdout.pipe(process.stdout);
+    stderr.pipe(process.stderr);
+  },
 });
 const url = await mf.ready;
 console.log(`READY ${url}`);
