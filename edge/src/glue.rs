@@ -94,20 +94,35 @@ fn setup(env: &Env) -> std::result::Result<(Rc<Setup>, Rc<Catalog>), String> {
     })
 }
 
+/// The worker's `fetch` export, as `#[worker::event(fetch)]` would make it but without
+/// converting every request into a `worker::Request` first (that reads the method, the URL and
+/// the `cf` object from the runtime, which a catalog hit never needs): the request is converted
+/// only where it is forwarded or read. Errors and the response conversion are as the macro's.
 #[cfg(target_arch = "wasm32")]
-#[worker::event(fetch)]
-pub async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    serve(req, env, ctx).await
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub async fn fetch(
+    req: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+) -> std::result::Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+    let resp = match serve(req, env, Context::new(ctx)).await {
+        Ok(resp) => web_sys::Response::from(resp),
+        Err(e) => {
+            worker::console_error!("edge error: {e}");
+            web_sys::Response::from(error(500, "internal", "edge error", &[])?)
+        }
+    };
+    Ok(resp.into())
 }
 
 /// One request, start to end (the runtime's entry point calls this).
-pub async fn serve(req: Request, env: Env, ctx: Context) -> Result<Response> {
+pub async fn serve(req: web_sys::Request, env: Env, ctx: Context) -> Result<Response> {
     let started = now_ms();
-    let headers = req.headers().clone();
+    let headers = Headers(req.headers());
     let id = request_id(&headers);
     let mut log = AccessLog {
         request_id: id.clone(),
-        method: req.inner().method(),
+        method: req.method(),
         ..AccessLog::default()
     };
     let resp = match handle(req, &headers, &env, ctx, &id, &mut log).await {
@@ -157,7 +172,7 @@ fn request_id(headers: &Headers) -> String {
 }
 
 async fn handle(
-    mut req: Request,
+    raw: web_sys::Request,
     headers: &Headers,
     env: &Env,
     ctx: Context,
@@ -191,13 +206,14 @@ async fn handle(
             return error(501, "not_implemented", "unknown method", &[request_id]);
         }
     };
-    let raw_url = req.inner().url();
+    let raw_url = raw.url();
     let target = Target::parse(&raw_url);
     log.path = target
         .as_ref()
         .map(|t| t.path.to_owned())
         .unwrap_or_default();
     if log.path == PURGE_PATH {
+        let mut req = Request::from(raw);
         return purge(&mut req, method, cfg, &catalog, request_id, log).await;
     }
 
@@ -277,6 +293,7 @@ async fn handle(
             serve_catalog(&catalog, &ports, &route, &reply, cfg, log).await
         }
         _ => {
+            let mut req = Request::from(raw);
             let length = headers.get("Content-Length")?;
             let limit = shared::headers::max_body_bytes(method, target.path);
             let plan = request::body_plan(
