@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge deploy-check dev test fleet bench bench-instructions stop lint fmt settings seed seed-large fuzz image openapi client schemathesis example browser
+.PHONY: help setup edge deploy-check dev test fleet bench bench-edge-ab bench-instructions stop lint fmt settings seed seed-large fuzz image openapi client schemathesis example browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -117,6 +117,12 @@ bench: setup edge ## benchmarks (release, loopback, about ten minutes; plaintext
 	source scripts/tls-services.sh; \
 	ulimit -n 8192 2>/dev/null || true; \
 	target/release/bench run
+
+bench-edge-ab: setup edge ## the edge HIT against revision REV (e.g. make bench-edge-ab REV=b4feac2): pinned, interleaved rounds, CPU per request (about two minutes)
+	@scripts/bench-tools.sh wrk
+	@$(SERVICES); [ -n "$(REV)" ] || { echo "error: say which revision: make bench-edge-ab REV=<commit>" >&2; exit 2; }; \
+	$(CARGO) build --release -p origin; \
+	python3 bench/edge-ab/run.py $(REV)
 
 bench-instructions: setup ## instructions per request under callgrind (a minute or two), failing if the warm hit rose past bench/instructions.json (CI runs it)
 	@scripts/bench-tools.sh valgrind

@@ -59,8 +59,9 @@ export default { fetch() { return new Response(body, { headers: { "content-type"
     };
 const direct = process.env.EDGE_DIRECT_PORT;
 if (process.env.EDGE_LOG_FILE) {
-  const { default: workerd } = await import("workerd");
-  process.env.EDGE_REAL_WORKERD = workerd;
+  // The binary's path, as Miniflare finds it (the package is CommonJS: `default` is its exports).
+  const workerd = (await import("workerd")).default;
+  process.env.EDGE_REAL_WORKERD = typeof workerd === "string" ? workerd : workerd.default;
   process.env.MINIFLARE_WORKERD_PATH = path.join(root, "tests/edge/workerd-log-to-file.sh");
 }
 const rateLimits = JSON.parse(process.env.EDGE_RATELIMITS || "null");
