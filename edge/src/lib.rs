@@ -24,9 +24,11 @@
 //! - [`target`]: host, path and query cut from the runtime's (already parsed) request URL.
 //! - [`upstream`]: the origin fetch (catalog and forwarding), bounded, with the trust headers.
 //! - [`glue`]: the fetch handler: the order of work for every request, and the isolate's state.
+//!   The build (`scripts/build-edge.sh`) gives it a plain `{ fetch }` module export
+//!   (`scripts/lean-entry.mjs`) instead of worker-build's per-request class and Proxy.
 //! - [`runtime`]: [`ports::Ports`] over the Workers runtime, and the limit as Cloudflare runs it.
 //! - [`answers`]: the runtime's responses built from the pure decisions.
-//! - [`clock`]: the runtime's clock, for the glue and the limiter.
+//! - [`clock`]: the runtime's clock, for the glue and the limiter; `Date` values.
 
 pub mod answers;
 pub mod catalog;
