@@ -97,7 +97,8 @@ fn setup(env: &Env) -> std::result::Result<(Rc<Setup>, Rc<Catalog>), String> {
 /// The worker's `fetch` export, as `#[worker::event(fetch)]` would make it but without
 /// converting every request into a `worker::Request` first (that reads the method, the URL and
 /// the `cf` object from the runtime, which a catalog hit never needs): the request is converted
-/// only where it is forwarded or read. Errors and the response conversion are as the macro's.
+/// only where it is forwarded or read. [`serve`] answers every failure itself (a JSON 500); an
+/// error here means not even that could be built, and the runtime answers it.
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub async fn fetch(
@@ -105,14 +106,10 @@ pub async fn fetch(
     env: Env,
     ctx: worker::worker_sys::Context,
 ) -> std::result::Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
-    let resp = match serve(req, env, Context::new(ctx)).await {
-        Ok(resp) => web_sys::Response::from(resp),
-        Err(e) => {
-            worker::console_error!("edge error: {e}");
-            web_sys::Response::from(error(500, "internal", "edge error", &[])?)
-        }
-    };
-    Ok(resp.into())
+    let resp = serve(req, env, Context::new(ctx))
+        .await
+        .inspect_err(|e| worker::console_error!("edge error: {e}"))?;
+    Ok(web_sys::Response::from(resp).into())
 }
 
 /// One request, start to end (the runtime's entry point calls this).
