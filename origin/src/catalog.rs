@@ -214,6 +214,11 @@ impl Catalog {
     }
 
     /// Any catalog route's answer, the whole cache-aside way.
+    ///
+    /// The bulk read is boxed: its future is four times a single entry's (8.5 KiB against
+    /// 2.2), and inline it would set the size of this one, which the front door boxes for every
+    /// single-entry read that misses L1: copying it there was 8 700 of the 60 800 instructions
+    /// of a read from Redis (#26).
     pub async fn answer(&self, route: CatalogRoute) -> Result<Value, CatalogError> {
         match route {
             CatalogRoute::Providers => self.providers().await,
@@ -224,18 +229,21 @@ impl Catalog {
                 provider,
                 country,
                 services,
-            } => self.bulk_prices(provider, country, services).await,
+            } => Box::pin(self.bulk_prices(provider, country, services)).await,
         }
     }
 
     pub async fn providers(&self) -> Result<Value, CatalogError> {
-        let db = self.db.clone();
-        let entry = self
-            .cache
-            .get_or_load(DataType::Providers, keys::providers(), move || async move {
+        let loader = || {
+            let db = self.db.clone();
+            move || async move {
                 let providers = db.providers().await?;
                 Ok::<_, LoadFailure>(Loaded::Found(json(&ProvidersResponse { providers })?))
-            })
+            }
+        };
+        let entry = self
+            .cache
+            .get_or_load(DataType::Providers, keys::providers(), loader)
             .await?;
         entry.ok_or_else(|| CatalogError::NotFound("no providers".into()))
     }
@@ -243,45 +251,43 @@ impl Catalog {
     /// An unknown provider is a [`Loaded::Unknown`]: remembered in L1 only, so a flood of one
     /// made-up name costs one probe per L1 lifetime and parks nothing in Redis.
     pub async fn countries(&self, provider: Slug) -> Result<Value, CatalogError> {
-        let db = self.db.clone();
-        let p = provider.clone();
+        let loader = || {
+            let db = self.db.clone();
+            let p = provider.clone();
+            move || async move {
+                Ok::<_, LoadFailure>(match db.countries(&p).await? {
+                    Some(countries) => Loaded::Found(json(&CountriesResponse {
+                        provider: p.to_string(),
+                        countries,
+                    })?),
+                    None => Loaded::Unknown,
+                })
+            }
+        };
         let entry = self
             .cache
-            .get_or_load(
-                DataType::Countries,
-                keys::countries(&provider),
-                move || async move {
-                    Ok::<_, LoadFailure>(match db.countries(&p).await? {
-                        Some(countries) => Loaded::Found(json(&CountriesResponse {
-                            provider: p.to_string(),
-                            countries,
-                        })?),
-                        None => Loaded::Unknown,
-                    })
-                },
-            )
+            .get_or_load(DataType::Countries, keys::countries(&provider), loader)
             .await?;
         entry.ok_or_else(|| CatalogError::NotFound(unknown_provider(&provider).to_string()))
     }
 
     pub async fn services(&self, provider: Slug) -> Result<Value, CatalogError> {
-        let db = self.db.clone();
-        let p = provider.clone();
+        let loader = || {
+            let db = self.db.clone();
+            let p = provider.clone();
+            move || async move {
+                Ok::<_, LoadFailure>(match db.services(&p).await? {
+                    Some(services) => Loaded::Found(json(&ServicesResponse {
+                        provider: p.to_string(),
+                        services,
+                    })?),
+                    None => Loaded::Unknown,
+                })
+            }
+        };
         let entry = self
             .cache
-            .get_or_load(
-                DataType::Services,
-                keys::services(&provider),
-                move || async move {
-                    Ok::<_, LoadFailure>(match db.services(&p).await? {
-                        Some(services) => Loaded::Found(json(&ServicesResponse {
-                            provider: p.to_string(),
-                            services,
-                        })?),
-                        None => Loaded::Unknown,
-                    })
-                },
-            )
+            .get_or_load(DataType::Services, keys::services(&provider), loader)
             .await?;
         entry.ok_or_else(|| CatalogError::NotFound(unknown_provider(&provider).to_string()))
     }
@@ -290,39 +296,63 @@ impl Catalog {
     /// absence means "no such price", and a bulk read served from such entries could not tell an
     /// unknown country from an unsold service); an unknown service is [`Loaded::Unknown`].
     pub async fn price(&self, product: Product) -> Result<Value, CatalogError> {
-        let db = self.db.clone();
-        let this = self.clone();
-        let wanted = product.clone();
+        let key = keys::price(&product);
+        let names = [&product.provider, &product.country, &product.service].map(Slug::as_str);
+        self.price_at(key, names, || product.clone()).await
+    }
+
+    /// A single-entry route's answer the cache-aside way: the front door's read that missed L1.
+    /// A price route's codes stay borrowed: owned ones are made only if a load runs.
+    pub async fn entry(&self, route: EntryRoute<'_>) -> Result<Value, CatalogError> {
+        match route {
+            EntryRoute::Price(codes) => {
+                let names = [codes.provider, codes.country, codes.service];
+                self.price_at(codes.key(), names, || codes.product()).await
+            }
+            other => self.answer(other.into()).await,
+        }
+    }
+
+    /// The price under `key`, of the product `names` (provider, country, service) spell and
+    /// `product` makes when a load needs it.
+    async fn price_at(
+        &self,
+        key: String,
+        [provider, country, service]: [&str; 3],
+        product: impl FnOnce() -> Product,
+    ) -> Result<Value, CatalogError> {
+        let loader = || {
+            let db = self.db.clone();
+            let this = self.clone();
+            let wanted = product();
+            move || async move {
+                let (p, c) = (&wanted.provider, &wanted.country);
+                match this.known(p, c, Some(&wanted.service)).await {
+                    Ok(Known::Yes) => {}
+                    Ok(Known::NoProviderOrCountry) => {
+                        return Err(unknown_provider_or_country(p, c));
+                    }
+                    Ok(Known::NoService) => return Ok(Loaded::Unknown),
+                    Err(e) => return Err(lists_failure(e)),
+                }
+                let rows = db
+                    .prices(p, c, std::slice::from_ref(&wanted.service))
+                    .await?
+                    .ok_or_else(|| unknown_provider_or_country(p, c))?;
+                match rows.into_iter().next() {
+                    Some(lookup) => loaded(lookup),
+                    None => Ok(Loaded::Unknown),
+                }
+            }
+        };
         let entry = self
             .cache
-            .get_or_load(
-                DataType::Prices,
-                keys::price(&product),
-                move || async move {
-                    let (p, c) = (&wanted.provider, &wanted.country);
-                    match this.known(p, c, Some(&wanted.service)).await {
-                        Ok(Known::Yes) => {}
-                        Ok(Known::NoProviderOrCountry) => {
-                            return Err(unknown_provider_or_country(p, c));
-                        }
-                        Ok(Known::NoService) => return Ok(Loaded::Unknown),
-                        Err(e) => return Err(lists_failure(e)),
-                    }
-                    let rows = db
-                        .prices(p, c, std::slice::from_ref(&wanted.service))
-                        .await?
-                        .ok_or_else(|| unknown_provider_or_country(p, c))?;
-                    match rows.into_iter().next() {
-                        Some(lookup) => loaded(lookup),
-                        None => Ok(Loaded::Unknown),
-                    }
-                },
-            )
+            .get_or_load(DataType::Prices, key, loader)
             .await?;
         entry.ok_or_else(|| {
             CatalogError::NotFound(format!(
-                "provider '{}' has no price for service '{}' in country '{}'",
-                product.provider, product.service, product.country
+                "provider '{provider}' has no price for service '{service}' in country \
+                 '{country}'"
             ))
         })
     }

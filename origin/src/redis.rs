@@ -371,10 +371,20 @@ impl Redis {
     /// `GET key` and `PTTL key` in one round trip: the value and its milliseconds to live
     /// (negative when the key is absent or never expires).
     pub async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, i64), RedisError> {
-        let full = self.full(key);
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(&full);
-        pipe.cmd("PTTL").arg(&full);
+        // Every read that misses L1 comes here: each command is made at its size, with the
+        // prefixed key written straight into it (no `String` for it, no buffer regrown).
+        let full = Prefixed {
+            prefix: &self.prefix,
+            key,
+        };
+        let command = |name: &str| {
+            let mut cmd = redis::Cmd::with_capacity(2, name.len() + full.len());
+            cmd.arg(name).arg(full);
+            cmd
+        };
+        let mut pipe = redis::Pipeline::with_capacity(2);
+        pipe.add_command(command("GET"));
+        pipe.add_command(command("PTTL"));
         let mut conn = self.conn.clone();
         let (value, pttl): (Option<Vec<u8>>, i64) = self
             .bounded("get", async move { pipe.query_async(&mut conn).await })
@@ -772,6 +782,36 @@ impl Redis {
     }
 }
 
+/// [`prefixed`] as a command argument, written into the command without a `String` of its own.
+#[derive(Clone, Copy)]
+struct Prefixed<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl Prefixed<'_> {
+    fn len(&self) -> usize {
+        self.prefix.len() + self.key.len()
+    }
+}
+
+impl redis::ToRedisArgs for Prefixed<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's buffer cannot fail.
+        let _ = match self.key.strip_prefix('{') {
+            Some(rest) => arg
+                .write_all(b"{")
+                .and_then(|()| arg.write_all(self.prefix.as_bytes()))
+                .and_then(|()| arg.write_all(rest.as_bytes())),
+            None => arg
+                .write_all(self.prefix.as_bytes())
+                .and_then(|()| arg.write_all(self.key.as_bytes())),
+        };
+    }
+}
+
 /// `key` in the namespace `prefix`, the way [`Redis`] names it on the server: the prefix goes in
 /// front, or just inside a leading hash tag.
 pub fn prefixed(prefix: &str, key: &str) -> String {
@@ -868,6 +908,19 @@ mod tests {
             "a fill script's two keys must share a slot"
         );
         assert_ne!(slot(&lock), slot("p:cache:prices:a:b:d"));
+    }
+
+    #[test]
+    fn a_prefixed_argument_is_the_prefixed_key() {
+        for key in ["cache:prices:a:b:c", "{cache:prices:a:b:c}:lock", "", "{"] {
+            let arg = Prefixed { prefix: "p:", key };
+            let mut cmd = redis::Cmd::with_capacity(2, 4 + arg.len());
+            cmd.arg("GET").arg(arg);
+            let expected = redis::cmd("GET")
+                .arg(prefixed("p:", key))
+                .get_packed_command();
+            assert_eq!(cmd.get_packed_command(), expected, "{key}");
+        }
     }
 
     #[test]

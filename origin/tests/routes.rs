@@ -101,7 +101,7 @@ fn the_hit_path_takes_only_what_the_router_routes_the_same_way() {
                 EntryRoute::Countries { provider } | EntryRoute::Services { provider } => {
                     vec![provider]
                 }
-                EntryRoute::Price { provider, country, service } => vec![provider, country, service],
+                EntryRoute::Price(c) => vec![c.provider, c.country, c.service],
             };
             let expected = format!("{}|{}", entry.pattern(), params.join("|"));
             prop_assert_eq!(routed, Some(expected), "{}", path);

@@ -47,8 +47,20 @@ pub fn price(product: &Product) -> String {
     })
 }
 
-fn built(write: impl FnOnce(&mut String) -> fmt::Result) -> String {
-    let mut key = String::new();
+/// The key `write` spells, allocated once at its length: written first into a count, then into
+/// a `String` of that capacity (a key grown piece by piece reallocated two or three times, on
+/// every read that misses L1).
+pub(crate) fn built(write: impl Fn(&mut dyn Write) -> fmt::Result) -> String {
+    struct Count(usize);
+    impl Write for Count {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = write(&mut count);
+    let mut key = String::with_capacity(count.0);
     // Writing to a String cannot fail.
     let _ = write(&mut key);
     key
@@ -57,24 +69,24 @@ fn built(write: impl FnOnce(&mut String) -> fmt::Result) -> String {
 /// The catalog keys written into any buffer (the origin's hit path writes them on the stack).
 /// The `String` builders above go through these, so each key is spelled once. Callers pass
 /// codes already checked as slugs.
-pub fn write_providers(out: &mut impl Write) -> fmt::Result {
+pub fn write_providers(out: &mut (impl Write + ?Sized)) -> fmt::Result {
     out.write_str(PROVIDERS)
 }
 
 // Piece by piece with `write_str`, not `write!`: these run on every hit, and `core::fmt`'s
 // machinery costs several times the copying.
-pub fn write_countries(out: &mut impl Write, provider: &str) -> fmt::Result {
+pub fn write_countries(out: &mut (impl Write + ?Sized), provider: &str) -> fmt::Result {
     out.write_str("cache:countries:")?;
     out.write_str(provider)
 }
 
-pub fn write_services(out: &mut impl Write, provider: &str) -> fmt::Result {
+pub fn write_services(out: &mut (impl Write + ?Sized), provider: &str) -> fmt::Result {
     out.write_str("cache:services:")?;
     out.write_str(provider)
 }
 
 pub fn write_price(
-    out: &mut impl Write,
+    out: &mut (impl Write + ?Sized),
     provider: &str,
     country: &str,
     service: &str,

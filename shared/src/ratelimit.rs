@@ -142,15 +142,42 @@ pub fn write_prefix_key(
 /// [`ip_key`] written into `out` (a stack buffer on the origin's hot path).
 pub fn write_ip_key(out: &mut impl core::fmt::Write, ip: IpAddr) -> core::fmt::Result {
     match ip {
-        IpAddr::V4(v4) => write!(out, "{v4}"),
+        IpAddr::V4(v4) => write_ipv4(out, v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => write!(out, "{v4}"),
+            Some(v4) => write_ipv4(out, v4),
             None => {
                 let s = v6.segments();
                 write!(out, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         },
     }
+}
+
+/// `a.b.c.d`, as `Ipv4Addr`'s `Display` writes it, in one `write_str`: on every request, where
+/// `core::fmt` cost ~900 instructions of the origin's ~24 000 for a hit.
+fn write_ipv4(out: &mut impl core::fmt::Write, ip: core::net::Ipv4Addr) -> core::fmt::Result {
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        let digits = [octet / 100, octet / 10 % 10, octet % 10];
+        let skip = if octet >= 100 {
+            0
+        } else if octet >= 10 {
+            1
+        } else {
+            2
+        };
+        for d in &digits[skip..] {
+            text[len] = b'0' + d;
+            len += 1;
+        }
+    }
+    // Only ASCII digits and dots were written.
+    out.write_str(core::str::from_utf8(&text[..len]).map_err(|_| core::fmt::Error)?)
 }
 
 #[cfg(test)]
@@ -201,6 +228,25 @@ mod tests {
                 ("ops", 10, 10, WindowKind::Fixed),
             ]
         );
+    }
+
+    #[test]
+    fn ipv4_keys_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "9.10.99.100",
+            "203.0.113.9",
+            "10.0.0.1",
+            "100.64.1.200",
+        ] {
+            assert_eq!(ip_key(ip.parse().unwrap()), ip);
+        }
+        // Every octet value, in every position.
+        for n in 0..=255u8 {
+            let ip = std::net::Ipv4Addr::new(n, 255 - n, n / 3, n.wrapping_mul(7));
+            assert_eq!(ip_key(ip.into()), ip.to_string());
+        }
     }
 
     #[test]

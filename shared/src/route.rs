@@ -145,17 +145,34 @@ impl CatalogRoute {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryRoute<'a> {
     Providers,
-    Countries {
-        provider: &'a str,
-    },
-    Services {
-        provider: &'a str,
-    },
-    Price {
-        provider: &'a str,
-        country: &'a str,
-        service: &'a str,
-    },
+    Countries { provider: &'a str },
+    Services { provider: &'a str },
+    Price(PriceCodes<'a>),
+}
+
+/// A price route's three codes as sent (each already checked as a slug).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PriceCodes<'a> {
+    pub provider: &'a str,
+    pub country: &'a str,
+    pub service: &'a str,
+}
+
+impl PriceCodes<'_> {
+    /// The product, owned: made only when a load needs one (a read answered from Redis
+    /// allocates no codes).
+    pub fn product(&self) -> Product {
+        Product {
+            provider: Slug::checked(self.provider),
+            country: Slug::checked(self.country),
+            service: Slug::checked(self.service),
+        }
+    }
+
+    /// Its cache key ([`keys::price`]).
+    pub fn key(&self) -> String {
+        keys::built(|out| keys::write_price(out, self.provider, self.country, self.service))
+    }
 }
 
 /// The route patterns as the router spells them (metric labels).
@@ -176,11 +193,13 @@ impl<'a> EntryRoute<'a> {
             (provider, Some("services"), None, None) => EntryRoute::Services {
                 provider: code(provider)?,
             },
-            (provider, Some("prices"), Some(country), Some(service)) => EntryRoute::Price {
-                provider: code(provider)?,
-                country: code(country)?,
-                service: code(service)?,
-            },
+            (provider, Some("prices"), Some(country), Some(service)) => {
+                EntryRoute::Price(PriceCodes {
+                    provider: code(provider)?,
+                    country: code(country)?,
+                    service: code(service)?,
+                })
+            }
             _ => return None,
         };
         // Nothing may follow the last segment.
@@ -192,7 +211,7 @@ impl<'a> EntryRoute<'a> {
             EntryRoute::Providers => DataType::Providers,
             EntryRoute::Countries { .. } => DataType::Countries,
             EntryRoute::Services { .. } => DataType::Services,
-            EntryRoute::Price { .. } => DataType::Prices,
+            EntryRoute::Price(_) => DataType::Prices,
         }
     }
 
@@ -202,7 +221,7 @@ impl<'a> EntryRoute<'a> {
             EntryRoute::Providers => PROVIDERS_ROUTE,
             EntryRoute::Countries { .. } => COUNTRIES_ROUTE,
             EntryRoute::Services { .. } => SERVICES_ROUTE,
-            EntryRoute::Price { .. } => PRICE_ROUTE,
+            EntryRoute::Price(_) => PRICE_ROUTE,
         }
     }
 
@@ -212,11 +231,9 @@ impl<'a> EntryRoute<'a> {
             EntryRoute::Providers => keys::write_providers(out),
             EntryRoute::Countries { provider } => keys::write_countries(out, provider),
             EntryRoute::Services { provider } => keys::write_services(out, provider),
-            EntryRoute::Price {
-                provider,
-                country,
-                service,
-            } => keys::write_price(out, provider, country, service),
+            EntryRoute::Price(codes) => {
+                keys::write_price(out, codes.provider, codes.country, codes.service)
+            }
         }
     }
 }
@@ -232,15 +249,7 @@ impl From<EntryRoute<'_>> for CatalogRoute {
             EntryRoute::Services { provider } => CatalogRoute::Services {
                 provider: Slug::checked(provider),
             },
-            EntryRoute::Price {
-                provider,
-                country,
-                service,
-            } => CatalogRoute::Price(Product {
-                provider: Slug::checked(provider),
-                country: Slug::checked(country),
-                service: Slug::checked(service),
-            }),
+            EntryRoute::Price(codes) => CatalogRoute::Price(codes.product()),
         }
     }
 }
@@ -409,6 +418,10 @@ mod tests {
             let mut key = String::new();
             entry.write_key(&mut key).unwrap();
             assert_eq!(key, want, "{path}");
+            if let (EntryRoute::Price(codes), CatalogRoute::Price(product)) = (entry, &full) {
+                assert_eq!(codes.key(), want, "{path}");
+                assert_eq!(&codes.product(), product, "{path}");
+            }
         }
     }
 

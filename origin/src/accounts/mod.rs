@@ -238,25 +238,22 @@ impl Accounts {
 
     /// The balance JSON through the cache-aside helper (`cache:balance:{userId}`, 30 s).
     pub async fn balance(&self, user_id: i64) -> Result<Bytes, AccountsError> {
-        let db = self.db.clone();
+        let loader = || {
+            let db = self.db.clone();
+            move || async move {
+                let balance = db.balance(user_id).await?;
+                Ok::<_, sqlx::Error>(match balance {
+                    Some(balance_cents) => {
+                        let body = BalanceResponse { balance_cents };
+                        Loaded::Found(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+                    }
+                    None => Loaded::Absent,
+                })
+            }
+        };
         let entry = self
             .cache
-            .get_or_load(
-                DataType::Balance,
-                keys::balance(user_id),
-                move || async move {
-                    let balance = db.balance(user_id).await?;
-                    Ok::<_, sqlx::Error>(match balance {
-                        Some(balance_cents) => {
-                            let body = BalanceResponse { balance_cents };
-                            Loaded::Found(Bytes::from(
-                                serde_json::to_vec(&body).unwrap_or_default(),
-                            ))
-                        }
-                        None => Loaded::Absent,
-                    })
-                },
-            )
+            .get_or_load(DataType::Balance, keys::balance(user_id), loader)
             .await?;
         entry.map(|v| v.bytes).ok_or(AccountsError::Gone)
     }

@@ -386,7 +386,7 @@ async fn answer(state: &AppState, route: EntryRoute<'_>, headers: &HeaderMap) ->
             Some(value) => value,
             // Boxed: the cache-aside load's future is kilobytes (Redis, then PostgreSQL), and
             // inline it would be carried and moved by every request's, hits included.
-            None => match Box::pin(state.catalog.answer(route.into())).await {
+            None => match Box::pin(state.catalog.entry(route)).await {
                 Ok(value) => value,
                 Err(e) => return ApiError::from(e).into_response(),
             },
