@@ -124,7 +124,7 @@ bench-edge-ab: setup edge ## the edge HIT against revision REV (e.g. make bench-
 	$(CARGO) build --release -p origin; \
 	python3 bench/edge-ab/run.py $(REV)
 
-bench-instructions: setup ## instructions per request under callgrind (a minute or two), failing if the warm hit rose past bench/instructions.json (CI runs it)
+bench-instructions: setup ## instructions per request under callgrind (a minute or two), failing if a gated scenario (warm hit, 304, L1 off) rose past bench/instructions.json (CI runs it)
 	@scripts/bench-tools.sh valgrind
 	@$(SERVICES); \
 	$(CARGO) build --release -p origin -p bench; \
