@@ -235,9 +235,8 @@ impl Cache {
     /// `loader` makes the load, and is called only when one is needed (a miss, or a hit due
     /// for refreshing ahead): a hit from Redis clones nothing for a load it will not run, and
     /// this future holds a reference rather than the load's captures. The miss path is boxed:
-    /// the flight is most of this future's size, and inline it would be carried by every read
-    /// (#26: a single-entry read from Redis did 60 800 instructions, 8 700 of them copying its
-    /// future into the front door's box).
+    /// the flight is most of this future's size, and inline it would be carried by every read,
+    /// and copied with it into the box the front door puts a read that missed L1 in (#26).
     pub async fn get_or_load<E, M, F, Fut>(
         &self,
         data: DataType,
