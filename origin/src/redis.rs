@@ -789,9 +789,18 @@ struct Prefixed<'a> {
     key: &'a str,
 }
 
-impl Prefixed<'_> {
+impl<'a> Prefixed<'a> {
     fn len(&self) -> usize {
         self.prefix.len() + self.key.len()
+    }
+
+    /// The name in three pieces: the prefix goes in front, or just inside a leading hash tag
+    /// (the one place that rule is spelled).
+    fn parts(&self) -> [&'a str; 3] {
+        match self.key.strip_prefix('{') {
+            Some(rest) => ["{", self.prefix, rest],
+            None => ["", self.prefix, self.key],
+        }
     }
 }
 
@@ -799,33 +808,20 @@ impl redis::ToRedisArgs for Prefixed<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
         use std::io::Write;
         let mut arg = out.writer_for_next_arg();
-        // Writing into the command's buffer cannot fail.
-        let _ = match self.key.strip_prefix('{') {
-            Some(rest) => arg
-                .write_all(b"{")
-                .and_then(|()| arg.write_all(self.prefix.as_bytes()))
-                .and_then(|()| arg.write_all(rest.as_bytes())),
-            None => arg
-                .write_all(self.prefix.as_bytes())
-                .and_then(|()| arg.write_all(self.key.as_bytes())),
-        };
+        for part in self.parts() {
+            // Writing into the command's buffer cannot fail.
+            let _ = arg.write_all(part.as_bytes());
+        }
     }
 }
 
 /// `key` in the namespace `prefix`, the way [`Redis`] names it on the server: the prefix goes in
 /// front, or just inside a leading hash tag.
 pub fn prefixed(prefix: &str, key: &str) -> String {
-    let mut s = String::with_capacity(prefix.len() + key.len());
-    match key.strip_prefix('{') {
-        Some(rest) => {
-            s.push('{');
-            s.push_str(prefix);
-            s.push_str(rest);
-        }
-        None => {
-            s.push_str(prefix);
-            s.push_str(key);
-        }
+    let name = Prefixed { prefix, key };
+    let mut s = String::with_capacity(name.len());
+    for part in name.parts() {
+        s.push_str(part);
     }
     s
 }
@@ -912,13 +908,17 @@ mod tests {
 
     #[test]
     fn a_prefixed_argument_is_the_prefixed_key() {
-        for key in ["cache:prices:a:b:c", "{cache:prices:a:b:c}:lock", "", "{"] {
+        for (key, name) in [
+            ("cache:prices:a:b:c", "p:cache:prices:a:b:c"),
+            ("{cache:prices:a:b:c}:lock", "{p:cache:prices:a:b:c}:lock"),
+            ("", "p:"),
+            ("{", "{p:"),
+        ] {
+            assert_eq!(prefixed("p:", key), name);
             let arg = Prefixed { prefix: "p:", key };
             let mut cmd = redis::Cmd::with_capacity(2, 4 + arg.len());
             cmd.arg("GET").arg(arg);
-            let expected = redis::cmd("GET")
-                .arg(prefixed("p:", key))
-                .get_packed_command();
+            let expected = redis::cmd("GET").arg(name).get_packed_command();
             assert_eq!(cmd.get_packed_command(), expected, "{key}");
         }
     }
