@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge deploy-check dev test fleet bench bench-edge-ab bench-instructions stop lint fmt settings seed seed-large fuzz image openapi client schemathesis example browser
+.PHONY: help setup edge deploy-check dev test fleet bench bench-edge-ab bench-instructions stop lint fmt settings seed seed-large fuzz image image-test openapi client schemathesis example browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -60,6 +60,11 @@ fleet: setup ## the fleet behind HAProxy and PgBouncer under load: a rolling res
 
 image: ## the origin's container image (Containerfile, podman; FROM scratch, non-root)
 	@scripts/build-image.sh
+
+image-test: setup ## the image as it ships: its root file system run by chroot as its user (probe, migrate, seed, admin, serve with Sentry, purges and sync, check); needs root
+	@$(SERVICES); scripts/image-rootfs.sh; \
+	$(CARGO) build -p nexnum-tests --test image; \
+	timeout 300 $(CARGO) test -p nexnum-tests --test image -- --ignored --nocapture
 
 stop: ## stop the private PostgreSQL/Redis/PgBouncer servers (plaintext and TLS) that setup and make test may have started under .local/
 	@pg_ctl=$$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | head -1); \

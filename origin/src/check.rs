@@ -361,7 +361,7 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
             status: Status::Skip,
             note: "pass --origin URL to read a running origin's /metrics".into(),
         },
-        Some(base) => match error_rate(base, args.sample_secs).await {
+        Some(base) => match error_rate(&settings.http_roots, base, args.sample_secs).await {
             Err(e) => failed("origin 5xx rate", threshold, e),
             Ok((requests, errors)) => {
                 let pct = if requests > 0.0 {
@@ -444,10 +444,17 @@ fn transport_rows(settings: &Settings) -> Vec<Row> {
 }
 
 /// (requests, 5xx) over the sampling window, from two scrapes of the origin's /metrics.
-async fn error_rate(base: &str, sample_secs: u64) -> Result<(f64, f64), String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
+async fn error_rate(
+    roots: &crate::outbound::Roots,
+    base: &str,
+    sample_secs: u64,
+) -> Result<(f64, f64), String> {
+    let client = roots
+        .client(
+            "--origin",
+            Duration::from_secs(5),
+            crate::outbound::Redirects::None,
+        )
         .map_err(|e| e.to_string())?;
     let url = format!("{}/metrics", base.trim_end_matches('/'));
     let scrape = || async {

@@ -73,12 +73,35 @@ enum AdminCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        // A health probe, and the commands that only print, need no logging, no Sentry and no
+        // runtime: the probe must answer even when the rest of the configuration is wrong.
+        Command::Probe => return probe(),
+        Command::Openapi => {
+            print!("{}", crate::http::openapi_document());
+            return ExitCode::SUCCESS;
+        }
+        Command::Env => {
+            print!("{}", config::markdown_table());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let telemetry = match config::Telemetry::from_env() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Held for the whole run: dropping it flushes events still queued for Sentry.
-    let _sentry = telemetry::init(
-        &config::log_filter(),
-        config::sentry_dsn().as_deref(),
-        !matches!(cli.command, Command::Serve),
-    );
+    let _sentry = match telemetry::init(&telemetry, !matches!(cli.command, Command::Serve)) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // `FAILPOINTS` (tests; a no-op unless built with the `failpoints` feature).
     let _faults = fail::FailScenario::setup();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -116,26 +139,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(command).await,
-        Command::Openapi => {
-            print!("{}", crate::http::openapi_document());
-            Ok(())
-        }
-        Command::Env => {
-            print!("{}", config::markdown_table());
-            Ok(())
-        }
-        Command::Probe => {
-            let addr = config::probe_addr()?;
-            let url = format!("http://{addr}/healthz");
-            let answer = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(2))
-                .build()?
-                .get(&url)
-                .send()
-                .await?;
-            anyhow::ensure!(answer.status().is_success(), "{url}: {}", answer.status());
-            Ok(())
-        }
+        Command::Openapi | Command::Env | Command::Probe => Ok(()),
         Command::Sync { provider, json } => sync(provider, json).await,
         Command::Check(args) => {
             let settings = Settings::from_env()?;
@@ -222,6 +226,56 @@ async fn sync(only: Option<String>, json: bool) -> anyhow::Result<()> {
         .await;
     anyhow::ensure!(bad.is_empty(), "not applied: {}", bad.join(", "));
     Ok(())
+}
+
+/// `origin probe`: `GET /healthz` on this host's operator listener, as plain HTTP/1.1 over a
+/// socket: no TLS, no client library, no runtime, so the image's health check depends on nothing
+/// but the listener it checks. 2 s in all; exit 0 on a 200.
+fn probe() -> ExitCode {
+    match probe_once(std::time::Duration::from_secs(2)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe_once(within: std::time::Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let addr = config::probe_addr().map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + within;
+    let left = || {
+        deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .max(std::time::Duration::from_millis(1))
+    };
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, left())
+        .map_err(|e| format!("{addr}: cannot connect: {e}"))?;
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .set_write_timeout(Some(left()))
+        .and_then(|()| stream.write_all(request.as_bytes()))
+        .map_err(|e| format!("{addr}: cannot send: {e}"))?;
+    // The status line is all that matters; read until it is complete or the time is up.
+    let mut head = Vec::with_capacity(64);
+    let mut buf = [0u8; 64];
+    while !head.contains(&b'\n') && head.len() < 1024 {
+        stream
+            .set_read_timeout(Some(left()))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("{addr}: no answer: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let line = text.lines().next().unwrap_or_default();
+    match line.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        _ => Err(format!("http://{addr}/healthz answered {line:?}")),
+    }
 }
 
 /// One run of `origin sync --json`.

@@ -124,6 +124,12 @@ pub static VARS: &[Var] = &[
         "PEM private key of that certificate",
     ),
     var(
+        "HTTP_CA_FILE",
+        Unset,
+        "PEM file of extra CA(s) every outbound HTTPS call trusts beside the bundled Mozilla roots \
+         (the purge sinks, the sync upstreams, Sentry): a private CA or a TLS-inspecting proxy's",
+    ),
+    var(
         "REDIS_TIMEOUT_MS",
         Value("50"),
         "bound on every Redis command; past it the request goes on without Redis",
@@ -146,7 +152,8 @@ pub static VARS: &[Var] = &[
     var(
         "ORIGIN_ENV",
         Unset,
-        "`local` for a development run: allows the published example `EDGE_SECRET`, \
+        "`staging` or `production` (Sentry's environment; required with `SENTRY_DSN`), or \
+         `local` for a development run: allows the published example `EDGE_SECRET`, \
          `rediss://…/#insecure`, and a non-loopback `DATABASE_URL` without `sslmode`",
     ),
     var(
@@ -154,6 +161,12 @@ pub static VARS: &[Var] = &[
         Unset,
         "the secret the edge presents (≥ 16 characters); without it forwarded client addresses \
          are never trusted",
+    ),
+    var(
+        "EDGE_SECRET_PREVIOUS",
+        Unset,
+        "while rotating `EDGE_SECRET`: the value being replaced, still accepted from the edge \
+         (and sent by nothing); unset it once every edge presents the new one",
     ),
     var(
         "L1_CACHE",
@@ -442,6 +455,104 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     fn local(&self) -> bool {
         self.raw("ORIGIN_ENV").is_some_and(|v| v.trim() == "local")
     }
+
+    /// `ORIGIN_ENV`: unset, or one of the three names.
+    fn environment(&self) -> Result<Option<Environment>, ConfigError> {
+        match self.raw("ORIGIN_ENV").as_deref().map(str::trim) {
+            None => Ok(None),
+            Some("local") => Ok(Some(Environment::Local)),
+            Some("staging") => Ok(Some(Environment::Staging)),
+            Some("production") => Ok(Some(Environment::Production)),
+            Some(other) => Err(ConfigError::Invalid {
+                name: "ORIGIN_ENV",
+                value: other.to_owned(),
+                reason: "must be local, staging or production".into(),
+            }),
+        }
+    }
+
+    /// `HTTP_CA_FILE` added to the bundled roots: the trust store of every outbound client.
+    fn http_roots(&self) -> Result<crate::outbound::Roots, ConfigError> {
+        let Some(path) = self.raw("HTTP_CA_FILE") else {
+            return Ok(crate::outbound::Roots::default());
+        };
+        let path = path.trim();
+        let pem = read_pem("HTTP_CA_FILE", "file", path, PemKind::Certificate)?;
+        crate::outbound::Roots::with_extra(&[pem]).map_err(|reason| ConfigError::Invalid {
+            name: "HTTP_CA_FILE",
+            value: format!("file {path}"),
+            reason,
+        })
+    }
+
+    /// `SENTRY_DSN` with the environment it reports as (`ORIGIN_ENV`, required with it: a
+    /// staging error reported as production's pages the wrong people).
+    fn sentry(&self) -> Result<Option<Sentry>, ConfigError> {
+        let Some(dsn) = self.raw("SENTRY_DSN") else {
+            return Ok(None);
+        };
+        let environment = self.environment()?.ok_or(ConfigError::Invalid {
+            name: "ORIGIN_ENV",
+            value: String::new(),
+            reason: "SENTRY_DSN is set: say which environment reports (staging, production, \
+                     local)"
+                .into(),
+        })?;
+        Ok(Some(Sentry {
+            dsn: SecretString::from(dsn.trim().to_owned()),
+            environment,
+        }))
+    }
+}
+
+/// `ORIGIN_ENV`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Local,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Local => "local",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+}
+
+/// Where errors and panics are reported.
+#[derive(Clone, Debug)]
+pub struct Sentry {
+    pub dsn: SecretString,
+    pub environment: Environment,
+}
+
+/// What every command needs before anything else (logging and error reporting), read before
+/// the rest of the settings so that their errors are logged and reported too.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    pub log_filter: String,
+    pub sentry: Option<Sentry>,
+    /// The trust store of Sentry's transport (and every other outbound client).
+    pub roots: crate::outbound::Roots,
+}
+
+impl Telemetry {
+    pub fn from_env() -> Result<Telemetry, ConfigError> {
+        let env = Env {
+            get: |name: &str| std::env::var(name).ok(),
+        };
+        Ok(Telemetry {
+            log_filter: env
+                .raw("RUST_LOG")
+                .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
+            sentry: env.sentry()?,
+            roots: env.http_roots()?,
+        })
+    }
 }
 
 /// Everything the origin needs to run. Secrets are wrapped so `{:?}` never prints them.
@@ -462,6 +573,12 @@ pub struct Settings {
     pub metrics_addr: SocketAddr,
     /// `ORIGIN_ENV=local`: a development run (see [`VARS`] for what it allows).
     pub local: bool,
+    /// `ORIGIN_ENV` (unset, `local`, `staging`, `production`).
+    pub environment: Option<Environment>,
+    /// `SENTRY_DSN` and its environment.
+    pub sentry: Option<Sentry>,
+    /// `HTTP_CA_FILE` beside the bundled roots: what every outbound HTTPS call trusts.
+    pub http_roots: crate::outbound::Roots,
     /// `DB_POOLER` (default `none`; or `pgbouncer-transaction`): `DATABASE_URL` points at a
     /// transaction-mode pooler, so nothing may depend on session state (see `db`).
     pub db_behind_transaction_pooler: bool,
@@ -480,7 +597,8 @@ pub struct Settings {
     pub redis_key_prefix: String,
     /// `EDGE_SECRET` (optional): the secret the edge presents; without it, forwarded client
     /// addresses are never trusted.
-    pub edge_secret: Option<SecretString>,
+    /// `EDGE_SECRET_PREVIOUS` (optional) is accepted beside it while the secret is rotated.
+    pub edge_secret: Option<shared::secret::SharedSecret>,
     /// `HEADER_READ_TIMEOUT_MS` (default 5000): a client must send a whole request head within
     /// this; it is also how long an idle kept-alive connection is kept.
     pub header_read_timeout: Duration,
@@ -635,7 +753,7 @@ pub struct PurgeSettings {
 impl PurgeSettings {
     fn read<F: Fn(&str) -> Option<String>>(
         env: &Env<F>,
-        edge_secret: Option<&String>,
+        edge_secret: Option<&shared::secret::SharedSecret>,
         local: bool,
     ) -> Result<PurgeSettings, ConfigError> {
         // A purge carries a secret: in clear only to this machine, or in a local run.
@@ -674,7 +792,10 @@ impl PurgeSettings {
                 let secret = edge_secret.ok_or(ConfigError::Missing {
                     name: "EDGE_SECRET",
                 })?;
-                Some((u, SecretString::from(secret.clone())))
+                // During a rotation the origin goes first (docs/operations.md): the edge still
+                // holds only the old value, which is then EDGE_SECRET_PREVIOUS here.
+                let presented = secret.previous().unwrap_or(secret.current());
+                Some((u, SecretString::from(presented.to_owned())))
             }
         };
         let cloudflare = match (
@@ -738,7 +859,8 @@ impl Settings {
     /// Reads from any lookup, so tests can configure without touching the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env { get };
-        let local = env.local();
+        let environment = env.environment()?;
+        let local = environment == Some(Environment::Local);
         let database_url = env.required("DATABASE_URL")?;
         let database_tls = PgTls::check("DATABASE_URL", &database_url, local)?;
         let redis_url = env.required("REDIS_URL")?;
@@ -788,20 +910,37 @@ impl Settings {
                 reason: "must not contain whitespace, '*', '{' or '}'".into(),
             });
         }
-        let edge_secret = env.raw("EDGE_SECRET");
-        if edge_secret.as_deref() == Some(EXAMPLE_EDGE_SECRET) && !local {
-            return Err(ConfigError::redacted(
-                "EDGE_SECRET",
-                "is the published example from .dev.vars.example; set a secret of your own (or \
-                 ORIGIN_ENV=local for a local run)",
-            ));
-        }
-        if edge_secret.as_ref().is_some_and(|s| s.len() < 16) {
-            return Err(ConfigError::redacted(
-                "EDGE_SECRET",
-                "must be at least 16 characters",
-            ));
-        }
+        let edge_secret = match (env.raw("EDGE_SECRET"), env.raw("EDGE_SECRET_PREVIOUS")) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    name: "EDGE_SECRET",
+                });
+            }
+            (Some(current), previous) => {
+                for (name, value) in [
+                    ("EDGE_SECRET", Some(&current)),
+                    ("EDGE_SECRET_PREVIOUS", previous.as_ref()),
+                ] {
+                    if value.map(String::as_str) == Some(EXAMPLE_EDGE_SECRET) && !local {
+                        return Err(ConfigError::redacted(
+                            name,
+                            "is the published example from .dev.vars.example; set a secret of your \
+                             own (or ORIGIN_ENV=local for a local run)",
+                        ));
+                    }
+                }
+                let name = if current.len() < shared::secret::MIN_LEN {
+                    "EDGE_SECRET"
+                } else {
+                    "EDGE_SECRET_PREVIOUS"
+                };
+                Some(
+                    shared::secret::SharedSecret::new(current, previous)
+                        .map_err(|reason| ConfigError::redacted(name, reason))?,
+                )
+            }
+        };
 
         let purge = PurgeSettings::read(&env, edge_secret.as_ref(), local)?;
         let sync = SyncSettings::read(&env, local)?;
@@ -825,13 +964,16 @@ impl Settings {
             addr,
             metrics_addr,
             local,
+            environment,
+            sentry: env.sentry()?,
+            http_roots: env.http_roots()?,
             db_behind_transaction_pooler,
             db_max_connections,
             db_idle_timeout: Duration::from_secs(idle),
             db_connect_timeout: Duration::from_secs(connect),
             redis_timeout: Duration::from_millis(redis_ms),
             redis_key_prefix,
-            edge_secret: edge_secret.map(Into::into),
+            edge_secret,
             session_max_age: Duration::from_secs(session_max_age),
             shutdown_grace: Duration::from_secs(shutdown_grace),
             login_max_failures,
@@ -1366,23 +1508,6 @@ pub fn probe_addr() -> Result<SocketAddr, ConfigError> {
     Ok(addr)
 }
 
-/// `SENTRY_DSN` (optional): where 5xx errors and panics are reported; unset, nothing is sent.
-pub fn sentry_dsn() -> Option<String> {
-    Env {
-        get: |name: &str| std::env::var(name).ok(),
-    }
-    .raw("SENTRY_DSN")
-}
-
-/// `RUST_LOG`: the tracing filter, read before anything else so start-up errors are logged too.
-pub fn log_filter() -> String {
-    Env {
-        get: |name: &str| std::env::var(name).ok(),
-    }
-    .raw("RUST_LOG")
-    .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned())
-}
-
 /// The nodes a `redis+cluster://` or `rediss+cluster://[user:password@]host:port,host:port,…`
 /// URL names, as one `redis://` (or `rediss://`) URL each, credentials and any `#insecure`
 /// repeated; `Ok(None)` for any other URL (one server). The client learns the rest of the
@@ -1527,6 +1652,116 @@ mod tests {
         assert!(with(&[("EDGE_SECRET", "sixteen-chars-xy".into())]).is_ok());
         // Unset is allowed: the origin then trusts no forwarded client address.
         assert!(with(&[]).is_ok_and(|s| s.edge_secret.is_none()));
+    }
+
+    #[test]
+    fn a_previous_edge_secret_is_accepted_beside_the_current_one() {
+        let s = with(&[
+            ("EDGE_SECRET", "new-edge-secret-0001".into()),
+            ("EDGE_SECRET_PREVIOUS", "old-edge-secret-0001".into()),
+        ])
+        .unwrap();
+        let secret = s.edge_secret.unwrap();
+        assert!(secret.check(b"old-edge-secret-0001").is_some());
+        assert!(secret.check(b"new-edge-secret-0001").is_some());
+        // Without the current one, or too short, or equal to it: refused, naming the variable.
+        for (pairs, name) in [
+            (
+                vec![("EDGE_SECRET_PREVIOUS", "old-edge-secret-0001")],
+                "EDGE_SECRET is required",
+            ),
+            (
+                vec![
+                    ("EDGE_SECRET", "new-edge-secret-0001"),
+                    ("EDGE_SECRET_PREVIOUS", "short"),
+                ],
+                "EDGE_SECRET_PREVIOUS",
+            ),
+            (
+                vec![
+                    ("EDGE_SECRET", "new-edge-secret-0001"),
+                    ("EDGE_SECRET_PREVIOUS", "new-edge-secret-0001"),
+                ],
+                "EDGE_SECRET_PREVIOUS",
+            ),
+            (
+                vec![
+                    ("EDGE_SECRET", "new-edge-secret-0001"),
+                    ("EDGE_SECRET_PREVIOUS", EXAMPLE_EDGE_SECRET),
+                ],
+                "EDGE_SECRET_PREVIOUS",
+            ),
+        ] {
+            let pairs: Vec<_> = pairs.into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+            let err = with(&pairs).map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains(name), "{pairs:?}: {err}");
+            assert!(
+                !err.contains("old-edge-secret") && !err.contains("new-edge-secret"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_edge_purge_route_is_given_the_value_the_edge_already_holds() {
+        // Rotation goes origin first: while EDGE_SECRET_PREVIOUS is set, the edge still holds
+        // only that value, so purges present it.
+        let purge = |pairs: &[(&'static str, &str)]| {
+            let mut all: Vec<(&'static str, String)> = vec![(
+                "EDGE_PURGE_URL",
+                "http://127.0.0.1:8787/__edge/purge".into(),
+            )];
+            all.extend(pairs.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            let s = with(&all).unwrap();
+            let (_, secret) = s.purge.edge.unwrap();
+            use secrecy::ExposeSecret;
+            secret.expose_secret().to_owned()
+        };
+        assert_eq!(
+            purge(&[("EDGE_SECRET", "new-edge-secret-0001")]),
+            "new-edge-secret-0001"
+        );
+        assert_eq!(
+            purge(&[
+                ("EDGE_SECRET", "new-edge-secret-0001"),
+                ("EDGE_SECRET_PREVIOUS", "old-edge-secret-0001")
+            ]),
+            "old-edge-secret-0001"
+        );
+    }
+
+    #[test]
+    fn origin_env_names_one_of_three_and_sentry_needs_it() {
+        for good in ["local", "staging", "production"] {
+            let s = with(&[("ORIGIN_ENV", good.into())]).unwrap();
+            assert_eq!(s.environment.map(Environment::as_str), Some(good));
+        }
+        let err = with(&[("ORIGIN_ENV", "prod".into())])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("ORIGIN_ENV"), "{err}");
+        let dsn = ("SENTRY_DSN", "https://key@o1.ingest.sentry.io/2".to_owned());
+        let err = with(std::slice::from_ref(&dsn)).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("ORIGIN_ENV"), "{err}");
+        let s = with(&[dsn, ("ORIGIN_ENV", "staging".into())]).unwrap();
+        assert_eq!(s.sentry.map(|s| s.environment), Some(Environment::Staging));
+    }
+
+    #[test]
+    fn http_ca_file_adds_to_the_bundled_roots_and_a_bad_one_names_itself() {
+        let bundled = with(&[]).unwrap().http_roots.len();
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-ca.pem");
+        let s = with(&[("HTTP_CA_FILE", ca.into())]).unwrap();
+        assert_eq!(s.http_roots.len(), bundled + 1);
+        let err = with(&[("HTTP_CA_FILE", "/nonexistent/ca.pem".into())])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP_CA_FILE"), "{err}");
+        let not_pem = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let err = with(&[("HTTP_CA_FILE", not_pem.into())])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP_CA_FILE"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! - [`telemetry`]: tracing and Sentry.
 //! - [`monitor`], [`check`]: the guide's monitoring checklist as gauges and as `origin check`;
 //!   [`ecs`] grades an ECS task definition and scaling target against it.
+//! - [`outbound`]: every outbound HTTP client, on one trust store (bundled roots + `HTTP_CA_FILE`).
+//! - [`build`]: this binary's version and commit.
 //! - [`tls`]: the rustls provider, and telling a refused handshake from a network failure.
 //! - [`small`]: short strings on the stack for the per-request hot path.
 //! - [`cli`]: the `origin` command line (`serve`, `migrate`, `seed`, `check`, `admin`).
@@ -32,6 +34,7 @@
 
 pub mod accounts;
 pub mod admission;
+pub mod build;
 pub mod cache;
 pub mod catalog;
 pub mod check;
@@ -42,6 +45,7 @@ pub mod ecs;
 pub mod http;
 pub mod meters;
 pub mod monitor;
+pub mod outbound;
 pub mod policies;
 pub mod purge;
 pub mod ratelimit;

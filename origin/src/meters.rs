@@ -93,6 +93,18 @@ fn describe_and_baseline() {
         "1 while L1's invalidation subscription is live"
     );
     describe_counter!(
+        "edge_secret_mismatch_total",
+        "Requests carrying an X-Edge-Secret that matches neither EDGE_SECRET nor EDGE_SECRET_PREVIOUS (their X-Client-IP is ignored)"
+    );
+    describe_counter!(
+        "edge_secret_previous_total",
+        "Requests authenticated with EDGE_SECRET_PREVIOUS (a rotation is finished when this stops rising)"
+    );
+    describe_gauge!(
+        "origin_build_info",
+        "1, labelled with this binary's version and commit"
+    );
+    describe_counter!(
         "purge_calls_total",
         "Purge calls to a downstream cache (edge, cloudflare, next) by outcome (ok, retried, refused, failed)"
     );
@@ -181,6 +193,14 @@ fn describe_and_baseline() {
         metrics::counter!("purge_tags_total", "sink" => sink).increment(0);
     }
     metrics::counter!("dependency_unavailable_total").increment(0);
+    metrics::counter!("edge_secret_mismatch_total").increment(0);
+    metrics::counter!("edge_secret_previous_total").increment(0);
+    metrics::gauge!(
+        "origin_build_info",
+        "version" => crate::build::VERSION,
+        "commit" => crate::build::COMMIT
+    )
+    .set(1.0);
 }
 
 /// Hot-path counters registered once and reused: building a metric key (labels, hashing, a
@@ -233,6 +253,16 @@ pub fn cache_load(data: DataType, elapsed: Duration) {
 
 /// `dependency_unavailable_total`: requests answered 503 because PostgreSQL or Redis was out of
 /// reach (never a 500, which would page someone for an outage they cannot fix).
+/// A request presented an edge secret that matches neither accepted value.
+pub fn edge_secret_mismatch() {
+    metrics::counter!("edge_secret_mismatch_total").increment(1);
+}
+
+/// A request presented `EDGE_SECRET_PREVIOUS`.
+pub fn edge_secret_previous() {
+    metrics::counter!("edge_secret_previous_total").increment(1);
+}
+
 pub fn dependency_unavailable() {
     metrics::counter!("dependency_unavailable_total").increment(1);
 }

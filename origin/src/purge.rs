@@ -124,25 +124,30 @@ pub struct Purger {
 impl Purger {
     /// Starts the purging task for the configured sinks (none configured: a purger that does
     /// nothing).
-    pub fn start(settings: &PurgeSettings) -> Purger {
+    pub fn start(
+        settings: &PurgeSettings,
+        roots: &crate::outbound::Roots,
+    ) -> Result<Purger, crate::outbound::ClientError> {
         let sinks = Sink::configured(settings);
         let overflowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         if sinks.is_empty() {
-            return Purger {
+            return Ok(Purger {
                 tx: None,
                 overflowed,
-            };
+            });
         }
         let (tx, rx) = mpsc::channel(QUEUE);
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .build()
-            .unwrap_or_default();
+        // Never redirected: every call carries a sink's secret (docs/security.md).
+        let http = roots.client(
+            "EDGE_PURGE_URL/CLOUDFLARE_API_URL/NEXT_REVALIDATE_URL",
+            settings.timeout,
+            crate::outbound::Redirects::None,
+        )?;
         tokio::spawn(run(rx, sinks, http, settings.batch, overflowed.clone()));
-        Purger {
+        Ok(Purger {
             tx: Some(tx),
             overflowed,
-        }
+        })
     }
 
     pub fn disabled() -> Purger {

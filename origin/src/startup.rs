@@ -39,6 +39,9 @@ pub enum StartupError {
     Schema(String),
     #[error("{0}")]
     Sync(String),
+    /// An outbound HTTP client could not be built (the message names the setting).
+    #[error("{0}")]
+    Client(String),
     #[error("cannot listen on {name} {addr}: {source}")]
     Bind {
         name: &'static str,
@@ -88,7 +91,8 @@ impl Application {
             .map(|u| u.provider.clone())
             .collect();
         meters::sync_baseline(&providers);
-        let purger = Purger::start(&settings.purge);
+        let purger = Purger::start(&settings.purge, &settings.http_roots)
+            .map_err(|e| StartupError::Client(e.to_string()))?;
         if !settings.sync.interval.is_zero() && !settings.sync.upstreams.is_empty() {
             crate::sync::check_mappings(&settings.sync)
                 .map_err(|e| StartupError::Sync(e.to_string()))?;
@@ -97,7 +101,9 @@ impl Application {
                 cache.clone(),
                 purger.clone(),
                 settings.sync.clone(),
-            );
+                &settings.http_roots,
+            )
+            .map_err(|e| StartupError::Client(e.to_string()))?;
             crate::sync::spawn_periodic(syncer, redis.clone(), settings.sync.interval);
         }
         let listener = bind("ORIGIN_ADDR", settings.addr).await?;

@@ -21,16 +21,51 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// stderr for one-shot commands (`to_stderr`), whose stdout is their answer (`check --json`,
 /// `sync --json`): a script reads one without filtering out the other.
 pub fn init(
-    filter: &str,
-    sentry_dsn: Option<&str>,
+    settings: &crate::config::Telemetry,
     to_stderr: bool,
-) -> Option<sentry::ClientInitGuard> {
-    let guard = sentry_dsn.map(|dsn| {
-        let mut options = sentry::ClientOptions::default();
-        options.release = sentry::release_name!();
-        options.attach_stacktrace = true;
-        sentry::init((dsn, options))
-    });
+) -> Result<Option<sentry::ClientInitGuard>, crate::outbound::ClientError> {
+    let guard =
+        match &settings.sentry {
+            None => None,
+            Some(config) => {
+                use secrecy::ExposeSecret;
+                // Sentry's own transport would build a reqwest client on the platform's roots (none
+                // in the image: a panic at start); it gets one of ours instead.
+                let client = settings.roots.client(
+                    "SENTRY_DSN",
+                    std::time::Duration::from_secs(10),
+                    crate::outbound::Redirects::None,
+                )?;
+                let dsn: sentry::types::Dsn = config.dsn.expose_secret().parse().map_err(
+                    |e: sentry::types::ParseDsnError| crate::outbound::ClientError {
+                        setting: "SENTRY_DSN",
+                        reason: e.to_string(),
+                    },
+                )?;
+                let mut options = sentry::ClientOptions::default();
+                options.dsn = Some(dsn);
+                options.release = Some(crate::build::release().into());
+                options.environment = Some(config.environment.as_str().into());
+                options.attach_stacktrace = true;
+                options.transport = Some(std::sync::Arc::new(
+                    move |options: &sentry::ClientOptions| {
+                        let transport: std::sync::Arc<dyn sentry::Transport> =
+                            match sentry::TransportOptions::try_from_client_options(options) {
+                                Some(t) => std::sync::Arc::new(
+                                    sentry::transports::ReqwestHttpTransportOptions::from(t)
+                                        .with_client(client.clone())
+                                        .build(),
+                                ),
+                                // Unreachable with the DSN set above; never panic for it.
+                                None => std::sync::Arc::new(NoTransport),
+                            };
+                        transport
+                    },
+                ));
+                Some(sentry::init(options))
+            }
+        };
+    let filter = settings.log_filter.as_str();
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let sentry_layer = guard
         .as_ref()
@@ -51,7 +86,14 @@ pub fn init(
         )
         .with(sentry_layer)
         .try_init();
-    guard
+    Ok(guard)
+}
+
+/// Sends nothing (a transport that could not be made).
+struct NoTransport;
+
+impl sentry::Transport for NoTransport {
+    fn send_envelope(&self, _: sentry::Envelope) {}
 }
 
 /// A span's fields as the JSON log stores them (an object, read back when a line is logged in

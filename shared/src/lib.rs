@@ -13,6 +13,7 @@
 //! - [`ratelimit`]: the rate-limit tiers and which route group falls in which tier.
 //! - [`input`]: the email and `Cookie` parsers of the sign-in path.
 //! - [`tags`]: the cache tags of every catalog answer, and what a change purges.
+//! - [`secret`]: the edge secret both sides accept (current and previous), compared in constant time.
 
 pub mod etag;
 pub mod headers;
@@ -22,6 +23,7 @@ pub mod policy;
 pub mod product;
 pub mod ratelimit;
 pub mod route;
+pub mod secret;
 pub mod slug;
 pub mod tags;
 pub mod types;

@@ -154,24 +154,28 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let admin = admin_database_url();
-        // Drop runs outside any async context we can await in; a short-lived runtime on its
-        // own thread does the cleanup. Failure only leaves a database behind.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
+        drop_database_blocking(self.name.clone());
     }
+}
+
+/// Drops database `name` (its connections forced closed) on the server tests use, from
+/// anywhere: a short-lived runtime on its own thread does it, so this works in `Drop` and in an
+/// async test alike. Failure only leaves a database behind.
+pub fn drop_database_blocking(name: String) {
+    let admin = admin_database_url();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        });
+    })
+    .join();
 }
 
 /// A free TCP port on loopback (bound then released).

@@ -14,6 +14,8 @@ pub struct Call {
     pub path: String,
     pub headers: HeaderMap,
     pub body: serde_json::Value,
+    /// The body as sent (for bodies that are not one JSON value: Sentry's envelopes).
+    pub raw: bytes::Bytes,
 }
 
 impl Call {
@@ -64,6 +66,7 @@ impl Sink {
                             path: uri.path().to_owned(),
                             headers,
                             body: serde_json::from_slice(&body).unwrap_or_default(),
+                            raw: body.clone(),
                         });
                         s.held
                     };

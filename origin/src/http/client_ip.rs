@@ -1,15 +1,20 @@
 //! Who the client is. Behind the edge, the socket peer is the edge itself, so the edge sends the
 //! client address in `X-Client-IP` together with the shared `X-Edge-Secret`. The address is
-//! believed only when the secret matches (compared in constant time); anyone else's
+//! believed only when the secret matches `EDGE_SECRET` or, during a rotation,
+//! `EDGE_SECRET_PREVIOUS` (compared in constant time, `shared::secret`); anyone else's
 //! `X-Client-IP` is ignored and the socket peer is used.
+//!
+//! A wrong secret is not an attack to shrug off: it is what a half-done rotation or a typo in
+//! one side's secret looks like, and it silently makes every user the edge's own address (one
+//! rate-limit identity: 429 for most). So it is counted (`edge_secret_mismatch_total`, alerted
+//! on) and logged, at most once a minute.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+use shared::secret::{Matched, SharedSecret};
 
 use shared::headers::{CLIENT_IP as CLIENT_IP_HEADER, EDGE_SECRET as EDGE_SECRET_HEADER};
 
@@ -21,18 +26,54 @@ pub struct ClientIp(pub IpAddr);
 
 /// Whether the request comes from the edge: it carries the configured secret (compared in
 /// constant time). Only then are the edge's client address and request id believed.
-pub fn from_edge(secret: Option<&SecretString>, headers: &HeaderMap) -> bool {
-    match (secret, headers.get(EDGE_SECRET_HEADER)) {
-        (Some(secret), Some(given)) => {
-            bool::from(secret.expose_secret().as_bytes().ct_eq(given.as_bytes()))
+pub fn from_edge(secret: Option<&SharedSecret>, headers: &HeaderMap) -> bool {
+    let Some(given) = headers.get(EDGE_SECRET_HEADER) else {
+        return false;
+    };
+    let Some(secret) = secret else {
+        // The edge presents a secret the origin was not given: the same silent downgrade.
+        mismatch();
+        return false;
+    };
+    match secret.check(given.as_bytes()) {
+        Some(Matched::Current) => true,
+        Some(Matched::Previous) => {
+            crate::meters::edge_secret_previous();
+            true
         }
-        _ => false,
+        None => {
+            mismatch();
+            false
+        }
+    }
+}
+
+/// Counts a wrong edge secret; logs one line a minute at most (a flood of bad guesses must not
+/// become a flood of log lines).
+fn mismatch() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_LOGGED: AtomicU64 = AtomicU64::new(0);
+    crate::meters::edge_secret_mismatch();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_LOGGED.load(Ordering::Relaxed);
+    if (last == 0 || now >= last + 60)
+        && LAST_LOGGED
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            "a request presented an X-Edge-Secret that matches neither EDGE_SECRET nor \
+             EDGE_SECRET_PREVIOUS: its X-Client-IP is ignored (edge_secret_mismatch_total counts \
+             them; at most one such line a minute)"
+        );
     }
 }
 
 /// The client address given the trusted secret (if any), the request headers and the peer.
 pub fn resolve(
-    secret: Option<&SecretString>,
+    secret: Option<&SharedSecret>,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
 ) -> Option<IpAddr> {
@@ -89,7 +130,7 @@ mod tests {
 
     #[test]
     fn forwarded_address_needs_the_secret() {
-        let secret: SecretString = "0123456789abcdef-secret".into();
+        let secret = SharedSecret::new("0123456789abcdef-secret".into(), None).unwrap();
         let peer = Some("10.0.0.1".parse().unwrap());
         let spoof = headers(&[(CLIENT_IP_HEADER, "203.0.113.7")]);
         assert_eq!(

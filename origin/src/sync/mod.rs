@@ -140,19 +140,28 @@ struct Change {
 }
 
 impl Syncer {
-    pub fn new(db: Db, cache: Cache, purger: Purger, settings: SyncSettings) -> Syncer {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .build()
-            .unwrap_or_default();
-        Syncer {
+    pub fn new(
+        db: Db,
+        cache: Cache,
+        purger: Purger,
+        settings: SyncSettings,
+        roots: &crate::outbound::Roots,
+    ) -> Result<Syncer, crate::outbound::ClientError> {
+        // A document from another host is not the provider's, and an http:// hop would expose
+        // the API key in its URL: same host, https only.
+        let http = roots.client(
+            "SYNC_PROVIDERS",
+            settings.timeout,
+            crate::outbound::Redirects::SameHostHttps,
+        )?;
+        Ok(Syncer {
             db,
             cache,
             purger,
             http,
             settings: Arc::new(settings),
             breakers: Arc::default(),
-        }
+        })
     }
 
     pub fn upstreams(&self) -> &[SyncUpstream] {
@@ -583,8 +592,14 @@ pub fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<Synce
     let db = Db::connect_lazy(settings)?;
     let redis = crate::redis::Redis::from_settings(settings)?;
     let cache = Cache::new(redis, settings.cache_ttl_divisor);
-    let purger = Purger::start(&settings.purge);
-    Ok(Syncer::new(db, cache, purger, settings.sync.clone()))
+    let purger = Purger::start(&settings.purge, &settings.http_roots)?;
+    Ok(Syncer::new(
+        db,
+        cache,
+        purger,
+        settings.sync.clone(),
+        &settings.http_roots,
+    )?)
 }
 
 /// Every upstream's mapping exists and loads.

@@ -107,7 +107,9 @@ fn syncer(app: &TestApp, url: &str, timeout: Duration) -> (Syncer, SyncUpstream)
         app.state.cache.clone(),
         app.state.purger.clone(),
         settings,
-    );
+        &origin::outbound::Roots::default(),
+    )
+    .expect("the sync client builds");
     (syncer, upstream)
 }
 
