@@ -25,6 +25,11 @@ pub const VARS: &[(&str, &str, &str)] = &[
         "≥ 16 characters, the origin's value: it believes the edge's client address and request id only with it",
     ),
     (
+        "EDGE_SECRET_PREVIOUS",
+        "unset (a secret)",
+        "while `EDGE_SECRET` is rotated: the other value accepted on the purge route (never sent); see docs/operations.md",
+    ),
+    (
         "EDGE_INSECURE_DEV",
         "unset",
         "`true`: run without `EDGE_SECRET` (`EDGE_ENV=local` only; logs a warning)",
@@ -102,7 +107,9 @@ pub struct EdgeConfig {
     /// and request id. Required, except under `EDGE_INSECURE_DEV=true` (local runs only: the
     /// origin then sees the edge's own address for every client, and one client's flood limits
     /// everyone).
-    pub edge_secret: Option<String>,
+    /// `EDGE_SECRET_PREVIOUS` (a secret) is accepted beside it on the purge route during a
+    /// rotation.
+    pub edge_secret: Option<shared::secret::SharedSecret>,
     /// `PUBLIC_HOST` (required outside local runs; `localhost` locally): the host the edge cache
     /// keys are made on, whatever `Host` a request carries (one entry per URL, not per spelling
     /// of the host), and the host purges name.
@@ -170,10 +177,32 @@ impl EdgeConfig {
                 },
             }
         };
-        let edge_secret = get("EDGE_SECRET").filter(|s| !s.is_empty());
-        if edge_secret.as_ref().is_some_and(|s| s.len() < 16) {
-            return Err("EDGE_SECRET must be at least 16 characters".into());
-        }
+        let previous = get("EDGE_SECRET_PREVIOUS").filter(|s| !s.is_empty());
+        let edge_secret = match get("EDGE_SECRET").filter(|s| !s.is_empty()) {
+            None if previous.is_some() => {
+                return Err("EDGE_SECRET_PREVIOUS is set without EDGE_SECRET".into());
+            }
+            None => None,
+            Some(current) => {
+                let example = shared::secret::EXAMPLE;
+                if !local && (current == example || previous.as_deref() == Some(example)) {
+                    return Err(
+                        "EDGE_SECRET is the published example from .dev.vars.example: \
+                                set a secret of your own (wrangler secret put EDGE_SECRET)"
+                            .into(),
+                    );
+                }
+                let name = if current.len() < shared::secret::MIN_LEN {
+                    "EDGE_SECRET"
+                } else {
+                    "EDGE_SECRET_PREVIOUS"
+                };
+                Some(
+                    shared::secret::SharedSecret::new(current, previous)
+                        .map_err(|reason| format!("{name} {reason}"))?,
+                )
+            }
+        };
         let insecure_dev = value("EDGE_INSECURE_DEV").is_some_and(|v| v == "true");
         if insecure_dev && !local {
             return Err("EDGE_INSECURE_DEV=true is only for EDGE_ENV=local".into());
@@ -308,6 +337,36 @@ mod tests {
         let c = production(&[]).unwrap();
         assert_eq!(c.deployment, Deployment::Production);
         assert_eq!(c.public_host, "catalog.example");
+    }
+
+    #[test]
+    fn a_rotation_accepts_two_values_and_the_example_only_locally() {
+        let c = production(&[("EDGE_SECRET_PREVIOUS", "0123456789abcdef-older")]).unwrap();
+        let secret = c.edge_secret.unwrap();
+        assert_eq!(secret.current(), SECRET);
+        assert!(secret.check(b"0123456789abcdef-older").is_some());
+        assert!(secret.check(SECRET.as_bytes()).is_some());
+        let err = cfg(&[
+            ("ORIGIN_URL", "https://x"),
+            ("PUBLIC_HOST", "h"),
+            ("EDGE_SECRET_PREVIOUS", "0123456789abcdef-older"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("without EDGE_SECRET"), "{err}");
+        let err = production(&[("EDGE_SECRET_PREVIOUS", "short")]).unwrap_err();
+        assert!(err.contains("EDGE_SECRET_PREVIOUS"), "{err}");
+        let err = production(&[("EDGE_SECRET", shared::secret::EXAMPLE)]).unwrap_err();
+        assert!(err.contains("published example"), "{err}");
+        let err = production(&[("EDGE_SECRET_PREVIOUS", shared::secret::EXAMPLE)]).unwrap_err();
+        assert!(err.contains("published example"), "{err}");
+        assert!(
+            cfg(&[
+                ("EDGE_ENV", "local"),
+                ("ORIGIN_URL", "http://127.0.0.1:8080"),
+                ("EDGE_SECRET", shared::secret::EXAMPLE)
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

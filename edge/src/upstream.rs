@@ -149,7 +149,9 @@ impl Upstream {
     /// What the edge itself tells the origin, after the client's headers.
     fn edge_headers(&self, headers: &Headers) -> worker::Result<()> {
         if let Some(secret) = &self.cfg.edge_secret {
-            headers.set(EDGE_SECRET, secret)?;
+            // The edge presents its current value; the origin accepts it, or (mid-rotation)
+            // accepts it as its EDGE_SECRET_PREVIOUS.
+            headers.set(EDGE_SECRET, secret.current())?;
         }
         if let Some(ip) = &self.client_ip {
             headers.set(CLIENT_IP, ip)?;

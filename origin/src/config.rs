@@ -1475,7 +1475,7 @@ pub fn tier_limits(overrides: &str) -> Result<Vec<TierLimit>, String> {
 
 /// The secret `.dev.vars.example` publishes: anyone can send it, so it is refused outside a
 /// local run (`ORIGIN_ENV=local`).
-pub const EXAMPLE_EDGE_SECRET: &str = "dev-only-edge-secret-change-me";
+pub const EXAMPLE_EDGE_SECRET: &str = shared::secret::EXAMPLE;
 
 /// The database URL of the subcommands that change the schema or bulk-load (`migrate`, `seed`,
 /// `admin`): `MIGRATE_DATABASE_URL` when set (PostgreSQL itself, when `DATABASE_URL` points at a

@@ -32,6 +32,10 @@ impl core::fmt::Debug for SharedSecret {
     }
 }
 
+/// The example in `.dev.vars.example` (local runs): published, so both sides refuse it outside a
+/// local run.
+pub const EXAMPLE: &str = "dev-only-edge-secret-change-me";
+
 /// Shortest value either side accepts.
 pub const MIN_LEN: usize = 16;
 

@@ -15,6 +15,7 @@ use shared::DataType;
 mod hostile;
 mod identity;
 mod purge;
+mod rotation;
 
 const SECRET: &str = "test-edge-secret-0123456789";
 
