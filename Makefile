@@ -89,13 +89,14 @@ openapi: ## regenerate openapi.json from the code, and the TypeScript types from
 	$(CARGO) run -q -p origin -- openapi > openapi.json
 	cd clients/ts && npm ci --no-audit --no-fund --silent && npm run -s generate
 
-client: ## the TypeScript client: its generated types are current, and it type-checks (tsc)
+client: ## the TypeScript client: its generated types are current, it type-checks (tsc), and its tests pass (node --test)
 	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20: apt-get install nodejs npm)" >&2; exit 1; }
 	cd clients/ts && npm ci --no-audit --no-fund --silent
 	cd clients/ts && npx openapi-typescript ../../openapi.json --output .schema.check.d.ts >/dev/null 2>&1 \
 	  && if cmp -s .schema.check.d.ts src/schema.d.ts; then rm -f .schema.check.d.ts; \
 	     else rm -f .schema.check.d.ts; echo "error: clients/ts/src/schema.d.ts is stale: run make openapi" >&2; exit 1; fi
 	cd clients/ts && npm run -s check
+	cd clients/ts && npm test --silent
 
 example: ## the Next.js example on http://localhost:3000 against the edge of a running `make dev`
 	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20)" >&2; exit 1; }

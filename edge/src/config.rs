@@ -114,7 +114,8 @@ pub struct EdgeConfig {
     /// keys are made on, whatever `Host` a request carries (one entry per URL, not per spelling
     /// of the host), and the host purges name.
     pub public_host: String,
-    /// `ORIGIN_TIMEOUT_MS` (default 3000): past it, stale-if-error or 504.
+    /// `ORIGIN_TIMEOUT_MS` (default 3000, `shared::policy::budget`): past it, stale-if-error or
+    /// 504. At least 500 ms longer than the origin's `REQUEST_TIMEOUT_MS`.
     pub origin_timeout_ms: u32,
     /// `RATE_LIMIT_PER_MINUTE` (default 600): sustained requests per client per minute, in the
     /// isolate's own limiter (where the rate-limit bindings are not bound).
@@ -249,7 +250,10 @@ impl EdgeConfig {
             origin_url,
             edge_secret,
             public_host,
-            origin_timeout_ms: number("ORIGIN_TIMEOUT_MS", 3000)?,
+            origin_timeout_ms: number(
+                "ORIGIN_TIMEOUT_MS",
+                shared::policy::budget::EDGE_ORIGIN_TIMEOUT_MS,
+            )?,
             rate_per_minute: number("RATE_LIMIT_PER_MINUTE", 600)?,
             rate_burst: number("RATE_LIMIT_BURST", 100)?,
             rate_limit_period_secs,

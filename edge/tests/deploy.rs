@@ -194,3 +194,50 @@ fn the_docs_list_every_setting_the_edge_reads() {
         );
     }
 }
+
+#[test]
+fn wrangler_deploy_without_an_environment_cannot_replace_a_deployed_worker() {
+    // The trap of workers-sdk#3392/#9344: `wrangler deploy` without `--env` uses the top level.
+    // Ours is named for local runs only, reachable nowhere, and differs from both deployments.
+    let all = wrangler();
+    let top = all["name"].as_str().expect("a top-level name");
+    assert!(
+        top.ends_with("-local"),
+        "the top level is {top:?}: name it for local runs"
+    );
+    assert_eq!(
+        all["workers_dev"].as_bool(),
+        Some(false),
+        "the top level on workers.dev"
+    );
+    assert!(
+        all.get("routes").is_none() && all.get("route").is_none(),
+        "a top-level route"
+    );
+    let mut names = BTreeSet::new();
+    for name in ["staging", "production"] {
+        let env = environment(&all, Some(name));
+        let deployed = env["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: its own name"));
+        assert_ne!(deployed, top, "{name} shares the local name");
+        assert!(names.insert(deployed.to_owned()), "{name} shares a name");
+    }
+}
+
+#[test]
+fn every_environment_waits_for_the_origin_longer_than_the_origin_runs() {
+    let all = wrangler();
+    for name in [None, Some("staging"), Some("production")] {
+        let cfg = config(&vars(&environment(&all, name))).unwrap();
+        assert!(
+            shared::policy::budget::agree(
+                u64::from(cfg.origin_timeout_ms),
+                u64::from(shared::policy::budget::ORIGIN_REQUEST_TIMEOUT_MS)
+            ),
+            "{name:?}: ORIGIN_TIMEOUT_MS {} is not {} ms past the origin's deadline",
+            cfg.origin_timeout_ms,
+            shared::policy::budget::MARGIN_MS
+        );
+    }
+}

@@ -226,8 +226,10 @@ pub static VARS: &[Var] = &[
     ),
     var(
         "REQUEST_TIMEOUT_MS",
-        Value("10000"),
-        "longest a request may run; past it a JSON 504 (its transaction rolls back)",
+        Value("2500"),
+        "longest a request may run; past it a JSON 504 (its transaction rolls back). Shorter than \
+         the edge's `ORIGIN_TIMEOUT_MS` by at least 500 ms (`shared::policy::budget`), so the \
+         edge relays the origin's own answer",
     ),
     var(
         "MAX_CONCURRENT_REQUESTS",
@@ -612,7 +614,8 @@ pub struct Settings {
     pub max_in_flight_per_client: usize,
     /// `MAX_SESSIONS_PER_USER` (default 10): live sessions per user; a new one ends the oldest.
     pub max_sessions_per_user: u32,
-    /// `REQUEST_TIMEOUT_MS` (default 10000): longest a request may take; past it, 504.
+    /// `REQUEST_TIMEOUT_MS` (default 2500, `shared::policy::budget`): longest a request may take;
+    /// past it, 504.
     pub request_timeout: Duration,
     /// `MAX_CONCURRENT_REQUESTS` (default 2048): requests in flight at once; beyond, 503 at once
     /// (load shedding) rather than an unbounded queue.
@@ -1652,6 +1655,13 @@ mod tests {
         assert!(with(&[("EDGE_SECRET", "sixteen-chars-xy".into())]).is_ok());
         // Unset is allowed: the origin then trusts no forwarded client address.
         assert!(with(&[]).is_ok_and(|s| s.edge_secret.is_none()));
+    }
+
+    #[test]
+    fn the_request_deadline_is_the_budget_s() {
+        let s = with(&[]).unwrap();
+        let budget = shared::policy::budget::ORIGIN_REQUEST_TIMEOUT_MS;
+        assert_eq!(s.request_timeout, Duration::from_millis(u64::from(budget)));
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //!   [`ecs`] grades an ECS task definition and scaling target against it.
 //! - [`outbound`]: every outbound HTTP client, on one trust store (bundled roots + `HTTP_CA_FILE`).
 //! - [`build`]: this binary's version and commit.
+//! - [`faults`]: fault injection for tests (nothing in a release build).
 //! - [`tls`]: the rustls provider, and telling a refused handshake from a network failure.
 //! - [`small`]: short strings on the stack for the per-request hot path.
 //! - [`cli`]: the `origin` command line (`serve`, `migrate`, `seed`, `check`, `admin`).
@@ -42,6 +43,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod ecs;
+pub mod faults;
 pub mod http;
 pub mod meters;
 pub mod monitor;

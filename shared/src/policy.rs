@@ -185,3 +185,36 @@ mod tests {
         assert_eq!(DataType::Prices.policy().edge_retention(), 630);
     }
 }
+
+/// The time budget of one request through the edge, in one place: the edge's `ORIGIN_TIMEOUT_MS`
+/// and the origin's `REQUEST_TIMEOUT_MS` default to these, and the deployment files are checked
+/// against them (`edge/tests/deploy.rs`, the CDK app's test).
+///
+/// Why the origin's deadline is the shorter one: when the edge gives up first, the origin goes on
+/// and may commit a purchase the buyer was told timed out (a 504 at the edge, a charge at the
+/// origin). With the origin's deadline first, the edge always relays the origin's own answer: a
+/// result, or a 504 `timeout` whose transaction was rolled back. The margin covers the trip
+/// between them and the origin writing its answer. The one window left (a deadline falling
+/// between `COMMIT` and the answer) is closed by the `Idempotency-Key` every purchase carries
+/// (the TypeScript client sends one by default): a retry with the same key answers the real
+/// outcome and never charges twice.
+pub mod budget {
+    /// How long the edge waits for the origin (`ORIGIN_TIMEOUT_MS`); past it, a catalog read is
+    /// answered stale (within `stale-if-error`) or 504.
+    pub const EDGE_ORIGIN_TIMEOUT_MS: u32 = 3_000;
+    /// The origin's request deadline (`REQUEST_TIMEOUT_MS`): past it a JSON 504 and the
+    /// request's work, a purchase's transaction with it, is dropped.
+    pub const ORIGIN_REQUEST_TIMEOUT_MS: u32 = 2_500;
+    /// At least this between the two.
+    pub const MARGIN_MS: u32 = 500;
+
+    /// Whether an edge timeout and an origin deadline keep the rule above.
+    pub const fn agree(edge_origin_timeout_ms: u64, origin_request_timeout_ms: u64) -> bool {
+        origin_request_timeout_ms + MARGIN_MS as u64 <= edge_origin_timeout_ms
+    }
+
+    const _: () = assert!(agree(
+        EDGE_ORIGIN_TIMEOUT_MS as u64,
+        ORIGIN_REQUEST_TIMEOUT_MS as u64
+    ));
+}

@@ -4,7 +4,7 @@
  * caller needs on top of openapi-fetch: the wire types by name, the error body, and an
  * Idempotency-Key maker.
  */
-import createClient, { type ClientOptions } from "openapi-fetch";
+import createClient, { type ClientOptions, type Middleware } from "openapi-fetch";
 import type { components, paths } from "./schema";
 
 export type { components, paths };
@@ -45,7 +45,9 @@ export type ErrorCode =
  * cross-origin; the edge allows it only for its configured origins.
  */
 export function createNexnumClient(baseUrl: string, options: Omit<ClientOptions, "baseUrl"> = {}) {
-  return createClient<paths>({ baseUrl, credentials: "include", ...options });
+  const client = createClient<paths>({ baseUrl, credentials: "include", ...options });
+  client.use(idempotentPurchases);
+  return client;
 }
 
 export type NexnumClient = ReturnType<typeof createNexnumClient>;
@@ -53,6 +55,61 @@ export type NexnumClient = ReturnType<typeof createNexnumClient>;
 /** A fresh `Idempotency-Key` for one purchase attempt: reuse it for retries of that attempt. */
 export function idempotencyKey(): string {
   return crypto.randomUUID();
+}
+
+/** The purchase route: a purchase without an `Idempotency-Key` cannot be settled after a timeout. */
+const PURCHASE_PATH = "/v1/activations";
+
+/**
+ * Gives every purchase an `Idempotency-Key` when the caller gave none (`createNexnumClient`
+ * installs it). With a key, a purchase whose answer was lost (a timeout, a dropped connection)
+ * can be asked again and answers what really happened; without one, a retry may buy twice.
+ */
+export const idempotentPurchases: Middleware = {
+  onRequest({ request }) {
+    const path = new URL(request.url).pathname;
+    if (request.method === "POST" && path.endsWith(PURCHASE_PATH) && !request.headers.has("Idempotency-Key")) {
+      request.headers.set("Idempotency-Key", idempotencyKey());
+    }
+    return request;
+  },
+};
+
+/** Answers after which a purchase is asked again with the same key: its outcome is not known. */
+const UNSETTLED = new Set([502, 503, 504]);
+
+/**
+ * Buys `body` and settles the outcome: one `Idempotency-Key` for every attempt, asked again (with
+ * that key) after a network failure or a 502/503/504, up to `attempts` times with a doubling
+ * pause (`Retry-After` honoured up to 5 s). A purchase that did go through is answered on the
+ * retry (`Idempotent-Replayed: true`) and is never charged twice. Returns the last answer and
+ * the key (keep it to ask again later).
+ */
+export async function purchase(
+  client: NexnumClient,
+  body: PurchaseRequest,
+  options: { attempts?: number; key?: string; backoffMs?: number } = {},
+) {
+  const key = options.key ?? idempotencyKey();
+  const attempts = Math.max(1, options.attempts ?? 3);
+  const backoff = options.backoffMs ?? 250;
+  for (let attempt = 1; ; attempt++) {
+    let wait = backoff * 2 ** (attempt - 1);
+    try {
+      const result = await client.POST("/v1/activations", {
+        params: { header: { "Idempotency-Key": key } },
+        body,
+      });
+      if (!UNSETTLED.has(result.response.status) || attempt >= attempts) {
+        return { ...result, key };
+      }
+      const retryAfter = Number(result.response.headers.get("Retry-After"));
+      if (Number.isFinite(retryAfter) && retryAfter > 0) wait = Math.min(retryAfter, 5) * 1000;
+    } catch (e) {
+      if (attempt >= attempts) throw e;
+    }
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
 }
 
 /**

@@ -238,7 +238,9 @@ impl Db {
                 activation,
                 balance_cents,
             }) => {
+                crate::faults::delay("purchase::before_commit").await;
                 tx.commit().await?;
+                crate::faults::delay("purchase::after_commit").await;
                 Ok(PurchaseOutcome::Created {
                     activation,
                     balance_cents,

@@ -12,6 +12,7 @@ use origin::seed::Scale;
 use reqwest::StatusCode;
 use shared::DataType;
 
+mod deadline;
 mod hostile;
 mod identity;
 mod purge;
