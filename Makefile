@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge deploy-check dev test fleet bench bench-edge-ab bench-instructions stop lint fmt settings seed seed-large fuzz image image-test openapi client schemathesis example browser
+.PHONY: help setup edge deploy-check dev test fleet bench bench-edge-ab bench-instructions stop lint fmt settings seed seed-large fuzz image image-test infra infra-synth openapi client schemathesis example browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,7 +39,7 @@ dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080 and the 
 	trap 'kill $$origin_pid 2>/dev/null' EXIT INT TERM; \
 	WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787
 
-test: setup edge ## every test: unit, origin and edge end-to-end (real PostgreSQL, Redis, workerd), then the origin suite over TLS (PostgreSQL + Redis), and through TLS PgBouncer on a TLS Redis Cluster
+test: setup edge infra-synth ## every test: unit, origin and edge end-to-end (real PostgreSQL, Redis, workerd), then the origin suite over TLS (PostgreSQL + Redis), and through TLS PgBouncer on a TLS Redis Cluster
 	@$(SERVICES); mkdir -p .local; \
 	$(CARGO) build -p origin -p nexnum-tests --bin origin --bin make-certs; \
 	target/debug/make-certs .local/tls; \
@@ -57,6 +57,12 @@ fleet: setup ## the fleet behind HAProxy and PgBouncer under load: a rolling res
 	@$(SERVICES); command -v haproxy >/dev/null || { echo "error: haproxy not found (Debian: apt-get install haproxy)" >&2; exit 1; }; \
 	$(CARGO) build -p origin; \
 	timeout 600 $(CARGO) test -p nexnum-tests --test lb -- --ignored --nocapture --test-threads 1
+
+infra-synth: ## synthesize the AWS deployment (ops/cdk, offline): staging and production, and both with PgBouncer; cdk-nag at synthesis
+	@scripts/infra.sh synth
+
+infra: ## the deployment checked offline: synthesis (cdk-nag), cfn-lint, checkov, and origin check --ecs-template on each stage
+	@scripts/infra.sh check
 
 image: ## the origin's container image (Containerfile, podman; FROM scratch, non-root)
 	@scripts/build-image.sh

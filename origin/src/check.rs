@@ -37,14 +37,12 @@ pub struct CheckArgs {
     /// (0: since the origin started).
     #[arg(long, default_value_t = 5)]
     pub sample_secs: u64,
-    /// The ECS task definition to grade (JSON as `aws ecs register-task-definition` takes it,
-    /// e.g. `ops/ecs/task-definition.json`); needs `--ecs-scaling`.
-    #[arg(long, requires = "ecs_scaling")]
-    pub ecs_task: Option<std::path::PathBuf>,
-    /// The service's Application Auto Scaling target (`register-scalable-target` JSON, e.g.
-    /// `ops/ecs/scalable-target.json`): its MaxCapacity is the fleet the limits must hold.
-    #[arg(long, requires = "ecs_task")]
-    pub ecs_scaling: Option<std::path::PathBuf>,
+    /// A stage's synthesized CloudFormation template to grade (`make infra` writes
+    /// `ops/cdk/cdk.out/NexnumProduction.template.json`): the serving task's settings, its
+    /// scaling target's MaxCapacity against the live limits, the health checks, the circuit
+    /// breaker, the log group.
+    #[arg(long)]
+    pub ecs_template: Option<std::path::PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -60,8 +58,7 @@ impl Default for CheckArgs {
             error_rate_max_pct: 1.0,
             origin: None,
             sample_secs: 5,
-            ecs_task: None,
-            ecs_scaling: None,
+            ecs_template: None,
             json: false,
         }
     }
@@ -386,8 +383,8 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
     };
     rows.push(row);
 
-    if let (Some(task), Some(scaling)) = (&args.ecs_task, &args.ecs_scaling) {
-        match crate::ecs::EcsPlan::load(task, scaling) {
+    if let Some(template) = &args.ecs_template {
+        match crate::ecs::EcsPlan::load(template) {
             Err(e) => rows.push(failed("ecs plan", "readable".into(), e)),
             Ok(plan) => {
                 let redis_maxclients = match &redis {

@@ -25,6 +25,17 @@ enum Command {
     Serve,
     /// Apply pending database migrations.
     Migrate,
+    /// As the schema owner (MIGRATE_DATABASE_URL): grant the serving role what serving needs
+    /// (rows, never the schema; docs/deploy.md), creating it first when SERVING_ROLE_PASSWORD
+    /// is set (idempotent; run after every `migrate`).
+    Grant {
+        /// The serving role (the user of DATABASE_URL).
+        #[arg(long, default_value = "nexnum_origin")]
+        role: String,
+        /// Its password, to create the role or set its password.
+        #[arg(long, env = "SERVING_ROLE_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
     /// Migrate, then fill the catalog deterministically (idempotent).
     Seed {
         #[arg(long, value_enum, default_value = "small")]
@@ -48,7 +59,11 @@ enum Command {
     /// Print the OpenAPI document (what `/openapi.json` serves; `make openapi` checks it in).
     Openapi,
     /// Print every environment variable the origin reads, as the README's markdown table.
-    Env,
+    Env {
+        /// As JSON (name, default, required, secret): what the infrastructure code reads.
+        #[arg(long)]
+        json: bool,
+    },
     /// Administer users.
     Admin {
         #[command(subcommand)]
@@ -81,8 +96,12 @@ pub fn main() -> ExitCode {
             print!("{}", crate::http::openapi_document());
             return ExitCode::SUCCESS;
         }
-        Command::Env => {
-            print!("{}", config::markdown_table());
+        Command::Env { json } => {
+            if *json {
+                print!("{}", config::json_list());
+            } else {
+                print!("{}", config::markdown_table());
+            }
             return ExitCode::SUCCESS;
         }
         _ => {}
@@ -138,8 +157,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Grant { role, password } => {
+            let pool = connect_for_admin().await?;
+            let mut conn = pool.acquire().await?;
+            crate::db::roles::ensure_role(&mut conn, &role, password.as_deref()).await?;
+            crate::db::roles::grant_serving(&mut conn, &role).await?;
+            println!(
+                "{role}: rows of every table (no DELETE), the migration log read-only; nothing on the schema"
+            );
+            Ok(())
+        }
         Command::Admin { command } => admin(command).await,
-        Command::Openapi | Command::Env | Command::Probe => Ok(()),
+        Command::Openapi | Command::Env { .. } | Command::Probe => Ok(()),
         Command::Sync { provider, json } => sync(provider, json).await,
         Command::Check(args) => {
             let settings = Settings::from_env()?;

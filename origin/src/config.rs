@@ -369,6 +369,44 @@ pub static VARS: &[Var] = &[
     ),
 ];
 
+/// The variables that carry credentials: in a deployment only ever from a secret store (the task
+/// definition's `secrets`, never its plain `environment`, which anyone allowed
+/// `ecs:DescribeTaskDefinition` can read); `origin check --ecs-template` fails one in the open.
+pub static SECRETS: &[&str] = &[
+    "DATABASE_URL",
+    "MIGRATE_DATABASE_URL",
+    "REDIS_URL",
+    "EDGE_SECRET",
+    "EDGE_SECRET_PREVIOUS",
+    "SENTRY_DSN",
+    "CLOUDFLARE_API_TOKEN",
+    "NEXT_REVALIDATE_SECRET",
+    "SYNC_PROVIDERS",
+    "ADMIN_PASSWORD",
+];
+
+/// [`VARS`] as JSON (`origin env --json`): what the infrastructure code checks the settings it
+/// passes against (`ops/cdk/origin-settings.json`, kept equal by a test).
+pub fn json_list() -> String {
+    let list: Vec<serde_json::Value> = VARS
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "name": v.name,
+                "default": match v.default {
+                    Value(d) => Some(d),
+                    _ => None,
+                },
+                "required": v.default == Required,
+                "secret": SECRETS.contains(&v.name),
+            })
+        })
+        .collect();
+    let mut out = serde_json::to_string_pretty(&list).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
 /// The log filter when `RUST_LOG` is unset: `info`, with sqlx's per-statement logs kept to errors.
 pub const DEFAULT_LOG_FILTER: &str = "info,sqlx::query=error,sqlx::postgres::notice=warn";
 

@@ -1,7 +1,7 @@
-//! The checklist's "Verify auto-scaling limits in AWS ECS": the task definition and the
-//! service's scaling target (the JSON `aws ecs register-task-definition --cli-input-json` and
-//! `aws application-autoscaling register-scalable-target --cli-input-json` take, as shipped in
-//! `ops/ecs/`) graded against the guide's rules and the live limits of PostgreSQL and Redis.
+//! The checklist's "Verify auto-scaling limits in AWS ECS": the deployment as the CDK app
+//! (`ops/cdk`) synthesizes it, one CloudFormation template per stage, graded against the guide's
+//! rules and the live limits of PostgreSQL and Redis. There is no hand-written task definition to
+//! drift from what deploys: `make infra` synthesizes the templates and grades them here.
 //!
 //! What the fleet may do at its largest (`MaxCapacity` tasks, each with the settings its task
 //! definition gives the origin container):
@@ -13,25 +13,22 @@
 //! - ECS waits longer than the origin drains (`stopTimeout` > `SHUTDOWN_GRACE_SECS`), or
 //!   draining requests are SIGKILLed;
 //! - credentials come from `secrets` (Secrets Manager), never from plain `environment`, which
-//!   anyone allowed `ecs:DescribeTaskDefinition` can read;
-//! - the health check is `origin probe`, and the task has the memory the origin needs.
+//!   anyone allowed `ecs:DescribeTaskDefinition` can read; the schema owner's URL never reaches a
+//!   serving task;
+//! - the container health check is `origin probe`, the load balancer's is liveness (`/healthz`:
+//!   a readiness check would turn a Redis blip into the whole fleet replaced), the deployment
+//!   circuit breaker rolls a bad release back, the log group the tasks write to exists, and the
+//!   task has the memory the origin needs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde::Deserialize;
+use serde_json::Value;
 
 use crate::check::{Row, Status, grade};
 
 /// The variables that carry credentials: only ever as `secrets`.
-pub const SECRET_VARS: [&str; 6] = [
-    "DATABASE_URL",
-    "MIGRATE_DATABASE_URL",
-    "REDIS_URL",
-    "EDGE_SECRET",
-    "SENTRY_DSN",
-    "ADMIN_PASSWORD",
-];
+pub use crate::config::SECRETS as SECRET_VARS;
 
 /// Redis connections one origin holds open per node: the multiplexed one every request shares,
 /// and (on one node) the invalidation subscriber's.
@@ -44,7 +41,7 @@ pub const POOLER_PAST_TASKS: u32 = 50;
 /// bench`) plus one argon2 hash (7 MiB) per hashing slot, with room for bursts.
 pub const MIN_MEMORY_MIB: u32 = 128;
 
-/// What the check needs from the two files.
+/// What the check needs from a stage's template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EcsPlan {
     pub container: String,
@@ -59,125 +56,175 @@ pub struct EcsPlan {
     /// Seconds ECS waits after SIGTERM before SIGKILL (its default is 30).
     pub stop_timeout_secs: u32,
     pub health_check: Vec<String>,
+    /// The load balancer's health check path on the service's target group (`None`: no
+    /// load balancer).
+    pub lb_health_path: Option<String>,
+    /// The deployment circuit breaker: (enabled, rolls back).
+    pub circuit_breaker: (bool, bool),
+    /// Whether the origin's awslogs group is a log group of the template (ECS will not start a
+    /// task whose group does not exist).
+    pub log_group_defined: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TaskDefinition {
-    container_definitions: Vec<ContainerDefinition>,
-    memory: Option<String>,
+/// `Ref`'s target, or `GetAtt`'s resource.
+fn reference(v: &Value) -> Option<&str> {
+    v.get("Ref")
+        .and_then(Value::as_str)
+        .or_else(|| v.get("Fn::GetAtt")?.get(0)?.as_str())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ContainerDefinition {
-    name: String,
-    #[serde(default)]
-    command: Vec<String>,
-    image: String,
-    #[serde(default)]
-    environment: Vec<NameValue>,
-    #[serde(default)]
-    secrets: Vec<NameValueFrom>,
-    memory: Option<u32>,
-    stop_timeout: Option<u32>,
-    health_check: Option<HealthCheck>,
+/// Every logical id an intrinsic value mentions (in `Ref`, `GetAtt`, nested `Join`s).
+fn mentions(v: &Value, out: &mut BTreeSet<String>) {
+    if let Some(r) = reference(v) {
+        out.insert(r.to_owned());
+    }
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| mentions(i, out)),
+        Value::Object(map) => map.values().for_each(|i| mentions(i, out)),
+        _ => {}
+    }
 }
 
-#[derive(Deserialize)]
-struct NameValue {
-    name: String,
-    value: String,
+/// A number CloudFormation may spell as a number or a string.
+fn number(v: Option<&Value>) -> Option<u32> {
+    match v? {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NameValueFrom {
-    name: String,
-    value_from: String,
-}
-
-#[derive(Deserialize)]
-struct HealthCheck {
-    command: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ScalableTarget {
-    service_namespace: String,
-    scalable_dimension: String,
-    min_capacity: u32,
-    max_capacity: u32,
+/// Whether a secret's `ValueFrom` names Secrets Manager or SSM (an ARN, literal or built by
+/// `Fn::Join`), not a value.
+fn names_a_secret_store(v: &Value) -> bool {
+    let text = v.to_string();
+    text.contains(":secretsmanager:") || text.contains(":ssm:") || text.contains("arn:")
 }
 
 impl EcsPlan {
-    /// Reads the two files; the origin is the container that runs `serve` (or the only one).
-    pub fn load(task: &Path, scaling: &Path) -> Result<EcsPlan, String> {
-        let read =
-            |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
-        EcsPlan::parse(&read(task)?, &read(scaling)?)
+    pub fn load(template: &Path) -> Result<EcsPlan, String> {
+        let text = std::fs::read_to_string(template)
+            .map_err(|e| format!("{}: {e}", template.display()))?;
+        EcsPlan::parse(&text)
     }
 
-    pub fn parse(task: &str, scaling: &str) -> Result<EcsPlan, String> {
-        let task: TaskDefinition =
-            serde_json::from_str(task).map_err(|e| format!("the task definition: {e}"))?;
-        let target: ScalableTarget =
-            serde_json::from_str(scaling).map_err(|e| format!("the scaling target: {e}"))?;
-        if target.service_namespace != "ecs"
-            || target.scalable_dimension != "ecs:service:DesiredCount"
+    /// The serving service of a synthesized CloudFormation template: the ECS service behind a
+    /// load balancer, its task definition's origin container (the one that runs `serve`), its
+    /// scaling target and its target group.
+    pub fn parse(template: &str) -> Result<EcsPlan, String> {
+        let template: Value =
+            serde_json::from_str(template).map_err(|e| format!("the template: {e}"))?;
+        let resources = template
+            .get("Resources")
+            .and_then(Value::as_object)
+            .ok_or("the template has no Resources")?;
+        let of_type = |kind: &'static str| {
+            resources
+                .iter()
+                .filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+                .map(|(id, r)| (id.as_str(), &r["Properties"]))
+        };
+        let (service_id, service) = of_type("AWS::ECS::Service")
+            .find(|(_, p)| {
+                p.get("LoadBalancers")
+                    .is_some_and(|l| l.as_array().is_some_and(|a| !a.is_empty()))
+            })
+            .ok_or("the template has no ECS service behind a load balancer")?;
+        let task_id = reference(&service["TaskDefinition"])
+            .ok_or("the service's TaskDefinition is not a resource of the template")?;
+        let task = &resources
+            .get(task_id)
+            .ok_or_else(|| format!("the task definition {task_id} is not in the template"))?["Properties"];
+        let containers = task["ContainerDefinitions"]
+            .as_array()
+            .ok_or("the task definition has no ContainerDefinitions")?;
+        let origin = containers
+            .iter()
+            .find(|c| {
+                c["Command"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "serve"))
+            })
+            .ok_or("no container of the task definition runs `serve`")?;
+        let name = origin["Name"].as_str().unwrap_or("origin").to_owned();
+        let target = of_type("AWS::ApplicationAutoScaling::ScalableTarget")
+            .find(|(_, p)| {
+                let mut ids = BTreeSet::new();
+                mentions(&p["ResourceId"], &mut ids);
+                ids.contains(service_id)
+            })
+            .map(|(_, p)| p)
+            .ok_or("the service has no scaling target")?;
+        if target["ServiceNamespace"] != "ecs"
+            || target["ScalableDimension"] != "ecs:service:DesiredCount"
         {
             return Err("the scaling target is not an ECS service's DesiredCount".into());
         }
-        if target.min_capacity > target.max_capacity {
+        let min_tasks = number(target.get("MinCapacity")).ok_or("no MinCapacity")?;
+        let max_tasks = number(target.get("MaxCapacity")).ok_or("no MaxCapacity")?;
+        if min_tasks > max_tasks {
             return Err(format!(
-                "the scaling target's MinCapacity {} is above its MaxCapacity {}",
-                target.min_capacity, target.max_capacity
+                "the scaling target's MinCapacity {min_tasks} is above its MaxCapacity {max_tasks}"
             ));
         }
-        let containers = &task.container_definitions;
-        let origin = containers
-            .iter()
-            .find(|c| c.command.iter().any(|a| a == "serve") || c.image.contains("origin"))
-            .or(containers.first())
-            .ok_or("the task definition has no container")?;
-        if let Some(bad) = origin
-            .secrets
-            .iter()
-            .find(|s| !s.value_from.starts_with("arn:"))
-        {
+        let pairs = |field: &str, value: &str| -> Vec<(String, Value)> {
+            origin[field]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|nv| Some((nv["Name"].as_str()?.to_owned(), nv[value].clone())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let secrets = pairs("Secrets", "ValueFrom");
+        if let Some((bad, _)) = secrets.iter().find(|(_, v)| !names_a_secret_store(v)) {
             return Err(format!(
-                "the secret {} is not taken from an ARN (Secrets Manager or SSM): {:?}",
-                bad.name, bad.value_from
+                "the secret {bad} is not taken from Secrets Manager or SSM"
             ));
         }
-        let memory_mib = task
-            .memory
-            .as_deref()
-            .and_then(|m| m.parse().ok())
-            .or(origin.memory)
+        let memory_mib = number(task.get("Memory"))
+            .or(number(origin.get("Memory")))
             .ok_or("the task definition sets no memory")?;
+        let lb_health_path = service["LoadBalancers"][0]
+            .get("TargetGroupArn")
+            .and_then(reference)
+            .and_then(|tg| resources.get(tg))
+            .map(|tg| {
+                tg["Properties"]["HealthCheckPath"]
+                    .as_str()
+                    .unwrap_or("/")
+                    .to_owned()
+            });
+        let breaker = &service["DeploymentConfiguration"]["DeploymentCircuitBreaker"];
+        let log_group_defined = reference(&origin["LogConfiguration"]["Options"]["awslogs-group"])
+            .and_then(|id| resources.get(id))
+            .is_some_and(|r| r["Type"] == "AWS::Logs::LogGroup");
         Ok(EcsPlan {
-            container: origin.name.clone(),
-            min_tasks: target.min_capacity,
-            max_tasks: target.max_capacity,
-            environment: origin
-                .environment
-                .iter()
-                .map(|nv| (nv.name.clone(), nv.value.clone()))
+            container: name,
+            min_tasks,
+            max_tasks,
+            environment: pairs("Environment", "Value")
+                .into_iter()
+                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
                 .collect(),
-            secrets: origin.secrets.iter().map(|s| s.name.clone()).collect(),
+            secrets: secrets.into_iter().map(|(k, _)| k).collect(),
             memory_mib,
-            stop_timeout_secs: origin.stop_timeout.unwrap_or(30),
-            health_check: origin
-                .health_check
-                .as_ref()
-                .map(|h| h.command.clone())
+            stop_timeout_secs: number(origin.get("StopTimeout")).unwrap_or(30),
+            health_check: origin["HealthCheck"]["Command"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default(),
+            lb_health_path,
+            circuit_breaker: (breaker["Enable"] == true, breaker["Rollback"] == true),
+            log_group_defined,
         })
     }
 
-    /// A setting as the task will see it: its plain environment, else the origin's default.
     fn setting(&self, name: &str) -> Option<String> {
         self.environment.get(name).cloned().or_else(|| {
             crate::config::VARS
@@ -404,6 +451,87 @@ pub fn grade_plan(plan: &EcsPlan, limits: &Limits, max_pct: f64) -> Vec<Row> {
         },
         "steady RSS under load ~27 MiB (make bench) + 7 MiB per concurrent password hash".into(),
     ));
+    let owner = plan.secrets.contains("MIGRATE_DATABASE_URL")
+        || plan.environment.contains_key("MIGRATE_DATABASE_URL");
+    rows.push(row(
+        "owner credential",
+        if owner {
+            "MIGRATE_DATABASE_URL".into()
+        } else {
+            "-".into()
+        },
+        "not in a serving task".into(),
+        if owner { Status::Fail } else { Status::Pass },
+        if owner {
+            "the schema owner's URL reaches every serving task: give it to the migration task only"
+                .into()
+        } else {
+            "the serving task holds the serving role's URL only".into()
+        },
+    ));
+    let (status, note) = match plan.lb_health_path.as_deref() {
+        Some("/healthz") => (
+            Status::Pass,
+            "liveness: a Redis or PostgreSQL blip does not make the balancer replace tasks"
+                .to_owned(),
+        ),
+        Some("/readyz") => (
+            Status::Fail,
+            "readiness fails on any dependency error: the balancer marks every task unhealthy \
+             and ECS replaces the fleet during a blip it was built to ride out; use /healthz"
+                .to_owned(),
+        ),
+        Some(other) => (
+            Status::Fail,
+            format!("{other} is not the origin's /healthz"),
+        ),
+        None => (
+            Status::Warn,
+            "no load balancer in front of the service".to_owned(),
+        ),
+    };
+    rows.push(row(
+        "lb health check",
+        plan.lb_health_path.clone().unwrap_or_else(|| "-".into()),
+        "/healthz".into(),
+        status,
+        note,
+    ));
+    let (on, rollback) = plan.circuit_breaker;
+    rows.push(row(
+        "circuit breaker",
+        format!("enable {on}, rollback {rollback}"),
+        "enabled, with rollback".into(),
+        if on && rollback {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+        if on && rollback {
+            "a release whose tasks never turn healthy is rolled back".into()
+        } else {
+            "a bad release keeps replacing tasks until someone notices".into()
+        },
+    ));
+    rows.push(row(
+        "log group",
+        if plan.log_group_defined {
+            "defined".into()
+        } else {
+            "not in the template".into()
+        },
+        "created with the service".into(),
+        if plan.log_group_defined {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+        if plan.log_group_defined {
+            "the awslogs group exists before the first task".into()
+        } else {
+            "ECS will not start a task whose awslogs group does not exist".into()
+        },
+    ));
     rows
 }
 
@@ -411,8 +539,9 @@ pub fn grade_plan(plan: &EcsPlan, limits: &Limits, max_pct: f64) -> Vec<Row> {
 mod tests {
     use super::*;
 
-    const TASK: &str = include_str!("../../ops/ecs/task-definition.json");
-    const SCALING: &str = include_str!("../../ops/ecs/scalable-target.json");
+    /// A stage's template cut down to what the check reads (the synthesized ones are graded by
+    /// `make infra` and the monitoring suite).
+    const TEMPLATE: &str = include_str!("../tests/fixtures/ecs-template.json");
 
     fn limits() -> Limits {
         Limits {
@@ -431,7 +560,7 @@ mod tests {
 
     #[test]
     fn the_shipped_files_pass() {
-        let plan = EcsPlan::parse(TASK, SCALING).unwrap();
+        let plan = EcsPlan::parse(TEMPLATE).unwrap();
         assert_eq!(plan.container, "origin");
         for r in grade_plan(&plan, &limits(), 80.0) {
             assert_eq!(r.status, Status::Pass, "{r:?}");
@@ -440,7 +569,7 @@ mod tests {
 
     #[test]
     fn each_rule_fails_with_its_numbers() {
-        let plan = EcsPlan::parse(TASK, SCALING).unwrap();
+        let plan = EcsPlan::parse(TEMPLATE).unwrap();
         let mut big = plan.clone();
         big.max_tasks = 9;
         let (s, text) = status(&grade_plan(&big, &limits(), 80.0), "fleet pool budget");
@@ -505,20 +634,61 @@ mod tests {
     }
 
     #[test]
-    fn malformed_files_are_refused_with_the_reason() {
-        assert!(
-            EcsPlan::parse("{}", SCALING)
-                .unwrap_err()
-                .contains("task definition")
+    fn the_deployment_rules_fail_with_their_reasons() {
+        let plan = EcsPlan::parse(TEMPLATE).unwrap();
+        let mut owner = plan.clone();
+        owner.secrets.insert("MIGRATE_DATABASE_URL".into());
+        assert_eq!(
+            status(&grade_plan(&owner, &limits(), 80.0), "owner credential").0,
+            Status::Fail
         );
-        let wrong = SCALING.replace(
+        let mut ready = plan.clone();
+        ready.lb_health_path = Some("/readyz".into());
+        let (s, text) = status(&grade_plan(&ready, &limits(), 80.0), "lb health check");
+        assert_eq!(s, Status::Fail);
+        assert!(text.contains("replaces the fleet"), "{text}");
+        let mut reckless = plan.clone();
+        reckless.circuit_breaker = (true, false);
+        assert_eq!(
+            status(&grade_plan(&reckless, &limits(), 80.0), "circuit breaker").0,
+            Status::Fail
+        );
+        let mut homeless = plan;
+        homeless.log_group_defined = false;
+        assert_eq!(
+            status(&grade_plan(&homeless, &limits(), 80.0), "log group").0,
+            Status::Fail
+        );
+    }
+
+    #[test]
+    fn the_template_is_read_as_cloudformation_writes_it() {
+        let plan = EcsPlan::parse(TEMPLATE).unwrap();
+        assert_eq!(
+            (plan.min_tasks, plan.max_tasks, plan.memory_mib),
+            (2, 6, 1024)
+        );
+        assert_eq!(plan.lb_health_path.as_deref(), Some("/healthz"));
+        assert!(plan.secrets.contains("DATABASE_URL"), "{:?}", plan.secrets);
+        assert_eq!(plan.environment["DB_MAX_CONNECTIONS"], "10");
+        assert!(plan.log_group_defined && plan.circuit_breaker == (true, true));
+    }
+
+    #[test]
+    fn malformed_templates_are_refused_with_the_reason() {
+        assert!(EcsPlan::parse("{}").unwrap_err().contains("Resources"));
+        let wrong = TEMPLATE.replace(
             "ecs:service:DesiredCount",
             "dynamodb:table:ReadCapacityUnits",
         );
+        assert!(EcsPlan::parse(&wrong).unwrap_err().contains("DesiredCount"));
+        let plain = TEMPLATE
+            .replace(":secretsmanager:", ":nowhere:")
+            .replace("arn:", "nope:");
         assert!(
-            EcsPlan::parse(TASK, &wrong)
+            EcsPlan::parse(&plain)
                 .unwrap_err()
-                .contains("DesiredCount")
+                .contains("Secrets Manager")
         );
     }
 }

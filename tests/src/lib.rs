@@ -119,8 +119,40 @@ impl TestDb {
         if let Some(scale) = scale {
             origin::seed::seed(&pool, scale).await.expect("seed");
         }
+        // The apps under test connect as the serving role, granted as `origin grant` grants it
+        // in a deployment: every query the suites make runs with those privileges only.
+        let mut owner = pool.acquire().await.expect("owner connection");
+        // Once per process: concurrent ALTER ROLEs of one role collide ("tuple concurrently
+        // updated"), and the role belongs to the whole server anyway.
+        static ROLE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        ROLE.get_or_init(|| async {
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin connection");
+            origin::db::roles::ensure_role(&mut conn, SERVING_ROLE, Some(SERVING_PASSWORD))
+                .await
+                .expect("the serving role");
+        })
+        .await;
+        origin::db::roles::grant_serving(&mut owner, SERVING_ROLE).await.expect("its grants");
+        drop(owner);
         TestDb { url, pool, name }
     }
+
+    /// This database as the serving role sees it (what the apps under test connect with).
+    pub fn serving_url(&self) -> String {
+        as_user(&self.url, SERVING_ROLE, SERVING_PASSWORD)
+    }
+}
+
+/// The role the apps under test connect as (`origin::db::roles`), and its password.
+pub const SERVING_ROLE: &str = "nexnum_serving_test";
+pub const SERVING_PASSWORD: &str = "serving-role-test-password";
+
+/// `url` with its user and password replaced.
+pub fn as_user(url: &str, user: &str, password: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("a database URL");
+    parsed.set_username(user).expect("a user");
+    parsed.set_password(Some(password)).expect("a password");
+    parsed.to_string()
 }
 
 impl TestDb {
@@ -139,10 +171,11 @@ impl TestDb {
         &self.name
     }
 
-    /// The URL an app under test uses for this database (through PgBouncer for that backend).
+    /// The URL an app under test uses for this database: as the serving role, or through
+    /// PgBouncer for that backend (whose user list holds the owner only).
     pub fn app_url(&self) -> String {
         match db_backend() {
-            DbBackend::Direct => self.url.clone(),
+            DbBackend::Direct => self.serving_url(),
             DbBackend::PgBouncer => {
                 let bouncer = std::env::var("PGBOUNCER_URL")
                     .expect("TEST_DB_BACKEND=pgbouncer needs PGBOUNCER_URL (make test sets it)");

@@ -3,6 +3,7 @@
 //!
 //! - [`accounts`]: users, balances, purchases, the ledger.
 //! - [`catalog`]: providers, countries, services and prices.
+//! - [`roles`]: the serving role and its grants (least privilege: rows, never the schema).
 //! - [`sync`]: the catalog sync's diff reads, its one-transaction write, and its run log.
 //!
 //! **Behind PgBouncer in transaction mode** (`DB_POOLER=pgbouncer-transaction`) a server
@@ -24,6 +25,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod roles;
 pub mod schema;
 pub mod sync;
 

@@ -441,30 +441,51 @@ async fn alert_rules_are_valid_and_name_only_real_metrics() {
     }
 }
 
-/// `origin check --ecs-task --ecs-scaling`: the shipped `ops/ecs/` files pass against this
-/// machine's PostgreSQL and Redis; a plan that breaks each rule fails that rule's row with its
+/// The synthesized template of a stage (`make infra` writes them; `make test` synthesizes first).
+fn synthesized(stack: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../ops/cdk/cdk.out/{stack}.template.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}: synthesize the infrastructure first (make infra-synth)", path.display())
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The first resource of `kind` in a template, to edit.
+fn resource<'t>(template: &'t mut serde_json::Value, kind: &str) -> &'t mut serde_json::Value {
+    template["Resources"]
+        .as_object_mut()
+        .unwrap()
+        .values_mut()
+        .find(|r| r["Type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+/// The serving container (the one that runs `serve`) of a template.
+fn origin_container(template: &mut serde_json::Value) -> &mut serde_json::Value {
+    template["Resources"]
+        .as_object_mut()
+        .unwrap()
+        .values_mut()
+        .filter(|r| r["Type"] == "AWS::ECS::TaskDefinition")
+        .flat_map(|r| r["Properties"]["ContainerDefinitions"].as_array_mut().unwrap().iter_mut())
+        .find(|c| c["Command"][0] == "serve")
+        .expect("the serving container")
+}
+
+/// `origin check --ecs-template`: both synthesized stages pass against this machine's
+/// PostgreSQL and Redis; a template that breaks each rule fails that rule's row with its
 /// numbers. The schema row reports the migration the database is at.
 #[tokio::test]
-async fn origin_check_grades_the_ecs_plan_and_reports_the_schema() {
+async fn origin_check_grades_the_synthesized_deployment_and_reports_the_schema() {
     let db = TestDb::new(None).await;
     let roomy = RedisServer::start_with(&["--maxclients", "1000"]);
-    let ops = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/ecs");
-    let task = std::fs::read_to_string(ops.join("task-definition.json")).unwrap();
-    let scaling = std::fs::read_to_string(ops.join("scalable-target.json")).unwrap();
     let dir = std::env::temp_dir().join(format!("nexnum-ecs-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let check = |task: &str, scaling: &str, redis: String| {
-        let (t, s) = (dir.join("task.json"), dir.join("scaling.json"));
-        std::fs::write(&t, task).unwrap();
-        std::fs::write(&s, scaling).unwrap();
-        let args = [
-            "check",
-            "--json",
-            "--ecs-task",
-            t.to_str().unwrap(),
-            "--ecs-scaling",
-            s.to_str().unwrap(),
-        ];
+    let check = |template: &serde_json::Value, redis: String| {
+        let t = dir.join("template.json");
+        std::fs::write(&t, template.to_string()).unwrap();
+        let args = ["check", "--json", "--ecs-template", t.to_str().unwrap()];
         let o = run_origin(&args, &env_for(&db, redis, &[]));
         let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
         report["checks"].as_array().unwrap().clone()
@@ -474,14 +495,26 @@ async fn origin_check_grades_the_ecs_plan_and_reports_the_schema() {
     };
     let text = |r: &serde_json::Value| format!("{} | {}", r["value"], r["note"]);
 
-    let shipped = check(&task, &scaling, roomy.url());
-    for r in shipped.iter().filter(|r| r["check"].as_str().unwrap().starts_with("ecs ")) {
-        assert_eq!(r["status"], "PASS", "{r}");
+    for stack in ["NexnumStaging", "NexnumProduction"] {
+        let rows = check(&synthesized(stack), roomy.url());
+        let graded: Vec<_> =
+            rows.iter().filter(|r| r["check"].as_str().unwrap().starts_with("ecs ")).collect();
+        assert!(graded.len() >= 10, "{stack}: {graded:?}");
+        for r in graded {
+            assert_eq!(r["status"], "PASS", "{stack}: {r}");
+        }
     }
-    let schema = row(&shipped, "postgres schema");
+    let shipped = synthesized("NexnumProduction");
+    let schema = row(&check(&shipped, roomy.url()), "postgres schema");
     let last = origin::MIGRATOR.iter().last().unwrap().version;
     assert_eq!(schema["status"], "PASS");
     assert_eq!(schema["value"], format!("migration {last} of {last}"));
+    let with_max = |max: u32| {
+        let mut t = shipped.clone();
+        resource(&mut t, "AWS::ApplicationAutoScaling::ScalableTarget")["Properties"]["MaxCapacity"] =
+            max.into();
+        t
+    };
 
     // Too many tasks for max_connections (read from the live server).
     let max: i64 = sqlx::query_scalar("SELECT current_setting('max_connections')::bigint")
@@ -489,8 +522,7 @@ async fn origin_check_grades_the_ecs_plan_and_reports_the_schema() {
         .await
         .unwrap();
     let tasks = max / 10 + 1;
-    let big = scaling.replace("\"MaxCapacity\": 6", &format!("\"MaxCapacity\": {tasks}"));
-    let r = row(&check(&task, &big, roomy.url()), "ecs fleet pool budget");
+    let r = row(&check(&with_max(tasks as u32), roomy.url()), "ecs fleet pool budget");
     assert_eq!(r["status"], "FAIL", "{r}");
     assert!(
         text(&r).contains(&format!("{} ({tasks} tasks x DB_MAX_CONNECTIONS 10)", tasks * 10)),
@@ -499,21 +531,22 @@ async fn origin_check_grades_the_ecs_plan_and_reports_the_schema() {
     assert!(text(&r).contains(&format!("of max_connections {max}")), "{r}");
 
     // Past 50 tasks without PgBouncer; with it, the pools pass.
-    let sixty = scaling.replace("\"MaxCapacity\": 6", "\"MaxCapacity\": 60");
-    let r = row(&check(&task, &sixty, roomy.url()), "ecs pgbouncer past 50 tasks");
+    let sixty = with_max(60);
+    let r = row(&check(&sixty, roomy.url()), "ecs pgbouncer past 50 tasks");
     assert_eq!(r["status"], "FAIL", "{r}");
     assert!(text(&r).contains("60 tasks"), "{r}");
-    let pooled = task.replace(
-        "{ \"name\": \"DB_MAX_CONNECTIONS\"",
-        "{ \"name\": \"DB_POOLER\", \"value\": \"pgbouncer-transaction\" },\n        { \"name\": \"DB_MAX_CONNECTIONS\"",
-    );
-    let rows = check(&pooled, &sixty, roomy.url());
+    let mut pooled = sixty.clone();
+    origin_container(&mut pooled)["Environment"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"Name": "DB_POOLER", "Value": "pgbouncer-transaction"}));
+    let rows = check(&pooled, roomy.url());
     assert_eq!(row(&rows, "ecs pgbouncer past 50 tasks")["status"], "PASS");
     assert_eq!(row(&rows, "ecs fleet pool budget")["status"], "PASS");
 
     // Redis maxclients: 60 tasks x 2 connections against a server that takes 100.
     let tight = RedisServer::start_with(&["--maxclients", "100"]);
-    let r = row(&check(&pooled, &sixty, tight.url()), "ecs redis clients");
+    let r = row(&check(&pooled, tight.url()), "ecs redis clients");
     assert_eq!(r["status"], "FAIL", "{r}");
     assert!(
         text(&r).contains("120 (60 tasks x 2 per node)") && text(&r).contains("maxclients 100"),
@@ -521,18 +554,27 @@ async fn origin_check_grades_the_ecs_plan_and_reports_the_schema() {
     );
 
     // A credential in plain environment; a stop timeout shorter than the drain.
-    let leaky = task.replace(
-        "{ \"name\": \"ORIGIN_ADDR\"",
-        "{ \"name\": \"EDGE_SECRET\", \"value\": \"leaked-secret-value-123\" },\n        { \"name\": \"ORIGIN_ADDR\"",
-    );
-    let r = row(&check(&leaky, &scaling, roomy.url()), "ecs secrets");
+    let mut leaky = shipped.clone();
+    origin_container(&mut leaky)["Environment"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"Name": "EDGE_SECRET", "Value": "leaked-secret-value-123"}));
+    let r = row(&check(&leaky, roomy.url()), "ecs secrets");
     assert_eq!(r["status"], "FAIL", "{r}");
     assert!(text(&r).contains("EDGE_SECRET in plain environment"), "{r}");
     assert!(!text(&r).contains("leaked-secret-value-123"), "the value is never printed");
-    let hasty = task.replace("\"stopTimeout\": 30", "\"stopTimeout\": 15");
-    let r = row(&check(&hasty, &scaling, roomy.url()), "ecs shutdown grace");
+    let mut hasty = shipped.clone();
+    origin_container(&mut hasty)["StopTimeout"] = 15.into();
+    let r = row(&check(&hasty, roomy.url()), "ecs shutdown grace");
     assert_eq!(r["status"], "FAIL", "{r}");
     assert!(text(&r).contains("SHUTDOWN_GRACE_SECS 20 vs stopTimeout 15"), "{r}");
+
+    // The balancer checking readiness would replace the fleet in a Redis blip.
+    let mut ready = shipped.clone();
+    resource(&mut ready, "AWS::ElasticLoadBalancingV2::TargetGroup")["Properties"]["HealthCheckPath"] =
+        "/readyz".into();
+    let r = row(&check(&ready, roomy.url()), "ecs lb health check");
+    assert_eq!(r["status"], "FAIL", "{r}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -15,9 +15,13 @@ use serde_json::json;
 use crate::common::some_price;
 
 async fn two_replicas(db: &TestDb) -> (TestApp, TestApp) {
+    two_replicas_with(db, AppOptions::default).await
+}
+
+async fn two_replicas_with(db: &TestDb, options: impl Fn() -> AppOptions) -> (TestApp, TestApp) {
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let a = TestApp::spawn_with_prefix(db, AppOptions::default(), prefix.clone()).await;
-    let b = TestApp::spawn_with_prefix(db, AppOptions::default(), prefix).await;
+    let a = TestApp::spawn_with_prefix(db, options(), prefix.clone()).await;
+    let b = TestApp::spawn_with_prefix(db, options(), prefix).await;
     // Both L1s are live (subscribed) before the test relies on them.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !(a.state.cache.l1_live() && b.state.cache.l1_live()) {
@@ -171,7 +175,9 @@ async fn waiters_take_over_when_the_lock_holder_dies() {
 #[tokio::test]
 async fn a_load_slower_than_the_lease_is_not_run_twice() {
     let db = TestDb::new(Some(Scale::Small)).await;
-    let (a, b) = two_replicas(&db).await;
+    // A 3 s load outlasts the request deadline (2.5 s); the lease is what this test is about.
+    let slow = || AppOptions::default().env("REQUEST_TIMEOUT_MS", "10000");
+    let (a, b) = two_replicas_with(&db, slow).await;
     let (p, c, s, ..) = some_price(&db.pool, 9).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
     crate::common::lists_cached(&a, &p).await;

@@ -12,4 +12,5 @@ mod plans;
 mod purge;
 mod ratelimit;
 mod resilience;
+mod roles;
 mod sync;
