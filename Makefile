@@ -46,11 +46,15 @@ test: setup edge infra-synth ## every test: unit, origin and edge end-to-end (re
 	source scripts/tls-services.sh; \
 	tls=(TEST_TLS_DIR=$$TLS_CERTS_DIR REDIS_CA_FILE=$$TLS_CERTS_DIR/ca.pem PG_ADMIN_URL=$$TLS_PG_ADMIN_URL); \
 	$(CARGO) test --workspace --all-targets 2>&1 | tee .local/test.log; \
-	echo "the origin suite again, over TLS: PostgreSQL (hostssl + SCRAM only, verify-full) and Redis (TLS only, ACL user):"; \
+	tls_acl_reset; \
+	echo "the origin suite again, over TLS: PostgreSQL (hostssl + SCRAM only, verify-full) and Redis (TLS only, the serving ACL user of ops/redis/serving.acl):"; \
 	env "$${tls[@]}" REDIS_URL=$$TLS_REDIS_URL $(CARGO) test -p nexnum-tests --test origin 2>&1 | tee -a .local/test.log; \
 	echo "the origin and cluster suites again, through PgBouncer (transaction mode, TLS both sides) on a TLS Redis Cluster (3 masters, 3 replicas):"; \
 	env "$${tls[@]}" TEST_DB_BACKEND=pgbouncer PGBOUNCER_URL=$$TLS_PGBOUNCER_URL REDIS_URL=$$TLS_REDIS_CLUSTER_URL \
 	  $(CARGO) test -p nexnum-tests --test origin --test cluster 2>&1 | tee -a .local/test.log; \
+	denied="$$(tls_acl_denials)"; \
+	if [ -n "$$denied" ]; then echo "the serving Redis user was refused commands the origin sent (ops/redis/serving.acl):"; echo "$$denied"; exit 1; \
+	else echo "the serving Redis user: no command refused in the TLS passes"; fi; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' .local/test.log
 
 fleet: setup ## the fleet behind HAProxy and PgBouncer under load: a rolling restart, then a crash (about a minute)

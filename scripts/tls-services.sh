@@ -78,19 +78,36 @@ EOF
     start >/dev/null || { _tls_fail "the TLS PostgreSQL did not start; see $dir/server.log"; return 1; }
 }
 
-# redis-server arguments (into the array _targs) for a TLS-only node on port $1 with the ACL
-# user `nexnum` (the default user off).
+# redis-server arguments (into the array _targs) for a TLS-only node on port $1 with two ACL
+# users (the default user off): `nexnum`, an administrator (cluster set-up, replication, the
+# tests' own inspection), and `nexnum_origin`, the serving user the origin connects as, with
+# exactly the rules of ops/redis/serving.acl (keys and channels under `nexnum:`, the commands the
+# origin sends, nothing else).
 _tls_redis_args() {
+  local rules=() line
+  while IFS= read -r line; do
+    line="${line%%#*}"; line="${line//[[:space:]]/}"
+    [ -n "$line" ] && rules+=("$line")
+  done < "$_root/ops/redis/serving.acl"
   _targs=(--bind 127.0.0.1 --port 0 --tls-port "$1" --tls-cert-file "$TLS_CERTS_DIR/server.pem"
     --tls-key-file "$TLS_CERTS_DIR/server.key" --tls-ca-cert-file "$_ca" --tls-auth-clients optional
-    --user default off --user nexnum on ">$_pw" '~*' '&*' '+@all' --save "" --appendonly no)
+    --user default off --user nexnum on ">$_pw" '~*' '&*' '+@all'
+    --user nexnum_origin on ">$_pw" "${rules[@]}" --save "" --appendonly no)
 }
 _tls_cli() { redis-cli --tls --cacert "$_ca" --user nexnum --pass "$_pw" --no-auth-warning "$@"; }
+# Whether the servers under $1 (a directory) were started with today's serving rules, and the
+# serving user answers on port $2: an older server is restarted.
+_tls_acl_sha() { sha256sum "$_root/ops/redis/serving.acl" | cut -c1-64; }
+_tls_serving_ok() {
+  [ "$(cat "$1/acl.sha" 2>/dev/null)" = "$(_tls_acl_sha)" ] \
+    && redis-cli --tls --cacert "$_ca" --user nexnum_origin --pass "$_pw" --no-auth-warning -p "$2" ping 2>/dev/null | grep -q PONG
+}
 
 _ensure_tls_redis() {
   local dir="$_local/redis-tls" port=56380
-  export TLS_REDIS_URL="rediss://nexnum:$_pw@localhost:$port"
-  _tls_cli -p "$port" ping >/dev/null 2>&1 && return 0
+  export TLS_REDIS_URL="rediss://nexnum_origin:$_pw@localhost:$port"
+  _tls_cli -p "$port" ping >/dev/null 2>&1 && _tls_serving_ok "$dir" "$port" && return 0
+  _tls_cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
   if _tls_up "$port"; then _tls_reclaim "$port" "Redis" "$dir/redis.pid" || return 1; fi
   echo "starting a private TLS-only Redis on port $port" >&2
   mkdir -p "$dir"
@@ -98,7 +115,10 @@ _ensure_tls_redis() {
   redis-server --daemonize yes "${_targs[@]}" \
     --dir "$dir" --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" >/dev/null \
     || { _tls_fail "the TLS Redis did not start; see $dir/redis.log"; return 1; }
-  local i; for i in $(seq 50); do _tls_cli -p "$port" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  local i; for i in $(seq 50); do
+    _tls_cli -p "$port" ping >/dev/null 2>&1 && { _tls_acl_sha > "$dir/acl.sha"; return 0; }
+    sleep 0.1
+  done
   _tls_fail "the TLS Redis did not answer on $port; see $dir/redis.log"
 }
 
@@ -108,8 +128,8 @@ _tls_cluster_ok() {
 }
 _ensure_tls_redis_cluster() {
   local dir="$_local/redis-cluster-tls" p ports=(57011 57012 57013 57014 57015 57016) addrs=()
-  export TLS_REDIS_CLUSTER_URL="rediss+cluster://nexnum:$_pw@localhost:57011,localhost:57012,localhost:57013"
-  _tls_cluster_ok && return 0
+  export TLS_REDIS_CLUSTER_URL="rediss+cluster://nexnum_origin:$_pw@localhost:57011,localhost:57012,localhost:57013"
+  _tls_cluster_ok && _tls_serving_ok "$dir" 57011 && return 0
   echo "starting a private TLS Redis Cluster on ${ports[0]}-${ports[5]} (3 masters, 3 replicas)" >&2
   for p in "${ports[@]}"; do
     _tls_cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
@@ -130,7 +150,7 @@ _ensure_tls_redis_cluster() {
   for p in "${ports[@]}"; do for i in $(seq 50); do _tls_up "$p" && break; sleep 0.1; done; done
   _tls_cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
     || { _tls_fail "redis-cli --cluster create failed; see $dir/create.log"; return 1; }
-  for i in $(seq 100); do _tls_cluster_ok && return 0; sleep 0.1; done
+  for i in $(seq 100); do _tls_cluster_ok && { _tls_acl_sha > "$dir/acl.sha"; return 0; }; sleep 0.1; done
   _tls_fail "the TLS Redis Cluster did not converge; see $dir/create.log"
 }
 
@@ -166,3 +186,16 @@ _ensure_tls_pgbouncer() {
 
 _ensure_tls_postgres && _ensure_tls_redis && _ensure_tls_redis_cluster && _ensure_tls_pgbouncer && \
   echo "TLS back ends: PostgreSQL :55433, Redis :56380, Redis Cluster :57011-57016, PgBouncer :56433 (certificates in $TLS_CERTS_DIR)" >&2
+
+# The serving user's refused commands on the TLS servers since the last reset (ACL LOG), one line
+# each; `make test` resets before its TLS passes and fails if any appear after them: the rules in
+# ops/redis/serving.acl must hold every command the origin sends, and nothing more.
+tls_acl_reset() {
+  local p; for p in 56380 57011 57012 57013 57014 57015 57016; do _tls_cli -p "$p" acl log reset >/dev/null 2>&1 || true; done
+}
+tls_acl_denials() {
+  local p; for p in 56380 57011 57012 57013 57014 57015 57016; do
+    _tls_cli -p "$p" acl log 100 2>/dev/null | tr -d '\r' \
+      | awk -v port="$p" '/^reason$/{getline r} /^object$/{getline o} /^username$/{getline u; print "port " port ": " u " refused " r " " o}'
+  done | sort | uniq -c
+}

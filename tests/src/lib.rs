@@ -147,6 +147,23 @@ impl TestDb {
 pub const SERVING_ROLE: &str = "nexnum_serving_test";
 pub const SERVING_PASSWORD: &str = "serving-role-test-password";
 
+/// The serving user's Redis ACL rules as shipped (`ops/redis/serving.acl`, one per line).
+pub fn serving_acl_rules() -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ops/redis/serving.acl");
+    std::fs::read_to_string(&path)
+        .expect("ops/redis/serving.acl")
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A `REDIS_KEY_PREFIX` of a test's own, under the deployment's `nexnum:` (the serving user's
+/// Redis ACL allows keys and channels under it only: ops/redis/serving.acl).
+pub fn key_prefix() -> String {
+    format!("nexnum:test:{}:", uuid::Uuid::new_v4().simple())
+}
+
 /// `url` with its user and password replaced.
 pub fn as_user(url: &str, user: &str, password: &str) -> String {
     let mut parsed = url::Url::parse(url).expect("a database URL");
@@ -267,6 +284,12 @@ impl RedisServer {
     /// A plaintext server, whatever the run.
     pub fn start_plain() -> RedisServer {
         Self::start_inner(None, Vec::new)
+    }
+
+    /// A plaintext server with these extra arguments, whatever the run.
+    pub fn start_plain_with(extra: &[String]) -> RedisServer {
+        let extra = extra.to_vec();
+        Self::start_inner(None, move || extra.clone())
     }
 
     /// A TLS-only server presenting `tls`'s `server.pem` (whatever the run), with its ACL user.
@@ -588,7 +611,7 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(db: &TestDb, options: AppOptions) -> TestApp {
-        let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        let prefix = key_prefix();
         Self::spawn_with_prefix(db, options, prefix).await
     }
 
@@ -597,7 +620,7 @@ impl TestApp {
         db: &TestDb,
         options: AppOptions,
     ) -> Result<TestApp, origin::startup::StartupError> {
-        let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        let prefix = key_prefix();
         Self::build(db, options, prefix).await
     }
 

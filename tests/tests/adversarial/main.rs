@@ -77,7 +77,7 @@ async fn a_failed_load_releases_the_fill_lock_and_404_floods_stay_off_the_databa
 #[tokio::test]
 async fn a_load_cut_mid_query_releases_its_fill_lock_for_the_waiters() {
     let db = TestDb::new(Some(Scale::Small)).await;
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let prefix = harness::key_prefix();
     let app = TestApp::spawn_with_prefix(&db, AppOptions::default(), prefix.clone()).await;
     let other = TestApp::spawn_with_prefix(&db, AppOptions::default(), prefix).await;
     let (p, c, s, price): (String, String, String, i64) = sqlx::query_as(

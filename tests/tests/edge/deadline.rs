@@ -36,7 +36,7 @@ async fn slow_purchase_through_the_edge(point: &str) {
     let env = vec![
         ("DATABASE_URL", db.url.clone()),
         ("REDIS_URL", harness::shared_redis_url()),
-        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ("REDIS_KEY_PREFIX", harness::key_prefix()),
         ("EDGE_SECRET", SECRET.to_owned()),
         ("FAILPOINTS", failpoint),
         ("RATE_LIMITS", "auth=10000/60000".to_owned()),

@@ -18,7 +18,7 @@ async fn one_request_id_from_the_edge_to_the_origins_log() {
     let origin = OriginProcess::start(&[
         ("DATABASE_URL", db.app_url()),
         ("REDIS_URL", shared_redis_url()),
-        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ("REDIS_KEY_PREFIX", harness::key_prefix()),
         ("EDGE_SECRET", SECRET.to_owned()),
         ("RUST_LOG", "warn,access=debug".to_owned()),
     ])

@@ -19,7 +19,7 @@ async fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
     let origin = OriginProcess::start(&[
         ("DATABASE_URL", db.app_url()),
         ("REDIS_URL", shared_redis_url()),
-        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ("REDIS_KEY_PREFIX", harness::key_prefix()),
         ("SHUTDOWN_GRACE_SECS", "8".into()),
     ])
     .await;

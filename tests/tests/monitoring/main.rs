@@ -24,7 +24,7 @@ fn env_for(
     let mut env = vec![
         ("DATABASE_URL", db.url.clone()),
         ("REDIS_URL", redis_url),
-        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ("REDIS_KEY_PREFIX", harness::key_prefix()),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     env
@@ -276,7 +276,7 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
     let origin = OriginProcess::start(&[
         ("DATABASE_URL", dead),
         ("REDIS_URL", shared_redis_url()),
-        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ("REDIS_KEY_PREFIX", harness::key_prefix()),
         ("DB_CONNECT_TIMEOUT_SECS", "1".into()),
         ("SENTRY_DSN", dsn),
     ])
@@ -654,7 +654,7 @@ async fn every_line_logged_for_a_failed_request_carries_its_request_id() {
     let down = OriginProcess::start(&[
         ("DATABASE_URL", dead),
         ("REDIS_URL", shared_redis_url()),
-        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ("REDIS_KEY_PREFIX", harness::key_prefix()),
         ("DB_CONNECT_TIMEOUT_SECS", "1".into()),
         ("RUST_LOG", "info".into()),
     ])

@@ -19,7 +19,7 @@ async fn two_replicas(db: &TestDb) -> (TestApp, TestApp) {
 }
 
 async fn two_replicas_with(db: &TestDb, options: impl Fn() -> AppOptions) -> (TestApp, TestApp) {
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let prefix = harness::key_prefix();
     let a = TestApp::spawn_with_prefix(db, options(), prefix.clone()).await;
     let b = TestApp::spawn_with_prefix(db, options(), prefix).await;
     // Both L1s are live (subscribed) before the test relies on them.
@@ -132,10 +132,7 @@ async fn waiters_take_over_when_the_lock_holder_dies() {
     let (p, c, s, price, _) = some_price(&db.pool, 8).await;
     let path = format!("/v1/catalog/{p}/prices/{c}/{s}");
     let mut env = db.process_env();
-    env.extend([
-        ("REDIS_URL", shared_redis_url()),
-        ("REDIS_KEY_PREFIX", format!("test:{}:", uuid::Uuid::new_v4().simple())),
-    ]);
+    env.extend([("REDIS_URL", shared_redis_url()), ("REDIS_KEY_PREFIX", harness::key_prefix())]);
     let holder = OriginProcess::start(&env).await;
     let waiter = OriginProcess::start(&env).await;
 

@@ -136,7 +136,7 @@ impl Backend {
             ("REDIS_URL".to_owned(), url.clone()),
             ("REDIS_TIMEOUT_MS".to_owned(), "200".to_owned()),
             ("RATE_LIMITS".to_owned(), limits.to_owned()),
-            ("REDIS_KEY_PREFIX".to_owned(), format!("test:{}:", uuid::Uuid::new_v4().simple())),
+            ("REDIS_KEY_PREFIX".to_owned(), harness::key_prefix()),
         ];
         env.extend(harness::redis_tls_env(&url));
         let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());

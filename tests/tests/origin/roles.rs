@@ -68,3 +68,62 @@ async fn a_table_a_later_migration_creates_is_granted_by_default() {
     let err = sqlx::query("DELETE FROM later").execute(&mut serving).await.unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
 }
+
+/// Least privilege in Redis (#32 item 3): a server whose only user has the shipped serving rules
+/// (ops/redis/serving.acl). The origin works through it (the TLS passes of `make test` run the
+/// whole suite so, and fail on any refused command); what it never needs is refused.
+#[tokio::test]
+async fn the_serving_redis_user_is_refused_what_the_origin_does_not_use() {
+    let mut args: Vec<String> =
+        ["--user", "default", "off", "--user", "nexnum_origin", "on", ">serving-user-password"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    args.extend(harness::serving_acl_rules());
+    let server = harness::RedisServer::start_plain_with(&args);
+    let url = format!("redis://nexnum_origin:serving-user-password@127.0.0.1:{}", server.port);
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let refused = |r: redis::RedisResult<redis::Value>| match r {
+        Err(e) => e.to_string().contains("NOPERM") || e.code() == Some("NOPERM"),
+        Ok(v) => panic!("allowed: {v:?}"),
+    };
+    let mut cmd = |parts: &[&str]| {
+        let mut c = redis::cmd(parts[0]);
+        for p in &parts[1..] {
+            c.arg(*p);
+        }
+        c
+    };
+    for parts in [
+        &["FLUSHALL"][..],
+        &["FLUSHDB"],
+        &["CONFIG", "GET", "maxmemory"],
+        &["CONFIG", "SET", "maxmemory", "1"],
+        &["KEYS", "*"],
+        &["SET", "outside:the:prefix", "1"],
+        &["GET", "cache:prices:5sim:ru:whatsapp"],
+        &["SHUTDOWN"],
+        &["ACL", "LIST"],
+        &["MONITOR"],
+        &["PUBLISH", "cache:invalidate", "x"],
+    ] {
+        let r: redis::RedisResult<redis::Value> = cmd(parts).query_async(&mut conn).await;
+        assert!(refused(r), "{parts:?} must be refused");
+    }
+    // Under the prefix, what the origin does is allowed.
+    let _: () = cmd(&["SET", "nexnum:probe", "1"]).query_async(&mut conn).await.unwrap();
+    let _: () = cmd(&["SET", "{nexnum:tagged}:x", "1"]).query_async(&mut conn).await.unwrap();
+
+    // And an origin serves through it: the catalog, a sign-in, a purchase.
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let app =
+        harness::TestApp::spawn(&db, harness::AppOptions::default().redis_url(url.clone())).await;
+    let (_, token) = app.user_with("acl@nexnum.test", 100_000).await;
+    let (p, c, s, _, _) = harness::some_price(&db.pool, 2).await;
+    assert_eq!(app.get(&format!("/v1/catalog/{p}/prices/{c}/{s}")).await.status(), 200);
+    let product = serde_json::json!({"provider": p, "country": c, "service": s});
+    assert_eq!(app.buy(&token, &product, Some("acl-0001")).await.status(), 201);
+    drop(app);
+    drop(server);
+}

@@ -337,7 +337,7 @@ async fn a_fleet_syncs_each_provider_once_per_interval() {
     let s = setup(AppOptions::default()).await;
     let lines = lines(&s).await;
     let upstream = Upstream::start(document(&lines)).await;
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let prefix = harness::key_prefix();
     let options = AppOptions::default()
         .env("SYNC_PROVIDERS", &format!("{PROVIDER}=sms-activate@{}", upstream.url))
         .env("SYNC_INTERVAL_SECS", "1");
