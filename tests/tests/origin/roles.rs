@@ -88,7 +88,7 @@ async fn the_serving_redis_user_is_refused_what_the_origin_does_not_use() {
         Err(e) => e.to_string().contains("NOPERM") || e.code() == Some("NOPERM"),
         Ok(v) => panic!("allowed: {v:?}"),
     };
-    let mut cmd = |parts: &[&str]| {
+    let cmd = |parts: &[&str]| {
         let mut c = redis::cmd(parts[0]);
         for p in &parts[1..] {
             c.arg(*p);
