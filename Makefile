@@ -57,9 +57,9 @@ test: setup edge infra-synth ## every test: unit, origin and edge end-to-end (re
 	else echo "the serving Redis user: no command refused in the TLS passes"; fi; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' .local/test.log
 
-fleet: setup ## the fleet behind HAProxy and PgBouncer under load: a rolling restart, then a crash (about a minute)
+fleet: setup infra-synth ## the fleet behind HAProxy (checking as the synthesized target group does) under load: a rolling restart, a crash, a Redis master failover, then Redis and PostgreSQL each stopped 30 s (about three minutes)
 	@$(SERVICES); command -v haproxy >/dev/null || { echo "error: haproxy not found (Debian: apt-get install haproxy)" >&2; exit 1; }; \
-	$(CARGO) build -p origin; \
+	$(CARGO) build -p origin -p nexnum-tests --bin origin; \
 	timeout 600 $(CARGO) test -p nexnum-tests --test lb -- --ignored --nocapture --test-threads 1
 
 infra-synth: ## synthesize the AWS deployment (ops/cdk, offline): staging and production, and both with PgBouncer; cdk-nag at synthesis

@@ -142,6 +142,11 @@ impl OriginProcess {
         OriginProcess { port, ops_port, child, logs }
     }
 
+    /// Its process id while it runs (`None` once it has exited).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The lines the origin has logged so far (JSON, per `RUST_LOG`).
     pub fn log_lines(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()

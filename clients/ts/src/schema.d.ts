@@ -12,8 +12,12 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Alive: the process answers. Checks nothing else, so a Redis or database outage never gets
-         *     the process restarted.
+         * Alive: the process answers and is not shutting down. It checks no dependency, so a Redis or
+         *     PostgreSQL outage never gets a task marked unhealthy or replaced: the load balancer's target
+         *     group and the container health check (`origin probe`) both ask this, and the catalog rides
+         *     such an outage out (fail-open limits, answers from whichever store still answers). After
+         *     SIGTERM it answers 503 `draining` at once, so a balancer stops sending new requests while the
+         *     ones in flight finish. `/readyz` (dependencies) is for operators and dashboards.
          */
         get: operations["healthz"];
         put?: never;

@@ -214,7 +214,7 @@ impl Db {
                 && a.country == product.country.as_str()
                 && a.service == product.service.as_str()
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(key) = idempotency_key
             && let Some(existing) = self.activation_by_key(&mut tx, user_id, key).await?
         {
@@ -436,7 +436,7 @@ impl Db {
         {
             return Ok(replay);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let balance: Option<i64> = sqlx::query_scalar(
             "UPDATE users SET balance_cents = balance_cents + $2 WHERE id = $1 RETURNING balance_cents",
         )

@@ -15,11 +15,20 @@ use crate::meters;
 use crate::monitor::{fullest, pg_connections, redis_memory};
 use crate::state::AppState;
 
-/// Alive: the process answers. Checks nothing else, so a Redis or database outage never gets
-/// the process restarted.
+/// Alive: the process answers and is not shutting down. It checks no dependency, so a Redis or
+/// PostgreSQL outage never gets a task marked unhealthy or replaced: the load balancer's target
+/// group and the container health check (`origin probe`) both ask this, and the catalog rides
+/// such an outage out (fail-open limits, answers from whichever store still answers). After
+/// SIGTERM it answers 503 `draining` at once, so a balancer stops sending new requests while the
+/// ones in flight finish. `/readyz` (dependencies) is for operators and dashboards.
 #[utoipa::path(get, path = "/healthz", tag = "meta",
     responses((status = 200, description = "The process answers.", body = HealthResponse)))]
-pub async fn healthz() -> Response {
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    use std::sync::atomic::Ordering;
+    if state.draining.load(Ordering::Acquire) {
+        let body = json!({"status": "draining"});
+        return no_store((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
+    }
     no_store(Json(json!({"status": "ok"})).into_response())
 }
 
