@@ -358,38 +358,20 @@ impl Redis {
         .await
     }
 
+    /// `GET key`: the one command of every read that misses L1, made at its size with the
+    /// prefixed key written straight into it (no `String` for it, no buffer regrown).
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, RedisError> {
-        let mut conn = self.conn.clone();
-        let cmd = redis::cmd("GET").arg(self.full(key)).to_owned();
-        self.bounded("get", async move {
-            cmd.query_async::<Option<Vec<u8>>>(&mut conn).await
-        })
-        .await
-        .map(|v| v.map(Bytes::from))
-    }
-
-    /// `GET key` and `PTTL key` in one round trip: the value and its milliseconds to live
-    /// (negative when the key is absent or never expires).
-    pub async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, i64), RedisError> {
-        // Every read that misses L1 comes here: each command is made at its size, with the
-        // prefixed key written straight into it (no `String` for it, no buffer regrown).
         let full = Prefixed {
             prefix: &self.prefix,
             key,
         };
-        let command = |name: &str| {
-            let mut cmd = redis::Cmd::with_capacity(2, name.len() + full.len());
-            cmd.arg(name).arg(full);
-            cmd
-        };
-        let mut pipe = redis::Pipeline::with_capacity(2);
-        pipe.add_command(command("GET"));
-        pipe.add_command(command("PTTL"));
+        let mut cmd = redis::Cmd::with_capacity(2, 3 + full.len());
+        cmd.arg("GET").arg(full);
         let mut conn = self.conn.clone();
-        let (value, pttl): (Option<Vec<u8>>, i64) = self
-            .bounded("get", async move { pipe.query_async(&mut conn).await })
+        let value: Option<Vec<u8>> = self
+            .bounded("get", async move { cmd.query_async(&mut conn).await })
             .await?;
-        Ok((value.map(Bytes::from), pttl))
+        Ok(value.map(Bytes::from))
     }
 
     /// One `MGET` for all `keys`, values in the same order.

@@ -64,7 +64,11 @@ impl Cache {
             let deadline = Instant::now() + FILL_LEASE * 2;
             loop {
                 match self.try_fill(key, &lock, &owner).await {
-                    Ok(Fill::Found(bytes)) => return Ok(decode(bytes)),
+                    Ok(Fill::Found(bytes)) => match decode(bytes) {
+                        Some((entry, _)) => return Ok(entry),
+                        // A later release's value: load it ourselves, store nothing over it.
+                        None => break,
+                    },
                     Ok(Fill::Locked) => {
                         locked = true;
                         break;

@@ -27,6 +27,7 @@
 
 pub mod compressed;
 pub mod flight;
+pub mod format;
 pub mod l1;
 mod lock;
 mod refresh;
@@ -254,17 +255,21 @@ impl Cache {
             return Ok(entry);
         }
         let generation = self.l1.as_ref().map_or(0, L1::generation);
-        let redis_ok = match self.redis.get_with_ttl(&key).await {
-            Ok((Some(bytes), pttl)) => {
-                meters::cache_results(data, "hit", 1);
-                let entry = decode(bytes);
-                if entry.is_some() && self.refresh_due(data, pttl) {
-                    self.refresh_ahead(data, key.clone(), loader());
+        // One GET: the value's expiry is in it (`format`), for refresh ahead.
+        let redis_ok = match self.redis.get(&key).await {
+            Ok(Some(bytes)) => match decode(bytes) {
+                Some((entry, expires_at_ms)) => {
+                    meters::cache_results(data, "hit", 1);
+                    if entry.is_some() && self.refresh_due(data, expires_at_ms) {
+                        self.refresh_ahead(data, key.clone(), loader());
+                    }
+                    self.keep(key, entry.clone(), generation);
+                    return Ok(entry);
                 }
-                self.keep(key, entry.clone(), generation);
-                return Ok(entry);
-            }
-            Ok((None, _)) => true,
+                // A later release's format: a miss for this one (loaded, never misread).
+                None => true,
+            },
+            Ok(None) => true,
             Err(_) => false,
         };
         Box::pin(self.load_missing(data, key, redis_ok, generation, loader())).await
@@ -350,8 +355,8 @@ impl Cache {
             match self.redis.mget(&remote_keys).await {
                 Ok(values) => {
                     for (&i, v) in remote.iter().zip(values) {
-                        if let Some(bytes) = v {
-                            let entry = decode(bytes);
+                        // A later release's format is a miss here, as for one key.
+                        if let Some((entry, _)) = v.and_then(decode) {
                             self.keep(keys[i].clone(), entry.clone(), generation);
                             found[i] = Some(entry);
                         }
@@ -474,22 +479,31 @@ impl Cache {
         Ok(deleted)
     }
 
-    /// What goes to Redis for a loaded value, and for how long; `None`: nothing.
+    /// What goes to Redis for a loaded value (in this release's [`format`]), and for how long;
+    /// `None`: nothing.
     fn stored_form(&self, data: DataType, loaded: &Loaded) -> Option<(Bytes, u32)> {
         let ttl = self.ttl(data);
-        match loaded {
-            Loaded::Found(bytes) => Some((bytes.clone(), ttl)),
-            Loaded::Absent => Some((Bytes::from_static(NULL), ttl.min(NEGATIVE_TTL_SECS))),
-            Loaded::Unknown => None,
-        }
+        let (payload, ttl) = match loaded {
+            Loaded::Found(bytes) => (bytes.as_ref(), ttl),
+            Loaded::Absent => (NULL, ttl.min(NEGATIVE_TTL_SECS)),
+            Loaded::Unknown => return None,
+        };
+        Some((format::encode(payload, ttl, format::now_ms()), ttl))
     }
 }
 
-fn decode(bytes: Bytes) -> Entry {
-    if bytes.as_ref() == NULL {
-        None
-    } else {
-        Some(Value::new(bytes))
+/// A value read from Redis as an entry and its expiry (Unix ms, when the format says); `None`
+/// for a later release's format, which this one must not read.
+fn decode(bytes: Bytes) -> Option<(Entry, Option<u64>)> {
+    match format::decode(bytes) {
+        format::Stored::Readable {
+            payload,
+            expires_at_ms,
+        } => {
+            let entry = (payload.as_ref() != NULL).then(|| Value::new(payload));
+            Some((entry, expires_at_ms))
+        }
+        format::Stored::Newer => None,
     }
 }
 

@@ -25,11 +25,16 @@ pub fn refresh_window(ttl: Duration, l1_ttl: Duration) -> Duration {
 }
 
 impl Cache {
-    /// Whether a hit with `pttl_ms` left should be refreshed ahead.
-    pub(super) fn refresh_due(&self, data: DataType, pttl_ms: i64) -> bool {
+    /// Whether a hit on a value expiring at `expires_at_ms` (Unix ms; `None`: unknown, a value
+    /// of the previous release's format, which simply expires) should be refreshed ahead.
+    pub(super) fn refresh_due(&self, data: DataType, expires_at_ms: Option<u64>) -> bool {
+        let Some(expires_at_ms) = expires_at_ms else {
+            return false;
+        };
+        let left = expires_at_ms.saturating_sub(super::format::now_ms());
         let ttl = Duration::from_secs(self.ttl(data).into());
         let l1_ttl = self.l1.as_ref().map_or(Duration::ZERO, L1::ttl);
-        pttl_ms > 0 && (pttl_ms as u128) < refresh_window(ttl, l1_ttl).as_millis()
+        left > 0 && u128::from(left) < refresh_window(ttl, l1_ttl).as_millis()
     }
 
     /// Reloads `key` in the background (one refresh per key per process, and through the fill

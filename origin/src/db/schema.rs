@@ -176,3 +176,67 @@ mod tests {
         assert_eq!(newer.ahead, vec![99_991_231_000_000]);
     }
 }
+
+/// The statements of a migration that are not additive: each would break the release before it,
+/// which keeps serving on the migrated database until the roll is done (and after a rollback).
+/// A migration may contract only once the release that stopped using what it removes is the
+/// oldest one running, and says so with a line `-- contract: <that release>`; without it, every
+/// such statement is listed (the CI check `migrations_are_additive` fails on them).
+///
+/// Not additive: dropping or renaming a table, column, type, view or schema; changing a column's
+/// type; `SET NOT NULL`; a new `NOT NULL` column without a default; deleting rows (`DELETE`,
+/// `TRUNCATE`).
+pub fn contracting_statements(sql: &str) -> Vec<String> {
+    if sql.lines().any(|l| {
+        l.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("-- contract:")
+    }) {
+        return Vec::new();
+    }
+    let code: String = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut found = Vec::new();
+    for statement in code.split(';') {
+        let words: Vec<String> = statement
+            .split_whitespace()
+            .map(|w| {
+                w.trim_matches(|c| c == ',' || c == '(' || c == ')')
+                    .to_ascii_uppercase()
+            })
+            .collect();
+        let has = |seq: &[&str]| words.windows(seq.len()).any(|w| w == seq);
+        let not_null_without_default = words.windows(2).enumerate().any(|(i, w)| {
+            w == ["ADD", "COLUMN"] && {
+                let rest = &words[i..];
+                let end = rest
+                    .iter()
+                    .skip(2)
+                    .position(|x| x == "ADD")
+                    .map_or(rest.len(), |p| p + 2);
+                let column = &rest[..end];
+                column.windows(2).any(|x| x == ["NOT", "NULL"])
+                    && !column.iter().any(|x| x == "DEFAULT")
+            }
+        });
+        let breaking = has(&["DROP", "TABLE"])
+            || has(&["DROP", "COLUMN"])
+            || has(&["DROP", "TYPE"])
+            || has(&["DROP", "VIEW"])
+            || has(&["DROP", "SCHEMA"])
+            || has(&["RENAME"])
+            || (has(&["ALTER", "COLUMN"]) && (has(&["TYPE"]) || has(&["SET", "DATA", "TYPE"])))
+            || has(&["SET", "NOT", "NULL"])
+            || not_null_without_default
+            || words
+                .first()
+                .is_some_and(|w| w == "DELETE" || w == "TRUNCATE");
+        if breaking {
+            found.push(words.join(" "));
+        }
+    }
+    found
+}

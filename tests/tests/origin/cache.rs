@@ -56,7 +56,10 @@ async fn keys_and_ttls_are_the_guides_and_hits_skip_the_database() {
                 .await
                 .unwrap()
         };
-        assert_eq!(stored, first.to_vec(), "Redis holds the exact body");
+        // Redis holds the exact body behind this release's format header (tag 1, the expiry).
+        let header = origin::cache::format::HEADER;
+        assert_eq!(stored[0], origin::cache::format::VERSION, "{key}: versioned");
+        assert_eq!(&stored[header..], &first[..], "Redis holds the exact body");
 
         let second = s.app.get(&path).await.bytes().await.unwrap();
         assert_eq!(second, first);
@@ -273,4 +276,40 @@ async fn a_load_that_raced_a_mutation_cannot_store_the_old_value() {
         let next = harness::json_body(s.app.get(&path).await).await;
         assert_eq!(price_of(&next), Some(target), "bulk={bulk}: the next read sees the change");
     }
+}
+
+/// Cached values carry a format version (#32 item 7), so replicas of two releases (a rolling
+/// deploy, a rollback) never misread each other's: a value the previous release wrote (no
+/// version: the bare JSON) is served as it is, from Redis; one a later release wrote (a tag this
+/// release does not know) is never served: the read is a miss, loaded from PostgreSQL.
+#[tokio::test]
+async fn values_of_an_older_release_are_read_and_of_a_newer_one_never() {
+    let s = seeded(AppOptions::default().env("L1_CACHE", "off")).await;
+    let (p, c, sv, price, _) = some_price(&s.db.pool, 4).await;
+    let path = format!("/v1/catalog/{p}/prices/{c}/{sv}");
+    let key = s.app.key(&price_key(&p, &c, &sv));
+    lists_cached(&s.app, &p).await; // what a price read checks first, out of the count
+    let mut conn = s.app.redis().await;
+    let set = |value: Vec<u8>| redis::cmd("SET").arg(&key).arg(value).arg("EX").arg(60).to_owned();
+
+    // The previous release's value: the body alone (and a price the database does not have).
+    let old = format!(
+        r#"{{"provider":"{p}","country":"{c}","service":"{sv}","price_cents":4242,"stock":1}}"#
+    );
+    let _: () = set(old.clone().into_bytes()).query_async(&mut conn).await.unwrap();
+    let before = s.app.db_queries();
+    let r = s.app.get(&path).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), old, "an older release's value is served as it is");
+    assert_eq!(s.app.db_queries(), before, "from Redis");
+
+    // A later release's value: a tag this release does not know, and bytes it cannot read.
+    let mut newer = vec![origin::cache::format::VERSION + 1];
+    newer.extend_from_slice(b"\x00\xffsomething only a later release reads");
+    let _: () = set(newer).query_async(&mut conn).await.unwrap();
+    let r = s.app.get(&path).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["price_cents"], price, "loaded from PostgreSQL, never the newer bytes");
+    assert_eq!(s.app.db_queries(), before + 1, "one load");
 }
