@@ -118,65 +118,6 @@ pub fn compare(migrator: &Migrator, applied: &[(i64, bool, Vec<u8>)]) -> SchemaS
     status
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rows(up_to: usize) -> Vec<(i64, bool, Vec<u8>)> {
-        crate::MIGRATOR
-            .iter()
-            .take(up_to)
-            .map(|m| (m.version, true, m.checksum.to_vec()))
-            .collect()
-    }
-
-    #[test]
-    fn behind_current_ahead_and_changed() {
-        let all = crate::MIGRATOR.iter().count();
-        let current = compare(&crate::MIGRATOR, &rows(all));
-        assert!(current.is_current(), "{current:?}");
-        assert!(current.describe().starts_with("current"));
-
-        let behind = compare(&crate::MIGRATOR, &rows(all - 1));
-        assert!(!behind.is_current());
-        let last = crate::MIGRATOR.iter().last().unwrap();
-        assert_eq!(
-            behind.missing,
-            vec![(last.version, last.description.to_string())]
-        );
-        assert!(behind.describe().contains(&last.version.to_string()));
-        assert!(behind.describe().contains("origin migrate"));
-
-        let never = compare(&crate::MIGRATOR, &[]);
-        assert_eq!(never.missing.len(), all);
-
-        let mut failed = rows(all);
-        failed[all - 1].1 = false;
-        assert!(
-            !compare(&crate::MIGRATOR, &failed).is_current(),
-            "a failed one is missing"
-        );
-
-        let mut edited = rows(all);
-        edited[0].2[0] ^= 1;
-        let edited = compare(&crate::MIGRATOR, &edited);
-        assert_eq!(
-            edited.changed,
-            vec![crate::MIGRATOR.iter().next().unwrap().version]
-        );
-        assert!(!edited.is_current());
-
-        let mut newer = rows(all);
-        newer.push((99_991_231_000_000, true, vec![0]));
-        let newer = compare(&crate::MIGRATOR, &newer);
-        assert!(
-            newer.is_current(),
-            "a newer binary's migration does not stop this one"
-        );
-        assert_eq!(newer.ahead, vec![99_991_231_000_000]);
-    }
-}
-
 /// The statements of a migration that are not additive: each would break the release before it,
 /// which keeps serving on the migrated database until the roll is done (and after a rollback).
 /// A migration may contract only once the release that stopped using what it removes is the
@@ -239,4 +180,63 @@ pub fn contracting_statements(sql: &str) -> Vec<String> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(up_to: usize) -> Vec<(i64, bool, Vec<u8>)> {
+        crate::MIGRATOR
+            .iter()
+            .take(up_to)
+            .map(|m| (m.version, true, m.checksum.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn behind_current_ahead_and_changed() {
+        let all = crate::MIGRATOR.iter().count();
+        let current = compare(&crate::MIGRATOR, &rows(all));
+        assert!(current.is_current(), "{current:?}");
+        assert!(current.describe().starts_with("current"));
+
+        let behind = compare(&crate::MIGRATOR, &rows(all - 1));
+        assert!(!behind.is_current());
+        let last = crate::MIGRATOR.iter().last().unwrap();
+        assert_eq!(
+            behind.missing,
+            vec![(last.version, last.description.to_string())]
+        );
+        assert!(behind.describe().contains(&last.version.to_string()));
+        assert!(behind.describe().contains("origin migrate"));
+
+        let never = compare(&crate::MIGRATOR, &[]);
+        assert_eq!(never.missing.len(), all);
+
+        let mut failed = rows(all);
+        failed[all - 1].1 = false;
+        assert!(
+            !compare(&crate::MIGRATOR, &failed).is_current(),
+            "a failed one is missing"
+        );
+
+        let mut edited = rows(all);
+        edited[0].2[0] ^= 1;
+        let edited = compare(&crate::MIGRATOR, &edited);
+        assert_eq!(
+            edited.changed,
+            vec![crate::MIGRATOR.iter().next().unwrap().version]
+        );
+        assert!(!edited.is_current());
+
+        let mut newer = rows(all);
+        newer.push((99_991_231_000_000, true, vec![0]));
+        let newer = compare(&crate::MIGRATOR, &newer);
+        assert!(
+            newer.is_current(),
+            "a newer binary's migration does not stop this one"
+        );
+        assert_eq!(newer.ahead, vec![99_991_231_000_000]);
+    }
 }
