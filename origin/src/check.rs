@@ -254,6 +254,7 @@ fn memory_row(check: String, threshold: String, m: &RedisMemory, args: &CheckArg
 pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
     crate::tls::install_crypto_provider();
     let mut rows = transport_rows(settings);
+    rows.extend(deployment_rows(settings));
 
     let redis = Redis::from_settings(settings).map_err(|e| e.to_string());
     let threshold = format!("< {}%", args.redis_memory_max_pct);
@@ -414,6 +415,114 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> Vec<Row> {
     rows
 }
 
+/// What a deployment must not run without, in the environment `ORIGIN_ENV` names: a feature
+/// left off by a missing setting is not an error at start (each is optional for a local run), so
+/// it is graded here, where an operator looks before traffic. A local run on a listener other
+/// than loopback is refused too: `ORIGIN_ENV=local` relaxes checks meant for this machine only.
+pub fn deployment_rows(settings: &Settings) -> Vec<Row> {
+    use crate::config::Environment;
+    let row = |check: &str, value: String, threshold: &str, status, note: &str| Row {
+        check: check.into(),
+        value,
+        threshold: threshold.into(),
+        status,
+        note: note.into(),
+    };
+    let on = |b: bool| if b { "on".to_owned() } else { "off".to_owned() };
+    let deployed = matches!(
+        settings.environment,
+        Some(Environment::Staging | Environment::Production)
+    );
+    let mut rows = Vec::new();
+    match settings.environment {
+        None => rows.push(row(
+            "environment",
+            "unset".into(),
+            "ORIGIN_ENV set",
+            Status::Warn,
+            "say which deployment this is (staging, production): the rows below depend on it",
+        )),
+        Some(Environment::Local) => {
+            let public = [settings.addr, settings.metrics_addr]
+                .iter()
+                .any(|a| !a.ip().is_loopback());
+            rows.push(row(
+                "environment",
+                "local".into(),
+                "loopback listeners",
+                if public { Status::Fail } else { Status::Pass },
+                if public {
+                    "ORIGIN_ENV=local relaxes checks meant for this machine (the example edge \
+                     secret, unverified TLS), but a listener is not on loopback"
+                } else {
+                    "a local run, on this machine only"
+                },
+            ));
+        }
+        Some(e) => rows.push(row(
+            "environment",
+            e.as_str().into(),
+            "ORIGIN_ENV set",
+            Status::Pass,
+            "",
+        )),
+    }
+    if !deployed {
+        return rows;
+    }
+    let required = |ok: bool| if ok { Status::Pass } else { Status::Fail };
+    rows.push(row(
+        "edge secret",
+        on(settings.edge_secret.is_some()),
+        "on",
+        required(settings.edge_secret.is_some()),
+        "without EDGE_SECRET no client address is believed: every user is the edge's address",
+    ));
+    let cloudflare = settings.purge.cloudflare.is_some();
+    rows.push(row(
+        "purge: cloudflare",
+        on(cloudflare),
+        "on",
+        required(cloudflare),
+        "without CLOUDFLARE_ZONE_ID/API_TOKEN a changed price stays in every data centre's cache \
+         until its TTL",
+    ));
+    let next = settings.purge.next.is_some();
+    rows.push(row(
+        "purge: next.js",
+        on(next),
+        "on",
+        if next { Status::Pass } else { Status::Warn },
+        "without NEXT_REVALIDATE_URL/SECRET the frontend's data cache keeps old prices until its \
+         own revalidation",
+    ));
+    let syncing = !settings.sync.upstreams.is_empty();
+    rows.push(row(
+        "catalog sync",
+        if syncing {
+            format!(
+                "{} providers, every {} s",
+                settings.sync.upstreams.len(),
+                settings.sync.interval.as_secs()
+            )
+        } else {
+            "off".into()
+        },
+        "SYNC_PROVIDERS set",
+        required(syncing),
+        "without SYNC_PROVIDERS prices and stock never change but by hand",
+    ));
+    let sentry = settings.sentry.is_some();
+    rows.push(row(
+        "error reporting",
+        on(sentry),
+        "on",
+        if sentry { Status::Pass } else { Status::Warn },
+        "without SENTRY_DSN a 5xx is only a log line",
+    ));
+    rows
+}
+
 /// How each dependency is reached (see `config::PgTls::posture`): verified TLS, or only on
 /// loopback, passes; TLS that checks no identity warns; plaintext or no verification to another
 /// host fails.
@@ -528,5 +637,86 @@ mod tests {
         ] {
             assert_eq!(eviction_grade(bad).0, Status::Fail, "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod deployment_tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let mut all = vec![
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ];
+        all.extend_from_slice(pairs);
+        Settings::from_lookup(|k| {
+            all.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap()
+    }
+
+    fn status(rows: &[Row], check: &str) -> Status {
+        rows.iter().find(|r| r.check == check).unwrap().status
+    }
+
+    const COMPLETE: [(&str, &str); 8] = [
+        ("ORIGIN_ENV", "production"),
+        ("EDGE_SECRET", "a-production-edge-secret"),
+        ("CLOUDFLARE_ZONE_ID", "abc123"),
+        ("CLOUDFLARE_API_TOKEN", "token-value"),
+        (
+            "NEXT_REVALIDATE_URL",
+            "https://www.example.com/api/revalidate",
+        ),
+        ("NEXT_REVALIDATE_SECRET", "revalidate-secret-0001"),
+        (
+            "SYNC_PROVIDERS",
+            "5sim=5sim@https://5sim.net/v1/guest/prices",
+        ),
+        ("SENTRY_DSN", "https://key@o1.ingest.sentry.io/2"),
+    ];
+
+    #[test]
+    fn a_complete_deployment_passes_and_each_missing_part_is_named() {
+        let rows = deployment_rows(&settings(&COMPLETE));
+        assert!(rows.iter().all(|r| r.status == Status::Pass), "{rows:?}");
+        for (off, check, expected) in [
+            ("EDGE_SECRET", "edge secret", Status::Fail),
+            ("CLOUDFLARE_ZONE_ID", "purge: cloudflare", Status::Fail),
+            ("SYNC_PROVIDERS", "catalog sync", Status::Fail),
+            ("NEXT_REVALIDATE_URL", "purge: next.js", Status::Warn),
+            ("SENTRY_DSN", "error reporting", Status::Warn),
+        ] {
+            let partial: Vec<(&str, &str)> = COMPLETE
+                .iter()
+                .copied()
+                .filter(|(k, _)| {
+                    *k != off
+                        && !(off == "CLOUDFLARE_ZONE_ID" && *k == "CLOUDFLARE_API_TOKEN")
+                        && !(off == "NEXT_REVALIDATE_URL" && *k == "NEXT_REVALIDATE_SECRET")
+                })
+                .collect();
+            let rows = deployment_rows(&settings(&partial));
+            assert_eq!(status(&rows, check), expected, "{off} off: {rows:?}");
+        }
+    }
+
+    #[test]
+    fn a_local_run_must_stay_on_loopback_and_an_unnamed_one_is_warned() {
+        let local = deployment_rows(&settings(&[("ORIGIN_ENV", "local")]));
+        assert_eq!(status(&local, "environment"), Status::Pass);
+        assert_eq!(local.len(), 1, "a local run is not graded as a deployment");
+        let exposed = deployment_rows(&settings(&[
+            ("ORIGIN_ENV", "local"),
+            ("ORIGIN_ADDR", "0.0.0.0:8080"),
+        ]));
+        assert_eq!(status(&exposed, "environment"), Status::Fail);
+        assert_eq!(
+            status(&deployment_rows(&settings(&[])), "environment"),
+            Status::Warn
+        );
     }
 }

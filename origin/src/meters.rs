@@ -152,6 +152,10 @@ fn describe_and_baseline() {
     describe_gauge!("pg_connections_max", "PostgreSQL max_connections");
     describe_gauge!("redis_memory_used_bytes", "Redis used_memory");
     describe_gauge!(
+        "redis_evicted_keys",
+        "Keys Redis evicted since it started (INFO stats evicted_keys, summed over masters)"
+    );
+    describe_gauge!(
         "redis_memory_limit_bytes",
         "Redis maxmemory, or the host's memory when maxmemory is 0"
     );
@@ -372,6 +376,10 @@ pub fn db_pool(open: u32, idle: u32, max: u32) {
     metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
     metrics::gauge!("db_pool_connections", "state" => "in_use").set(open.saturating_sub(idle));
     metrics::gauge!("db_pool_max_connections").set(max);
+}
+
+pub fn redis_evicted_keys(evicted: u64) {
+    metrics::gauge!("redis_evicted_keys").set(evicted as f64);
 }
 
 pub fn redis_memory(used: u64, limit: u64) {

@@ -76,6 +76,16 @@ pub async fn redis_memory(redis: &Redis) -> Result<Vec<(Option<Node>, RedisMemor
         .collect())
 }
 
+/// Keys evicted since start (`INFO stats` `evicted_keys`), summed over the servers holding data:
+/// with `volatile-ttl`, cache entries go first and then sessions (users signed out).
+pub async fn redis_evicted_keys(redis: &Redis) -> Result<u64, RedisError> {
+    let infos = redis.info("stats").await?;
+    Ok(infos
+        .iter()
+        .filter_map(|(_, info)| info_field(info, "evicted_keys"))
+        .sum())
+}
+
 /// `maxclients` from `INFO clients` of every server holding data (readable where `CONFIG` is
 /// refused, as on ElastiCache).
 pub async fn redis_maxclients(redis: &Redis) -> Result<Vec<(Option<Node>, u64)>, RedisError> {

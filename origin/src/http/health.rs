@@ -12,7 +12,7 @@ use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::openapi::{ClientIpResponse, HealthResponse};
 use crate::meters;
-use crate::monitor::{fullest, pg_connections, redis_memory};
+use crate::monitor::{fullest, pg_connections, redis_evicted_keys, redis_memory};
 use crate::state::AppState;
 
 /// Alive: the process answers and is not shutting down. It checks no dependency, so a Redis or
@@ -116,7 +116,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.settings.db_max_connections,
     );
     // The checklist's server-side readings; a failed reading leaves the last value in place.
-    let (redis, pg) = tokio::join!(redis_memory(&state.redis), pg_connections(&state.db));
+    let (redis, pg, evicted) = tokio::join!(
+        redis_memory(&state.redis),
+        pg_connections(&state.db),
+        redis_evicted_keys(&state.redis)
+    );
+    if let Ok(evicted) = evicted {
+        meters::redis_evicted_keys(evicted);
+    }
     // On a cluster, the master closest to its limit: the one that evicts or refuses first.
     if let Some(m) = redis.ok().as_deref().and_then(fullest) {
         meters::redis_memory(m.used, m.limit().unwrap_or(0));

@@ -279,6 +279,7 @@ async fn a_forced_5xx_sends_exactly_one_sentry_event() {
         ("REDIS_KEY_PREFIX", harness::key_prefix()),
         ("DB_CONNECT_TIMEOUT_SECS", "1".into()),
         ("SENTRY_DSN", dsn),
+        ("ORIGIN_ENV", "staging".into()),
     ])
     .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -317,6 +318,7 @@ async fn a_panic_is_a_json_500_and_exactly_one_sentry_event() {
     let db = TestDb::new(Some(Scale::Small)).await;
     let mut env = env_for(&db, shared_redis_url(), &[("FAILPOINTS", "respond::cacheable=panic")]);
     env.push(("SENTRY_DSN", dsn));
+    env.push(("ORIGIN_ENV", "staging".into()));
     let origin = OriginProcess::start(&env).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let wait_for_event_after = async |t: f64| {
@@ -392,6 +394,40 @@ async fn alert_rules_are_valid_and_name_only_real_metrics() {
         .output()
         .expect("promtool must be installed (make setup installs Debian's prometheus package)");
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    // Each alert's own cases: the series that make it fire, with what it says.
+    let cases = std::process::Command::new("promtool")
+        .args(["test", "rules", "alerts.test.yml"])
+        .current_dir(root.join("ops"))
+        .output()
+        .unwrap();
+    assert!(
+        cases.status.success(),
+        "promtool test rules ops/alerts.test.yml:\n{}{}",
+        String::from_utf8_lossy(&cases.stdout),
+        String::from_utf8_lossy(&cases.stderr)
+    );
+    // Every alert has a case, and a runbook: a section of docs/operations.md.
+    let tests = std::fs::read_to_string(root.join("ops/alerts.test.yml")).unwrap();
+    let runbooks = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    let rules_text = std::fs::read_to_string(root.join("ops/alerts.yml")).unwrap();
+    let alerts: Vec<&str> =
+        rules_text.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")).collect();
+    assert!(alerts.len() >= 15, "{alerts:?}");
+    for alert in &alerts {
+        assert!(
+            tests.contains(&format!("alertname: {alert}\n        exp_alerts:")),
+            "{alert} has no firing case in ops/alerts.test.yml"
+        );
+        let anchor = alert.to_lowercase();
+        assert!(
+            rules_text.contains(&format!("runbook_url: \"docs/operations.md#{anchor}\"")),
+            "{alert} has no runbook_url"
+        );
+        assert!(
+            runbooks.lines().any(|l| l.trim() == format!("### {alert}")),
+            "docs/operations.md has no runbook section `### {alert}`"
+        );
+    }
 
     let mut names = BTreeSet::new();
     let rules = std::fs::read_to_string(root.join("ops/alerts.yml")).unwrap();
