@@ -20,12 +20,15 @@ edge: ## build the edge worker (wasm32) into edge/build/
 	@scripts/edge-tools.sh
 	@scripts/build-edge.sh
 
-deploy-check: edge ## what `wrangler deploy` would upload for staging and production (dry run, no account): bindings, vars, bundle size
+deploy-check: edge ## what `wrangler deploy` and `wrangler versions upload` would upload for staging and production (dry runs, no account): bindings, vars, bundle size
 	@for env in staging production; do \
 	  out=.local/deploy-$$env; rm -rf $$out; mkdir -p $$out; \
 	  WRANGLER_SEND_METRICS=false npx wrangler deploy --dry-run --env $$env --outdir $$out > $$out.log 2>&1 \
 	    || { cat $$out.log; echo "error: the dry-run deploy of $$env failed" >&2; exit 1; }; \
 	  echo "== $$env"; grep -E "Total Upload|env\." $$out.log | sed 's/^/  /'; \
+	  WRANGLER_SEND_METRICS=false npx wrangler versions upload --dry-run --env $$env --outdir $$out-version > $$out-version.log 2>&1 \
+	    || { cat $$out-version.log; echo "error: the dry-run version upload (gradual deployments) of $$env failed" >&2; exit 1; }; \
+	  echo "  wrangler versions upload --dry-run: ok (a version for a gradual deployment)"; \
 	done
 
 dev: setup ## migrate, seed (small), serve the origin on 127.0.0.1:8080 and the edge (wrangler dev) on 127.0.0.1:8787

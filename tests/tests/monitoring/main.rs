@@ -4,6 +4,8 @@
 
 mod drain;
 
+mod deployment;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -485,6 +487,17 @@ fn synthesized(stack: &str) -> serde_json::Value {
         panic!("{}: {e}: synthesize the infrastructure first (make infra-synth)", path.display())
     });
     serde_json::from_str(&text).unwrap()
+}
+
+/// Every container definition of every task definition in a template.
+fn resource_containers(template: &serde_json::Value) -> Vec<serde_json::Value> {
+    template["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"] == "AWS::ECS::TaskDefinition")
+        .flat_map(|r| r["Properties"]["ContainerDefinitions"].as_array().unwrap().clone())
+        .collect()
 }
 
 /// The first resource of `kind` in a template, to edit.
