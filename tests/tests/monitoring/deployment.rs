@@ -30,7 +30,10 @@ fn the_templates_the_origin_and_the_guide_name_the_same_settings() {
     let rows = guide();
     assert!(rows.len() >= 20, "{rows:?}");
     for (name, ..) in &rows {
-        assert!(read.contains(name.as_str()), "docs/deploy.md lists {name}, which the origin does not read");
+        assert!(
+            read.contains(name.as_str()),
+            "docs/deploy.md lists {name}, which the origin does not read"
+        );
     }
     for stack in ["NexnumStaging", "NexnumProduction"] {
         let template = synthesized(stack);
@@ -46,13 +49,23 @@ fn the_templates_the_origin_and_the_guide_name_the_same_settings() {
         let (env, secrets) = (names(serving, "Environment"), names(serving, "Secrets"));
         let migration_secrets = names(migration, "Secrets");
         for name in env.iter().chain(&secrets).chain(&migration_secrets) {
-            assert!(read.contains(name.as_str()), "{stack} passes {name}, which the origin does not read");
-            assert!(rows.iter().any(|(n, ..)| n == name), "{stack} passes {name}: not in docs/deploy.md");
+            assert!(
+                read.contains(name.as_str()),
+                "{stack} passes {name}, which the origin does not read"
+            );
+            assert!(
+                rows.iter().any(|(n, ..)| n == name),
+                "{stack} passes {name}: not in docs/deploy.md"
+            );
         }
         for (name, from, when) in &rows {
-            let passed = env.contains(name) || secrets.contains(name) || migration_secrets.contains(name);
+            let passed =
+                env.contains(name) || secrets.contains(name) || migration_secrets.contains(name);
             if when.starts_with("required") {
-                assert!(passed, "{stack}: the guide requires {name}, and the task does not pass it");
+                assert!(
+                    passed,
+                    "{stack}: the guide requires {name}, and the task does not pass it"
+                );
             }
             if from.starts_with("secret") && passed {
                 assert!(!env.contains(name), "{stack}: {name} in the open");
