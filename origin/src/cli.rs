@@ -51,6 +51,10 @@ enum Command {
         /// One JSON object per run on its own line instead of the table (for scripts).
         #[arg(long)]
         json: bool,
+        /// Apply what the guard would hold, and make it the provider's new baseline (a person
+        /// has looked: the provider really repriced). Needs --provider.
+        #[arg(long, requires = "provider")]
+        accept: bool,
     },
     /// Run the pre-traffic checklist against the live services (exit 1 on any FAIL).
     Check(crate::check::CheckArgs),
@@ -169,7 +173,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Admin { command } => admin(command).await,
         Command::Openapi | Command::Env { .. } | Command::Probe => Ok(()),
-        Command::Sync { provider, json } => sync(provider, json).await,
+        Command::Sync {
+            provider,
+            json,
+            accept,
+        } => sync(provider, json, accept).await,
         Command::Check(args) => {
             let settings = Settings::from_env()?;
             let rows = crate::check::run(&settings, &args).await;
@@ -198,7 +206,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 /// `origin sync`: one run per provider, a table of what each did.
-async fn sync(only: Option<String>, json: bool) -> anyhow::Result<()> {
+async fn sync(only: Option<String>, json: bool, accept: bool) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     crate::tls::install_crypto_provider();
     let syncer = crate::sync::from_settings(&settings)?;
@@ -220,7 +228,7 @@ async fn sync(only: Option<String>, json: bool) -> anyhow::Result<()> {
         );
     }
     for upstream in &upstreams {
-        let r = syncer.run(upstream).await;
+        let r = syncer.run_with(upstream, accept).await;
         if json {
             println!("{}", sync_json(&r));
         } else {

@@ -329,6 +329,31 @@ pub static VARS: &[Var] = &[
         "bound on one fetch of an upstream's document (connect to last byte)",
     ),
     var(
+        "SYNC_DEADLINE_SECS",
+        Value("300"),
+        "bound on one whole sync run (fetch, read, diff, write); past it nothing is applied",
+    ),
+    var(
+        "SYNC_GUARD_MAX_MOVE",
+        Value("10"),
+        "a price moving by this factor or more, up or down, is suspicious (the sync guard)",
+    ),
+    var(
+        "SYNC_GUARD_MAX_SUSPICIOUS_PCT",
+        Value("10"),
+        "a run where this share (%) of a provider's prices is suspicious is held",
+    ),
+    var(
+        "SYNC_GUARD_MAX_DRIFT_PCT",
+        Value("50"),
+        "a run moving the provider's median price more than this (%) from its baseline is held",
+    ),
+    var(
+        "SYNC_GUARD_BASELINE_SECS",
+        Value("604800"),
+        "the baseline is renewed by a good run once it is this old (or by `origin sync --accept`)",
+    ),
+    var(
         "SYNC_ATTEMPTS",
         Value("4"),
         "tries per run on a timeout, 5xx or 429 (backoff 0.25 s doubling, with jitter; \
@@ -702,6 +727,10 @@ pub struct SyncSettings {
     /// 0: no periodic sync.
     pub interval: Duration,
     pub timeout: Duration,
+    /// `SYNC_DEADLINE_SECS`: one whole run.
+    pub deadline: Duration,
+    /// `SYNC_GUARD_*`.
+    pub guard: crate::sync::guard::Limits,
     pub attempts: u32,
     pub max_bytes: u64,
     pub breaker: Duration,
@@ -756,6 +785,21 @@ impl SyncSettings {
         }
         let interval: u64 = env.parse("SYNC_INTERVAL_SECS")?;
         let timeout: u64 = env.positive("SYNC_TIMEOUT_SECS")?;
+        let deadline: u64 = env.positive("SYNC_DEADLINE_SECS")?;
+        let max_move: u32 = env.positive("SYNC_GUARD_MAX_MOVE")?;
+        if max_move < 2 {
+            return Err(ConfigError::Invalid {
+                name: "SYNC_GUARD_MAX_MOVE",
+                value: max_move.to_string(),
+                reason: "a factor of at least 2".into(),
+            });
+        }
+        let guard = crate::sync::guard::Limits {
+            max_move: i64::from(max_move),
+            max_suspicious_pct: env.positive("SYNC_GUARD_MAX_SUSPICIOUS_PCT")?,
+            max_drift_pct: env.positive("SYNC_GUARD_MAX_DRIFT_PCT")?,
+            baseline_max_age: Duration::from_secs(env.positive("SYNC_GUARD_BASELINE_SECS")?),
+        };
         let attempts: u32 = env.positive("SYNC_ATTEMPTS")?;
         let max_bytes: u64 = env.positive("SYNC_MAX_BYTES")?;
         let breaker: u64 = env.parse("SYNC_BREAKER_SECS")?;
@@ -763,6 +807,8 @@ impl SyncSettings {
             upstreams,
             interval: Duration::from_secs(interval),
             timeout: Duration::from_secs(timeout),
+            deadline: Duration::from_secs(deadline),
+            guard,
             attempts,
             max_bytes,
             breaker: Duration::from_secs(breaker),

@@ -91,6 +91,7 @@ impl Application {
             .map(|u| u.provider.clone())
             .collect();
         meters::sync_baseline(&providers);
+        let (stopping, _) = tokio::sync::watch::channel(false);
         let purger = Purger::start(&settings.purge, &settings.http_roots)
             .map_err(|e| StartupError::Client(e.to_string()))?;
         if !settings.sync.interval.is_zero() && !settings.sync.upstreams.is_empty() {
@@ -104,7 +105,12 @@ impl Application {
                 &settings.http_roots,
             )
             .map_err(|e| StartupError::Client(e.to_string()))?;
-            crate::sync::spawn_periodic(syncer, redis.clone(), settings.sync.interval);
+            crate::sync::spawn_periodic(
+                syncer,
+                redis.clone(),
+                settings.sync.interval,
+                stopping.subscribe(),
+            );
         }
         let listener = bind("ORIGIN_ADDR", settings.addr).await?;
         let ops_listener = bind("METRICS_ADDR", settings.metrics_addr).await?;
@@ -143,6 +149,7 @@ impl Application {
             metrics,
             purger,
             draining: AtomicBool::new(false),
+            stopping,
             schema_current: AtomicBool::new(schema_current),
         });
         Ok(Application {
@@ -182,6 +189,7 @@ impl Application {
             shutdown.await;
             tracing::info!("shutdown requested; draining");
             state.draining.store(true, Ordering::Release);
+            state.stopping.send_replace(true);
             let _ = drain_tx.send(true);
             let _ = stopping_tx.send(());
         };

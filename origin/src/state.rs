@@ -49,6 +49,8 @@ pub struct Services {
     pub metrics: Option<PrometheusHandle>,
     /// Set on the shutdown signal: `/readyz` fails from then on.
     pub draining: AtomicBool,
+    /// Sent `true` on the shutdown signal: background work (the periodic sync) stops.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     /// The database's schema was found current (at start, or by `/readyz` once the database
     /// answered); until then the origin is not ready.
     pub schema_current: AtomicBool,

@@ -95,6 +95,14 @@ impl OriginProcess {
         Self::launch(cmd, env, crate::spare_port(), crate::spare_port()).await
     }
 
+    /// `origin serve` pinned to one CPU (`taskset -c 0`): a one-core task, as a `cpu: 512` ECS
+    /// task nearly is.
+    pub async fn start_on_one_core(env: &[(&str, String)]) -> OriginProcess {
+        let mut cmd = tokio::process::Command::new("taskset");
+        cmd.args(["-c", "0"]).arg(origin_binary());
+        Self::launch(cmd, env, crate::spare_port(), crate::spare_port()).await
+    }
+
     /// `origin serve` on these ports (a replacement taking over a stopped origin's place).
     pub async fn start_on(env: &[(&str, String)], port: u16, ops_port: u16) -> OriginProcess {
         Self::launch(tokio::process::Command::new(origin_binary()), env, port, ops_port).await

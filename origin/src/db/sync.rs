@@ -289,6 +289,47 @@ impl Db {
         conn.done().await
     }
 
+    /// The guard's baseline of a provider: (median cents, products, age in seconds).
+    pub async fn baseline(&self, provider_id: i32) -> Result<Option<(i64, i32, f64)>, sqlx::Error> {
+        self.count("sync_baseline");
+        let mut conn = self.conn().await?;
+        let row = sqlx::query_as(
+            "SELECT median_cents, products, EXTRACT(EPOCH FROM now() - recorded_at)::float8
+               FROM sync_baselines WHERE provider_id = $1",
+        )
+        .persistent(self.persistent())
+        .bind(provider_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        conn.done().await?;
+        Ok(row)
+    }
+
+    /// Records a provider's baseline now.
+    pub async fn set_baseline(
+        &self,
+        provider_id: i32,
+        median_cents: i64,
+        products: i32,
+    ) -> Result<(), sqlx::Error> {
+        self.count("sync_set_baseline");
+        let mut conn = self.conn().await?;
+        sqlx::query(
+            "INSERT INTO sync_baselines (provider_id, median_cents, products, recorded_at)
+             VALUES ($1, $2, $3, now())
+             ON CONFLICT (provider_id) DO UPDATE
+                SET median_cents = EXCLUDED.median_cents, products = EXCLUDED.products,
+                    recorded_at = now()",
+        )
+        .persistent(self.persistent())
+        .bind(provider_id)
+        .bind(median_cents)
+        .bind(products)
+        .execute(&mut *conn)
+        .await?;
+        conn.done().await
+    }
+
     /// Each provider's last run, and how long ago its last good one was.
     pub async fn last_syncs(&self) -> Result<Vec<LastSync>, sqlx::Error> {
         self.count("sync_last");

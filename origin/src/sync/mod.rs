@@ -23,6 +23,8 @@
 
 pub mod bulk;
 pub mod document;
+pub mod guard;
+pub mod inert;
 pub mod mapping;
 pub mod money;
 
@@ -40,7 +42,7 @@ use crate::db::Db;
 use crate::db::sync::{PriceRow, Reference, SyncRun};
 use crate::meters;
 use crate::purge::Purger;
-use document::{DocumentError, Offer};
+use document::{DocumentError, Wanted};
 use mapping::Mapping;
 
 /// Failures in a row after which a provider's circuit opens.
@@ -175,6 +177,12 @@ impl Syncer {
 
     /// One run for one provider, logged and measured whatever happens.
     pub async fn run(&self, upstream: &SyncUpstream) -> Report {
+        self.run_with(upstream, false).await
+    }
+
+    /// [`Syncer::run`], with `accept`: a person has looked at what the guard would hold, applies
+    /// it anyway and makes it the new baseline (`origin sync --provider P --accept`).
+    pub async fn run_with(&self, upstream: &SyncUpstream, accept: bool) -> Report {
         let started = Instant::now();
         let name = upstream.provider.clone();
         if self.circuit_open(&name) {
@@ -190,11 +198,25 @@ impl Syncer {
             provider: name.clone(),
             ..Report::default()
         };
-        match self.attempt(upstream, &mut report).await {
+        // The whole run (fetch, read, diff, write) within the deadline: a document that is slow
+        // to arrive or to read cannot hold a replica's sync (or its lock) for longer.
+        let deadline = self.settings.deadline;
+        let attempted =
+            tokio::time::timeout(deadline, self.attempt(upstream, &mut report, accept)).await;
+        let attempted = attempted.unwrap_or_else(|_| {
+            Err(Stop(
+                Outcome::Failed,
+                format!(
+                    "the run passed SYNC_DEADLINE_SECS ({} s): nothing applied",
+                    deadline.as_secs()
+                ),
+            ))
+        });
+        match attempted {
             Ok(outcome) => report.outcome = Some(outcome),
             Err(Stop(outcome, detail)) => {
                 report.outcome = Some(outcome);
-                report.detail = detail;
+                report.detail = inert::text(&detail);
             }
         }
         report.duration = started.elapsed();
@@ -229,7 +251,12 @@ impl Syncer {
         report
     }
 
-    async fn attempt(&self, upstream: &SyncUpstream, report: &mut Report) -> Result<Outcome, Stop> {
+    async fn attempt(
+        &self,
+        upstream: &SyncUpstream,
+        report: &mut Report,
+        accept: bool,
+    ) -> Result<Outcome, Stop> {
         let failed = |detail: String| Stop(Outcome::Failed, detail);
         let mapping = Mapping::builtin(&upstream.mapping).map_err(|e| failed(e.to_string()))?;
         let provider_id = self
@@ -245,33 +272,22 @@ impl Syncer {
         let countries = self.db.reference_ids(Reference::Countries).await?;
         let services = self.db.reference_ids(Reference::Services).await?;
 
-        let offers = self.fetch(upstream, &mapping).await?;
-        report.offers = offers.len();
-        if offers.is_empty() {
+        let targets = Arc::new(Targets {
+            mapping: mapping.clone(),
+            countries: countries.clone(),
+            services: services.clone(),
+        });
+        let read = self.fetch(upstream, &targets).await?;
+        report.offers = read.offers + read.skipped;
+        report.unmapped = read.skipped;
+        if report.offers == 0 {
             return Err(Stop(
                 Outcome::Held,
                 "an empty document: nothing applied".into(),
             ));
         }
-        // Mapped to our ids (the last of duplicate spellings wins).
-        let mut wanted: HashMap<(i32, i32), (i64, i64)> = HashMap::with_capacity(offers.len());
-        for offer in &offers {
-            let ids = mapping
-                .country(&offer.country)
-                .and_then(|c| countries.get(c))
-                .zip(
-                    mapping
-                        .service(&offer.service)
-                        .and_then(|s| services.get(s.as_ref())),
-                );
-            match ids {
-                Some((c, s)) => {
-                    wanted.insert((*c, *s), (offer.price_cents, offer.stock));
-                }
-                None => report.unmapped += 1,
-            }
-        }
-        drop(offers);
+        // Mapped to our ids as it was read (the last of duplicate spellings wins).
+        let wanted = read.wanted;
         if wanted.is_empty() {
             return Err(Stop(
                 Outcome::Held,
@@ -280,18 +296,14 @@ impl Syncer {
         }
 
         let current = self.db.provider_prices(provider_id).await?;
-        let (mut upserts, mut changes, mut plunged, mut existing) = (Vec::new(), Vec::new(), 0, 0);
+        let (mut upserts, mut changes) = (Vec::new(), Vec::new());
         for (&(country, service), &(price_cents, stock)) in &wanted {
             match current.get(&(country, service)) {
                 None => report.inserted += 1,
                 Some(&(old_price, old_stock)) => {
-                    existing += 1;
                     if (old_price, old_stock) == (price_cents, stock) {
                         report.unchanged += 1;
                         continue;
-                    }
-                    if old_price > 0 && price_cents * 10 <= old_price {
-                        plunged += 1;
                     }
                     report.updated += 1;
                 }
@@ -313,20 +325,35 @@ impl Syncer {
             .collect();
         report.zeroed = zeroed.len();
 
-        if existing >= GUARD_MIN_ROWS && plunged * 2 >= existing {
-            return Err(Stop(
-                Outcome::Held,
-                format!("{plunged} of {existing} prices would fall by 90 % or more: held back"),
-            ));
-        }
-        if on_sale >= GUARD_MIN_ROWS && zeroed.len() * 2 >= on_sale {
-            return Err(Stop(
-                Outcome::Held,
-                format!(
-                    "{} of {on_sale} products would leave sale: held back",
-                    zeroed.len()
-                ),
-            ));
+        let baseline = self
+            .db
+            .baseline(provider_id)
+            .await?
+            .map(|(median, products, age)| guard::Baseline {
+                median_cents: median,
+                products,
+                age: Duration::from_secs_f64(age.max(0.0)),
+            });
+        let record = if accept {
+            Some((
+                guard::median(wanted.values().map(|(p, _)| *p)),
+                wanted.len() as i32,
+            ))
+        } else {
+            match guard::judge(
+                &current,
+                &wanted,
+                zeroed.len(),
+                on_sale,
+                baseline,
+                self.settings.guard,
+            ) {
+                guard::Verdict::Hold(why) => return Err(Stop(Outcome::Held, why)),
+                guard::Verdict::Apply { baseline } => baseline,
+            }
+        };
+        if let Some((median, products)) = record {
+            self.db.set_baseline(provider_id, median, products).await?;
         }
         if upserts.is_empty() && zeroed.is_empty() {
             return Ok(Outcome::Unchanged);
@@ -389,15 +416,16 @@ impl Syncer {
     }
 
     /// The provider's document, read as it streams, retried on timeouts, 5xx and 429.
-    async fn fetch(&self, upstream: &SyncUpstream, mapping: &Mapping) -> Result<Vec<Offer>, Stop> {
-        let rule = mapping
+    async fn fetch(&self, upstream: &SyncUpstream, targets: &Arc<Targets>) -> Result<Read, Stop> {
+        let rule = targets
+            .mapping
             .rule()
             .map_err(|e| Stop(Outcome::Failed, e.to_string()))?;
         let attempts = self.settings.attempts.max(1);
         let mut last = String::new();
         for attempt in 1..=attempts {
-            match self.fetch_once(upstream, mapping, rule).await {
-                Ok(offers) => return Ok(offers),
+            match self.fetch_once(upstream, targets, rule).await {
+                Ok(read) => return Ok(read),
                 Err(Fetch::Refused(why)) => return Err(Stop(Outcome::Failed, why)),
                 Err(Fetch::Retry(why, after)) => {
                     last = why;
@@ -421,9 +449,9 @@ impl Syncer {
     async fn fetch_once(
         &self,
         upstream: &SyncUpstream,
-        mapping: &Mapping,
+        targets: &Arc<Targets>,
         rule: money::Rule,
-    ) -> Result<Vec<Offer>, Fetch> {
+    ) -> Result<Read, Fetch> {
         let url = upstream.url.expose_secret();
         let mut resp = self
             .http
@@ -445,18 +473,30 @@ impl Syncer {
         if !status.is_success() {
             return Err(Fetch::Refused(format!("upstream answered {status}")));
         }
-        // The body goes to a blocking reader as it arrives: the document is never held whole.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<bytes::Bytes, String>>(16);
-        let format = mapping.format;
+        // The body goes to a blocking reader as it arrives: the document is never held whole,
+        // and only what maps is kept. The channel is async on this side: a reader slower than the
+        // network makes this task wait, never the thread it runs on (on a one-core task, a
+        // blocking send here stalled every request the process had).
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, String>>(16);
+        let (targets, format) = (targets.clone(), targets.mapping.format);
         let reader = tokio::task::spawn_blocking(move || {
-            let mut offers = Vec::new();
+            let mut read = Read::default();
             let mut source = ChannelReader {
                 rx,
                 chunk: bytes::Bytes::new(),
                 failed: None,
             };
-            let read = document::read(format, &rule, &mut source, &mut |o| offers.push(o));
-            (read, offers, source.failed.take())
+            let outcome = document::read(format, &rule, &*targets, &mut source, &mut |o| {
+                read.offers += 1;
+                if let Some(ids) = targets.ids(&o.country, &o.service) {
+                    read.wanted.insert(ids, (o.price_cents, o.stock));
+                }
+            });
+            match outcome {
+                Ok(skipped) => read.skipped = skipped.entries,
+                Err(e) => read.error = Some(e),
+            }
+            (read, source.failed.take())
         });
         let max = self.settings.max_bytes;
         let mut received: u64 = 0;
@@ -465,22 +505,23 @@ impl Syncer {
                 Ok(Some(chunk)) => {
                     received += chunk.len() as u64;
                     if received > max {
-                        let _ = tx.send(Err(format!("document over SYNC_MAX_BYTES ({max} bytes)")));
+                        let why = format!("document over SYNC_MAX_BYTES ({max} bytes)");
+                        let _ = tx.send(Err(why)).await;
                         break;
                     }
-                    if tx.send(Ok(chunk)).is_err() {
+                    if tx.send(Ok(chunk)).await.is_err() {
                         break; // the reader stopped (a bad document): no need for the rest
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = tx.send(Err(transport(&e)));
+                    let _ = tx.send(Err(transport(&e))).await;
                     break;
                 }
             }
         }
         drop(tx);
-        let (read, offers, transport_failure) = reader
+        let (mut read, transport_failure) = reader
             .await
             .map_err(|e| Fetch::Refused(format!("reader: {e}")))?;
         if let Some(why) = transport_failure {
@@ -491,8 +532,10 @@ impl Syncer {
                 Fetch::Retry(why, None)
             });
         }
-        read.map_err(|e: DocumentError| Fetch::Refused(e.to_string()))?;
-        Ok(offers)
+        if let Some(e) = read.error.take() {
+            return Err(Fetch::Refused(e.to_string()));
+        }
+        Ok(read)
     }
 
     fn circuit_open(&self, provider: &str) -> bool {
@@ -560,7 +603,7 @@ fn transport(e: &reqwest::Error) -> String {
 
 /// The body's chunks as a `Read`, for the blocking document reader.
 struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+    rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
     chunk: bytes::Bytes,
     failed: Option<String>,
 }
@@ -568,19 +611,66 @@ struct ChannelReader {
 impl std::io::Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => self.chunk = chunk,
-                Ok(Err(why)) => {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(why)) => {
                     self.failed = Some(why.clone());
                     return Err(std::io::Error::other(why));
                 }
-                Err(_) => return Ok(0),
+                // The fetch ended (or was dropped: a deadline, a shutdown): end of input.
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.chunk.len());
         buf[..n].copy_from_slice(&self.chunk[..n]);
         let _ = self.chunk.split_to(n);
         Ok(n)
+    }
+}
+
+/// What the reader keeps of a document: the mapped offers by our ids, and counts.
+#[derive(Default)]
+struct Read {
+    /// (country id, service id) → (price cents, stock).
+    wanted: HashMap<(i32, i32), (i64, i64)>,
+    /// Offers handed on (wanted at the key level).
+    offers: usize,
+    /// Entries skipped unread (no mapping for their country or service).
+    skipped: usize,
+    error: Option<DocumentError>,
+}
+
+/// The catalog a document is mapped onto: what the reader keeps, decided per key as it reads.
+struct Targets {
+    mapping: Mapping,
+    countries: HashMap<String, i32>,
+    services: HashMap<String, i32>,
+}
+
+impl Targets {
+    fn ids(&self, country: &str, service: &str) -> Option<(i32, i32)> {
+        let country = self
+            .mapping
+            .country(country)
+            .and_then(|c| self.countries.get(c))?;
+        let service = self
+            .mapping
+            .service(service)
+            .and_then(|s| self.services.get(s.as_ref()).copied())?;
+        Some((*country, service))
+    }
+}
+
+impl Wanted for Targets {
+    fn country(&self, theirs: &str) -> bool {
+        self.mapping
+            .country(theirs)
+            .is_some_and(|c| self.countries.contains_key(c))
+    }
+    fn service(&self, theirs: &str) -> bool {
+        self.mapping
+            .service(theirs)
+            .is_some_and(|s| self.services.contains_key(s.as_ref()))
     }
 }
 
@@ -612,22 +702,83 @@ pub fn check_mappings(settings: &SyncSettings) -> anyhow::Result<()> {
 }
 
 /// The periodic runner of `serve` (`SYNC_INTERVAL_SECS`): every interval, each provider is synced
-/// by whichever replica takes its Redis lock first; the lock lives for the interval, so the fleet
-/// runs each provider once per interval.
-pub fn spawn_periodic(syncer: Syncer, redis: crate::redis::Redis, interval: Duration) {
+/// by whichever replica takes its Redis lock first. The lock is a lease ([`RUN_LEASE`]) renewed
+/// while the run is alive, so a replica that dies mid-run frees the provider within a lease (the
+/// next replica's tick takes it), and a run longer than the lease is never run twice. When a run
+/// ends, the lock becomes "done" for the rest of the interval (the fleet runs each provider once
+/// per interval); when it is cut short (shutdown), the lock is released at once. A run is bounded
+/// by `SYNC_DEADLINE_SECS`, and `stopping` (set on SIGTERM) ends the runner and the run in
+/// progress within the shutdown grace.
+pub fn spawn_periodic(
+    syncer: Syncer,
+    redis: crate::redis::Redis,
+    interval: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopping.wait_for(|s| *s) => return,
+            }
             for upstream in syncer.upstreams().to_vec() {
                 let lock = keys::sync_lock(&upstream.provider);
-                let ttl = interval.as_secs().max(1) as u32;
-                if let Ok(true) = redis.set_new("sync", &lock, owner.as_bytes(), ttl).await {
-                    syncer.run(&upstream).await;
+                let lease = RUN_LEASE.as_secs() as u32;
+                if !matches!(
+                    redis.set_new("sync", &lock, owner.as_bytes(), lease).await,
+                    Ok(true)
+                ) {
+                    continue;
+                }
+                let renew = async {
+                    let mut every = tokio::time::interval_at(
+                        tokio::time::Instant::now() + RUN_LEASE / 3,
+                        RUN_LEASE / 3,
+                    );
+                    loop {
+                        every.tick().await;
+                        let ms = RUN_LEASE.as_millis() as u64;
+                        let _ = lease_change(&redis, &lock, &owner, &owner, ms).await;
+                    }
+                };
+                let finished = tokio::select! {
+                    _ = syncer.run(&upstream) => true,
+                    _ = renew => false,
+                    _ = stopping.wait_for(|s| *s) => false,
+                };
+                // Every exit leaves the lock right: done for the interval, or free now.
+                let (value, ttl) = if finished {
+                    ("done", interval.as_millis() as u64)
+                } else {
+                    ("", 0)
+                };
+                let _ = lease_change(&redis, &lock, &owner, value, ttl).await;
+                if !finished {
+                    return;
                 }
             }
         }
     });
+}
+
+/// How long a running sync's lock lasts without renewal (renewed every third of it).
+pub const RUN_LEASE: Duration = Duration::from_secs(30);
+
+static LEASE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lease.lua")));
+
+/// Sets the lock to `value` for `ttl_ms` (`""`: deletes it), only while it is `owner`'s.
+async fn lease_change(
+    redis: &crate::redis::Redis,
+    lock: &str,
+    owner: &str,
+    value: &str,
+    ttl_ms: u64,
+) -> Result<i64, crate::redis::RedisError> {
+    redis
+        .eval("sync", &LEASE, &[lock], (owner, value, ttl_ms.max(1)))
+        .await
 }

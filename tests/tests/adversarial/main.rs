@@ -7,6 +7,7 @@ mod connections;
 mod outage;
 mod requests;
 mod signin;
+mod sync;
 
 use std::time::Duration;
 

@@ -98,6 +98,8 @@ fn syncer(app: &TestApp, url: &str, timeout: Duration) -> (Syncer, SyncUpstream)
         upstreams: vec![upstream.clone()],
         interval: Duration::ZERO,
         timeout,
+        deadline: Duration::from_secs(60),
+        guard: Default::default(),
         attempts: 3,
         max_bytes: 16 << 20,
         breaker: Duration::from_secs(300),
@@ -214,11 +216,18 @@ async fn every_fault_leaves_the_catalog_as_it_was_and_says_why() {
     assert!(applied(&syncer.run(&up).await));
     let loaded = catalog(&s).await;
 
-    // Half the prices falling by 90 % or more; half the products gone; one bad value.
+    // Half the prices falling tenfold or more, or rising a hundredfold; one offer free; half the
+    // products gone; one bad value.
     let mut plunge = lines.clone();
     for l in plunge.iter_mut().step_by(2) {
-        l.cost = "0.01".into();
+        l.cost = "1".into();
     }
+    let mut soar = lines.clone();
+    for l in soar.iter_mut().step_by(2) {
+        l.cost = format!("{}", l.cost.parse::<f64>().unwrap() * 100.0);
+    }
+    let mut free = lines.clone();
+    free[11].cost = "0.001".into();
     let half_gone: Vec<Line> = lines.iter().step_by(2).cloned().collect();
     let mut one_bad = lines.clone();
     one_bad[7].cost = "-3".into();
@@ -236,7 +245,9 @@ async fn every_fault_leaves_the_catalog_as_it_was_and_says_why() {
         ("cut short", vec![Fault::Truncated; 3], Outcome::Failed, "cut off"),
         ("empty", vec![Fault::Body("{}".into())], Outcome::Held, "empty document"),
         ("a 4xx", vec![Fault::Status(401)], Outcome::Failed, "401"),
-        ("a plunge", vec![Fault::Body(document(&plunge))], Outcome::Held, "fall by 90 %"),
+        ("a plunge", vec![Fault::Body(document(&plunge))], Outcome::Held, "factor of 10"),
+        ("a soar", vec![Fault::Body(document(&soar))], Outcome::Held, "factor of 10"),
+        ("a free offer", vec![Fault::Body(document(&free))], Outcome::Held, "0 cents"),
         ("half gone", vec![Fault::Body(document(&half_gone))], Outcome::Held, "leave sale"),
         ("one bad value", vec![Fault::Body(document(&one_bad))], Outcome::Failed, "negative"),
     ];
@@ -536,4 +547,58 @@ async fn the_sync_command_reports_each_run_and_exits_1_when_one_is_not_applied()
     assert_eq!(run["outcome"], "held", "{run}");
     assert!(err.contains(&format!("not applied: {PROVIDER}")), "{err}");
     assert_eq!(catalog(&s).await, before);
+}
+
+/// The guard measures against a baseline, not the previous run (#33 item 5): runs that each cut
+/// every price by 15 % pass one by one until the median has moved more than 50 % from the
+/// baseline, and are held from then on; a person's `--accept` applies the held run and makes it
+/// the baseline. (Before, each run was judged against the one before it: any number of modest
+/// cuts walked the catalog down, 257 ¢ on average to 1 ¢.)
+#[tokio::test]
+async fn runs_of_modest_cuts_are_held_once_they_drift_from_the_baseline() {
+    let s = setup(AppOptions::default()).await;
+    let mut lines = lines(&s).await;
+    let upstream = Upstream::start(document(&lines)).await;
+    let (syncer, up) = syncer(&s.app, &upstream.url, Duration::from_millis(800));
+    assert!(applied(&syncer.run(&up).await));
+    let median = |rows: &[(String, String, i64, i64)]| {
+        let mut p: Vec<i64> = rows.iter().map(|r| r.2).collect();
+        p.sort();
+        p[p.len() / 2]
+    };
+    let baseline = median(&catalog(&s).await);
+    let mut held = None;
+    for run in 1..=10 {
+        for l in lines.iter_mut() {
+            l.cost = format!("{:.4}", l.cost.parse::<f64>().unwrap() * 0.85);
+        }
+        upstream.set_document(document(&lines));
+        let report = syncer.run(&up).await;
+        match report.outcome() {
+            Outcome::Applied => {}
+            Outcome::Held => {
+                assert!(report.detail.contains("baseline"), "{report:?}");
+                held = Some(run);
+                break;
+            }
+            other => panic!("run {run}: {other:?} {report:?}"),
+        }
+    }
+    let held = held.expect("held before ten runs");
+    let now = median(&catalog(&s).await);
+    eprintln!("15 % cuts: held at run {held}; median {baseline} -> {now} cents");
+    assert!(held >= 3, "the first runs are ordinary changes: held at {held}");
+    assert!(
+        now * 2 >= baseline,
+        "the median stayed within 50 % of the baseline: {now} of {baseline}"
+    );
+
+    // A person accepts the new prices: applied, and the baseline moves with them.
+    let accepted = syncer.run_with(&up, true).await;
+    assert!(applied(&accepted), "{accepted:?}");
+    for l in lines.iter_mut() {
+        l.cost = format!("{:.4}", l.cost.parse::<f64>().unwrap() * 0.85);
+    }
+    upstream.set_document(document(&lines));
+    assert!(applied(&syncer.run(&up).await), "measured from the accepted baseline now");
 }
