@@ -246,9 +246,13 @@ async fn send(http: &reqwest::Client, sink: &Sink, tags: Vec<String>) {
                 meters::purge_tags(name, tags.len());
                 return;
             }
-            // The cache refused the request itself (a bad token, a bad route): retrying changes
-            // nothing.
-            Ok(resp) if resp.status().is_client_error() && resp.status().as_u16() != 429 => {
+            // The cache refused the request itself (a bad token, a bad route), or sent it
+            // elsewhere (a redirect is never followed: the call carries a secret): retrying
+            // changes nothing.
+            Ok(resp)
+                if resp.status().is_redirection()
+                    || (resp.status().is_client_error() && resp.status().as_u16() != 429) =>
+            {
                 tracing::error!(
                     sink = name,
                     status = resp.status().as_u16(),

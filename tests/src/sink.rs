@@ -34,6 +34,8 @@ pub enum Answer {
     Status(u16),
     /// 429 with `Retry-After` seconds.
     RateLimited(u64),
+    /// A redirect (`307`) to this URL.
+    Redirect(String),
 }
 
 #[derive(Default)]
@@ -78,6 +80,12 @@ impl Sink {
                         None => (StatusCode::OK, 0),
                         Some(Answer::Status(s)) => (StatusCode::from_u16(s).unwrap(), 0),
                         Some(Answer::RateLimited(secs)) => (StatusCode::TOO_MANY_REQUESTS, secs),
+                        Some(Answer::Redirect(to)) => {
+                            return axum::response::IntoResponse::into_response((
+                                StatusCode::TEMPORARY_REDIRECT,
+                                [("location", to)],
+                            ));
+                        }
                     };
                     let body = format!("{{\"success\":{}}}", status.is_success());
                     let headers = [("retry-after", retry_after.to_string())];

@@ -22,6 +22,8 @@ pub enum Fault {
     Truncated,
     /// This text instead of the document.
     Body(String),
+    /// A redirect (`302`) to this URL.
+    Redirect(String),
 }
 
 #[derive(Default)]
@@ -39,6 +41,11 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start(document: String) -> Upstream {
+        Self::start_at("127.0.0.1", document).await
+    }
+
+    /// On another loopback address (`127.0.0.2`): another host, as far as a client can tell.
+    pub async fn start_at(ip: &str, document: String) -> Upstream {
         let state = Arc::new(Mutex::new(State { document, ..State::default() }));
         let shared = state.clone();
         let app = axum::Router::new().fallback(move || {
@@ -53,6 +60,9 @@ impl Upstream {
                     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
                 };
                 match fault {
+                    Some(Fault::Redirect(to)) => {
+                        (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
+                    }
                     None => json(document),
                     Some(Fault::Status(s)) => StatusCode::from_u16(s).unwrap().into_response(),
                     Some(Fault::RateLimited(secs)) => {
@@ -89,7 +99,7 @@ impl Upstream {
                 }
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let url = format!("http://{}/prices", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

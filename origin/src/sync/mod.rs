@@ -589,7 +589,9 @@ enum Fetch {
 
 /// A transport error, without the URL (it may carry the provider's API key).
 fn transport(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
+    let kind = if e.is_redirect() {
+        "redirected to another host or away from https (not followed)"
+    } else if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "could not connect"

@@ -141,3 +141,29 @@ async fn on_one_core_a_hostile_sync_stalls_neither_health_nor_the_catalog() {
     eprintln!("SIGTERM during a sync: exited in {:.1} s", took.as_secs_f64());
     assert!(status.is_some_and(|s| s.success()), "exited cleanly within 13 s: {status:?}");
 }
+
+/// Item 4: the sync follows a redirect only to the same host over https: a document redirected
+/// to another address (or to plain http) is refused and never fetched there, with the provider's
+/// URL (and any API key in it) never sent to it. Before, any redirect was followed and its
+/// document applied.
+#[tokio::test]
+async fn a_sync_never_follows_a_redirect_to_another_host() {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let elsewhere =
+        Upstream::start_at("127.0.0.2", r#"{"0": {"wa": {"cost": 1, "count": 1}}}"#.into()).await;
+    let upstream = Upstream::start("{}".into()).await;
+    upstream.fault(&[harness::upstream::Fault::Redirect(format!("{}?stolen=1", elsewhere.url))]);
+    let origin = syncing_origin(&db, &upstream, false).await;
+    assert!(runs_logged(&db, 1, Duration::from_secs(20)).await >= 1);
+    let (outcome, detail): (String, String) = sqlx::query_as(
+        "SELECT outcome, detail FROM sync_runs WHERE provider = 'sms-activate' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    eprintln!("a redirect to another host: {outcome} ({detail})");
+    assert_eq!(outcome, "failed");
+    assert!(detail.contains("redirected"), "{detail}");
+    assert_eq!(elsewhere.requests(), 0, "nothing was fetched from the other host");
+    drop(origin);
+}

@@ -141,3 +141,35 @@ async fn an_operators_wholesale_drop_purges_the_provider_or_the_catalog() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(sink.calls().len(), 2, "balances are in no downstream cache");
 }
+
+/// Secrets never follow a redirect (#33 item 4): a purge answered with a 307 to another host is
+/// not re-sent there (with its `Authorization`, `X-Edge-Secret` or `X-Revalidate-Secret`); it
+/// counts as refused. Before, reqwest's default policy re-sent the call, secret and body, to
+/// wherever the sink pointed (and a 302 turned it into a GET).
+#[tokio::test]
+async fn a_purge_never_follows_a_redirect() {
+    let (sink, elsewhere) = (Sink::start().await, Sink::start().await);
+    let edge_secret = "edge-secret-never-redirected";
+    let options = cloudflare(&sink)
+        .env("EDGE_SECRET", edge_secret)
+        .env("EDGE_PURGE_URL", &format!("{}/__edge/purge", sink.url))
+        .env("NEXT_REVALIDATE_URL", &format!("{}/api/revalidate", sink.url))
+        .env("NEXT_REVALIDATE_SECRET", "revalidate-secret-0001");
+    let s = seeded(options).await;
+    let admin = s.app.admin("root@nexnum.test").await;
+    let (p, c, sv, price, _) = some_price(&s.db.pool, 3).await;
+    let to = format!("{}/stolen", elsewhere.url);
+    sink.script(&[
+        Answer::Redirect(to.clone()),
+        Answer::Redirect(to.clone()),
+        Answer::Redirect(to),
+    ]);
+    set_price(&s.app, &admin, &p, &c, &sv, price + 1).await;
+    let calls = sink.wait_for_calls(3, Duration::from_secs(5)).await;
+    assert_eq!(calls.len(), 3, "one call per sink: {calls:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(elsewhere.calls().is_empty(), "followed to another host: {:?}", elsewhere.calls());
+    assert_eq!(sink.calls().len(), 3, "and not retried: a redirect is the sink's answer");
+    let refused = s.app.metric_total("purge_calls_total").await;
+    assert!(refused >= 3.0);
+}

@@ -228,6 +228,9 @@ async fn every_fault_leaves_the_catalog_as_it_was_and_says_why() {
     }
     let mut free = lines.clone();
     free[11].cost = "0.001".into();
+    // A cost that is terminal escape codes and 200 KB of text (JSON-escaped in the document).
+    let mut hostile = lines.clone();
+    hostile[5].cost = format!("\"\\u001b[2J\\u001b[Happlied{}\"", "x".repeat(200_000));
     let half_gone: Vec<Line> = lines.iter().step_by(2).cloned().collect();
     let mut one_bad = lines.clone();
     one_bad[7].cost = "-3".into();
@@ -250,6 +253,7 @@ async fn every_fault_leaves_the_catalog_as_it_was_and_says_why() {
         ("a free offer", vec![Fault::Body(document(&free))], Outcome::Held, "0 cents"),
         ("half gone", vec![Fault::Body(document(&half_gone))], Outcome::Held, "leave sale"),
         ("one bad value", vec![Fault::Body(document(&one_bad))], Outcome::Failed, "negative"),
+        ("hostile text", vec![Fault::Body(document(&hostile))], Outcome::Failed, "(cut)"),
     ];
     for (name, faults, outcome, says) in cases {
         // A syncer of its own each time: three failures in a row open a provider's circuit.
@@ -258,6 +262,9 @@ async fn every_fault_leaves_the_catalog_as_it_was_and_says_why() {
         let report = syncer.run(&up).await;
         assert_eq!(report.outcome(), outcome, "{name}: {report:?}");
         assert!(report.detail.contains(says), "{name}: {:?} should say {says:?}", report.detail);
+        // Upstream text is bounded and inert wherever it is shown or stored (#33 item 6).
+        assert!(report.detail.len() < 1_000, "{name}: {} bytes of detail", report.detail.len());
+        assert!(!report.detail.contains('\u{1b}'), "{name}: a raw escape code");
         assert_eq!(catalog(&s).await, loaded, "{name}: the catalog is as it was");
         // What `origin check` reads.
         let last = s.app.state.db.last_syncs().await.unwrap();
