@@ -74,10 +74,16 @@ pub enum Body<B> {
     Stored(B),
 }
 
-/// What a flight hands to the requests that waited for it.
+/// What a flight hands to the requests that waited for it: an answer with the moment its fetch
+/// began and its tags (a waiter checks them against the purges it knows of), or the failure.
 #[derive(Clone)]
 enum Shared {
-    Answer(Rc<[u8]>, Rc<str>),
+    Answer {
+        body: Rc<[u8]>,
+        etag: Rc<str>,
+        started_ms: u64,
+        tags: Rc<[String]>,
+    },
     Failed(OriginFailure),
 }
 
@@ -210,13 +216,43 @@ impl Catalog {
         stale: Option<Stale>,
     ) -> Answer<P::Body, P::Passthrough> {
         let leading = match self.flights.join(ask.key) {
-            Role::Leader(leading) => Some(leading),
+            Role::Leader(leading) => {
+                // The memo again, now that this request leads: a flight that landed while its
+                // cache lookup was out left its answer there (and is gone, so this request would
+                // otherwise fetch a second time).
+                let now = ports.now_ms();
+                let kept = self.memo.borrow().get(ask.key, now);
+                if let Some(kept) = kept {
+                    leading.land(Shared::Answer {
+                        body: kept.body.clone(),
+                        etag: kept.etag.clone(),
+                        started_ms: kept.stored_at_ms,
+                        tags: kept.tags.clone(),
+                    });
+                    return Answer::Representation {
+                        age: age_secs(kept.stored_at_ms, now),
+                        body: Body::Bytes(kept.body),
+                        etag: kept.etag,
+                        cache: CacheStatus::Hit,
+                    };
+                }
+                Some(leading)
+            }
             Role::Waiter(waiting) => {
+                let joined_ms = ports.now_ms();
                 match waiting
                     .wait(|ms| ports.sleep(ms), ask.origin_timeout_ms)
                     .await
                 {
-                    Landed::Shared(Shared::Answer(body, etag)) => {
+                    // A flight that began before a purge of its tags, joined after it: its answer
+                    // predates what this request asked after, so it fetches for itself. (One
+                    // joined before the purge takes it: it asked before the change.)
+                    Landed::Shared(Shared::Answer {
+                        body,
+                        etag,
+                        started_ms,
+                        tags,
+                    }) if !self.purged_between(&tags, started_ms, joined_ms) => {
                         return Answer::Representation {
                             body: Body::Bytes(body),
                             etag,
@@ -224,6 +260,7 @@ impl Catalog {
                             age: 0,
                         };
                     }
+                    Landed::Shared(Shared::Answer { .. }) => None,
                     Landed::Shared(Shared::Failed(failure)) => {
                         return stale.map_or(Answer::Failed(failure), Stale::answer);
                     }
@@ -240,7 +277,12 @@ impl Catalog {
                 let (p, key, stored) = (ports.clone(), ask.key.to_owned(), copy.clone());
                 ports.in_background(async move { p.cache_put(&key, &stored).await });
                 if let Some(leading) = leading {
-                    leading.land(Shared::Answer(copy.body.clone(), copy.etag.clone()));
+                    leading.land(Shared::Answer {
+                        body: copy.body.clone(),
+                        etag: copy.etag.clone(),
+                        started_ms: copy.stored_at_ms,
+                        tags: copy.tags.clone(),
+                    });
                 }
                 Answer::Representation {
                     body: Body::Bytes(copy.body),
@@ -323,7 +365,9 @@ impl Catalog {
         copy
     }
 
-    /// Keeps an answer stored at `stored_at_ms` in the memo, at most while it is fresh.
+    /// Keeps an answer stored at `stored_at_ms` in the memo, at most while it is fresh, and never
+    /// one a purge already covers: a fetch that began before a purge and returned after it would
+    /// otherwise put the old answer back into the memo the purge had just cleared.
     #[allow(clippy::too_many_arguments)]
     fn keep(
         &self,
@@ -335,6 +379,9 @@ impl Catalog {
         policy: &CachePolicy,
         now_ms: u64,
     ) {
+        if self.purges.borrow().verdict(tags, stored_at_ms) != Verdict::Current {
+            return;
+        }
         let fresh_until_ms = stored_at_ms + u64::from(policy.s_maxage) * 1000;
         self.memo.borrow_mut().put(
             key,
@@ -345,6 +392,14 @@ impl Catalog {
             fresh_until_ms,
             now_ms,
         );
+    }
+
+    /// Whether a purge of `tags` came after a fetch began (`started_ms`) and before a request
+    /// joined it (`joined_ms`).
+    fn purged_between(&self, tags: &[String], started_ms: u64, joined_ms: u64) -> bool {
+        let purges = self.purges.borrow();
+        purges.verdict(tags, started_ms) != Verdict::Current
+            && purges.verdict(tags, joined_ms) == Verdict::Current
     }
 
     /// A purge of `tags` at `now_ms`: entries fetched no later are a miss (`soft`: stale) from

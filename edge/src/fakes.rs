@@ -143,6 +143,9 @@ struct FakeInner {
     origin: RefCell<Origin>,
     fetched: RefCell<Vec<String>>,
     cache_gets: Cell<usize>,
+    /// How long a cache lookup takes (0: answered at once); what it answers is what the cache
+    /// held when it began, as a lookup in flight would.
+    cache_get_ms: Cell<u64>,
     cache_puts: Cell<usize>,
     spawner: LocalSpawner,
 }
@@ -157,6 +160,7 @@ impl Fake {
                 origin: RefCell::new(Box::new(origin)),
                 fetched: RefCell::default(),
                 cache_gets: Cell::new(0),
+                cache_get_ms: Cell::new(0),
                 cache_puts: Cell::new(0),
                 spawner: pool.spawner(),
             }),
@@ -184,6 +188,11 @@ impl Fake {
     }
 
     /// Origin fetches so far.
+    /// Cache lookups take `ms` from now on (the others' work interleaves with them).
+    pub fn slow_cache(&self, ms: u64) {
+        self.inner.cache_get_ms.set(ms);
+    }
+
     pub fn fetches(&self) -> usize {
         self.inner.fetched.borrow().len()
     }
@@ -211,13 +220,20 @@ impl Ports for Fake {
 
     async fn cache_get(&self, key: &str) -> Option<Entry<Vec<u8>>> {
         self.inner.cache_gets.set(self.inner.cache_gets.get() + 1);
-        let cache = self.inner.cache.borrow();
-        cache.get(key).map(|(body, etag, stored_at, tags)| Entry {
-            body: body.clone(),
-            etag: etag.clone(),
-            stored_at_ms: *stored_at,
-            tags: tags.clone(),
-        })
+        let found = {
+            let cache = self.inner.cache.borrow();
+            cache.get(key).map(|(body, etag, stored_at, tags)| Entry {
+                body: body.clone(),
+                etag: etag.clone(),
+                stored_at_ms: *stored_at,
+                tags: tags.clone(),
+            })
+        };
+        let delay = self.inner.cache_get_ms.get();
+        if delay > 0 {
+            self.timers.sleep(delay).await;
+        }
+        found
     }
 
     async fn read(&self, body: Vec<u8>) -> Option<Vec<u8>> {

@@ -7,7 +7,8 @@
 //! 2. the method, read raw ([`request::method`]): 405 or 501 for the rest;
 //! 3. who is asking ([`Caller`]) and its budget (the `[[ratelimits]]` bindings where bound, else
 //!    the isolate's limiter): 429 — preflights count too;
-//! 4. a CORS preflight: 204 or 403;
+//! 4. the origin's purge route (`/__edge/purge`): 404 without the edge secret;
+//!    a CORS preflight: 204 or 403;
 //! 5. operator paths (`/metrics`, `/readyz`): 404, never forwarded;
 //! 6. a catalog `GET` or `HEAD`, whatever cookies or credentials it carries (the catalog is
 //!    public): [`Catalog::serve`], keyed on `PUBLIC_HOST`;
@@ -209,10 +210,6 @@ async fn handle(
         .as_ref()
         .map(|t| t.path.to_owned())
         .unwrap_or_default();
-    if log.path == PURGE_PATH {
-        let mut req = Request::from(raw);
-        return purge(&mut req, method, cfg, &catalog, request_id, log).await;
-    }
 
     let connecting = headers.get("CF-Connecting-IP")?;
     // The key (and the end user it names) is read only where trusted clients are configured.
@@ -246,6 +243,20 @@ async fn handle(
             "too many requests from this address",
             &extra,
         );
+    }
+    // The purge route counts against the caller's budget like anything else, before its
+    // secret is looked at: guesses at the secret are limited as any flood is.
+    if log.path == PURGE_PATH {
+        let mut req = Request::from(raw);
+        return purge(
+            &mut req,
+            method,
+            cfg,
+            &catalog,
+            ("X-Request-Id", id.to_owned()),
+            log,
+        )
+        .await;
     }
     if method == "OPTIONS"
         && let (Some(o), Some(m)) = (

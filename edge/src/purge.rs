@@ -41,10 +41,37 @@ pub const MAX_RETENTION_MS: u64 = {
     longest * 1000
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A tag's last hard and last soft purge, kept apart: a hard purge is never undone by a later
+/// soft one (an entry from before the hard purge stays a miss, whatever comes after).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Mark {
-    at_ms: u64,
-    soft: bool,
+    hard_at_ms: Option<u64>,
+    soft_at_ms: Option<u64>,
+}
+
+impl Mark {
+    fn add(&mut self, soft: bool, now_ms: u64) {
+        let slot = if soft {
+            &mut self.soft_at_ms
+        } else {
+            &mut self.hard_at_ms
+        };
+        *slot = Some(slot.map_or(now_ms, |t| t.max(now_ms)));
+    }
+
+    fn latest_ms(&self) -> u64 {
+        self.hard_at_ms.max(self.soft_at_ms).unwrap_or(0)
+    }
+
+    fn judge(&self, stored_at_ms: u64) -> Verdict {
+        if self.hard_at_ms.is_some_and(|at| stored_at_ms <= at) {
+            Verdict::Gone
+        } else if self.soft_at_ms.is_some_and(|at| stored_at_ms <= at) {
+            Verdict::Stale
+        } else {
+            Verdict::Current
+        }
+    }
 }
 
 /// How a purge judges an entry.
@@ -68,45 +95,46 @@ pub struct Purges {
 impl Purges {
     /// Records a purge of `tags` at `now_ms`.
     pub fn record(&mut self, tags: &[String], soft: bool, now_ms: u64) {
-        let mark = Mark {
-            at_ms: now_ms,
-            soft,
-        };
         for tag in tags {
-            let kept = self.by_tag.entry(tag.clone()).or_insert(mark);
-            // A hard purge is not softened by a later soft one of the same moment.
-            *kept = Mark {
-                at_ms: now_ms,
-                soft: soft && (kept.soft || kept.at_ms < now_ms),
-            };
+            self.by_tag
+                .entry(tag.clone())
+                .or_default()
+                .add(soft, now_ms);
         }
         if self.by_tag.len() > MAX_MARKS {
             self.by_tag
-                .retain(|_, m| now_ms.saturating_sub(m.at_ms) < MAX_RETENTION_MS);
+                .retain(|_, m| now_ms.saturating_sub(m.latest_ms()) < MAX_RETENTION_MS);
         }
         if self.by_tag.len() > MAX_MARKS {
-            let hard = self.by_tag.values().any(|m| !m.soft);
+            // Collapsed into one mark for everything, as strong as the strongest it replaces.
+            let mut all = self.all.unwrap_or_default();
+            for m in self.by_tag.values() {
+                if m.hard_at_ms.is_some() {
+                    all.add(false, now_ms);
+                }
+                if m.soft_at_ms.is_some() {
+                    all.add(true, now_ms);
+                }
+            }
             self.by_tag.clear();
-            self.all = Some(Mark {
-                at_ms: now_ms,
-                soft: !hard,
-            });
+            self.all = Some(all);
         }
     }
 
-    /// The verdict on an entry with `tags`, stored (or fetched) at `stored_at_ms`.
+    /// The verdict on an entry with `tags`, stored (or fetched) at `stored_at_ms`: the strongest
+    /// of every mark that covers it.
     pub fn verdict(&self, tags: &[String], stored_at_ms: u64) -> Verdict {
-        let covering = tags
+        let mut verdict = Verdict::Current;
+        for mark in tags
             .iter()
             .filter_map(|t| self.by_tag.get(t))
             .chain(self.all.as_ref())
-            .filter(|m| stored_at_ms <= m.at_ms);
-        let mut verdict = Verdict::Current;
-        for mark in covering {
-            if !mark.soft {
-                return Verdict::Gone;
+        {
+            match mark.judge(stored_at_ms) {
+                Verdict::Gone => return Verdict::Gone,
+                Verdict::Stale => verdict = Verdict::Stale,
+                Verdict::Current => {}
             }
-            verdict = Verdict::Stale;
         }
         verdict
     }
@@ -153,14 +181,25 @@ mod tests {
     }
 
     #[test]
-    fn a_soft_purge_does_not_soften_a_hard_one_of_the_same_moment() {
+    fn a_later_soft_purge_never_revives_a_hard_purged_entry() {
         let mut p = Purges::default();
         let t = tags(&["catalog"]);
         p.record(&t, false, 5);
         p.record(&t, true, 5);
         assert_eq!(p.verdict(&t, 5), Verdict::Gone);
+        // (This said Stale before: the soft purge of 6 replaced the hard one of 5.)
         p.record(&t, true, 6);
-        assert_eq!(p.verdict(&t, 5), Verdict::Stale);
+        assert_eq!(
+            p.verdict(&t, 5),
+            Verdict::Gone,
+            "stored before the hard purge: a miss"
+        );
+        assert_eq!(
+            p.verdict(&t, 6),
+            Verdict::Stale,
+            "stored between them: the soft one's"
+        );
+        assert_eq!(p.verdict(&t, 7), Verdict::Current);
     }
 
     #[test]

@@ -77,3 +77,10 @@ mod tests {
         }
     }
 }
+
+/// An `Idempotency-Key` as every route that takes one accepts it: 1–64 visible ASCII characters
+/// (`^[!-~]{1,64}$`, the pattern `openapi.json` declares). The one check, at the boundary: an
+/// empty, overlong or spaced key is a 400 there, never a database error later.
+pub fn idempotency_key(raw: &str) -> Option<&str> {
+    (!raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_graphic())).then_some(raw)
+}

@@ -296,14 +296,21 @@ pub async fn credit(
     Ok(replay_marked(Json(balance).into_response(), replayed))
 }
 
-/// The request's `Idempotency-Key`, if any (validated further by the accounts layer).
+/// The request's `Idempotency-Key`, if any, checked once for every route that takes one
+/// ([`shared::input::idempotency_key`]: 1–64 visible ASCII characters, else 400).
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     headers
         .get(IDEMPOTENCY_KEY)
         .map(|v| {
             v.to_str()
+                .ok()
+                .and_then(shared::input::idempotency_key)
                 .map(str::to_owned)
-                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "Idempotency-Key must be 1-64 visible ASCII characters".into(),
+                    )
+                })
         })
         .transpose()
 }

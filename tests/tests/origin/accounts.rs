@@ -775,3 +775,51 @@ async fn the_guides_indexes_exist() {
     .unwrap();
     assert_eq!(count, 7);
 }
+
+/// One `Idempotency-Key` check for every route that takes one (#33 item 8): empty, 65
+/// characters, or with spaces is a 400 naming the rule, and nothing is charged, credited or
+/// applied. (The bulk price update answered 500 for the first two, the database's check failing,
+/// and took `a b c`.)
+#[tokio::test]
+async fn a_bad_idempotency_key_is_a_400_on_every_route_that_takes_one() {
+    let s = seeded(AppOptions::default()).await;
+    let admin = s.app.admin("root@nexnum.test").await;
+    let (user, token) = s.app.user_with("keys@nexnum.test", 10_000).await;
+    let (p, c, sv, price, stock) = some_price(&s.db.pool, 1).await;
+    let product = j!({"provider": p, "country": c, "service": sv});
+    let bulk = j!({"prices": [{"provider": p, "country": c, "service": sv, "price_cents": price + 3, "stock": stock}]});
+    let long = "k".repeat(65);
+    for key in ["", long.as_str(), "a b c", "tab\there"] {
+        let sends = [
+            (
+                "purchase",
+                s.app.client.post(s.app.url("/v1/activations")).bearer_auth(&token).json(&product),
+            ),
+            (
+                "credit",
+                s.app
+                    .client
+                    .post(s.app.url(&format!("/v1/admin/users/{user}/credit")))
+                    .bearer_auth(&admin)
+                    .json(&j!({"amount_cents": 5})),
+            ),
+            (
+                "bulk",
+                s.app.client.put(s.app.url("/v1/admin/prices")).bearer_auth(&admin).json(&bulk),
+            ),
+        ];
+        for (route, req) in sends {
+            let r = req.header("idempotency-key", key).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{route} with {key:?}");
+            let body = json(r).await;
+            assert!(
+                body["error"]["message"].as_str().unwrap().contains("Idempotency-Key"),
+                "{body}"
+            );
+        }
+    }
+    // Nothing happened.
+    assert_eq!(json(s.app.get_as(&token, "/v1/me/balance").await).await["balance_cents"], 10_000);
+    let (.., now, _) = some_price(&s.db.pool, 1).await;
+    assert_eq!(now, price, "no price applied");
+}
