@@ -49,6 +49,13 @@ pub fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
+/// An `Idempotency-Key` as every route that takes one accepts it: 1–64 visible ASCII characters
+/// (`^[!-~]{1,64}$`, the pattern `openapi.json` declares). The one check, at the boundary: an
+/// empty, overlong or spaced key is a 400 there, never a database error later.
+pub fn idempotency_key(raw: &str) -> Option<&str> {
+    (!raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_graphic())).then_some(raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,11 +83,4 @@ mod tests {
             assert_eq!(normalize_email(bad), None, "{bad:?}");
         }
     }
-}
-
-/// An `Idempotency-Key` as every route that takes one accepts it: 1–64 visible ASCII characters
-/// (`^[!-~]{1,64}$`, the pattern `openapi.json` declares). The one check, at the boundary: an
-/// empty, overlong or spaced key is a 400 there, never a database error later.
-pub fn idempotency_key(raw: &str) -> Option<&str> {
-    (!raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_graphic())).then_some(raw)
 }
