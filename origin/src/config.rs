@@ -249,10 +249,16 @@ pub static VARS: &[Var] = &[
          15 min before that client's sign-ins to it get 429",
     ),
     var(
+        "LOGIN_WINDOW_SECS",
+        Value("900"),
+        "the window of `LOGIN_MAX_FAILURES` (per account and client)",
+    ),
+    var(
         "LOGIN_MAX_FAILURES_PER_ACCOUNT",
         Value("100"),
-        "failed sign-ins per account in 15 min from clients without its device cookie (many \
-         addresses guessing one account); its owner's known browsers keep their own budget",
+        "consecutive failed sign-ins per account from clients without its device cookie (many \
+         addresses guessing one account), until a successful sign-in; not renewed by a window \
+         (NIST SP 800-63B 5.2.2). Its owner's known browsers keep their own budget",
     ),
     var(
         "REGISTRATIONS_PER_HOUR",
@@ -691,6 +697,8 @@ pub struct Settings {
     /// `LOGIN_MAX_FAILURES_PER_ACCOUNT` (default 100): failed sign-ins per account in 15 minutes
     /// from clients without its device cookie.
     pub login_max_failures_per_account: u64,
+    /// `LOGIN_WINDOW_SECS` (default 900): the per-client budget's window.
+    pub login_window: Duration,
     /// `REGISTRATIONS_PER_HOUR` (default 10): sign-up attempts per address per hour.
     pub registrations_per_hour: u64,
     /// `SESSION_MAX_AGE_SECS` (default 43200, 12 h): absolute session lifetime, however active.
@@ -980,6 +988,7 @@ impl Settings {
         let password_wait: u64 = env.positive("PASSWORD_QUEUE_TIMEOUT_MS")?;
         let login_max_failures: u64 = env.positive("LOGIN_MAX_FAILURES")?;
         let login_max_failures_per_account: u64 = env.positive("LOGIN_MAX_FAILURES_PER_ACCOUNT")?;
+        let login_window: u64 = env.positive("LOGIN_WINDOW_SECS")?;
         let registrations_per_hour: u64 = env.positive("REGISTRATIONS_PER_HOUR")?;
         let session_max_age: u64 = env.positive("SESSION_MAX_AGE_SECS")?;
         let shutdown_grace: u64 = env.parse("SHUTDOWN_GRACE_SECS")?;
@@ -1065,6 +1074,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(shutdown_grace),
             login_max_failures,
             login_max_failures_per_account,
+            login_window: Duration::from_secs(login_window),
             registrations_per_hour,
             password_queue_timeout: Duration::from_millis(password_wait),
             header_read_timeout: Duration::from_millis(header_read),
@@ -1170,8 +1180,10 @@ impl PgTls {
             loopback: is_loopback(parsed.host_str().unwrap_or("")),
         };
         let (mut cert, mut key) = (None, None);
+        let mut hostaddr = None;
         for (param, value) in parsed.query_pairs() {
             match &*param {
+                "hostaddr" => hostaddr = Some(value.into_owned()),
                 "sslmode" | "ssl-mode" => {
                     tls.mode = Some(match &*value {
                         "disable" => SslMode::Disable,
@@ -1212,6 +1224,11 @@ impl PgTls {
                 "host" => tls.loopback = value.starts_with('/') || is_loopback(&value),
                 _ => {}
             }
+        }
+        // `hostaddr` is where the driver connects, whatever the host name says: a remote address
+        // there is a remote server (`localhost?hostaddr=203.0.113.7` is not this machine).
+        if let Some(addr) = hostaddr {
+            tls.loopback = is_loopback(&addr);
         }
         match (cert, key) {
             (Some(()), Some(())) => tls.client_cert = true,
@@ -1739,6 +1756,27 @@ mod tests {
         assert!(with(&[("EDGE_SECRET", "sixteen-chars-xy".into())]).is_ok());
         // Unset is allowed: the origin then trusts no forwarded client address.
         assert!(with(&[]).is_ok_and(|s| s.edge_secret.is_none()));
+    }
+
+    #[test]
+    fn a_remote_hostaddr_is_a_remote_server_whatever_the_host_name() {
+        // Not this machine: an explicit sslmode is required outside a local run.
+        let url = "postgres://u@localhost/db?hostaddr=203.0.113.7";
+        let err = with(&[("DATABASE_URL", url.into())])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+        let tls = PgTls::check("DATABASE_URL", &format!("{url}&sslmode=require"), false).unwrap();
+        assert_ne!(
+            tls.posture().0,
+            Grade::Good,
+            "plaintext-capable to a remote address"
+        );
+        let local = "postgres://u@db.example/db?hostaddr=127.0.0.1";
+        assert!(
+            PgTls::check("DATABASE_URL", local, false).is_ok(),
+            "loopback by address"
+        );
     }
 
     #[test]

@@ -129,6 +129,7 @@ impl Application {
                 LoginThrottle::new(
                     redis.clone(),
                     settings.login_max_failures,
+                    settings.login_window.as_secs(),
                     settings.login_max_failures_per_account,
                     settings.registrations_per_hour,
                 ),
@@ -248,6 +249,13 @@ impl Application {
 /// deployment (an unverified or plaintext link to another host). Never prints a password.
 fn log_transports(settings: &Settings) {
     use crate::config::Grade;
+    if settings.local {
+        tracing::warn!(
+            "ORIGIN_ENV=local: a development run. The published example EDGE_SECRET, unverified \
+             TLS (#insecure) and a remote DATABASE_URL without sslmode are accepted; never run a \
+             deployment so (origin check fails it on a non-loopback listener)"
+        );
+    }
     let (pg_grade, pg) = settings.database_tls.posture();
     let (redis_grade, redis) = settings.redis_tls.posture();
     if pg_grade == Grade::Good {

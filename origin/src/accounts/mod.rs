@@ -188,7 +188,7 @@ impl Accounts {
         match checked {
             Ok(Some((user_id, role))) => {
                 let known_device = reservation.from_device();
-                self.throttle.release(reservation).await;
+                self.throttle.release(reservation, true).await;
                 let token = self.sessions.create(SessionUser { user_id }).await?;
                 let device = if known_device {
                     None
@@ -205,7 +205,7 @@ impl Accounts {
             Ok(None) => Err(AccountsError::BadCredentials),
             // Never checked (no hashing slot, the database out of reach): no failure either.
             Err(e) => {
-                self.throttle.release(reservation).await;
+                self.throttle.release(reservation, false).await;
                 Err(e)
             }
         }

@@ -1,17 +1,22 @@
 //! Failed sign-ins, counted by where they come from (OWASP ASVS 2.2.1, and OWASP's device-cookie
 //! answer to targeted lockout), and sign-ups per address.
 //!
-//! Two budgets per account, both in a 15-minute window, both *reserved* before a password is
-//! hashed, atomically (`login_reserve.lua`), so a burst of any size verifies at most the budget:
-//! - **per account and client** (`LOGIN_MAX_FAILURES`): the client is the address (IPv6 by its
-//!   /64), or, for a browser that signed in to this account before, its device cookie. One
-//!   attacker locks out only themselves;
-//! - **per account, from clients without that account's device cookie**
-//!   (`LOGIN_MAX_FAILURES_PER_ACCOUNT`, higher): bounds guessing from many addresses (credential
-//!   stuffing). When it is spent, new clients wait for the window, but the owner's known browser
-//!   keeps its own per-client budget: nobody can lock the owner out by failing for them.
+//! Two budgets per account, both *reserved* before a password is hashed, atomically
+//! (`login_reserve.lua`), so a burst of any size verifies at most the budget:
+//! - **per account and client** (`LOGIN_MAX_FAILURES` in `LOGIN_WINDOW_SECS`, 15 minutes): the
+//!   client is the address (IPv6 by its /64), or, for a browser that signed in to this account
+//!   before, its device cookie. One attacker locks out only themselves;
+//! - **per account, consecutive, from clients without that account's device cookie**
+//!   (`LOGIN_MAX_FAILURES_PER_ACCOUNT`, 100: NIST SP 800-63B §5.2.2's limit on consecutive
+//!   failures). It does **not** renew with a window (a 15-minute window let ~9 600 guesses a day
+//!   at one account): failures count until a successful sign-in, and are forgotten only after
+//!   [`ACCOUNT_MEMORY_SECS`] with none. When it is spent, new clients are refused, but the
+//!   owner's known browser keeps its own per-client budget, and its success clears the count:
+//!   nobody can lock the owner out by failing for them (and an admin's `origin admin create
+//!   --promote` replaces the password).
 //!
-//! A reservation is released on success (the attempt was no failure) and kept on failure. The
+//! A reservation is released when the attempt was no failure (never checked: that attempt is
+//! given back; a success: the account's consecutive count starts over) and kept on failure. The
 //! email is kept only as a hash; device cookies are 256-bit random tokens, stored as their hash
 //! with the account's, for 30 days. If Redis cannot answer, the sign-in is refused (503): a
 //! throttle that stepped aside whenever Redis was slow would let a flood that slows Redis guess
@@ -30,8 +35,9 @@ use shared::keys;
 
 use crate::redis::Redis;
 
-/// How long failures are remembered.
-pub const WINDOW_SECS: u64 = 15 * 60;
+/// How long an account's consecutive failures are kept after the last one (a success clears
+/// them at once).
+pub const ACCOUNT_MEMORY_SECS: u64 = 30 * 24 * 3600;
 
 /// How long a device cookie is honoured.
 pub const DEVICE_SECS: u64 = 30 * 24 * 3600;
@@ -46,6 +52,8 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lo
 pub struct LoginThrottle {
     redis: Redis,
     per_client: u64,
+    /// `LOGIN_WINDOW_SECS`: the per-client budget's window.
+    window_secs: u64,
     per_account: u64,
     registrations_per_hour: u64,
 }
@@ -99,12 +107,14 @@ impl LoginThrottle {
     pub fn new(
         redis: Redis,
         per_client: u64,
+        window_secs: u64,
         per_account: u64,
         registrations_per_hour: u64,
     ) -> Self {
         LoginThrottle {
             redis,
             per_client,
+            window_secs,
             per_account,
             registrations_per_hour,
         }
@@ -141,7 +151,12 @@ impl LoginThrottle {
                 "login_throttle",
                 &RESERVE,
                 &[&account_key, &client_key],
-                (self.per_client, account_limit, WINDOW_SECS),
+                (
+                    self.per_client,
+                    account_limit,
+                    self.window_secs,
+                    ACCOUNT_MEMORY_SECS,
+                ),
             )
             .await;
         match reply {
@@ -155,16 +170,17 @@ impl LoginThrottle {
         }
     }
 
-    /// The attempt was no failure (the password was right, or never checked): it no longer
-    /// counts, and after a success this client's count starts over.
-    pub async fn release(&self, r: Reservation) {
+    /// The attempt was no failure: its password was never checked (`succeeded` false: this
+    /// attempt no longer counts), or was right (`succeeded` true: this client's count and the
+    /// account's consecutive failures start over).
+    pub async fn release(&self, r: Reservation, succeeded: bool) {
         let _ = self
             .redis
             .eval::<i64>(
                 "login_throttle",
                 &RELEASE,
                 &[&r.account, &r.client],
-                u8::from(r.charged_account),
+                (u8::from(r.charged_account), u8::from(succeeded)),
             )
             .await;
     }

@@ -737,3 +737,21 @@ async fn every_line_logged_for_a_failed_request_carries_its_request_id() {
     }
     assert_eq!(origin.metric("cache_requests_total{type=\"providers\",result=\"hit\"}").await, 1.0);
 }
+
+/// Local mode is loud (#33 item 11): `ORIGIN_ENV=local` says at start what it relaxes, and
+/// `origin check` fails it on a listener that is not loopback.
+#[tokio::test]
+async fn local_mode_warns_at_start_and_fails_the_check_off_loopback() {
+    let db = TestDb::new(None).await;
+    let mut env = env_for(&db, shared_redis_url(), &[("ORIGIN_ENV", "local")]);
+    env.push(("RUST_LOG", "warn".into()));
+    let (_, text) =
+        harness::process::run_origin_within(&["serve"], &env, Duration::from_secs(3)).await;
+    assert!(text.contains("ORIGIN_ENV=local: a development run"), "{text}");
+    env.push(("ORIGIN_ADDR", "0.0.0.0:8080".into()));
+    let o = run_origin(&["check", "--json"], &env);
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let row =
+        report["checks"].as_array().unwrap().iter().find(|r| r["check"] == "environment").cloned();
+    assert_eq!(row.map(|r| r["status"].clone()), Some("FAIL".into()), "{report}");
+}
