@@ -541,4 +541,38 @@ mod tests {
             "a gated scenario the run lacks is an error"
         );
     }
+
+    /// The gate CI runs with (`bench/instructions.json`) read here too, without valgrind (#33
+    /// item 15): it parses, names only scenarios `make bench-instructions` measures, and a run
+    /// at exactly its figures passes it.
+    #[test]
+    fn the_shipped_gate_file_is_one_the_gate_reads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("instructions.json");
+        let gate: Gate = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(
+            (0.5..=10.0).contains(&gate.tolerance_pct),
+            "{}",
+            gate.tolerance_pct
+        );
+        let measured = [
+            "ceiling",
+            "redis_get",
+            "warm_hit",
+            "not_modified",
+            "bulk_20",
+            "l1_off",
+            "cold_miss",
+            "balance",
+        ];
+        let source = include_str!("instructions.rs");
+        for key in gate.figures.keys() {
+            assert!(measured.contains(&key.as_str()), "the gate names {key}");
+            assert!(
+                source.contains(&format!("\"{key}\",\n")),
+                "{key} is not a scenario here"
+            );
+        }
+        let rows: Vec<Row> = gate.figures.iter().map(|(k, v)| row(k, *v)).collect();
+        assert!(check(&rows, &path).is_ok());
+    }
 }

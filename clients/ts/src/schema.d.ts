@@ -1377,6 +1377,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Authenticated by the cookie alone, without a JSON body or an `X-Requested-With` header: what a cross-site form would send (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Rate limited (`rate_limited`): the tier's quota is spent, or this client already has `MAX_IN_FLIGHT_PER_CLIENT` requests in flight. */
             429: {
                 headers: {
@@ -1436,6 +1445,15 @@ export interface operations {
             };
             /** @description No valid session (`unauthorized`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Authenticated by the cookie alone, without a JSON body or an `X-Requested-With` header: what a cross-site form would send (`forbidden`). */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

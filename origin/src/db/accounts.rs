@@ -296,6 +296,7 @@ impl Db {
         let Some((pid, cid, sid, price, stock)) = product else {
             return Ok(PurchaseOutcome::NotFound);
         };
+        crate::faults::delay("purchase::price_locked").await;
         // The locked row's price is the price: a change that commits before this lock is seen
         // here, one after it waits for this purchase. A buyer shown less is asked again.
         if expected_price_cents.is_some_and(|expected| price > expected) {

@@ -95,6 +95,7 @@ pub async fn login(
     responses(
         (status = 204, description = "Ended; the cookie is cleared."),
         (status = 401, description = "No live session presented (`unauthorized`).", body = ErrorBody),
+        (status = 403, description = "Authenticated by the cookie alone, without a JSON body or an `X-Requested-With` header: what a cross-site form would send (`forbidden`).", body = ErrorBody),
     ))]
 pub async fn logout(
     State(state): State<AppState>,
@@ -122,6 +123,7 @@ pub async fn logout(
     responses(
         (status = 204, description = "Every session ended; the cookie is cleared."),
         (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
+        (status = 403, description = "Authenticated by the cookie alone, without a JSON body or an `X-Requested-With` header: what a cross-site form would send (`forbidden`).", body = ErrorBody),
     ))]
 pub async fn logout_all(
     State(state): State<AppState>,

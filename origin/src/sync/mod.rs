@@ -571,7 +571,7 @@ impl Syncer {
 
 /// Drops `keys` (a thousand per round trip, each batch published to the replicas once) and purges
 /// their tags downstream.
-pub(crate) async fn invalidate_keys(cache: &Cache, purger: &Purger, keys: &[String]) {
+pub async fn invalidate_keys(cache: &Cache, purger: &Purger, keys: &[String]) {
     for batch in keys.chunks(INVALIDATE_BATCH) {
         if let Err(e) = cache.invalidate(batch).await {
             meters::cache_invalidation_failed();

@@ -12,8 +12,8 @@ use origin::seed::Scale;
 /// path keeps answering 200; and when PostgreSQL is back, so is the origin, by itself.
 #[tokio::test]
 async fn a_database_outage_fails_fast_and_recovers_by_itself() {
-    let certs =
-        std::env::temp_dir().join(format!("nexnum-outage-{}", uuid::Uuid::new_v4().simple()));
+    let certs = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nexnum-outage-{}", uuid::Uuid::new_v4().simple()));
     harness::tls::write_set(&certs).unwrap();
     let server = PostgresServer::start(&certs.join("server.pem"), &certs.join("server.key"));
     server.sql("CREATE DATABASE nexnum").await;
@@ -84,8 +84,8 @@ async fn a_database_outage_fails_fast_and_recovers_by_itself() {
 /// deadline, and answered 504 after 2.5 s (10 s before the deadline agreed with the edge).
 #[tokio::test]
 async fn a_purchase_during_a_database_outage_is_refused_at_once() {
-    let certs =
-        std::env::temp_dir().join(format!("nexnum-outage-{}", uuid::Uuid::new_v4().simple()));
+    let certs = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nexnum-outage-{}", uuid::Uuid::new_v4().simple()));
     harness::tls::write_set(&certs).unwrap();
     let server = PostgresServer::start(&certs.join("server.pem"), &certs.join("server.key"));
     server.sql("CREATE DATABASE nexnum").await;
@@ -134,4 +134,75 @@ async fn a_purchase_during_a_database_outage_is_refused_at_once() {
     }
     let _ = user;
     let _ = std::fs::remove_dir_all(certs);
+}
+
+/// The locked price row decides the order (#33 item 15: removing `FOR UPDATE OF p` from the
+/// purchase broke no test). A purchase holds its product's price row from the moment it reads the
+/// price until it commits (here it pauses 800 ms there); an admin's price change made meanwhile
+/// waits for it, and answers after the purchase does: the purchase was charged the price that was
+/// current until it committed, never one replaced under it.
+#[tokio::test]
+async fn a_price_change_waits_for_the_purchase_that_read_the_price() {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let env = vec![
+        ("DATABASE_URL", db.serving_url()),
+        ("REDIS_URL", harness::shared_redis_url()),
+        ("REDIS_KEY_PREFIX", harness::key_prefix()),
+        ("FAILPOINTS", "purchase::price_locked=1*return(800)".to_owned()),
+    ];
+    let origin = harness::process::OriginProcess::start(&env).await;
+    let http = reqwest::Client::new();
+    let admin_pool = origin::db::Db::from_pool(db.pool.clone());
+    let creds = |email: &str| shared::types::Credentials {
+        email: email.into(),
+        password: harness::PASSWORD.into(),
+    };
+    origin::accounts::create_admin(&admin_pool, creds("root@nexnum.test")).await.unwrap();
+    let buyer =
+        origin::accounts::create_admin(&admin_pool, creds("buyer@nexnum.test")).await.unwrap();
+    let credited = admin_pool.credit(buyer.id, 100_000, None, None).await;
+    assert!(matches!(credited, Ok(origin::db::accounts::CreditOutcome::Credited(_))));
+    let login = |email: &'static str| {
+        let http = http.clone();
+        let url = origin.url("/v1/auth/login");
+        async move {
+            let r = http
+                .post(url)
+                .json(&serde_json::json!({"email": email, "password": harness::PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (admin, token) = (login("root@nexnum.test").await, login("buyer@nexnum.test").await);
+    let (p, c, s, price, _) = harness::some_price(&db.pool, 2).await;
+    let product = serde_json::json!({"provider": p, "country": c, "service": s});
+    let buy = http.post(origin.url("/v1/activations")).bearer_auth(&token).json(&product).send();
+    let change = async {
+        tokio::time::sleep(Duration::from_millis(300)).await; // the purchase holds the row now
+        http.put(origin.url(&format!("/v1/admin/prices/{p}/{c}/{s}")))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"price_cents": price + 100, "stock": 50}))
+            .send()
+            .await
+            .map(|r| (r.status(), Instant::now()))
+    };
+    let bought = async { buy.await.map(|r| (r.status(), Instant::now())) };
+    let (bought, changed) = tokio::join!(bought, change);
+    let ((buy_status, bought_at), (change_status, changed_at)) =
+        (bought.unwrap(), changed.unwrap());
+    assert_eq!((buy_status.as_u16(), change_status.as_u16()), (201, 200));
+    assert!(
+        changed_at > bought_at,
+        "the price change answered before the purchase holding its row"
+    );
+    let charged: i64 = sqlx::query_scalar(
+        "SELECT -amount_cents FROM transactions WHERE user_id = $1 AND type = 'purchase'",
+    )
+    .bind(buyer.id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(charged, price, "charged the price it locked");
 }

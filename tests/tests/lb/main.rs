@@ -132,7 +132,8 @@ fn haproxy(listen: u16, stats: u16, origins: &[(u16, u16)]) -> tokio::process::C
         .replace("@UNHEALTHY@", &check.unhealthy.to_string())
         .replace("@HEALTHY@", &check.healthy.to_string())
         .replace("@SERVERS@", &servers);
-    let path = std::env::temp_dir().join(format!("nexnum-haproxy-{listen}.cfg"));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nexnum-haproxy-{listen}.cfg"));
     std::fs::write(&path, config).unwrap();
     tokio::process::Command::new("haproxy")
         .arg("-db")
@@ -290,8 +291,8 @@ async fn timed(req: reqwest::RequestBuilder) -> (u16, bool, Duration) {
 #[tokio::test]
 #[ignore = "the fleet scenario: make fleet"]
 async fn a_redis_or_postgres_outage_marks_no_origin_down_and_recovers_without_a_restart() {
-    let certs =
-        std::env::temp_dir().join(format!("nexnum-fleet-{}", uuid::Uuid::new_v4().simple()));
+    let certs = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nexnum-fleet-{}", uuid::Uuid::new_v4().simple()));
     harness::tls::write_set(&certs).unwrap();
     let pg =
         harness::pg::PostgresServer::start(&certs.join("server.pem"), &certs.join("server.key"));

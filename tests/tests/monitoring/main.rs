@@ -529,7 +529,8 @@ fn origin_container(template: &mut serde_json::Value) -> &mut serde_json::Value 
 async fn origin_check_grades_the_synthesized_deployment_and_reports_the_schema() {
     let db = TestDb::new(None).await;
     let roomy = RedisServer::start_with(&["--maxclients", "1000"]);
-    let dir = std::env::temp_dir().join(format!("nexnum-ecs-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nexnum-ecs-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let check = |template: &serde_json::Value, redis: String| {
         let t = dir.join("template.json");

@@ -553,12 +553,17 @@ async fn a_price_change_racing_purchases_never_charges_a_price_nobody_saw() {
     let body = j!({"price_cents": price + 40, "stock": 500});
     let admin_path = path_of(&product, true);
     let buys = (0..12).map(|_| s.app.buy(&token, &product, None));
-    let (change, answers) = tokio::join!(
+    let (change, mut answers) = tokio::join!(
         s.app.put_json_as(&admin, &admin_path, &body),
         futures::future::join_all(buys)
     );
     assert_eq!(change.status(), StatusCode::OK);
+    // And one purchase certainly after the change: whatever the race did, the guard is exercised
+    // (the twelve could all land before the change on a fast machine, and the test then passed
+    // with the guard off).
+    answers.push(s.app.buy(&token, &product, None).await);
     let mut charged = 0;
+    let mut refused = 0;
     for r in answers {
         match r.status() {
             StatusCode::CREATED => {
@@ -570,10 +575,12 @@ async fn a_price_change_racing_purchases_never_charges_a_price_nobody_saw() {
                 let body = json(r).await;
                 assert_eq!(body["error"]["code"], "price_changed");
                 assert_eq!(body["error"]["price_cents"], price + 40);
+                refused += 1;
             }
             other => panic!("unexpected {other}"),
         }
     }
+    assert!(refused >= 1, "a purchase after the change was refused");
     assert_eq!(ledger(&s.app, user).await, (price * 100 - charged, price * 100 - charged));
 }
 

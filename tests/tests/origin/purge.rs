@@ -35,9 +35,18 @@ async fn a_price_change_purges_its_tags_without_waiting_for_the_purge() {
     let admin = s.app.admin("root@nexnum.test").await;
     let (p, c, sv, price, _) = some_price(&s.db.pool, 2).await;
     sink.hold();
-    // The change answers while its purge is still held at the cache.
+    // The change answers while its purge is still held at the cache: well inside the purge
+    // call's own bound (5 s), which a change that waited for its purge would take. (A mutation
+    // that waited up to 3 s for the purge passed this test when it only checked the call.)
+    let started = std::time::Instant::now();
     set_price(&s.app, &admin, &p, &c, &sv, price + 1).await;
+    let answered_in = started.elapsed();
+    assert!(
+        answered_in < Duration::from_millis(1_000),
+        "the change waited for its purge: {answered_in:?}"
+    );
     let calls = sink.wait_for_calls(1, Duration::from_secs(3)).await;
+    assert!(sink.calls().len() == 1, "and the purge was still held then");
     assert_eq!(calls.len(), 1, "one purge call");
     sink.release();
     let call = &calls[0];

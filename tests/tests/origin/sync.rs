@@ -609,3 +609,30 @@ async fn runs_of_modest_cuts_are_held_once_they_drift_from_the_baseline() {
     upstream.set_document(document(&lines));
     assert!(applied(&syncer.run(&up).await), "measured from the accepted baseline now");
 }
+
+/// "A thousand keys per round trip" with more than a thousand (#33 item 15: never run past
+/// 1 000): 2 500 keys are three `DEL` round trips and three messages to the replicas, and every
+/// key is gone.
+#[tokio::test]
+async fn invalidation_goes_a_thousand_keys_per_round_trip() {
+    let mut s = setup(AppOptions::default().private_redis()).await;
+    let keys: Vec<String> =
+        (0..2_500).map(|i| format!("cache:prices:{PROVIDER}:xx:svc{i:05}")).collect();
+    let mut conn = s.app.redis().await;
+    for key in &keys {
+        let _: () =
+            redis::cmd("SET").arg(s.app.key(key)).arg("1").query_async(&mut conn).await.unwrap();
+    }
+    let redis = s.app.redis_server();
+    let (dels, publishes) =
+        (redis.command_calls("del").await, redis.command_calls("publish").await);
+    origin::sync::invalidate_keys(&s.app.state.cache, &s.app.state.purger, &keys).await;
+    let redis = s.app.redis_server();
+    assert_eq!(redis.command_calls("del").await - dels, 3, "2 500 keys: three round trips");
+    assert_eq!(redis.command_calls("publish").await - publishes, 3, "and three messages");
+    for key in keys.iter().step_by(97) {
+        let exists: bool =
+            redis::cmd("EXISTS").arg(s.app.key(key)).query_async(&mut conn).await.unwrap();
+        assert!(!exists, "{key}");
+    }
+}

@@ -19,12 +19,14 @@ use harness::process::{run_origin, run_origin_within};
 use harness::tls::{REDIS_USER, TlsEnv};
 use origin::{Application, Settings};
 
-/// One certificate set for the whole binary, in a directory of its own.
+/// One certificate set for the whole binary, in a directory of its own under the build's
+/// temporary directory (`target/tmp`: a static is never dropped, and under /tmp every run left
+/// one behind).
 fn certs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("nexnum-tls-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("nexnum-tls-{}", uuid::Uuid::new_v4().simple()));
         harness::tls::write_set(&dir).expect("certificates");
         dir
     })
