@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SERVICES := source scripts/services.sh
 CARGO ?= cargo
 
-.PHONY: help setup edge deploy-check dev test fleet bench bench-edge-ab bench-instructions stop lint fmt settings seed seed-large fuzz image image-test infra infra-synth openapi client schemathesis example browser
+.PHONY: help setup edge deploy-check dev test fleet bench bench-write-path bench-edge-ab bench-instructions stop lint fmt settings seed seed-large fuzz image image-test infra infra-synth openapi client schemathesis example browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -136,6 +136,11 @@ bench: setup edge ## benchmarks (release, loopback, about ten minutes; plaintext
 	source scripts/tls-services.sh; \
 	ulimit -n 8192 2>/dev/null || true; \
 	target/release/bench run
+
+bench-write-path: setup edge ## the write-path scenario alone (about a minute): readers at the edge while one product is bought 10 times a second and a sync changes 1 % of the prices; table + bench/out/write-path.json
+	@$(SERVICES); \
+	$(CARGO) build --release -p origin -p bench; \
+	target/release/bench write-path
 
 bench-edge-ab: setup edge ## the edge HIT against revision REV (e.g. make bench-edge-ab REV=b4feac2): pinned, interleaved rounds, CPU per request (about two minutes)
 	@scripts/bench-tools.sh wrk

@@ -8,6 +8,8 @@
 //! - [`load`]: wrk runs of each scenario and the interleaved reps.
 //! - [`probes`]: measurements that are not wrk runs (fleet stampede, balance latency).
 //! - [`sync`]: the catalog sync of the large catalog (first load, 1 % changed) under warm hits.
+//! - [`writepath`]: readers at the edge while one product is bought 10 times a second and a sync
+//!   changes 1 % of the prices: the edge's hit ratio, purge calls, origin requests.
 //! - [`results`]: what was measured, as plain data (samples, medians, percentiles).
 //! - [`report`]: ratios, targets, the table and the result files.
 //! - [`procs`]: child processes and their CPU time and memory from `/proc`.
@@ -27,6 +29,7 @@ mod report;
 mod results;
 mod setup;
 mod sync;
+mod writepath;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -102,6 +105,12 @@ enum Cmd {
         #[arg(long, default_value_t = 180)]
         refresh_secs: u64,
     },
+    /// The write-path scenario alone (`make bench-write-path`): readers at the edge, purchases
+    /// and a sync; its table on stdout and `write-path.json` under `--out`.
+    WritePath {
+        #[arg(long, default_value = "bench/out")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -136,6 +145,7 @@ fn main() -> anyhow::Result<()> {
             skip_edge,
             refresh_secs,
         } => rt.block_on(run(reps, secs, connections, &out, skip_edge, refresh_secs)),
+        Cmd::WritePath { out } => rt.block_on(write_path_alone(&out)),
     }
 }
 
@@ -217,6 +227,25 @@ async fn instructions_only(requests: usize, out: &Path, gate: Option<&Path>) -> 
     Ok(())
 }
 
+/// The write-path scenario on the 10k catalog, without the rest of the run.
+async fn write_path_alone(out: &Path) -> anyhow::Result<()> {
+    let env = BenchEnv::from_environment()?;
+    let tmp = out.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let small = setup::db_url(&env.admin, "nexnum_bench_10k");
+    setup::seed(&env, &small, "10k")?;
+    let prefix = format!("bench:write-path:{}:", uuid::Uuid::new_v4().simple());
+    let result = writepath::write_path(&env, &small, &prefix, &tmp).await;
+    let _ = setup::delete_prefix(&env.redis, &prefix).await;
+    let result = result?;
+    std::fs::write(
+        out.join("write-path.json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
+    print!("{}", report::write_path_table(&result));
+    Ok(())
+}
+
 /// The whole run: 1. set-up, 2. scenarios and probes, 3. report.
 async fn run(
     reps: usize,
@@ -282,6 +311,10 @@ async fn run(
             probes::refresh_ahead(&origin, &hot, 60 / divisor, refresh_secs).await?;
     }
 
+    if !skip_edge {
+        let prefix = servers.extra_prefix("write-path");
+        probes["write_path"] = writepath::write_path(&env, &catalogs.small, &prefix, &tmp).await?;
+    }
     let prefix = servers.extra_prefix("sync");
     probes["sync"] = sync::large_catalog(&env, &catalogs.large, &prefix, &paths.price).await?;
     // Last, with nothing else running: instructions per request under callgrind.

@@ -217,6 +217,39 @@ fn targets(results: &[ScenarioResult], stampede: &serde_json::Value) -> Vec<Targ
             met: keys.is_some() && keys == changed && one["updated"].as_u64() == changed,
         });
     }
+    let w = &stampede["write_path"];
+    if w.is_object() {
+        let busy = &w["busy"];
+        let ratio = busy["unchanged_hit_ratio"].as_f64().unwrap_or(0.0);
+        targets.push(Target {
+            target:
+                "write path: edge hit ratio on unchanged products, 10 purchases/s and a 1 % sync"
+                    .into(),
+            goal: ">= 99.5 %".into(),
+            measured: format!("{:.2} %", 100.0 * ratio),
+            met: ratio >= 0.995,
+        });
+        let slowest = w["new_price_after_secs"].as_array().and_then(|a| {
+            a.iter()
+                .filter_map(serde_json::Value::as_f64)
+                .reduce(f64::max)
+        });
+        targets.push(Target {
+            target: "write path: a changed price served by the edge after the sync".into(),
+            goal: "<= 1 s".into(),
+            measured: slowest.map_or("never".into(), |s| format!("{s:.2} s")),
+            met: slowest.is_some_and(|s| s <= 1.0),
+        });
+        let per_min = busy["cloudflare_calls_per_min"]
+            .as_f64()
+            .unwrap_or(f64::MAX);
+        targets.push(Target {
+            target: "write path: Cloudflare purge calls".into(),
+            goal: format!("<= {} a minute (the budget)", w["budget_per_min"]),
+            measured: format!("{per_min:.1} a minute"),
+            met: per_min <= w["budget_per_min"].as_f64().unwrap_or(0.0),
+        });
+    }
     // Every figure above counts only if each response was the one meant: no 429s, no errors.
     let non_2xx: u64 = results.iter().map(|r| r.median.errors).sum();
     targets.push(Target {
@@ -415,6 +448,7 @@ fn render(r: &Report) -> String {
         ));
     }
     s.push_str(&sync_table(&st["sync"]));
+    s.push_str(&write_path_table(&st["write_path"]));
     let rows: Vec<crate::instructions::Row> =
         serde_json::from_value(st["instructions"].clone()).unwrap_or_default();
     if !rows.is_empty() {
@@ -435,6 +469,52 @@ fn render(r: &Report) -> String {
             if t.met { "yes" } else { "NO" }
         ));
     }
+    s
+}
+
+/// The write-path probe: the quiet phase (readers only) beside the busy one (purchases and a sync).
+pub fn write_path_table(w: &serde_json::Value) -> String {
+    if !w.is_object() {
+        return String::new();
+    }
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let after: Vec<String> = w["new_price_after_secs"]
+        .as_array()
+        .map(|a| a.iter().map(|v| format!("{:.2}", f(v))).collect())
+        .unwrap_or_default();
+    let mut s = format!(
+        "\nthe write path (#34): {} readers over one country's {} price URLs at the edge (workerd); busy: \
+         {} purchases a second of one of them and a sync changing {} of the provider's {} prices; \
+         purge budget {} calls a minute per sink; the changed products' new price served {} s after \
+         the sync ended:\n\n\
+         | phase | seconds | reads | hit ratio, unchanged products | hit ratio, the bought product | \
+         catalog requests at the origin | edge purge calls (/min) | Cloudflare calls (/min) | purchases |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        w["readers"],
+        w["read_urls"],
+        w["purchases_per_sec"],
+        w["changed"],
+        w["offers"],
+        w["budget_per_min"],
+        after.join(", "),
+    );
+    for name in ["quiet", "busy"] {
+        let p = &w[name];
+        s.push_str(&format!(
+            "| {name} | {:.1} | {} | {:.2} % | {:.2} % | {} | {} ({:.1}) | {} ({:.1}) | {} |\n",
+            f(&p["secs"]),
+            p["reads"],
+            100.0 * f(&p["unchanged_hit_ratio"]),
+            100.0 * f(&p["bought_product_hit_ratio"]),
+            p["origin_catalog_requests"],
+            p["edge_purge_calls"],
+            f(&p["edge_purge_calls_per_min"]),
+            p["cloudflare_calls"],
+            f(&p["cloudflare_calls_per_min"]),
+            p["purchases"],
+        ));
+    }
+    s.push('\n');
     s
 }
 

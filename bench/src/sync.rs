@@ -98,6 +98,12 @@ pub async fn large_catalog(
     pool.close().await;
 
     let catalog = Theirs::new(&countries, &services)?;
+    ensure!(
+        catalog.countries.len() >= 100 && catalog.services.len() >= 500,
+        "the 5sim mapping covers only {} countries and {} services of the large catalog",
+        catalog.countries.len(),
+        catalog.services.len()
+    );
     let documents: Arc<RwLock<HashMap<String, Bytes>>> = Arc::default();
     let mut offers = 0;
     for (i, p) in providers.iter().enumerate() {
@@ -134,7 +140,7 @@ pub async fn large_catalog(
     let mut changed = 0;
     for (i, p) in providers.iter().enumerate() {
         let (doc, _, touched) = catalog.document(i, true);
-        changed += touched;
+        changed += touched.len();
         documents.write().unwrap().insert(p.clone(), doc);
     }
     let second = sync(env, db, prefix, &sync_providers, &client, &base, hit).await?;
@@ -185,15 +191,7 @@ async fn sync(
         stop.clone(),
     ));
     let started = Instant::now();
-    let child = Command::new(&env.bin)
-        .args(["sync", "--json"])
-        .env("DATABASE_URL", db)
-        .env("REDIS_URL", &env.redis)
-        .env("REDIS_KEY_PREFIX", prefix)
-        .env("SYNC_PROVIDERS", providers)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+    let child = sync_command(env, db, prefix, providers, &[])
         .spawn()
         .context("starting origin sync")?;
     let rss = RssSampler::start(child.id());
@@ -232,6 +230,27 @@ async fn sync(
     Ok(run)
 }
 
+/// `origin sync --json` of `providers` into `db`, as an operator runs it (its report on stdout).
+pub(crate) fn sync_command(
+    env: &BenchEnv,
+    db: &str,
+    prefix: &str,
+    providers: &str,
+    extra: &[(&str, &str)],
+) -> Command {
+    let mut cmd = Command::new(&env.bin);
+    cmd.envs(extra.iter().copied());
+    cmd.args(["sync", "--json"])
+        .env("DATABASE_URL", db)
+        .env("REDIS_URL", &env.redis)
+        .env("REDIS_KEY_PREFIX", prefix)
+        .env("SYNC_PROVIDERS", providers)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
 async fn timed_reads(
     client: &reqwest::Client,
     base: &str,
@@ -250,15 +269,16 @@ async fn timed_reads(
     readers.await?
 }
 
-/// The large catalog in 5sim's names: each of our countries and services under the name 5sim
-/// gives it (the shipped mapping read backwards).
-struct Theirs {
-    countries: Vec<String>,
-    services: Vec<String>,
+/// A catalog in 5sim's names: each of our countries and services that 5sim's mapping names,
+/// under the name 5sim gives it (the shipped mapping read backwards), beside ours.
+pub(crate) struct Theirs {
+    /// (theirs, ours)
+    pub(crate) countries: Vec<(String, String)>,
+    pub(crate) services: Vec<(String, String)>,
 }
 
 impl Theirs {
-    fn new(countries: &[String], services: &[String]) -> anyhow::Result<Theirs> {
+    pub(crate) fn new(countries: &[String], services: &[String]) -> anyhow::Result<Theirs> {
         let mapping = Mapping::builtin("5sim")?;
         let back = |table: &std::collections::BTreeMap<String, String>, ours: &str| {
             table
@@ -266,22 +286,21 @@ impl Theirs {
                 .find(|(_, o)| o.as_str() == ours)
                 .map(|(theirs, _)| theirs.clone())
         };
-        let countries: Vec<String> = countries
+        let countries = countries
             .iter()
-            .filter_map(|c| back(&mapping.countries, c))
+            .filter_map(|c| Some((back(&mapping.countries, c)?, c.clone())))
             .collect();
         // An unlisted service keeps its own name (the mapping says so); a listed one is renamed.
-        let services: Vec<String> = services
+        let services = services
             .iter()
-            .map(|s| back(&mapping.services, s).unwrap_or_else(|| s.clone()))
-            .filter(|s| mapping.service(s).is_some())
+            .map(|s| {
+                (
+                    back(&mapping.services, s).unwrap_or_else(|| s.clone()),
+                    s.clone(),
+                )
+            })
+            .filter(|(theirs, _)| mapping.service(theirs).is_some())
             .collect();
-        ensure!(
-            countries.len() >= 100 && services.len() >= 500,
-            "the 5sim mapping covers only {} countries and {} services of the large catalog",
-            countries.len(),
-            services.len()
-        );
         Ok(Theirs {
             countries,
             services,
@@ -290,19 +309,23 @@ impl Theirs {
 
     /// Provider `p`'s document (~95 % of the products offered, deterministic), with every
     /// [`CHANGE_EVERY`]th offer one rouble dearer when `changed` (+1.32 ¢ after the rate and
-    /// markup: every one a different price in cents). Returns the document, its offers, and how
-    /// many of them `changed` touches.
-    fn document(&self, p: usize, changed: bool) -> (Bytes, usize, usize) {
+    /// markup: every one a different price in cents). Returns the document, its offers, and the
+    /// products (our country and service codes) `changed` touches.
+    pub(crate) fn document(
+        &self,
+        p: usize,
+        changed: bool,
+    ) -> (Bytes, usize, Vec<(String, String)>) {
         let mut out = String::with_capacity(self.countries.len() * self.services.len() * 56);
-        let (mut offers, mut touched) = (0, 0);
+        let (mut offers, mut touched) = (0, Vec::new());
         out.push('{');
-        for (ci, country) in self.countries.iter().enumerate() {
+        for (ci, (country, our_country)) in self.countries.iter().enumerate() {
             if ci > 0 {
                 out.push(',');
             }
             out.push_str(&format!("\"{country}\":{{"));
             let mut first = true;
-            for (si, service) in self.services.iter().enumerate() {
+            for (si, (service, our_service)) in self.services.iter().enumerate() {
                 let h = mix(p, ci, si);
                 if h % 100 >= 95 {
                     continue;
@@ -310,7 +333,7 @@ impl Theirs {
                 let mut tenths = 50 + (h >> 8) % 4000; // 5.0 … 404.9 roubles
                 if changed && offers % CHANGE_EVERY == 0 {
                     tenths += 10;
-                    touched += 1;
+                    touched.push((our_country.clone(), our_service.clone()));
                 }
                 let count = 1 + (h >> 24) % 5000;
                 if !first {
@@ -338,7 +361,9 @@ fn mix(p: usize, c: usize, s: usize) -> u64 {
 }
 
 /// The stand-in upstream: `GET /{provider}` answers that provider's current document.
-async fn serve(documents: Arc<RwLock<HashMap<String, Bytes>>>) -> anyhow::Result<Upstream> {
+pub(crate) async fn serve(
+    documents: Arc<RwLock<HashMap<String, Bytes>>>,
+) -> anyhow::Result<Upstream> {
     let port = spare_port()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let app = axum::Router::new().route(
@@ -359,8 +384,8 @@ async fn serve(documents: Arc<RwLock<HashMap<String, Bytes>>>) -> anyhow::Result
     Ok(Upstream { port, task })
 }
 
-struct Upstream {
-    port: u16,
+pub(crate) struct Upstream {
+    pub(crate) port: u16,
     task: tokio::task::JoinHandle<()>,
 }
 

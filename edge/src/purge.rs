@@ -9,37 +9,21 @@
 //!   refresh replaces it, so the herd a purge would send to the origin never forms (Fastly's and
 //!   Vercel's soft purge).
 //!
-//! Invariants: a purge is never forgotten while an entry it covers could still be served — marks
-//! live for the longest time any entry is kept ([`MAX_RETENTION_MS`]); past [`MAX_MARKS`] tags the
-//! table collapses into one mark for everything (over-purging, never under-purging).
+//! Invariants: a purge is never forgotten while an entry it covers could still be served — a mark
+//! lives as long as the answers carrying its tag are kept ([`shared::tags::retention_secs`]:
+//! minutes for price tags, [`MAX_RETENTION_MS`] for the rest); past [`MAX_MARKS`] tags, product
+//! marks widen into their country's (`price:p:c:s` → `prices:p:c`, which every price answer of
+//! that country carries), and only if that is not enough does the table collapse into one mark
+//! for everything (over-purging, never under-purging).
 
 use std::collections::HashMap;
-
-use shared::DataType;
 
 /// Most tags remembered one by one.
 pub const MAX_MARKS: usize = 10_000;
 
 /// The longest an entry is kept at the edge (fresh plus the longer stale window), over every
 /// cached data type: a mark older than this covers nothing that can still be served.
-pub const MAX_RETENTION_MS: u64 = {
-    let all = [
-        DataType::Providers.policy(),
-        DataType::Countries.policy(),
-        DataType::Services.policy(),
-        DataType::Prices.policy(),
-    ];
-    let mut longest = 0;
-    let mut i = 0;
-    while i < all.len() {
-        let r = all[i].edge_retention() as u64;
-        if r > longest {
-            longest = r;
-        }
-        i += 1;
-    }
-    longest * 1000
-};
+pub const MAX_RETENTION_MS: u64 = shared::policy::LONGEST_EDGE_RETENTION_SECS as u64 * 1000;
 
 /// A tag's last hard and last soft purge, kept apart: a hard purge is never undone by a later
 /// soft one (an entry from before the hard purge stays a miss, whatever comes after).
@@ -57,6 +41,12 @@ impl Mark {
             &mut self.hard_at_ms
         };
         *slot = Some(slot.map_or(now_ms, |t| t.max(now_ms)));
+    }
+
+    /// As strong as both.
+    fn merge(&mut self, other: Mark) {
+        self.hard_at_ms = self.hard_at_ms.max(other.hard_at_ms);
+        self.soft_at_ms = self.soft_at_ms.max(other.soft_at_ms);
     }
 
     fn latest_ms(&self) -> u64 {
@@ -102,8 +92,27 @@ impl Purges {
                 .add(soft, now_ms);
         }
         if self.by_tag.len() > MAX_MARKS {
-            self.by_tag
-                .retain(|_, m| now_ms.saturating_sub(m.latest_ms()) < MAX_RETENTION_MS);
+            self.by_tag.retain(|tag, m| {
+                let kept_ms = u64::from(shared::tags::retention_secs(tag)) * 1000;
+                now_ms.saturating_sub(m.latest_ms()) < kept_ms
+            });
+        }
+        if self.by_tag.len() > MAX_MARKS {
+            // Product marks into their country's: broader, never missing an entry.
+            let products: Vec<String> = self
+                .by_tag
+                .keys()
+                .filter(|t| shared::tags::country_of(t).is_some())
+                .cloned()
+                .collect();
+            for tag in products {
+                let (Some(mark), Some(country)) =
+                    (self.by_tag.remove(&tag), shared::tags::country_of(&tag))
+                else {
+                    continue;
+                };
+                self.by_tag.entry(country).or_default().merge(mark);
+            }
         }
         if self.by_tag.len() > MAX_MARKS {
             // Collapsed into one mark for everything, as strong as the strongest it replaces.
@@ -228,5 +237,55 @@ mod tests {
             "expired mark swept"
         );
         assert_eq!(p.verdict(&tags(&["t1"]), 0), Verdict::Gone);
+    }
+
+    /// Per-product tags (#34): a busy day purges more distinct tags than the table holds; that
+    /// widens them to their countries, never to the whole catalog, and a price mark goes once no
+    /// price answer from before it can be served.
+    #[test]
+    fn many_product_purges_widen_to_their_countries_not_to_everything() {
+        let mut p = Purges::default();
+        for i in 0..=MAX_MARKS {
+            p.record(&[format!("price:p:c{}:s{i}", i % 50)], true, 10);
+        }
+        assert!(p.len() <= MAX_MARKS, "{}", p.len());
+        let lists = tags(&["catalog", "provider:p", "countries:p"]);
+        assert_eq!(
+            p.verdict(&lists, 9),
+            Verdict::Current,
+            "not the whole catalog"
+        );
+        let sibling = tags(&["catalog", "provider:p", "prices:p:c7", "price:p:c7:other"]);
+        assert_eq!(
+            p.verdict(&sibling, 9),
+            Verdict::Stale,
+            "its country: broader, still soft"
+        );
+        assert_eq!(p.verdict(&sibling, 11), Verdict::Current);
+        let elsewhere = tags(&["catalog", "provider:q", "prices:q:c7", "price:q:c7:s1"]);
+        assert_eq!(
+            p.verdict(&elsewhere, 9),
+            Verdict::Current,
+            "another provider"
+        );
+
+        // A price mark older than the price answers' retention is swept first.
+        let price_ms = u64::from(shared::policy::DataType::Prices.policy().edge_retention()) * 1000;
+        let mut p = Purges::default();
+        p.record(&tags(&["price:p:c:old", "countries:p"]), false, 0);
+        for i in 0..MAX_MARKS - 1 {
+            p.record(&[format!("t{i}")], false, price_ms + 1);
+        }
+        let old = tags(&["prices:p:c", "price:p:c:old"]);
+        assert_eq!(
+            p.verdict(&old, 0),
+            Verdict::Current,
+            "a price mark outlives no price answer"
+        );
+        assert_eq!(
+            p.verdict(&tags(&["countries:p"]), 0),
+            Verdict::Gone,
+            "a list mark stays"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The catalog read path: each public route's data, through the cache-aside helpers, as the
-//! exact JSON bytes of the response body.
+//! exact JSON bytes of the response body; and the write side's rule for what a change makes
+//! stale ([`change_of`], [`Stale`], [`invalidate`]).
 //!
 //! **Made-up codes cost no query.** Before a price is loaded from PostgreSQL (a miss in L1 and
 //! Redis), its provider, country and service are looked up in the catalog's own cached lists
@@ -20,7 +21,77 @@ use shared::{DataType, Product, Slug, keys};
 use crate::cache::{Cache, LoadError, Loaded, Value};
 use crate::db::Db;
 use crate::db::catalog::PriceLookup;
+use crate::purge::{Kind, Purger};
 use crate::small::Small;
+
+/// What a change of one product's row (`(price_cents, stock)`, `None`: no row before) does to
+/// its cached answers — the write side's one rule for what goes stale: nothing when the answer
+/// shows the same (its price and its availability step, [`shared::types::Availability`]: a
+/// purchase that leaves a product in its step is invisible to every cache); a soft purge when
+/// it shows something new but the product is still there to buy (a buyer acting on the stale
+/// copy is refused with `price_changed` and charged nothing); a hard one when the product is
+/// new or leaves sale (nobody should be offered what cannot be bought).
+pub fn change_of(old: Option<(i64, i64)>, new: (i64, i64)) -> Option<Kind> {
+    use shared::types::Availability;
+    let shown = |(price, stock): (i64, i64)| (price, Availability::of(stock));
+    match old {
+        Some(old) if shown(old) == shown(new) => None,
+        Some(_) if Availability::of(new.1) != Availability::SoldOut => Some(Kind::Soft),
+        _ => Some(Kind::Hard),
+    }
+}
+
+/// Keys a catalog write made stale, each with how the caches downstream let their copies go.
+#[derive(Debug, Default)]
+pub struct Stale {
+    pub soft: Vec<String>,
+    pub hard: Vec<String>,
+}
+
+impl Stale {
+    pub fn add(&mut self, key: String, kind: Kind) {
+        match kind {
+            Kind::Soft => self.soft.push(key),
+            Kind::Hard => self.hard.push(key),
+        }
+    }
+
+    /// Adds the product's price key if its change ([`change_of`]) shows.
+    pub fn product(&mut self, product: &Product, old: Option<(i64, i64)>, new: (i64, i64)) {
+        if let Some(kind) = change_of(old, new) {
+            self.add(keys::price(product), kind);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.soft.len() + self.hard.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keys dropped from Redis per round trip (each batch one message to the replicas' L1s).
+pub const INVALIDATE_BATCH: usize = 1000;
+
+/// After a write commits: drops the stale keys fleet-wide (Redis and every replica's L1), then
+/// queues the purge of their tags downstream — after, so a purged cache refilling at once finds
+/// the new value. A failure to drop is logged and counted: the value then expires by its TTL
+/// (60 s for prices, 30 s for balances).
+pub async fn invalidate(cache: &Cache, purger: &Purger, stale: &Stale) {
+    // Redis and the replicas' L1s drop both kinds alike: one round trip (and one message) per
+    // batch; only the downstream caches are told which kind each key's change is.
+    let keys: Vec<String> = stale.hard.iter().chain(&stale.soft).cloned().collect();
+    for batch in keys.chunks(INVALIDATE_BATCH) {
+        if let Err(e) = cache.invalidate(batch).await {
+            crate::meters::cache_invalidation_failed();
+            tracing::warn!(error = %e, "cache invalidation failed; entries expire by TTL");
+        }
+    }
+    purger.keys(&stale.hard, Kind::Hard);
+    purger.keys(&stale.soft, Kind::Soft);
+}
 
 /// Why a catalog read has no answer.
 #[derive(Debug, thiserror::Error)]

@@ -313,7 +313,27 @@ pub static VARS: &[Var] = &[
     var(
         "PURGE_BATCH_MS",
         Value("100"),
-        "changes within this window are purged together: each tag once, one call per cache",
+        "changes within this window go to the fleet's purge queue (Redis) together, each tag \
+         once; the sender looks for new tags this often",
+    ),
+    var(
+        "EDGE_PURGE_RATE",
+        Value("5/s"),
+        "the fleet's budget of calls to `EDGE_PURGE_URL` (`N/s`, `N/min`, `N/h`; up to 100 tags \
+         a call): keep it under the edge's per-client limit for the origin's address \
+         (`RATE_LIMIT_PER_MINUTE`)",
+    ),
+    var(
+        "CLOUDFLARE_PURGE_RATE",
+        Value("5/s"),
+        "the fleet's budget of calls to Cloudflare's purge API, up to 100 tags a call: at or \
+         under the account's plan, less what else purges on the account (Cloudflare, per \
+         account: Free `5/min`, Pro `5/s`, Business `10/s`, Enterprise `50/s`)",
+    ),
+    var(
+        "NEXT_REVALIDATE_RATE",
+        Value("5/s"),
+        "the fleet's budget of calls to `NEXT_REVALIDATE_URL`, up to 100 tags a call",
     ),
     var(
         "SYNC_PROVIDERS",
@@ -840,9 +860,64 @@ pub struct PurgeSettings {
     /// API base, zone, token.
     pub cloudflare: Option<(String, String, SecretString)>,
     pub next: Option<(String, SecretString)>,
+    /// The fleet's budget of calls to each (`EDGE_PURGE_RATE`, `CLOUDFLARE_PURGE_RATE`,
+    /// `NEXT_REVALIDATE_RATE`).
+    pub edge_rate: Rate,
+    pub cloudflare_rate: Rate,
+    pub next_rate: Rate,
     pub batch: Duration,
     /// Bound on one purge call.
     pub timeout: Duration,
+}
+
+/// A budget of calls: `N/s`, `N/min` or `N/h` (`5/s`; Cloudflare's free plan: `5/min`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub calls: u32,
+    pub per: Duration,
+}
+
+impl Default for Rate {
+    /// `5/s`.
+    fn default() -> Rate {
+        Rate {
+            calls: 5,
+            per: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Rate {
+    /// Between two calls, on average.
+    pub fn interval(&self) -> Duration {
+        self.per / self.calls
+    }
+
+    /// Calls allowed at once: a second's worth, at least one.
+    pub fn burst(&self) -> u32 {
+        let per_sec = self.calls as u64 * 1000 / (self.per.as_millis() as u64).max(1);
+        per_sec.clamp(1, 1000) as u32
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Rate, String> {
+        let bad = || format!("expected calls per period, like 5/s, 300/min or 100/h: {s:?}");
+        let (calls, per) = s.trim().split_once('/').ok_or_else(bad)?;
+        let calls: u32 = calls.trim().parse().map_err(|_| bad())?;
+        let per = match per.trim() {
+            "s" => Duration::from_secs(1),
+            "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        if !(1..=1000).contains(&calls) {
+            return Err(format!("between 1 and 1000 calls per period: {s:?}"));
+        }
+        Ok(Rate { calls, per })
+    }
 }
 
 impl PurgeSettings {
@@ -939,6 +1014,9 @@ impl PurgeSettings {
             edge,
             cloudflare,
             next,
+            edge_rate: env.parse("EDGE_PURGE_RATE")?,
+            cloudflare_rate: env.parse("CLOUDFLARE_PURGE_RATE")?,
+            next_rate: env.parse("NEXT_REVALIDATE_RATE")?,
             batch: Duration::from_millis(batch),
             timeout: Duration::from_secs(5),
         })

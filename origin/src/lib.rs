@@ -16,7 +16,10 @@
 //! - [`sync`]: prices and stock from the upstream providers, diffed, applied in one
 //!   transaction, exactly the changed keys invalidated.
 //! - [`purge`]: telling the caches downstream (the edge, Cloudflare, Next.js) which cache tags a
-//!   change made out of date — the one module that talks to them.
+//!   change made out of date, through one fleet-wide queue in Redis and one sender within each
+//!   cache's budget — the one module that talks to them.
+//! - [`lease`]: work one replica of the fleet does at a time (a provider's sync, the purge
+//!   sender), as leases in Redis.
 //! - [`policies`]: the shared policy table as this configuration's header values.
 //! - [`seed`]: the deterministic demo/benchmark catalog.
 //! - [`meters`]: every Prometheus metric: names, handles, gauges.
@@ -45,6 +48,7 @@ pub mod db;
 pub mod ecs;
 pub mod faults;
 pub mod http;
+pub mod lease;
 pub mod meters;
 pub mod monitor;
 pub mod outbound;

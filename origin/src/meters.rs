@@ -106,11 +106,35 @@ fn describe_and_baseline() {
     );
     describe_counter!(
         "purge_calls_total",
-        "Purge calls to a downstream cache (edge, cloudflare, next) by outcome (ok, retried, refused, failed)"
+        "Purge calls to a downstream cache (edge, cloudflare, next) by outcome: ok; failed (5xx, timeout: its tags queued again); rate_limited (429: queued again, the sink paused); refused (4xx or a redirect: dropped); soft_refused (Cloudflare took no invalidate_cache: purged hard since)"
     );
     describe_counter!(
         "purge_tags_total",
         "Cache tags a downstream cache confirmed purged"
+    );
+    describe_gauge!(
+        "purge_queue_tags",
+        "Cache tags waiting in the fleet's purge queue for a sink (reported by the replica sending)"
+    );
+    describe_gauge!(
+        "purge_queue_oldest_seconds",
+        "How long the oldest tag waiting for a sink has waited (reported by the replica sending)"
+    );
+    describe_gauge!(
+        "purge_sender",
+        "1 on the replica holding the purge sender's lease"
+    );
+    describe_counter!(
+        "purge_merged_tags_total",
+        "Product tags queued as their country's tag: the queue held more than the sink's budget sends in 10 s"
+    );
+    describe_counter!(
+        "purge_expired_tags_total",
+        "Tags dropped unsent after waiting longer than any cache keeps a copy (the purge came too late to matter)"
+    );
+    describe_counter!(
+        "purge_enqueue_failures_total",
+        "Round trips to the purge queue that failed (the tags were held in memory and tried again)"
     );
     describe_counter!(
         "sync_runs_total",
@@ -193,9 +217,17 @@ fn describe_and_baseline() {
     hit_path().increment(0);
     metrics::counter!("cache_invalidation_failures_total").increment(0);
     for sink in ["edge", "cloudflare", "next"] {
-        metrics::counter!("purge_calls_total", "sink" => sink, "outcome" => "failed").increment(0);
+        for outcome in ["ok", "failed", "refused", "rate_limited"] {
+            metrics::counter!("purge_calls_total", "sink" => sink, "outcome" => outcome)
+                .increment(0);
+        }
         metrics::counter!("purge_tags_total", "sink" => sink).increment(0);
+        metrics::counter!("purge_merged_tags_total", "sink" => sink).increment(0);
+        metrics::counter!("purge_expired_tags_total", "sink" => sink).increment(0);
+        purge_backlog(sink, 0, std::time::Duration::ZERO);
     }
+    purge_sender(false);
+    metrics::counter!("purge_enqueue_failures_total").increment(0);
     metrics::counter!("dependency_unavailable_total").increment(0);
     metrics::counter!("edge_secret_mismatch_total").increment(0);
     metrics::counter!("edge_secret_previous_total").increment(0);
@@ -324,8 +356,8 @@ pub fn sync_succeeded(provider: &str) {
         .set(now);
 }
 
-/// `purge_calls_total{sink, outcome}`: one call to a downstream cache (`ok`, `retried`,
-/// `refused`, `failed`).
+/// `purge_calls_total{sink, outcome}`: one call to a downstream cache (`ok`, `failed`,
+/// `rate_limited`, `refused`, `soft_refused`).
 pub fn purge_call(sink: &'static str, outcome: &'static str) {
     metrics::counter!("purge_calls_total", "sink" => sink, "outcome" => outcome).increment(1);
 }
@@ -333,6 +365,36 @@ pub fn purge_call(sink: &'static str, outcome: &'static str) {
 /// `purge_tags_total{sink}`: cache tags a downstream cache confirmed purged.
 pub fn purge_tags(sink: &'static str, tags: usize) {
     metrics::counter!("purge_tags_total", "sink" => sink).increment(tags as u64);
+}
+
+/// `purge_queue_tags{sink}` and `purge_queue_oldest_seconds{sink}`, as the sender last saw them.
+pub fn purge_backlog(sink: &'static str, pending: u64, oldest: std::time::Duration) {
+    metrics::gauge!("purge_queue_tags", "sink" => sink).set(pending as f64);
+    metrics::gauge!("purge_queue_oldest_seconds", "sink" => sink).set(oldest.as_secs_f64());
+}
+
+/// `purge_sender`: whether this replica holds the sender's lease.
+pub fn purge_sender(holding: bool) {
+    metrics::gauge!("purge_sender").set(if holding { 1.0 } else { 0.0 });
+}
+
+/// `purge_merged_tags_total{sink}`.
+pub fn purge_merged(sink: &'static str, merged: u64) {
+    if merged > 0 {
+        metrics::counter!("purge_merged_tags_total", "sink" => sink).increment(merged);
+    }
+}
+
+/// `purge_expired_tags_total{sink}`.
+pub fn purge_expired(sink: &'static str, expired: u64) {
+    if expired > 0 {
+        metrics::counter!("purge_expired_tags_total", "sink" => sink).increment(expired);
+    }
+}
+
+/// `purge_enqueue_failures_total`.
+pub fn purge_enqueue_failed() {
+    metrics::counter!("purge_enqueue_failures_total").increment(1);
 }
 
 pub fn cache_l1_live(live: bool) {

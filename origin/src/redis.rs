@@ -99,6 +99,10 @@ fn io_cause(e: &redis::RedisError) -> Option<&std::io::Error> {
 /// Bound on opening a pub/sub connection and subscribing.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The bound on Redis calls of background work (the purge queue, leases): long enough that a
+/// busy server's reply arrives, so the caller knows what its script did.
+pub const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct Redis {
     conn: Conn,
@@ -603,14 +607,31 @@ impl Redis {
         keys: &[&str],
         args: impl ToRedisArgs,
     ) -> Result<T, RedisError> {
+        self.eval_within(op, self.timeout, script, keys, args).await
+    }
+
+    /// [`Redis::eval`] bounded by `bound` (at least the configured bound) instead: for background
+    /// work no request waits on ([`BACKGROUND_TIMEOUT`]), where a reply lost to the request
+    /// path's tight bound would leave a script's effect unknown to its caller.
+    pub async fn eval_within<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        bound: Duration,
+        script: &Script,
+        keys: &[&str],
+        args: impl ToRedisArgs,
+    ) -> Result<T, RedisError> {
         let mut invocation = script.prepare_invoke();
         for key in keys {
             invocation.key(self.full(key));
         }
         invocation.arg(args);
         let mut conn = self.conn.clone();
-        self.bounded(op, async move { invocation.invoke_async(&mut conn).await })
-            .await
+        let bound = bound.max(self.timeout);
+        self.bounded_by(op, bound, async move {
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
     }
 
     /// `INFO <section>` as text from every server holding data, with its address (`None` for

@@ -92,8 +92,13 @@ impl Application {
             .collect();
         meters::sync_baseline(&providers);
         let (stopping, _) = tokio::sync::watch::channel(false);
-        let purger = Purger::start(&settings.purge, &settings.http_roots)
-            .map_err(|e| StartupError::Client(e.to_string()))?;
+        let purger = Purger::start(
+            &settings.purge,
+            &settings.http_roots,
+            &redis,
+            Some(stopping.subscribe()),
+        )
+        .map_err(|e| StartupError::Client(e.to_string()))?;
         if !settings.sync.interval.is_zero() && !settings.sync.upstreams.is_empty() {
             crate::sync::check_mappings(&settings.sync)
                 .map_err(|e| StartupError::Sync(e.to_string()))?;
@@ -202,6 +207,7 @@ impl Application {
             max_per_peer: self.state.settings.max_connections_per_peer,
         };
         let grace = self.state.settings.shutdown_grace;
+        let purger = self.state.purger.clone();
         let public = http::public(self.state.clone());
         let app = move |req, peer| public.clone().serve(req, peer).map(Ok);
         let ops = server::routed(http::ops_router(self.state));
@@ -226,6 +232,9 @@ impl Application {
                     drained(done_rx)
                 ),
             );
+            // What the last requests changed is in the fleet's purge queue before the process
+            // goes (the other replicas' sender sends it); bounded, within the grace period.
+            purger.flush(Duration::from_secs(2)).await;
             Ok(())
         };
         let deadline = async move {

@@ -57,8 +57,47 @@ pub struct Price {
     pub service: String,
     /// Price of one number, in US cents.
     pub price_cents: i64,
-    /// Numbers in stock at the time of reading (cached up to the price TTL).
+    /// How many numbers there are, in coarse steps ([`crate::policy::availability`]): what a
+    /// cached answer promises about stock. A purchase changes the answer only when it crosses a
+    /// step; whether a number is really left is decided when it is bought (409 `out_of_stock`).
+    pub availability: Availability,
+}
+
+/// Stock in coarse steps: `in_stock`, `few_left` (at most
+/// [`crate::policy::availability::FEW_LEFT_AT_MOST`]), `sold_out` (none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    InStock,
+    FewLeft,
+    SoldOut,
+}
+
+impl Availability {
+    /// The step `stock` numbers are in.
+    pub const fn of(stock: i64) -> Availability {
+        if stock <= 0 {
+            Availability::SoldOut
+        } else if stock <= crate::policy::availability::FEW_LEFT_AT_MOST {
+            Availability::FewLeft
+        } else {
+            Availability::InStock
+        }
+    }
+}
+
+/// `PUT /v1/admin/prices/{provider}/{country}/{service}`: the product as set, its exact stock
+/// included (an operator's answer, never cached).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PriceSet {
+    pub provider: String,
+    pub country: String,
+    pub service: String,
+    pub price_cents: i64,
     pub stock: i64,
+    pub availability: Availability,
 }
 
 /// `GET /v1/catalog/{provider}/prices/{country}?services=a,b,c`. Generic over the element so the

@@ -12,12 +12,15 @@
 //                     measures the worker and not the proxy
 //   EDGE_LOG_FILE     optional: workerd writes its output (the worker's log lines) to this file
 //                     instead of through this process (the benchmark's setting)
+//   EDGE_BUILD_DIR    optional: another build of the worker than edge/build (a benchmark of an
+//                     earlier revision's, with the bench's ORIGIN_BIN)
 // Prints "READY <url>" once serving; exits on SIGTERM/SIGINT or when stdin closes.
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const build = path.resolve(process.env.EDGE_BUILD_DIR ?? path.join(root, "edge/build"));
 // EDGE_STATIC_BODY: serve a static-response JS worker instead (the benchmark's edge ceiling).
 const staticBody = process.env.EDGE_STATIC_BODY;
 const jsCacheOrigin = process.env.EDGE_JS_CACHE_ORIGIN;
@@ -48,9 +51,9 @@ export default {
 export default { fetch() { return new Response(body, { headers: { "content-type": "application/json" } }); } };`,
     }
   : {
-      scriptPath: path.join(root, "edge/build/worker/shim.mjs"),
+      scriptPath: path.join(build, "worker/shim.mjs"),
       modules: true,
-      modulesRoot: path.join(root, "edge/build"),
+      modulesRoot: build,
       // The shim re-exports build/index.js, which imports the wasm module.
       modulesRules: [
         { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },

@@ -98,6 +98,22 @@ pub async fn some_price(pool: &PgPool, skip: i64) -> (String, String, String, i6
     .expect("a seeded price")
 }
 
+/// The exact stock of a product (`{"provider", "country", "service"}`) in PostgreSQL: answers
+/// show only its availability step.
+pub async fn stock_of(pool: &PgPool, product: &Value) -> i64 {
+    sqlx::query_scalar(
+        "SELECT p.stock FROM prices p JOIN providers pr ON pr.id = p.provider_id
+           JOIN countries c ON c.id = p.country_id JOIN services s ON s.id = p.service_id
+          WHERE pr.code = $1 AND c.code = $2 AND s.code = $3",
+    )
+    .bind(product["provider"].as_str().unwrap())
+    .bind(product["country"].as_str().unwrap())
+    .bind(product["service"].as_str().unwrap())
+    .fetch_one(pool)
+    .await
+    .expect("the product's stock")
+}
+
 impl TestDb {
     pub async fn new(scale: Option<Scale>) -> TestDb {
         let name = format!("nexnum_test_{}", uuid::Uuid::new_v4().simple());

@@ -16,6 +16,10 @@ pub struct Call {
     pub body: serde_json::Value,
     /// The body as sent (for bodies that are not one JSON value: Sentry's envelopes).
     pub raw: bytes::Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
+    /// Answered 429 by the sink's own rate limit ([`Sink::limit`]).
+    pub limited: bool,
 }
 
 impl Call {
@@ -43,6 +47,27 @@ struct State {
     calls: Vec<Call>,
     script: VecDeque<Answer>,
     held: bool,
+    /// A token bucket, as Cloudflare's purge API keeps per account: (tokens, capacity, refill
+    /// per second, last refill).
+    bucket: Option<(f64, f64, f64, std::time::Instant)>,
+}
+
+impl State {
+    /// Takes a token from the bucket (true), or finds it empty (false: a 429).
+    fn admit(&mut self) -> bool {
+        let Some((tokens, capacity, per_sec, last)) = self.bucket.as_mut() else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * *per_sec).min(*capacity);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 pub struct Sink {
@@ -62,16 +87,29 @@ impl Sink {
             move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
                 let (st, rel) = (st.clone(), rel.clone());
                 async move {
-                    let held = {
+                    let (held, admitted) = {
                         let mut s = st.lock().unwrap();
+                        let admitted = s.admit();
                         s.calls.push(Call {
                             path: uri.path().to_owned(),
                             headers,
                             body: serde_json::from_slice(&body).unwrap_or_default(),
                             raw: body.clone(),
+                            at: std::time::Instant::now(),
+                            limited: !admitted,
                         });
-                        s.held
+                        (s.held, admitted)
                     };
+                    if !admitted {
+                        let headers = [("retry-after", "1")];
+                        let body =
+                            r#"{"success":false,"errors":[{"code":971,"message":"rate limited"}]}"#;
+                        return axum::response::IntoResponse::into_response((
+                            StatusCode::TOO_MANY_REQUESTS,
+                            headers,
+                            body,
+                        ));
+                    }
                     if held {
                         rel.notified().await;
                     }
@@ -104,6 +142,15 @@ impl Sink {
     /// The next calls are answered like this, in order.
     pub fn script(&self, answers: &[Answer]) {
         self.state.lock().unwrap().script.extend(answers.iter().cloned());
+    }
+
+    /// Rate limits calls as Cloudflare's purge API does: a bucket of `capacity` calls refilled
+    /// at `per_sec`; a call finding it empty is answered 429 with `Retry-After: 1` (and marked
+    /// [`Call::limited`]).
+    pub fn limit(&self, per_sec: f64, capacity: u32) {
+        let capacity = capacity as f64;
+        self.state.lock().unwrap().bucket =
+            Some((capacity, capacity, per_sec, std::time::Instant::now()));
     }
 
     /// Calls are held (unanswered) until [`Sink::release`].

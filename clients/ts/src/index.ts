@@ -127,6 +127,9 @@ export function errorCode(body: unknown): ErrorCode | undefined {
   return typeof code === "string" ? (code as ErrorCode) : undefined;
 }
 
+/** Most product tags one answer carries (`shared::tags::MAX_PRODUCT_TAGS`). */
+export const MAX_PRODUCT_TAGS = 64;
+
 /**
  * The cache tags of a catalog answer, as the API defines them (`shared/src/tags.rs`): tag a
  * server-side fetch with them (Next.js: `next: { tags }`), and the purge the origin sends after
@@ -137,11 +140,17 @@ export function errorCode(body: unknown): ErrorCode | undefined {
  * | `/v1/catalog/providers` | `catalog`, `providers` |
  * | `/v1/catalog/{p}/countries` | `catalog`, `provider:{p}`, `countries:{p}` |
  * | `/v1/catalog/{p}/services` | `catalog`, `provider:{p}`, `services:{p}` |
- * | `/v1/catalog/{p}/prices/{c}[/{s}]` | `catalog`, `provider:{p}`, `prices:{p}:{c}` |
+ * | `/v1/catalog/{p}/prices/{c}/{s}` | `catalog`, `provider:{p}`, `prices:{p}:{c}`, `price:{p}:{c}:{s}` |
+ * | `/v1/catalog/{p}/prices/{c}?services=s1,…` (at most 64) | … `prices:{p}:{c}`, `price:{p}:{c}:{s1}`, … |
+ * | `/v1/catalog/{p}/prices/{c}` (every service, or more than 64) | … `prices:{p}:{c}`, `prices-all:{p}:{c}` |
+ *
+ * A price change purges `price:{p}:{c}:{s}` and `prices-all:{p}:{c}`: one product's answers,
+ * never its whole country's.
  */
 export function catalogTags(path: string): string[] {
-  const parts = (path.split("?")[0] ?? "").split("/").filter(Boolean);
-  const [, , provider, kind, country] = parts;
+  const [pathname, query = ""] = path.split("?");
+  const parts = (pathname ?? "").split("/").filter(Boolean);
+  const [, , provider, kind, country, service] = parts;
   if (parts[0] !== "v1" || parts[1] !== "catalog") return [];
   if (provider === "providers" && parts.length === 3) return ["catalog", "providers"];
   switch (kind) {
@@ -149,8 +158,18 @@ export function catalogTags(path: string): string[] {
       return ["catalog", `provider:${provider}`, `countries:${provider}`];
     case "services":
       return ["catalog", `provider:${provider}`, `services:${provider}`];
-    case "prices":
-      return ["catalog", `provider:${provider}`, `prices:${provider}:${country}`];
+    case "prices": {
+      const base = ["catalog", `provider:${provider}`, `prices:${provider}:${country}`];
+      if (service !== undefined) return [...base, `price:${provider}:${country}:${service}`];
+      const named = new URLSearchParams(query).get("services");
+      const services = named
+        ? [...new Set(named.split(",").map((s) => s.trim()).filter(Boolean))].sort()
+        : [];
+      if (named && services.length <= MAX_PRODUCT_TAGS) {
+        return [...base, ...services.map((s) => `price:${provider}:${country}:${s}`)];
+      }
+      return [...base, `prices-all:${provider}:${country}`];
+    }
     default:
       return ["catalog"];
   }

@@ -338,6 +338,12 @@ export interface components {
             items: components["schemas"]["Activation"][];
             next_cursor?: string | null;
         };
+        /**
+         * @description Stock in coarse steps: `in_stock`, `few_left` (at most
+         *     [`crate::policy::availability::FEW_LEFT_AT_MOST`]), `sold_out` (none).
+         * @enum {string}
+         */
+        Availability: "in_stock" | "few_left" | "sold_out";
         /** @description `GET /v1/me/balance`. */
         BalanceResponse: {
             /** Format: int64 */
@@ -351,6 +357,12 @@ export interface components {
             country: string;
             /** @description Sorted by service code. */
             prices: {
+                /**
+                 * @description How many numbers there are, in coarse steps ([`crate::policy::availability`]): what a
+                 *     cached answer promises about stock. A purchase changes the answer only when it crosses a
+                 *     step; whether a number is really left is decided when it is bought (409 `out_of_stock`).
+                 */
+                availability: components["schemas"]["Availability"];
                 country: string;
                 /**
                  * Format: int64
@@ -359,11 +371,6 @@ export interface components {
                 price_cents: number;
                 provider: string;
                 service: string;
-                /**
-                 * Format: int64
-                 * @description Numbers in stock at the time of reading (cached up to the price TTL).
-                 */
-                stock: number;
             }[];
             provider: string;
             /** @description Asked-for services the provider does not sell in this country. */
@@ -461,6 +468,12 @@ export interface components {
         };
         /** @description `GET /v1/catalog/{provider}/prices/{country}/{service}`, and one element of the bulk answer. */
         Price: {
+            /**
+             * @description How many numbers there are, in coarse steps ([`crate::policy::availability`]): what a
+             *     cached answer promises about stock. A purchase changes the answer only when it crosses a
+             *     step; whether a number is really left is decided when it is bought (409 `out_of_stock`).
+             */
+            availability: components["schemas"]["Availability"];
             country: string;
             /**
              * Format: int64
@@ -469,10 +482,19 @@ export interface components {
             price_cents: number;
             provider: string;
             service: string;
-            /**
-             * Format: int64
-             * @description Numbers in stock at the time of reading (cached up to the price TTL).
-             */
+        };
+        /**
+         * @description `PUT /v1/admin/prices/{provider}/{country}/{service}`: the product as set, its exact stock
+         *     included (an operator's answer, never cached).
+         */
+        PriceSet: {
+            availability: components["schemas"]["Availability"];
+            country: string;
+            /** Format: int64 */
+            price_cents: number;
+            provider: string;
+            service: string;
+            /** Format: int64 */
             stock: number;
         };
         /** @description `PUT /v1/admin/prices`: many products' prices and stock at once, applied whole or not at all. */
@@ -1009,7 +1031,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The new price; its cached copies are dropped fleet-wide. */
+            /** @description The product as set, its exact stock included; its cached copies are dropped fleet-wide when what they show changed. */
             200: {
                 headers: {
                     /** @description The tier's remaining quota, `"<tier>";r=<remaining>;t=<seconds to reset>` (IETF draft RateLimit header). */
@@ -1019,7 +1041,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Price"];
+                    "application/json": components["schemas"]["PriceSet"];
                 };
             };
             /** @description Malformed input (`bad_request`). */

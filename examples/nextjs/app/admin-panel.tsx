@@ -62,7 +62,8 @@ export function AdminPanel({ edge, scope }: { edge: string; scope: AdminScope })
                   }}
                 >
                   <input name="price" defaultValue={(r.price_cents / 100).toFixed(2)} size={8} aria-label="price" />{" "}
-                  <input name="stock" defaultValue={r.stock} size={6} aria-label="stock" />{" "}
+                  {/* The public catalog shows availability, not the count: the admin types the new stock. */}
+                  <input name="stock" required placeholder={r.availability.replace("_", " ")} size={8} aria-label="stock" />{" "}
                   <button type="submit">Save</button>
                 </form>
               </td>

@@ -53,7 +53,7 @@ export default async function Page() {
           <tr>
             <th>service</th>
             <th>price</th>
-            <th>in stock</th>
+            <th>availability</th>
           </tr>
         </thead>
         <tbody>
@@ -61,7 +61,7 @@ export default async function Page() {
             <tr key={p.service} data-service={p.service} data-cents={p.price_cents}>
               <td>{p.service}</td>
               <td>{dollars(p.price_cents)}</td>
-              <td>{p.stock}</td>
+              <td data-availability={p.availability}>{p.availability.replace("_", " ")}</td>
             </tr>
           ))}
         </tbody>

@@ -53,6 +53,8 @@ export function plainSettings(stage: Stage): Record<string, string> {
     CLOUDFLARE_ZONE_ID: stage.cloudflareZoneId,
     NEXT_REVALIDATE_URL: stage.nextRevalidateUrl,
     SYNC_INTERVAL_SECS: String(stage.syncIntervalSecs),
+    CLOUDFLARE_PURGE_RATE: stage.cloudflarePurgeRate,
+    NEXT_REVALIDATE_RATE: stage.nextRevalidateRate,
     // Behind the ALB every connection comes from one of its addresses: the per-peer cap is the
     // balancer's share, not a client's (docs/deploy.md, "Per-client limits").
     MAX_CONNECTIONS_PER_PEER: "0",
@@ -98,6 +100,8 @@ function stageForCheck(): Stage {
     cloudflareZoneId: "x",
     nextRevalidateUrl: "x",
     syncIntervalSecs: 1,
+    cloudflarePurgeRate: "1/s",
+    nextRevalidateRate: "1/s",
     pgbouncer: false,
   } as Stage;
 }

@@ -41,6 +41,12 @@ export interface Stage {
   readonly cloudflareZoneId: string;
   readonly nextRevalidateUrl: string;
   readonly syncIntervalSecs: number;
+  /**
+   * The purge senders' budgets (`N/s`, `N/min`): Cloudflare's is per account across its zones and
+   * tokens (Free 5/min, Pro 5/s, Business 10/s, Enterprise 50/s), so the stages share it.
+   */
+  readonly cloudflarePurgeRate: string;
+  readonly nextRevalidateRate: string;
   /** Who is told when an alert fires (an SNS e-mail subscription). */
   readonly alertEmail: string;
   /** Days the origin's logs are kept. */
@@ -75,6 +81,9 @@ const DEFAULTS: Record<StageName, Stage> = {
     cloudflareZoneId: "0123456789abcdef0123456789abcdef",
     nextRevalidateUrl: "https://staging.example.com/api/revalidate",
     syncIntervalSecs: 300,
+    // A Pro account's 5 calls a second, shared: 1 for staging, 4 for production.
+    cloudflarePurgeRate: "1/s",
+    nextRevalidateRate: "5/s",
     alertEmail: "oncall-staging@example.com",
     logRetentionDays: 30,
   },
@@ -98,6 +107,8 @@ const DEFAULTS: Record<StageName, Stage> = {
     cloudflareZoneId: "fedcba9876543210fedcba9876543210",
     nextRevalidateUrl: "https://www.example.com/api/revalidate",
     syncIntervalSecs: 300,
+    cloudflarePurgeRate: "4/s",
+    nextRevalidateRate: "5/s",
     alertEmail: "oncall@example.com",
     logRetentionDays: 90,
   },

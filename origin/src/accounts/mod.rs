@@ -17,15 +17,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shared::types::{
-    Activation, ActivationPage, BalanceResponse, Credentials, Price, PurchaseRequest,
+    Activation, ActivationPage, BalanceResponse, Credentials, PriceSet, PurchaseRequest,
     SetPriceRequest, UserResponse,
 };
 use shared::{DataType, Product, keys};
 
 use crate::cache::{Cache, LoadError, Loaded};
+use crate::catalog::Stale;
 use crate::db::Db;
 use crate::db::accounts::{CreditOutcome, PurchaseOutcome, Role, is_unique_violation};
-use crate::purge::Purger;
+use crate::purge::{Kind, Purger};
 use hashing::{Hashing, Slot};
 use password::PasswordError;
 use sessions::{SessionError, SessionUser, Sessions};
@@ -265,10 +266,16 @@ impl Accounts {
             .purchase(user_id, &product, expected, idempotency_key.as_deref())
             .await?;
         match outcome {
-            PurchaseOutcome::Created { activation, .. } => {
-                // Balance and stock changed: drop both cached copies.
-                self.invalidate(&[keys::balance(user_id), keys::price(&product)])
-                    .await;
+            PurchaseOutcome::Created {
+                activation, stock, ..
+            } => {
+                // The balance changed; the product's answers only if its availability step did
+                // (`shared::policy::availability`): most purchases purge nothing downstream.
+                let price = activation.price_cents;
+                let mut stale = Stale::default();
+                stale.add(keys::balance(user_id), Kind::Hard);
+                stale.product(&product, Some((price, stock.0)), (price, stock.1));
+                self.invalidate(&stale).await;
                 Ok(Purchase {
                     activation,
                     replayed: false,
@@ -338,7 +345,7 @@ impl Accounts {
         &self,
         product: Product,
         req: SetPriceRequest,
-    ) -> Result<Price, AccountsError> {
+    ) -> Result<PriceSet, AccountsError> {
         if !(0..=MAX_PRICE_CENTS).contains(&req.price_cents) {
             return Err(AccountsError::Invalid(format!(
                 "price_cents must be between 0 and {MAX_PRICE_CENTS}"
@@ -349,18 +356,19 @@ impl Accounts {
                 "stock must be between 0 and {MAX_STOCK}"
             )));
         }
-        let (price, created) = self
+        let (price, old) = self
             .db
             .set_price(&product, req.price_cents, req.stock)
             .await?
             .ok_or_else(|| {
                 AccountsError::NotFound("unknown provider, country or service".into())
             })?;
-        let mut stale = vec![keys::price(&product)];
-        if created {
+        let mut stale = Stale::default();
+        stale.product(&product, old, (price.price_cents, price.stock));
+        if old.is_none() {
             // A new combination can add a country or a service to the provider's lists.
-            stale.push(keys::countries(&product.provider));
-            stale.push(keys::services(&product.provider));
+            stale.add(keys::countries(&product.provider), Kind::Soft);
+            stale.add(keys::services(&product.provider), Kind::Soft);
         }
         self.invalidate(&stale).await;
         Ok(price)
@@ -391,7 +399,9 @@ impl Accounts {
             .await?;
         let (balance_cents, replayed) = match outcome {
             CreditOutcome::Credited(balance) => {
-                self.invalidate(&[keys::balance(user_id)]).await;
+                let mut stale = Stale::default();
+                stale.add(keys::balance(user_id), Kind::Hard);
+                self.invalidate(&stale).await;
                 (balance, false)
             }
             CreditOutcome::Replayed(balance) => (balance, true),
@@ -407,16 +417,10 @@ impl Accounts {
         Ok((BalanceResponse { balance_cents }, replayed))
     }
 
-    /// Deletes stale keys after a commit, then has the caches downstream (the edge, Next.js)
-    /// purge what they made out of date — after, so a purged cache refilling at once finds the
-    /// new value. A failure is logged and counted: the value then expires by its TTL (30 s for
-    /// balances, 60 s for prices).
-    async fn invalidate(&self, keys: &[String]) {
-        if let Err(e) = self.cache.invalidate(keys).await {
-            crate::meters::cache_invalidation_failed();
-            tracing::warn!(error = %e, "cache invalidation failed; entries expire by TTL");
-        }
-        self.purger.keys(keys);
+    /// After a commit: the stale keys dropped fleet-wide and purged downstream
+    /// ([`crate::catalog::invalidate`]).
+    async fn invalidate(&self, stale: &Stale) {
+        crate::catalog::invalidate(&self.cache, &self.purger, stale).await;
     }
 }
 

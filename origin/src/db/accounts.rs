@@ -5,7 +5,7 @@
 //! unique `(user_id, idempotency_key)` makes a retried purchase land once.
 
 use shared::Product;
-use shared::types::{Activation, Price};
+use shared::types::{Activation, PriceSet};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::Db;
@@ -54,6 +54,9 @@ pub enum PurchaseOutcome {
     Created {
         activation: Activation,
         balance_cents: i64,
+        /// The product's stock before and after (what the purchase may have changed for the
+        /// catalog's answers: [`crate::catalog::answer_changes`]).
+        stock: (i64, i64),
     },
     /// The same `Idempotency-Key` was used before: the first result.
     Replayed(Activation),
@@ -237,6 +240,7 @@ impl Db {
             Ok(PurchaseOutcome::Created {
                 activation,
                 balance_cents,
+                stock,
             }) => {
                 crate::faults::delay("purchase::before_commit").await;
                 tx.commit().await?;
@@ -244,6 +248,7 @@ impl Db {
                 Ok(PurchaseOutcome::Created {
                     activation,
                     balance_cents,
+                    stock,
                 })
             }
             Ok(other) => Ok(other), // dropped: rolled back
@@ -388,6 +393,7 @@ impl Db {
                 created_at,
             },
             balance_cents,
+            stock: (stock, stock - 1),
         })
     }
 
@@ -508,29 +514,47 @@ impl Db {
         }))
     }
 
-    /// Sets (or creates) one price. `None`: unknown provider, country or service. The flag says
-    /// whether the row is new (so the provider's country and service lists changed too).
+    /// Sets (or creates) one price. `None`: unknown provider, country or service. Also returns
+    /// the row as it was (`None`: new, so the provider's country and service lists changed too).
+    #[allow(clippy::type_complexity)]
     pub async fn set_price(
         &self,
         product: &Product,
         price_cents: i64,
         stock: i64,
-    ) -> Result<Option<(Price, bool)>, sqlx::Error> {
+    ) -> Result<Option<(PriceSet, Option<(i64, i64)>)>, sqlx::Error> {
         self.count("set_price");
         let Product {
             provider,
             country,
             service,
         } = product;
-        let mut conn = self.conn().await?;
-        let row: Option<(i64, i64, bool)> = sqlx::query_as(
-            "INSERT INTO prices (provider_id, country_id, service_id, price_cents, stock)
-             SELECT pr.id, c.id, s.id, $4, $5
-               FROM providers pr, countries c, services s
+        // The row as it is when locked, not as the upsert's snapshot saw it: a purchase that
+        // committed in between changed its stock, and the change is judged against that.
+        let mut tx = self.pool().begin().await?;
+        let before: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT p.price_cents, p.stock FROM prices p
+               JOIN providers pr ON pr.id = p.provider_id
+               JOIN countries c ON c.id = p.country_id JOIN services s ON s.id = p.service_id
               WHERE pr.code = $1 AND c.code = $2 AND s.code = $3
+                FOR UPDATE OF p",
+        )
+        .persistent(self.persistent())
+        .bind(provider.as_str())
+        .bind(country.as_str())
+        .bind(service.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "WITH ids AS (
+                SELECT pr.id AS provider_id, c.id AS country_id, s.id AS service_id
+                  FROM providers pr, countries c, services s
+                 WHERE pr.code = $1 AND c.code = $2 AND s.code = $3)
+             INSERT INTO prices (provider_id, country_id, service_id, price_cents, stock)
+             SELECT provider_id, country_id, service_id, $4, $5 FROM ids
              ON CONFLICT (provider_id, country_id, service_id)
              DO UPDATE SET price_cents = EXCLUDED.price_cents, stock = EXCLUDED.stock, updated_at = now()
-             RETURNING price_cents, stock, (xmax = 0) AS inserted",
+             RETURNING price_cents, stock",
         )
         .persistent(self.persistent())
         .bind(provider.as_str())
@@ -538,19 +562,20 @@ impl Db {
         .bind(service.as_str())
         .bind(price_cents)
         .bind(stock)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut *tx)
         .await?;
-        conn.done().await?;
-        Ok(row.map(|(price_cents, stock, inserted)| {
+        tx.commit().await?;
+        Ok(row.map(|(price_cents, stock)| {
             (
-                Price {
+                PriceSet {
                     provider: provider.to_string(),
                     country: country.to_string(),
                     service: service.to_string(),
                     price_cents,
                     stock,
+                    availability: shared::types::Availability::of(stock),
                 },
-                inserted,
+                before,
             )
         }))
     }

@@ -118,7 +118,7 @@ impl Db {
                             country: country.to_string(),
                             service,
                             price_cents,
-                            stock,
+                            availability: shared::types::Availability::of(stock),
                         }),
                         _ if known => PriceLookup::NotSold,
                         _ => PriceLookup::NoSuchService,

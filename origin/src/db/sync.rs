@@ -14,6 +14,9 @@ use super::Db;
 /// Rows per staging statement (four arrays of this many values).
 pub const STAGE_BATCH: usize = 10_000;
 
+/// Rows as they were when a write locked them: (provider, country, service) → (price, stock).
+pub type LockedRows = std::collections::HashMap<(i32, i32, i32), (i64, i64)>;
+
 /// One price row, by reference ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PriceRow {
@@ -121,13 +124,15 @@ impl Db {
     /// Applies a sync (or an admin's bulk update) in one transaction: `upserts` (new or changed
     /// rows), `zeroed` (products no longer sold: stock 0, as (provider, country, service)), and
     /// the request's idempotency record if any (so it is recorded exactly when it took effect).
-    /// Returns the rows written.
+    /// Returns the rows written, and each upserted row that existed as it was when locked (a
+    /// purchase may have changed its stock since the caller read it: the change is judged
+    /// against this).
     pub async fn apply_prices(
         &self,
         upserts: &[PriceRow],
         zeroed: &[(i32, i32, i32)],
         record: Option<&BulkRecord>,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<(u64, LockedRows), sqlx::Error> {
         self.count("sync_apply");
         let persistent = self.persistent();
         let mut tx = self.pool().begin().await?;
@@ -157,6 +162,16 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
+        // Locked in one order (every writer of many rows locks so: no deadlock between them).
+        let locked: Vec<(i32, i32, i32, i64, i64)> = sqlx::query_as(
+            "SELECT p.provider_id, p.country_id, p.service_id, p.price_cents, p.stock
+               FROM prices p JOIN sync_stage s USING (provider_id, country_id, service_id)
+              ORDER BY p.provider_id, p.country_id, p.service_id
+                FOR UPDATE OF p",
+        )
+        .persistent(persistent)
+        .fetch_all(&mut *tx)
+        .await?;
         let upserted = sqlx::query(
             "INSERT INTO prices (provider_id, country_id, service_id, price_cents, stock)
              SELECT provider_id, country_id, service_id, price_cents, stock FROM sync_stage
@@ -204,7 +219,11 @@ impl Db {
             "fault injected before the commit".into()
         )));
         tx.commit().await?;
-        Ok(upserted + zeroed_rows)
+        let locked = locked
+            .into_iter()
+            .map(|(p, c, s, price, stock)| ((p, c, s), (price, stock)))
+            .collect();
+        Ok((upserted + zeroed_rows, locked))
     }
 
     /// An earlier bulk update of this user with this key: its request hash and answer (JSON).

@@ -10,7 +10,7 @@ use shared::Product;
 use shared::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use shared::types::{
     Activation, ActivationPage, BalanceResponse, Credentials, CreditRequest, ErrorBody,
-    LoginResponse, Price, PriceUpdateRequest, PriceUpdateResponse, PurchaseRequest,
+    LoginResponse, PriceSet, PriceUpdateRequest, PriceUpdateResponse, PurchaseRequest,
     SetPriceRequest, UserResponse,
 };
 use utoipa::IntoParams;
@@ -215,7 +215,7 @@ pub async fn history(
 #[utoipa::path(put, path = "/v1/admin/prices/{provider}/{country}/{service}", tag = "admin", security(("bearer" = []), ("session_cookie" = [])),
     params(Product), request_body = SetPriceRequest,
     responses(
-        (status = 200, description = "The new price; its cached copies are dropped fleet-wide.", body = Price),
+        (status = 200, description = "The product as set, its exact stock included; its cached copies are dropped fleet-wide when what they show changed.", body = PriceSet),
         (status = 400, description = "Malformed input (`bad_request`).", body = ErrorBody),
         (status = 401, description = "No valid session (`unauthorized`).", body = ErrorBody),
         (status = 403, description = "Not an admin (`forbidden`).", body = ErrorBody),

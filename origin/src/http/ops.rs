@@ -91,6 +91,7 @@ pub async fn invalidate(
         .filter_map(|p| shared::tags::for_pattern(p))
         .collect();
     tags.dedup();
-    state.purger.tags(tags);
+    // An operator's drop: gone downstream too.
+    state.purger.tags(tags, crate::purge::Kind::Hard);
     Ok(Json(InvalidateResponse { deleted }).into_response())
 }

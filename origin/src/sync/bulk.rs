@@ -104,12 +104,16 @@ pub async fn apply(
         ids.push((p, c, s));
     }
     let current = db.prices_of(&ids).await?;
-    let (mut upserts, mut stale, mut new_for) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut upserts, mut new_for) = (Vec::new(), Vec::new());
+    let mut stale = crate::catalog::Stale::default();
     let mut unchanged = 0u64;
+    // Per row, what it writes (None: unchanged, not written).
+    let mut upserts_of: Vec<Option<(i64, i64)>> = Vec::with_capacity(rows.len());
     for (row, &(p, c, s)) in rows.iter().zip(&ids) {
         match current.get(&(p, c, s)) {
             Some(&(price, stock)) if (price, stock) == (row.price_cents, row.stock) => {
                 unchanged += 1;
+                upserts_of.push(None);
                 continue;
             }
             Some(_) => {}
@@ -122,17 +126,21 @@ pub async fn apply(
             price_cents: row.price_cents,
             stock: row.stock,
         });
-        stale.push(keys::price(&Product {
+        upserts_of.push(Some((row.price_cents, row.stock)));
+        // Written either way; stale only if what its answers show changed.
+        let old = current.get(&(p, c, s)).copied();
+        let product = Product {
             provider: row.provider.clone(),
             country: row.country.clone(),
             service: row.service.clone(),
-        }));
+        };
+        stale.product(&product, old, (row.price_cents, row.stock));
     }
     new_for.sort();
     new_for.dedup();
     for provider in &new_for {
-        stale.push(keys::countries(provider));
-        stale.push(keys::services(provider));
+        stale.add(keys::countries(provider), crate::purge::Kind::Soft);
+        stale.add(keys::services(provider), crate::purge::Kind::Soft);
     }
     let answer = PriceUpdateResponse {
         changed: upserts.len() as u64,
@@ -145,8 +153,26 @@ pub async fn apply(
         request_hash: hash.clone(),
         response: serde_json::to_string(&answer).unwrap_or_default(),
     });
+    // Tests pause here, between reading the rows and writing them.
+    crate::faults::delay("bulk::before_apply").await;
     match db.apply_prices(&upserts, &[], record.as_ref()).await {
-        Ok(_) => {}
+        // Judged again against the rows as locked (a purchase in between may have moved a
+        // product's step); the answer counts what was judged before the write.
+        Ok((_, locked)) => {
+            for ((row, &(p, c, s)), write) in rows.iter().zip(&ids).zip(&upserts_of) {
+                let Some(write) = write else { continue };
+                let now = locked.get(&(p, c, s)).copied();
+                if now == current.get(&(p, c, s)).copied() {
+                    continue;
+                }
+                let product = Product {
+                    provider: row.provider.clone(),
+                    country: row.country.clone(),
+                    service: row.service.clone(),
+                };
+                stale.product(&product, now, *write);
+            }
+        }
         // The same key committed first by a concurrent retry: answer what it answered.
         Err(e) if is_unique_violation(&e) && key.is_some() => {
             let key = key.unwrap_or_default();
@@ -157,7 +183,7 @@ pub async fn apply(
         }
         Err(e) => return Err(e.into()),
     }
-    super::invalidate_keys(cache, purger, &stale).await;
+    crate::catalog::invalidate(cache, purger, &stale).await;
     Ok((answer, false))
 }
 

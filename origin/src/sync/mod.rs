@@ -48,7 +48,7 @@ use mapping::Mapping;
 /// Failures in a row after which a provider's circuit opens.
 pub const BREAKER_FAILURES: u32 = 3;
 /// Keys per invalidation round trip (and per message to the replicas).
-pub const INVALIDATE_BATCH: usize = 1000;
+pub use crate::catalog::INVALIDATE_BATCH;
 /// The guard looks at a change only when the provider had at least this many products.
 pub const GUARD_MIN_ROWS: usize = 20;
 /// First retry's wait; doubled each time, plus up to half again of jitter.
@@ -135,10 +135,11 @@ pub struct Syncer {
     breakers: Arc<Mutex<HashMap<String, Breaker>>>,
 }
 
-/// A changed product and what it needs invalidated.
+/// A changed product and how its cached copies go.
 struct Change {
     country: i32,
     service: i32,
+    kind: crate::purge::Kind,
 }
 
 impl Syncer {
@@ -315,7 +316,16 @@ impl Syncer {
                 price_cents,
                 stock,
             });
-            changes.push(Change { country, service });
+            // Written either way; stale (invalidated, purged) only if what its answers show
+            // changed: most stock movements stay within their availability step.
+            let old = current.get(&(country, service)).copied();
+            if let Some(kind) = crate::catalog::change_of(old, (price_cents, stock)) {
+                changes.push(Change {
+                    country,
+                    service,
+                    kind,
+                });
+            }
         }
         let on_sale = current.values().filter(|(_, stock)| *stock > 0).count();
         let zeroed: Vec<(i32, i32, i32)> = current
@@ -358,13 +368,31 @@ impl Syncer {
         if upserts.is_empty() && zeroed.is_empty() {
             return Ok(Outcome::Unchanged);
         }
-        self.db.apply_prices(&upserts, &zeroed, None).await?;
+        let (_, locked) = self.db.apply_prices(&upserts, &zeroed, None).await?;
+        // Judged again against the rows as locked: a purchase between the read above and the
+        // write may have moved a product's step, which the answers cached since then show.
+        for row in &upserts {
+            let key = (row.provider_id, row.country_id, row.service_id);
+            let then = current.get(&(row.country_id, row.service_id)).copied();
+            let now = locked.get(&key).copied();
+            if now == then {
+                continue;
+            }
+            if let Some(kind) = crate::catalog::change_of(now, (row.price_cents, row.stock)) {
+                changes.push(Change {
+                    country: row.country_id,
+                    service: row.service_id,
+                    kind,
+                });
+            }
+        }
 
-        changes.extend(
-            zeroed
-                .iter()
-                .map(|&(_, country, service)| Change { country, service }),
-        );
+        // Off sale: gone from every cache at once.
+        changes.extend(zeroed.iter().map(|&(_, country, service)| Change {
+            country,
+            service,
+            kind: crate::purge::Kind::Hard,
+        }));
         report.keys_invalidated = self
             .invalidate(
                 &upstream.provider,
@@ -396,23 +424,27 @@ impl Syncer {
         let Ok(provider) = Slug::parse(provider) else {
             return 0;
         };
-        let mut keys: Vec<String> = changes
-            .iter()
-            .filter_map(|c| {
-                let product = Product {
-                    provider: provider.clone(),
-                    country: country_codes.get(&c.country)?.clone(),
-                    service: service_codes.get(&c.service)?.clone(),
-                };
-                Some(keys::price(&product))
-            })
-            .collect();
-        if lists {
-            keys.push(keys::countries(&provider));
-            keys.push(keys::services(&provider));
+        let mut stale = crate::catalog::Stale::default();
+        for c in changes {
+            let (Some(country), Some(service)) =
+                (country_codes.get(&c.country), service_codes.get(&c.service))
+            else {
+                continue;
+            };
+            let product = Product {
+                provider: provider.clone(),
+                country: country.clone(),
+                service: service.clone(),
+            };
+            stale.add(keys::price(&product), c.kind);
         }
-        invalidate_keys(&self.cache, &self.purger, &keys).await;
-        keys.len()
+        if lists {
+            // Something new on sale: the lists gain it (a list a moment behind misleads nobody).
+            stale.add(keys::countries(&provider), crate::purge::Kind::Soft);
+            stale.add(keys::services(&provider), crate::purge::Kind::Soft);
+        }
+        crate::catalog::invalidate(&self.cache, &self.purger, &stale).await;
+        stale.len()
     }
 
     /// The provider's document, read as it streams, retried on timeouts, 5xx and 429.
@@ -569,18 +601,6 @@ impl Syncer {
     }
 }
 
-/// Drops `keys` (a thousand per round trip, each batch published to the replicas once) and purges
-/// their tags downstream.
-pub async fn invalidate_keys(cache: &Cache, purger: &Purger, keys: &[String]) {
-    for batch in keys.chunks(INVALIDATE_BATCH) {
-        if let Err(e) = cache.invalidate(batch).await {
-            meters::cache_invalidation_failed();
-            tracing::warn!(error = %e, "cache invalidation failed; entries expire by TTL");
-        }
-        purger.keys(batch);
-    }
-}
-
 /// One fetch's failure: worth another try, or not.
 enum Fetch {
     Retry(String, Option<Duration>),
@@ -683,8 +703,17 @@ pub fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<Synce
     check_mappings(&settings.sync)?;
     let db = Db::connect_lazy(settings)?;
     let redis = crate::redis::Redis::from_settings(settings)?;
+    // Queues only: the serving fleet's sender sends. It queues for the sinks it is told of, so
+    // it needs the service's purge settings; without them the caches keep changes until TTL.
+    let purger = Purger::start(&settings.purge, &settings.http_roots, &redis, None)?;
+    if purger.is_disabled() {
+        tracing::warn!(
+            "no purge sink configured (EDGE_PURGE_URL, CLOUDFLARE_ZONE_ID, NEXT_REVALIDATE_URL): \
+             downstream caches keep what this sync changes until their TTL; run it with the \
+             service's settings"
+        );
+    }
     let cache = Cache::new(redis, settings.cache_ttl_divisor);
-    let purger = Purger::start(&settings.purge, &settings.http_roots)?;
     Ok(Syncer::new(
         db,
         cache,
@@ -728,9 +757,8 @@ pub fn spawn_periodic(
             }
             for upstream in syncer.upstreams().to_vec() {
                 let lock = keys::sync_lock(&upstream.provider);
-                let lease = RUN_LEASE.as_secs() as u32;
                 if !matches!(
-                    redis.set_new("sync", &lock, owner.as_bytes(), lease).await,
+                    crate::lease::take(&redis, "sync", &lock, &owner, RUN_LEASE).await,
                     Ok(true)
                 ) {
                     continue;
@@ -743,7 +771,8 @@ pub fn spawn_periodic(
                     loop {
                         every.tick().await;
                         let ms = RUN_LEASE.as_millis() as u64;
-                        let _ = lease_change(&redis, &lock, &owner, &owner, ms).await;
+                        let _ =
+                            crate::lease::change(&redis, "sync", &lock, &owner, &owner, ms).await;
                     }
                 };
                 let finished = tokio::select! {
@@ -757,7 +786,7 @@ pub fn spawn_periodic(
                 } else {
                     ("", 0)
                 };
-                let _ = lease_change(&redis, &lock, &owner, value, ttl).await;
+                let _ = crate::lease::change(&redis, "sync", &lock, &owner, value, ttl).await;
                 if !finished {
                     return;
                 }
@@ -768,19 +797,3 @@ pub fn spawn_periodic(
 
 /// How long a running sync's lock lasts without renewal (renewed every third of it).
 pub const RUN_LEASE: Duration = Duration::from_secs(30);
-
-static LEASE: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lease.lua")));
-
-/// Sets the lock to `value` for `ttl_ms` (`""`: deletes it), only while it is `owner`'s.
-async fn lease_change(
-    redis: &crate::redis::Redis,
-    lock: &str,
-    owner: &str,
-    value: &str,
-    ttl_ms: u64,
-) -> Result<i64, crate::redis::RedisError> {
-    redis
-        .eval("sync", &LEASE, &[lock], (owner, value, ttl_ms.max(1)))
-        .await
-}

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use harness::pg::{self, PostgresServer};
 use harness::{AppOptions, TestApp, TestDb, assert_error};
 use origin::seed::Scale;
+use reqwest::StatusCode;
 
 /// Item 14: with PostgreSQL gone (`pg_ctl -m immediate`), reads that need it fail fast — 200
 /// concurrent cold reads all answer 503 + `Retry-After` within 2 s — instead of each waiting out
@@ -205,4 +206,79 @@ async fn a_price_change_waits_for_the_purchase_that_read_the_price() {
     .await
     .unwrap();
     assert_eq!(charged, price, "charged the price it locked");
+}
+
+/// A write judges its change against the row as it locked it (#34): a bulk update reads a
+/// product at 11 (in stock) and means to write 50 (in stock: nothing shown changes); while it
+/// pauses between read and write, a purchase takes the product to 10 (few left), and a read caches
+/// that. Judged against what it read, the write would change nothing shown and leave "few left"
+/// cached for a minute; judged against the locked row (10), it moves a step and invalidates.
+#[tokio::test]
+async fn a_bulk_update_judges_its_change_against_the_row_it_locked() {
+    let db = TestDb::new(Some(Scale::Small)).await;
+    let env = vec![
+        ("DATABASE_URL", db.serving_url()),
+        ("REDIS_URL", harness::shared_redis_url()),
+        ("REDIS_KEY_PREFIX", harness::key_prefix()),
+        ("FAILPOINTS", "bulk::before_apply=1*return(1500)".to_owned()),
+    ];
+    let origin = harness::process::OriginProcess::start(&env).await;
+    let http = reqwest::Client::new();
+    let pool = origin::db::Db::from_pool(db.pool.clone());
+    let creds = |email: &str| shared::types::Credentials {
+        email: email.into(),
+        password: harness::PASSWORD.into(),
+    };
+    origin::accounts::create_admin(&pool, creds("root@nexnum.test")).await.unwrap();
+    let buyer = origin::accounts::create_admin(&pool, creds("buyer@nexnum.test")).await.unwrap();
+    let credited = pool.credit(buyer.id, 100_000, None, None).await;
+    assert!(matches!(credited, Ok(origin::db::accounts::CreditOutcome::Credited(_))));
+    let login = |email: &'static str| {
+        let http = http.clone();
+        let url = origin.url("/v1/auth/login");
+        async move {
+            let r = http
+                .post(url)
+                .json(&serde_json::json!({"email": email, "password": harness::PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (admin, token) = (login("root@nexnum.test").await, login("buyer@nexnum.test").await);
+    let (p, c, s, price, _) = harness::some_price(&db.pool, 5).await;
+    let product = serde_json::json!({"provider": p, "country": c, "service": s});
+    let single = origin.url(&format!("/v1/catalog/{p}/prices/{c}/{s}"));
+    let shown = || async {
+        let r = http.get(&single).send().await.unwrap();
+        r.json::<serde_json::Value>().await.unwrap()["availability"].as_str().unwrap().to_owned()
+    };
+    let r = http
+        .put(origin.url(&format!("/v1/admin/prices/{p}/{c}/{s}")))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"price_cents": price, "stock": 11}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(shown().await, "in_stock");
+
+    let bulk = http
+        .put(origin.url("/v1/admin/prices"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"prices": [
+            {"provider": p, "country": c, "service": s, "price_cents": price, "stock": 50}
+        ]}))
+        .send();
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(400)).await; // the bulk update has read 11
+        let r = http.post(origin.url("/v1/activations")).bearer_auth(&token).json(&product);
+        assert_eq!(r.send().await.unwrap().status(), StatusCode::CREATED);
+        assert_eq!(shown().await, "few_left", "10 left, and cached so");
+    };
+    let (bulk, ()) = tokio::join!(bulk, meanwhile);
+    assert_eq!(bulk.unwrap().status(), StatusCode::OK);
+    assert_eq!(harness::stock_of(&db.pool, &product).await, 50);
+    assert_eq!(shown().await, "in_stock", "the write moved 10 -> 50: invalidated");
 }

@@ -78,12 +78,21 @@ async fn a_price_change_reaches_the_edge_within_a_second_and_costs_one_load() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let seen = changed.elapsed();
-    let bulk_now = json(http.get(s.edge.url(&bulk)).send().await.unwrap()).await;
-    assert_eq!(bulk_now["prices"][0]["price_cents"], price + 7, "the bulk answer too");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let bulk_now = json(http.get(s.edge.url(&bulk)).send().await.unwrap()).await;
+        if bulk_now["prices"][0]["price_cents"] == price + 7 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bulk answer kept the old price");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     eprintln!("price change to the edge: {} ms", seen.as_millis());
 
-    // Once more, then a burst of 1 000 reads at once right after the purge: one origin load.
-    let body = serde_json::json!({"price_cents": price + 8, "stock": 9});
+    // Once more, sold out this time (a hard purge: a price change of a product still on sale is a
+    // soft one, whose next reads are the old copy while it refreshes), then a burst of 1 000
+    // reads at once right after the purge: one origin load.
+    let body = serde_json::json!({"price_cents": price + 8, "stock": 0});
     assert_eq!(s.app.put_json_as(&admin, &admin_path, &body).await.status(), StatusCode::OK);
     // The purge's own line (`"forgotten"`), not its access line: two purges, two such lines.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -218,5 +227,73 @@ async fn a_soft_purge_through_the_route_serves_stale_while_it_refreshes() {
         assert!(Instant::now() < deadline, "the refresh never landed");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    s.edge.stop().await;
+}
+
+/// The write path at purchase rates (#34): purchases that leave their product in the same
+/// availability step purge nothing, so the edge keeps serving every product from its cache and the
+/// origin sees no catalog request; a price change purges its product, not its neighbours in the
+/// same country.
+#[tokio::test]
+async fn purchases_within_a_step_purge_nothing_and_a_price_change_only_its_product() {
+    let s = purging_stack().await;
+    let admin = s.app.admin("root@nexnum.test").await;
+    let http = reqwest::Client::new();
+    let (bought_path, price, p, c, sv) = price_path(&s.db, 10).await;
+    let (other_path, other_price, op, oc, osv) = price_path(&s.db, 11).await;
+    assert_eq!((&p, &c), (&op, &oc), "two products of one country");
+    // Plenty in stock, before the edge holds a copy.
+    let body = serde_json::json!({"price_cents": price, "stock": 500});
+    let r = s.app.put_json_as(&admin, &format!("/v1/admin/prices/{p}/{c}/{sv}"), &body).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for warm in [&bought_path, &other_path] {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while header(&http.get(s.edge.url(warm)).send().await.unwrap(), "x-cache") != "HIT" {
+            assert!(Instant::now() < deadline, "{warm} never became a HIT");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let purges = |edge: &EdgeWorker| -> Vec<String> {
+        edge.lines().into_iter().filter(|l| l.contains("\"forgotten\"")).collect()
+    };
+    let (purged_before, reached) = (purges(&s.edge).len(), s.tap.count());
+
+    let product = serde_json::json!({"provider": p, "country": c, "service": sv});
+    let (_, token) = s.app.user_with("buyer@example.com", price * 20).await;
+    for _ in 0..20 {
+        assert_eq!(s.app.buy(&token, &product, None).await.status(), StatusCode::CREATED);
+    }
+    assert_eq!(harness::stock_of(&s.db.pool, &product).await, 480);
+    for path in [&bought_path, &other_path] {
+        let r = http.get(s.edge.url(path)).send().await.unwrap();
+        assert_eq!(header(&r, "x-cache"), "HIT", "{path} after 20 purchases");
+        assert_eq!(json(r).await["availability"], "in_stock");
+    }
+
+    // A price change of the other product: it alone is purged (soft: the old copy once, then the
+    // new price), and it is the first purge the edge has had since the purchases began.
+    let body = serde_json::json!({"price_cents": other_price + 3, "stock": 500});
+    let r = s.app.put_json_as(&admin, &format!("/v1/admin/prices/{p}/{c}/{osv}"), &body).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let changed = Instant::now();
+    while json(http.get(s.edge.url(&other_path)).send().await.unwrap()).await["price_cents"]
+        != other_price + 3
+    {
+        assert!(changed.elapsed() < Duration::from_secs(1), "the new price never reached the edge");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let since = purges(&s.edge)[purged_before..].to_vec();
+    assert_eq!(since.len(), 1, "one purge, the price change's: {since:?}");
+    assert!(since[0].contains(&format!("price:{p}:{c}:{osv}")), "{since:?}");
+    assert!(!since[0].contains(&format!("price:{p}:{c}:{sv}\"")), "{since:?}");
+    assert!(!since[0].contains(&format!("\"prices:{p}:{c}\"")), "not the country: {since:?}");
+    let r = http.get(s.edge.url(&bought_path)).send().await.unwrap();
+    assert_eq!(header(&r, "x-cache"), "HIT", "the neighbour stays cached");
+    let fetched: Vec<_> = s.tap.seen()[reached..].iter().map(|r| r.path.clone()).collect();
+    assert!(
+        fetched.iter().all(|path| *path == other_path),
+        "the origin saw only the changed product's refresh: {fetched:?}"
+    );
     s.edge.stop().await;
 }

@@ -45,7 +45,7 @@ async fn step(
     let believed = json(r).await["ip"] == "203.0.113.77";
 
     // Origin → edge: a purge the origin sends is taken (the worker logs it) or refused (404).
-    app.state.purger.tags(vec!["catalog".to_owned()]);
+    app.state.purger.tags(vec!["catalog".to_owned()], origin::purge::Kind::Hard);
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut purged = false;
     while Instant::now() < deadline && !purged {

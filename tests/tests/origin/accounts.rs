@@ -33,6 +33,12 @@ async fn product(app: &TestApp, skip: i64) -> (Value, i64) {
     (j!({"provider": p, "country": c, "service": s}), price)
 }
 
+/// The cache key of a product's price answer, `cache:prices:{p}:{c}:{s}` (unprefixed).
+fn price_key_of(product: &Value) -> String {
+    let field = |f: &str| product[f].as_str().unwrap().to_owned();
+    format!("cache:prices:{}:{}:{}", field("provider"), field("country"), field("service"))
+}
+
 /// `/v1/catalog/{p}/prices/{c}/{s}` or `/v1/admin/prices/{p}/{c}/{s}` for a product.
 fn path_of(product: &Value, admin: bool) -> String {
     let field = |f: &str| product[f].as_str().unwrap().to_owned();
@@ -205,10 +211,8 @@ async fn concurrent_purchases_never_overdraw() {
     let s = seeded(AppOptions::default()).await;
     let (product, price) = product(&s.app, 0).await;
     let (user, token) = s.app.user_with("racer@example.com", price * 10).await;
-    let stock = || async {
-        let body = json(s.app.get(&path_of(&product, false)).await).await;
-        body["stock"].as_i64().unwrap()
-    };
+    // The exact stock is PostgreSQL's (answers show availability in steps).
+    let stock = || harness::stock_of(&s.app.pool, &product);
     let stock_before = stock().await;
     assert!(stock_before >= 10, "the seed stocks this product: {stock_before}");
     let barrier = Arc::new(tokio::sync::Barrier::new(100));
@@ -369,20 +373,47 @@ async fn an_idempotency_key_reused_for_another_product_conflicts() {
     assert_eq!(ledger(&s.app, user).await.0, price * 4, "nothing more charged");
 }
 
+/// A purchase invalidates the buyer's balance always, and its product's answer only when the
+/// purchase moves its availability across a step (#34: `shared::policy::availability`): within
+/// a step the cached answer still says what is true, and nothing is dropped or purged; the
+/// purchase of the last number makes it `sold_out` at once.
 #[tokio::test]
-async fn a_purchase_invalidates_balance_and_stock() {
+async fn a_purchase_invalidates_the_balance_and_the_product_only_across_a_step() {
     let s = seeded(AppOptions::default()).await;
+    let admin = s.app.admin("root@nexnum.test").await;
     let (product, price) = product(&s.app, 3).await;
-    let (user, token) = s.app.user_with("cache@example.com", 1000).await;
-    assert_eq!(balance(&s.app, &token).await, 1000);
+    let (user, token) = s.app.user_with("cache@example.com", price * 10).await;
+    assert_eq!(balance(&s.app, &token).await, price * 10);
     let ttl = s.app.ttl(&format!("cache:balance:{user}")).await;
     assert!((25..=30).contains(&ttl), "cache:balance:{{userId}} is set for 30 s: {ttl}");
+    let body = j!({"price_cents": price, "stock": 50});
+    assert_eq!(
+        s.app.put_json_as(&admin, &path_of(&product, true), &body).await.status(),
+        StatusCode::OK
+    );
     let before = json(s.app.get(&path_of(&product, false)).await).await;
+    assert_eq!(before["availability"], "in_stock");
+    let key = price_key_of(&product);
+    let queries = s.app.db_queries();
     let r = s.app.buy(&token, &product, None).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(balance(&s.app, &token).await, 1000 - price);
+    assert_eq!(balance(&s.app, &token).await, price * 9, "the balance, invalidated");
+    assert!(s.app.ttl(&key).await > 0, "50 -> 49, still in stock: the answer stays cached");
     let after = json(s.app.get(&path_of(&product, false)).await).await;
-    assert_eq!(after["stock"], before["stock"].as_i64().unwrap() - 1);
+    assert_eq!(after, before, "and says the same");
+    assert_eq!(s.app.db_queries() - queries, 2, "the purchase, the balance reload; no price load");
+    // The last number: sold out, at once.
+    let body = j!({"price_cents": price, "stock": 1});
+    assert_eq!(
+        s.app.put_json_as(&admin, &path_of(&product, true), &body).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(json(s.app.get(&path_of(&product, false)).await).await["availability"], "few_left");
+    assert_eq!(s.app.buy(&token, &product, None).await.status(), StatusCode::CREATED);
+    assert_eq!(s.app.ttl(&key).await, -2, "1 -> 0 crosses a step: dropped");
+    assert_eq!(json(s.app.get(&path_of(&product, false)).await).await["availability"], "sold_out");
+    let refused = s.app.buy(&token, &product, None).await;
+    assert_error(refused, 409, "conflict").await;
 }
 
 #[tokio::test]
@@ -405,7 +436,10 @@ async fn admin_credit_and_price_changes_are_seen_at_once() {
     let r = s.app.put_json_as(&admin, &path_of(&product, true), &body).await;
     assert_eq!(r.status(), StatusCode::OK);
     let now = json(s.app.get(&path_of(&product, false)).await).await;
-    assert_eq!((now["price_cents"].as_i64(), now["stock"].as_i64()), (Some(777), Some(3)));
+    assert_eq!(
+        (now["price_cents"].as_i64(), now["availability"].as_str()),
+        (Some(777), Some("few_left"))
+    );
 }
 
 /// A purchase is priced from PostgreSQL in its own transaction, never from a cached copy: with
@@ -504,8 +538,9 @@ async fn a_purchase_above_the_price_the_buyer_saw_charges_nothing() {
     let admin = s.app.admin("root@nexnum.test").await;
     let (mut product, price) = product(&s.app, 9).await;
     let (user, token) = s.app.user_with("careful@example.com", price * 10).await;
-    let (read_path, admin_path) = (path_of(&product, false), path_of(&product, true));
-    let stock_of = async || json(s.app.get(&read_path).await).await["stock"].clone();
+    let admin_path = path_of(&product, true);
+    let exact = product.clone();
+    let stock_of = async || harness::stock_of(&s.app.pool, &exact).await;
     let put = async |cents: i64| {
         let body = j!({"price_cents": cents, "stock": 50});
         s.app.put_json_as(&admin, &admin_path, &body).await

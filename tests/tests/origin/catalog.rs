@@ -109,7 +109,8 @@ async fn single_price_route() {
             .await;
     assert_eq!(
         body,
-        serde_json::json!({"provider": p, "country": c, "service": sv, "price_cents": price, "stock": stock})
+        serde_json::json!({"provider": p, "country": c, "service": sv, "price_cents": price,
+            "availability": shared::types::Availability::of(stock)})
     );
     assert!(body["price_cents"].is_i64(), "money is an integer");
 }

@@ -300,8 +300,8 @@ async fn every_fault_leaves_the_catalog_as_it_was_and_says_why() {
     assert_eq!(row.status, origin::check::Status::Pass, "{row:?}");
 }
 
-/// A database failure in the middle of applying a sync (the connection terminated while its
-/// upsert waits on a lock): the transaction rolls back, nothing is half-applied.
+/// A database failure in the middle of applying a sync (the connection terminated while it waits
+/// on a lock, having staged its rows): the transaction rolls back, nothing is half-applied.
 #[tokio::test]
 async fn a_database_failure_mid_sync_applies_nothing() {
     let s = setup(AppOptions::default()).await;
@@ -321,12 +321,12 @@ async fn a_database_failure_mid_sync_applies_nothing() {
         let up = up.clone();
         async move { syncer.run(&up).await }
     });
-    // The sync has staged its rows and waits on the lock with its upsert: cut it there.
+    // The sync has staged its rows and waits on the lock to lock them (then upsert): cut it there.
     let pid: i32 = loop {
         let pid: Option<i32> = sqlx::query_scalar(
             "SELECT pid FROM pg_stat_activity
               WHERE datname = current_database() AND wait_event_type = 'Lock'
-                AND query LIKE 'INSERT INTO prices%'",
+                AND (query LIKE 'INSERT INTO prices%' OR query LIKE '%FOR UPDATE OF p%')",
         )
         .fetch_optional(&s.db.pool)
         .await
@@ -626,7 +626,8 @@ async fn invalidation_goes_a_thousand_keys_per_round_trip() {
     let redis = s.app.redis_server();
     let (dels, publishes) =
         (redis.command_calls("del").await, redis.command_calls("publish").await);
-    origin::sync::invalidate_keys(&s.app.state.cache, &s.app.state.purger, &keys).await;
+    let stale = origin::catalog::Stale { soft: keys.clone(), hard: Vec::new() };
+    origin::catalog::invalidate(&s.app.state.cache, &s.app.state.purger, &stale).await;
     let redis = s.app.redis_server();
     assert_eq!(redis.command_calls("del").await - dels, 3, "2 500 keys: three round trips");
     assert_eq!(redis.command_calls("publish").await - publishes, 3, "and three messages");
