@@ -51,6 +51,10 @@ pub struct Ask<'a> {
     /// The answer's cache tags ([`shared::tags::for_route`]), made only when an answer is
     /// stored: a hit never needs them.
     pub tags: &'a dyn Fn() -> Rc<[String]>,
+    /// The caller is a cache itself (a trusted server-side client: the Next.js data cache). A
+    /// soft-purged copy is not served to it: it would store the old answer as the new one and
+    /// keep it for its own lifetime; it waits for the refresh instead.
+    pub downstream_cache: bool,
 }
 
 /// What to send for a catalog request.
@@ -160,6 +164,11 @@ impl Catalog {
             .verdict(&entry.tags, entry.stored_at_ms);
         let freshness = match (verdict, classify(age, &ask.policy)) {
             (Verdict::Gone, _) => return Cached::Nothing,
+            (Verdict::Stale, Freshness::Fresh | Freshness::StaleWhileRevalidate)
+                if ask.downstream_cache =>
+            {
+                return Cached::Nothing;
+            }
             (Verdict::Stale, Freshness::Fresh) => Freshness::StaleWhileRevalidate,
             (_, freshness) => freshness,
         };
@@ -327,6 +336,7 @@ impl Catalog {
                     policy,
                     origin_timeout_ms: timeout,
                     tags: &tags,
+                    downstream_cache: false,
                 };
                 let copy = guard.catalog.copy_of(&p, &ask, started, body, etag);
                 p.cache_put(&guard.key, &copy).await;

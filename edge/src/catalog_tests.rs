@@ -33,6 +33,7 @@ fn ask() -> Ask<'static> {
         policy: DataType::Prices.policy(),
         origin_timeout_ms: 3_000,
         tags: &tag_list,
+        downstream_cache: false,
     }
 }
 
@@ -351,6 +352,45 @@ fn a_soft_purge_serves_the_old_answer_stale_while_one_refresh_replaces_it() {
     assert_eq!(fake.fetches(), 1, "one refresh for the herd");
     fake.timers.run_for(&mut pool, 60);
     assert_eq!(serve(&mut pool, &fake, &catalog), hit("new", 0));
+}
+
+/// A cache downstream (a trusted server-side client: the Next.js data cache, purged too) is not
+/// handed the soft-purged copy (#34): it would store the old answer as new for its own lifetime
+/// (seen in the browser test: the page kept the old price past the purge). It waits for the one
+/// refresh the public's stale reads share.
+#[test]
+fn a_soft_purged_copy_is_not_served_to_a_cache_downstream() {
+    let mut pool = LocalPool::new();
+    let fake = Fake::new(&pool, |_| storable("new").after(50));
+    let catalog = Rc::new(Catalog::default());
+    fake.cached(KEY, "old", 5_000, &tags());
+    fake.timers.advance(1);
+    catalog.purge(&["provider:acme".to_owned()], true, fake.timers.now());
+    fake.timers.advance(1);
+    let out = Rc::new(RefCell::new(None));
+    let (f, c, o) = (fake.clone(), catalog.clone(), out.clone());
+    pool.spawner()
+        .spawn_local(async move {
+            let ask = Ask {
+                downstream_cache: true,
+                ..ask()
+            };
+            let answer = c.serve(&f, &ask).await;
+            *o.borrow_mut() = Some(seen(answer));
+        })
+        .unwrap();
+    fake.timers.run_for(&mut pool, 60);
+    assert_eq!(
+        out.borrow_mut().take(),
+        Some(miss("new")),
+        "the new answer, not the old"
+    );
+    assert_eq!(fake.fetches(), 1);
+    assert_eq!(
+        serve(&mut pool, &fake, &catalog),
+        hit("new", 0),
+        "and everyone's since"
+    );
 }
 
 #[test]

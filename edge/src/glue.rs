@@ -298,7 +298,8 @@ async fn handle(
                 head_only: method == "HEAD",
                 extra: &extra,
             };
-            serve_catalog(&catalog, &ports, &route, &reply, cfg, log).await
+            let downstream_cache = matches!(caller, Caller::Trusted { .. });
+            serve_catalog(&catalog, &ports, &route, &reply, cfg, downstream_cache, log).await
         }
         _ => {
             let mut req = Request::from(raw);
@@ -399,6 +400,7 @@ async fn serve_catalog(
     route: &CatalogRoute,
     reply: &Reply<'_>,
     cfg: &EdgeConfig,
+    downstream_cache: bool,
     log: &mut AccessLog,
 ) -> Result<Response> {
     let path = route.canonical();
@@ -409,6 +411,7 @@ async fn serve_catalog(
         policy: reply.policy,
         origin_timeout_ms: cfg.origin_timeout_ms,
         tags: &|| shared::tags::for_route(route).into(),
+        downstream_cache,
     };
     match catalog.serve(ports, &ask).await {
         Answer::Representation {
