@@ -286,7 +286,7 @@ pub async fn measure(env: &BenchEnv, tmp: &Path, requests: usize) -> anyhow::Res
             name: "redis-get".into(),
         }
     };
-    let token = sign_in(&client, full.proc.port).await?;
+    let token = sign_in(&client, full.proc.port, "bench-instructions@example.com").await?;
 
     let get = |port: u16, path: String| -> MakeRequest {
         Arc::new(move |c: &reqwest::Client, _| c.get(format!("http://127.0.0.1:{port}{path}")))
@@ -406,9 +406,13 @@ pub async fn measure(env: &BenchEnv, tmp: &Path, requests: usize) -> anyhow::Res
 }
 
 /// A bench user registered (if new) and signed in on the origin at `port`: its token.
-async fn sign_in(client: &reqwest::Client, port: u16) -> anyhow::Result<String> {
+pub(crate) async fn sign_in(
+    client: &reqwest::Client,
+    port: u16,
+    email: &str,
+) -> anyhow::Result<String> {
     let creds = serde_json::json!({
-        "email": "bench-instructions@example.com",
+        "email": email,
         "password": "bench password 0123",
     });
     client

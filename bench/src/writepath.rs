@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use axum::extract::Path as UrlPath;
 
 use crate::procs::{Proc, spare_port};
@@ -156,7 +156,7 @@ pub async fn write_path(
         .pool_max_idle_per_host(64)
         .build()?;
     let origin_base = format!("http://127.0.0.1:{}", origin.port);
-    let token = buyer(&http, &origin_base, &pool).await?;
+    let token = buyer(&http, &origin, &pool).await?;
 
     // Warm: every URL of the country is a HIT at the edge.
     let edge_base = format!("http://127.0.0.1:{direct}");
@@ -440,39 +440,27 @@ async fn run_sync(
 }
 
 /// A buyer with money, signed in on the origin.
-async fn buyer(http: &reqwest::Client, base: &str, pool: &sqlx::PgPool) -> anyhow::Result<String> {
-    let creds =
-        serde_json::json!({"email": "write-path@example.com", "password": "bench password 0123"});
-    let r = http
-        .post(format!("{base}/v1/auth/register"))
-        .json(&creds)
-        .send()
-        .await?;
-    if !(r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT) {
-        bail!("registering the buyer: {}", r.status());
-    }
+async fn buyer(
+    http: &reqwest::Client,
+    origin: &Proc,
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<String> {
+    const BUYER: &str = "write-path@example.com";
+    let token = crate::instructions::sign_in(http, origin.port, BUYER).await?;
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO transactions (user_id, type, amount_cents)
-         SELECT id, 'credit', 1000000000 FROM users WHERE email = 'write-path@example.com'",
+         SELECT id, 'credit', 1000000000 FROM users WHERE email = $1",
     )
+    .bind(BUYER)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE users SET balance_cents = balance_cents + 1000000000 WHERE email = 'write-path@example.com'")
+    sqlx::query("UPDATE users SET balance_cents = balance_cents + 1000000000 WHERE email = $1")
+        .bind(BUYER)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    let login: serde_json::Value = http
-        .post(format!("{base}/v1/auth/login"))
-        .json(&creds)
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(login["token"]
-        .as_str()
-        .context("the buyer's token")?
-        .to_owned())
+    Ok(token)
 }
 
 /// The edge worker in workerd in front of `origin`, answering its purge route with `SECRET`.

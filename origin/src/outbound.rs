@@ -132,6 +132,19 @@ impl Roots {
     }
 }
 
+/// A response's `Retry-After` in seconds (the HTTP-date form is not used by the services we
+/// call), at most `cap`: how long a 429 or a 503 asks the caller to wait.
+pub fn retry_after(
+    resp: &reqwest::Response,
+    cap: std::time::Duration,
+) -> Option<std::time::Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| std::time::Duration::from_secs(s).min(cap))
+}
+
 /// An error with its causes, one line (reqwest's `Display` stops at the outermost).
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

@@ -159,13 +159,7 @@ fn outcome_of(sent: Result<reqwest::Response, reqwest::Error>) -> Outcome {
     if status.is_success() {
         Outcome::Ok
     } else if status.as_u16() == 429 {
-        let after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
-        Outcome::RateLimited(after)
+        Outcome::RateLimited(crate::outbound::retry_after(&resp, MAX_RETRY_AFTER))
     } else if status.is_redirection() || status.is_client_error() {
         Outcome::Refused(status.as_u16())
     } else {

@@ -494,12 +494,7 @@ impl Syncer {
             .map_err(|e| Fetch::Retry(transport(&e), None))?;
         let status = resp.status();
         if status.as_u16() == 429 || status.is_server_error() {
-            let after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+            let after = crate::outbound::retry_after(&resp, MAX_RETRY_AFTER);
             return Err(Fetch::Retry(format!("upstream answered {status}"), after));
         }
         if !status.is_success() {

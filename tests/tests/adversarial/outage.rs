@@ -137,31 +137,34 @@ async fn a_purchase_during_a_database_outage_is_refused_at_once() {
     let _ = std::fs::remove_dir_all(certs);
 }
 
-/// The locked price row decides the order (#33 item 15: removing `FOR UPDATE OF p` from the
-/// purchase broke no test). A purchase holds its product's price row from the moment it reads the
-/// price until it commits (here it pauses 800 ms there); an admin's price change made meanwhile
-/// waits for it, and answers after the purchase does: the purchase was charged the price that was
-/// current until it committed, never one replaced under it.
-#[tokio::test]
-async fn a_price_change_waits_for_the_purchase_that_read_the_price() {
+/// An origin process pausing at `failpoint`, an admin and a funded buyer signed in on it.
+struct Paused {
+    db: TestDb,
+    origin: harness::process::OriginProcess,
+    http: reqwest::Client,
+    admin: String,
+    token: String,
+    buyer: shared::types::UserResponse,
+}
+
+async fn paused(failpoint: &str) -> Paused {
     let db = TestDb::new(Some(Scale::Small)).await;
     let env = vec![
         ("DATABASE_URL", db.serving_url()),
         ("REDIS_URL", harness::shared_redis_url()),
         ("REDIS_KEY_PREFIX", harness::key_prefix()),
-        ("FAILPOINTS", "purchase::price_locked=1*return(800)".to_owned()),
+        ("FAILPOINTS", failpoint.to_owned()),
     ];
     let origin = harness::process::OriginProcess::start(&env).await;
     let http = reqwest::Client::new();
-    let admin_pool = origin::db::Db::from_pool(db.pool.clone());
+    let pool = origin::db::Db::from_pool(db.pool.clone());
     let creds = |email: &str| shared::types::Credentials {
         email: email.into(),
         password: harness::PASSWORD.into(),
     };
-    origin::accounts::create_admin(&admin_pool, creds("root@nexnum.test")).await.unwrap();
-    let buyer =
-        origin::accounts::create_admin(&admin_pool, creds("buyer@nexnum.test")).await.unwrap();
-    let credited = admin_pool.credit(buyer.id, 100_000, None, None).await;
+    origin::accounts::create_admin(&pool, creds("root@nexnum.test")).await.unwrap();
+    let buyer = origin::accounts::create_admin(&pool, creds("buyer@nexnum.test")).await.unwrap();
+    let credited = pool.credit(buyer.id, 100_000, None, None).await;
     assert!(matches!(credited, Ok(origin::db::accounts::CreditOutcome::Credited(_))));
     let login = |email: &'static str| {
         let http = http.clone();
@@ -177,6 +180,18 @@ async fn a_price_change_waits_for_the_purchase_that_read_the_price() {
         }
     };
     let (admin, token) = (login("root@nexnum.test").await, login("buyer@nexnum.test").await);
+    Paused { db, origin, http, admin, token, buyer }
+}
+
+/// The locked price row decides the order (#33 item 15: removing `FOR UPDATE OF p` from the
+/// purchase broke no test). A purchase holds its product's price row from the moment it reads the
+/// price until it commits (here it pauses 800 ms there); an admin's price change made meanwhile
+/// waits for it, and answers after the purchase does: the purchase was charged the price that was
+/// current until it committed, never one replaced under it.
+#[tokio::test]
+async fn a_price_change_waits_for_the_purchase_that_read_the_price() {
+    let Paused { db, origin, http, admin, token, buyer } =
+        paused("purchase::price_locked=1*return(800)").await;
     let (p, c, s, price, _) = harness::some_price(&db.pool, 2).await;
     let product = serde_json::json!({"provider": p, "country": c, "service": s});
     let buy = http.post(origin.url("/v1/activations")).bearer_auth(&token).json(&product).send();
@@ -215,38 +230,8 @@ async fn a_price_change_waits_for_the_purchase_that_read_the_price() {
 /// cached for a minute; judged against the locked row (10), it moves a step and invalidates.
 #[tokio::test]
 async fn a_bulk_update_judges_its_change_against_the_row_it_locked() {
-    let db = TestDb::new(Some(Scale::Small)).await;
-    let env = vec![
-        ("DATABASE_URL", db.serving_url()),
-        ("REDIS_URL", harness::shared_redis_url()),
-        ("REDIS_KEY_PREFIX", harness::key_prefix()),
-        ("FAILPOINTS", "bulk::before_apply=1*return(1500)".to_owned()),
-    ];
-    let origin = harness::process::OriginProcess::start(&env).await;
-    let http = reqwest::Client::new();
-    let pool = origin::db::Db::from_pool(db.pool.clone());
-    let creds = |email: &str| shared::types::Credentials {
-        email: email.into(),
-        password: harness::PASSWORD.into(),
-    };
-    origin::accounts::create_admin(&pool, creds("root@nexnum.test")).await.unwrap();
-    let buyer = origin::accounts::create_admin(&pool, creds("buyer@nexnum.test")).await.unwrap();
-    let credited = pool.credit(buyer.id, 100_000, None, None).await;
-    assert!(matches!(credited, Ok(origin::db::accounts::CreditOutcome::Credited(_))));
-    let login = |email: &'static str| {
-        let http = http.clone();
-        let url = origin.url("/v1/auth/login");
-        async move {
-            let r = http
-                .post(url)
-                .json(&serde_json::json!({"email": email, "password": harness::PASSWORD}))
-                .send()
-                .await
-                .unwrap();
-            r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-        }
-    };
-    let (admin, token) = (login("root@nexnum.test").await, login("buyer@nexnum.test").await);
+    let Paused { db, origin, http, admin, token, .. } =
+        paused("bulk::before_apply=1*return(1500)").await;
     let (p, c, s, price, _) = harness::some_price(&db.pool, 5).await;
     let product = serde_json::json!({"provider": p, "country": c, "service": s});
     let single = origin.url(&format!("/v1/catalog/{p}/prices/{c}/{s}"));
